@@ -1,0 +1,41 @@
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "orrery/error.h"
+
+const char *orr_strerror(int err) {
+  switch (err) {
+  case 0:
+    return "success";
+#define ORR_ERR_STR(name, val, msg)                                            \
+  case (val):                                                                  \
+    return msg;
+    ORR_ERRNO_MAP(ORR_ERR_STR)
+#undef ORR_ERR_STR
+  }
+  return "unknown error";
+}
+
+const char *orr_err_name(int err) {
+  switch (err) {
+  case 0:
+    return "OK";
+#define ORR_ERR_NAME(name, val, msg)                                           \
+  case (val):                                                                  \
+    return #name;
+    ORR_ERRNO_MAP(ORR_ERR_NAME)
+#undef ORR_ERR_NAME
+  }
+  return "EUNKNOWN";
+}
+
+int orr_error_set(orr_error *e, int code, const char *fmt, ...) {
+  if (e != NULL) {
+    va_list ap;
+    va_start(ap, fmt);
+    e->code = code;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
