@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "orrery/error.h"
 
@@ -38,4 +39,21 @@ int orr_error_set(orr_error *e, int code, const char *fmt, ...) {
     va_end(ap);
   }
   return code;
+}
+
+void orr_error_prefix(orr_error *e, const char *prefix) {
+  char tmp[sizeof e->msg];
+  size_t n;
+  if (e == NULL)
+    return;
+  n = strlen(prefix);
+  if (n + 2 >= sizeof tmp)
+    return;
+  memcpy(tmp, prefix, n);
+  memcpy(tmp + n, ": ", 2);
+  /* Keep as much of the old message as fits, always NUL-terminated. */
+  size_t room = sizeof tmp - n - 3, len = strnlen(e->msg, room);
+  memcpy(tmp + n + 2, e->msg, len);
+  tmp[n + 2 + len] = '\0';
+  memcpy(e->msg, tmp, sizeof tmp);
 }

@@ -14,7 +14,7 @@
   XX(ENOMEM, -12, "out of memory")                                             \
   XX(ETIMEDOUT, -110, "operation timed out")                                   \
   XX(ECANCELED, -125, "operation canceled")                                    \
-  XX(ENOTSUP, -95, "not supported by this backend")                           \
+  XX(ENOTSUP, -95, "not supported by this backend")                            \
   XX(ESTATE, -1001, "not allowed in the VM's current state")                   \
   XX(EBACKEND, -1002, "the backend refused the request")                       \
   XX(EVMGONE, -1003, "the VM process is gone")                                 \
@@ -46,5 +46,8 @@ typedef struct {
 ** `return orr_error_set(e, ORR_EINVAL, "...")`. e may be NULL. */
 int orr_error_set(orr_error *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Turns e->msg into "<prefix>: <msg>", truncating if it must. */
+void orr_error_prefix(orr_error *e, const char *prefix);
 
 #endif

@@ -1,0 +1,33 @@
+/*
+** The orrery module table. Loadable as require("orrery.core") from
+** build/orrery.so (the all-in-one C loader finds luaopen_orrery_core
+** there), which scripts/lib/orrery/init.lua wraps; luaopen_orrery is the
+** same table for a plain cpath-only require("orrery").
+*/
+#include "l_orrery.h"
+#include "orrery/document.h"
+
+#ifndef ORR_VERSION
+#define ORR_VERSION "0.0.0"
+#endif
+
+int luaopen_orrery_core(lua_State *L) {
+  luaL_checkversion(L);
+  orr_l_open_builder(L);
+  lua_newtable(L);
+  luaL_setfuncs(L, orr_l_builder_funcs, 0);
+  lua_pushliteral(L, ORR_VERSION);
+  lua_setfield(L, -2, "version");
+  /* HCS's four fixed controller GUIDs, indexed 0..3 like the API. */
+  lua_createtable(L, 0, ORR_SCSI_CONTROLLERS);
+  for (int i = 0; i < ORR_SCSI_CONTROLLERS; i++) {
+    lua_pushstring(L, orr_scsi_controller_guid(i));
+    lua_rawseti(L, -2, i);
+  }
+  lua_setfield(L, -2, "scsi_controller_guids");
+  return 1;
+}
+
+int luaopen_orrery(lua_State *L) {
+  return luaopen_orrery_core(L);
+}

@@ -1,0 +1,167 @@
+/*
+** The orrery executable: Lua 5.4 with the orrery module preloaded, and the
+** subcommands run, plan and version.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "l_orrery.h"
+
+#ifndef ORR_SOURCE_DIR
+#define ORR_SOURCE_DIR "."
+#endif
+
+static const char *progname = "orrery";
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s COMMAND [OPTIONS] ...\n"
+          "\n"
+          "commands:\n"
+          "  run RECIPE.lua [ARGS...]          run a recipe\n"
+          "  plan [--compact] RECIPE.lua [ARGS...]\n"
+          "                                    run a recipe against the "
+          "builder and print\n"
+          "                                    the document it returns as "
+          "JSON\n"
+          "  version                           print the version\n"
+          "\n"
+          "exit codes: 0 success, 1 the recipe failed, 2 usage error\n",
+          progname);
+}
+
+/* Message handler: keep the message, add a traceback below it. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Sets package.path so require("orrery") finds scripts/lib. */
+static void setup_paths(lua_State *L) {
+  const char *lib = getenv("ORRERY_LUA_LIB");
+  if (lib == NULL)
+    lib = ORR_SOURCE_DIR "/scripts/lib";
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lib, lib,
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_orrery_core);
+  lua_setfield(L, -2, "orrery.core");
+  lua_pop(L, 2);
+}
+
+/* Loads RECIPE, sets `arg`, calls it with ARGS; leaves its results. */
+static int run_recipe(lua_State *L, int argc, char **argv, int *nres) {
+  int base, status;
+  lua_createtable(L, argc - 1, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  lua_pushcfunction(L, msghandler);
+  base = lua_gettop(L);
+  status = luaL_loadfile(L, argv[0]);
+  if (status != LUA_OK)
+    return status;
+  for (int i = 1; i < argc; i++)
+    lua_pushstring(L, argv[i]);
+  status = lua_pcall(L, argc - 1, LUA_MULTRET, base);
+  *nres = lua_gettop(L) - base;
+  return status;
+}
+
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    return 1;
+  }
+  return 0;
+}
+
+static int cmd_plan(lua_State *L, int argc, char **argv) {
+  int compact = 0, nres = 0, status;
+  orr_builder *b;
+  char *text;
+  while (argc > 0 && argv[0][0] == '-') {
+    if (strcmp(argv[0], "--compact") == 0) {
+      compact = 1;
+    } else {
+      fprintf(stderr, "%s plan: unknown option %s\n", progname, argv[0]);
+      return 2;
+    }
+    argc--, argv++;
+  }
+  if (argc < 1) {
+    usage(stderr);
+    return 2;
+  }
+  status = run_recipe(L, argc, argv, &nres);
+  if (status != LUA_OK)
+    return report(L, status);
+  if (nres < 1 || (b = orr_l_testbuilder(L, -nres)) == NULL) {
+    fprintf(stderr,
+            "%s plan: %s must return an orrery.Builder (end the recipe "
+            "with `return b`)\n",
+            progname, argv[0]);
+    return 1;
+  }
+  text = orr_doc_dump(orr_builder_doc(b), !compact);
+  printf("%s\n", text);
+  free(text);
+  return 0;
+}
+
+static int cmd_run(lua_State *L, int argc, char **argv) {
+  int nres = 0;
+  if (argc < 1) {
+    usage(stderr);
+    return 2;
+  }
+  return report(L, run_recipe(L, argc, argv, &nres));
+}
+
+int main(int argc, char **argv) {
+  lua_State *L;
+  int rc;
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+      strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+    printf("orrery %s (%s)\n", ORR_VERSION, LUA_RELEASE);
+    return 0;
+  }
+  L = luaL_newstate();
+  if (L == NULL)
+    return 1;
+  luaL_openlibs(L);
+  setup_paths(L);
+  if (strcmp(argv[1], "plan") == 0) {
+    rc = cmd_plan(L, argc - 2, argv + 2);
+  } else if (strcmp(argv[1], "run") == 0) {
+    rc = cmd_run(L, argc - 2, argv + 2);
+  } else {
+    fprintf(stderr, "%s: unknown command '%s'\n", progname, argv[1]);
+    usage(stderr);
+    rc = 2;
+  }
+  lua_close(L);
+  return rc;
+}

@@ -1,0 +1,90 @@
+/*
+** The HCS schema 2.1 types that make up a compute system document, as data.
+** One table describes every group, so parsing, validation, key order on
+** output and error messages all come from the same place.
+*/
+#ifndef ORR_SCHEMA_H
+#define ORR_SCHEMA_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "orrery/error.h"
+
+typedef enum {
+  ORR_K_STRING,
+  ORR_K_BOOL,
+  ORR_K_INT,
+  ORR_K_OBJECT,      /* fixed fields, HCS names */
+  ORR_K_MAP,         /* free keys checked by key_check, values of elem */
+  ORR_K_ARRAY,       /* values of elem */
+  ORR_K_ANY,         /* any JSON value, copied as is */
+  ORR_K_UNSUPPORTED, /* a known HCS field Orrery does not build */
+} orr_kind;
+
+/* String checks; each returns NULL when the value is fine, else the rule. */
+typedef const char *(*orr_str_check)(const char *s, size_t len);
+
+typedef struct orr_type orr_type;
+
+typedef struct {
+  const char *name;
+  const orr_type *type;
+  int required;
+} orr_field;
+
+struct orr_type {
+  orr_kind kind;
+  const char *name;          /* HCS type name, for messages */
+  int64_t min, max;          /* ORR_K_INT range */
+  const char *const *values; /* ORR_K_STRING enum, NULL-terminated */
+  orr_str_check check;       /* ORR_K_STRING extra rule */
+  const orr_field *fields;   /* ORR_K_OBJECT, terminated by name NULL */
+  const orr_type *elem;      /* ORR_K_MAP / ORR_K_ARRAY */
+  orr_str_check key_check;   /* ORR_K_MAP */
+  size_t max_items;          /* ORR_K_MAP / ORR_K_ARRAY, 0 = unbounded */
+};
+
+/* The types the builder and the VM manager need by name. */
+extern const orr_type orr__t_compute_system;
+extern const orr_type orr__t_memory;
+extern const orr_type orr__t_processor;
+extern const orr_type orr__t_cpu_group;
+extern const orr_type orr__t_numa;
+extern const orr_type orr__t_numa_processors;
+extern const orr_type orr__t_uefi_boot_entry;
+extern const orr_type orr__t_linux_kernel_direct;
+extern const orr_type orr__t_storage_qos;
+extern const orr_type orr__t_attachment;
+extern const orr_type orr__t_vpci_device;
+extern const orr_type orr__t_vpmem_controller;
+extern const orr_type orr__t_vpmem_device;
+extern const orr_type orr__t_vsmb;
+extern const orr_type orr__t_vsmb_share;
+extern const orr_type orr__t_plan9_share;
+extern const orr_type orr__t_network_adapter;
+extern const orr_type orr__t_processor_limits;
+extern const orr_type orr__t_modify_request;
+
+/* String rules shared with the builder. */
+const char *orr__check_guid(const char *s, size_t len);
+const char *orr__check_mac(const char *s, size_t len);
+const char *orr__check_abs_path(const char *s, size_t len);
+const char *orr__check_socket_path(const char *s, size_t len);
+const char *orr__check_lun_key(const char *s, size_t len);
+
+/*
+** Checks `in` against `type` and returns a new normalized copy in *out:
+** keys in schema order, maps sorted by key, JSON null treated as absent,
+** an empty object accepted where an array is expected (Lua cannot tell
+** them apart), integral reals turned into integers. On failure returns
+** ORR_EINVAL with e->msg "<path> <rule>, got <value>" and *out untouched.
+** `path` names the value in messages ("" for the top).
+*/
+int orr__schema_normalize(const orr_type *type, const json_t *in,
+                          const char *path, json_t **out, orr_error *e);
+
+/* A short human rendering of a JSON value for messages. */
+void orr__json_brief(const json_t *v, char *buf, size_t len);
+
+#endif
