@@ -287,10 +287,20 @@ int orr_builder_add_scsi_disk(orr_builder *b, long long controller,
                          "add_scsi_disk: controller %lld has not been added "
                          "(call add_scsi_controller(%lld) first)",
                          controller, controller);
+  snprintf(lunkey, sizeof lunkey, "%lld", lun);
+  json_t *used = json_object_get(
+      json_object_get(json_object_get(devices(b->doc, "Scsi"), guid),
+                      "Attachments"),
+      lunkey);
+  if (used != NULL)
+    return orr_error_set(e, ORR_EEXIST,
+                         "add_scsi_disk: controller %lld LUN %lld is already "
+                         "used by %s; remove it first or pick a free LUN",
+                         controller, lun,
+                         json_string_value(json_object_get(used, "Path")));
   rc = orr__schema_normalize(&orr__t_attachment, attachment, "", &norm, e);
   if (rc != 0)
     return with_op(e, "add_scsi_disk", rc);
-  snprintf(lunkey, sizeof lunkey, "%lld", lun);
   rc = put_once(b, "add_scsi_disk",
                 (const char *const[]){"VirtualMachine", "Devices", "Scsi", guid,
                                       "Attachments", NULL},
@@ -304,6 +314,11 @@ int orr_builder_add_vpci_device(orr_builder *b, const char *vmbus_guid,
   if (rule != NULL)
     return orr_error_set(e, ORR_EINVAL,
                          "add_vpci_device: vmbus_guid %s, got \"%s\"", rule,
+                         vmbus_guid);
+  if (json_object_get(devices(b->doc, "VirtualPci"), vmbus_guid))
+    return orr_error_set(e, ORR_EEXIST,
+                         "add_vpci_device: VMBus GUID %s is already used by "
+                         "another device; each device needs its own GUID",
                          vmbus_guid);
   return merge_wrapped(b, "add_vpci_device", DEVICES("VirtualPci"),
                        "Devices.VirtualPci", vmbus_guid, &orr__t_vpci_device,
@@ -424,6 +439,11 @@ int orr_builder_add_network_adapter(orr_builder *b, const char *nic_guid,
   if (rule != NULL)
     return orr_error_set(e, ORR_EINVAL,
                          "add_network_adapter: nic id %s, got \"%s\"", rule,
+                         nic_guid);
+  if (json_object_get(devices(b->doc, "NetworkAdapters"), nic_guid))
+    return orr_error_set(e, ORR_EEXIST,
+                         "add_network_adapter: nic id %s is already used by "
+                         "another adapter",
                          nic_guid);
   return merge_wrapped(b, "add_network_adapter", DEVICES("NetworkAdapters"),
                        "Devices.NetworkAdapters", nic_guid,
