@@ -1,0 +1,581 @@
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "orrery/framer.h"
+#include "orrery/qmp.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define RETRY_FIRST_MS 2
+#define RETRY_MAX_MS 100
+
+/* Ordered: every state from DEAD on means the socket is gone. */
+enum state { CONNECTING, GREETING, NEGOTIATING, READY, DEAD, CLOSING };
+
+typedef struct request {
+  struct request *next;
+  uint64_t id;
+  char *text; /* the command's JSON until it is handed to uv_write() */
+  orr_qmp_reply_cb cb;
+  void *arg;
+} request;
+
+/* Requests in send order: QEMU answers in that order too, so the reply is
+** almost always the head and the linear search stays O(1). */
+typedef struct {
+  request *head;
+  request **tail;
+} reqlist;
+
+typedef struct {
+  uv_write_t req;
+  char *text;
+} write_req;
+
+struct orr_qmp {
+  uv_loop_t *loop;
+  uv_pipe_t pipe;
+  uv_timer_t timer; /* connect retries, then the handshake deadline */
+  uv_idle_t idle;   /* delivers the failures of requests sent when DEAD */
+  int pipe_open;    /* initialized and not yet closing */
+  int handles;      /* not yet closed; freed at 0 when CLOSING */
+  enum state state;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  uint64_t deadline; /* uv_hrtime() of the end of connect + handshake */
+  uint64_t retry_ms;
+  uint64_t next_id;
+  reqlist pending;  /* sent or queued, awaiting a reply */
+  reqlist deferred; /* sent after the end, to fail with ORR_EVMGONE */
+  int ready_done;
+  int closed_done;
+  int have_version, major, minor, micro;
+  orr_qmp_ready_cb ready_cb;
+  orr_qmp_closed_cb closed_cb;
+  orr_qmp_log_cb log_cb;
+  void *arg;
+  orr_qmp_event_cb event_cb;
+  void *event_arg;
+  orr_qmp_close_cb close_cb;
+  orr_framer framer;
+  char rbuf[64 * 1024];
+};
+
+static void qlog(orr_qmp *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void qlog(orr_qmp *q, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+
+  if (q->log_cb == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  q->log_cb(q->arg, msg);
+}
+
+/* Milliseconds to the deadline, rounded up: 0 only once it has passed.
+** Timers run on the loop's cached clock and may fire a little early, so
+** their callbacks ask this again rather than trust that they are late. */
+static uint64_t ms_left(const orr_qmp *q) {
+  uint64_t now = uv_hrtime();
+
+  return now >= q->deadline ? 0 : (q->deadline - now + 999999) / 1000000;
+}
+
+static void list_init(reqlist *l) {
+  l->head = NULL;
+  l->tail = &l->head;
+}
+
+static void list_push(reqlist *l, request *r) {
+  r->next = NULL;
+  *l->tail = r;
+  l->tail = &r->next;
+}
+
+static request *list_take_id(reqlist *l, uint64_t id) {
+  request **pp, *r;
+
+  for (pp = &l->head; *pp != NULL; pp = &(*pp)->next) {
+    if ((*pp)->id != id)
+      continue;
+    r = *pp;
+    *pp = r->next;
+    if (l->tail == &r->next)
+      l->tail = pp;
+    return r;
+  }
+  return NULL;
+}
+
+/* Empties the list first, so callbacks that send again do not touch the
+** chain being walked. */
+static void fail_all(reqlist *l, int status) {
+  request *r = l->head, *next;
+
+  list_init(l);
+  for (; r != NULL; r = next) {
+    next = r->next;
+    r->cb(r->arg, status, NULL, orr_strerror(status));
+    free(r->text);
+    free(r);
+  }
+}
+
+static void report_ready(orr_qmp *q, int status) {
+  if (q->ready_done)
+    return;
+  q->ready_done = 1;
+  q->ready_cb(q->arg, status);
+}
+
+static void report_closed(orr_qmp *q, int reason) {
+  if (q->closed_done)
+    return;
+  q->closed_done = 1;
+  if (q->closed_cb != NULL)
+    q->closed_cb(q->arg, reason);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  orr_qmp *q = h->data;
+
+  if (--q->handles > 0 || q->state != CLOSING)
+    return;
+  /* Every write callback has run (uv_close cancels them first), so nothing
+  ** refers to q any more once the user's callbacks are done. */
+  report_ready(q, ORR_ECANCELED);
+  fail_all(&q->pending, ORR_ECANCELED);
+  fail_all(&q->deferred, ORR_EVMGONE);
+  report_closed(q, ORR_ECANCELED);
+  if (q->close_cb != NULL)
+    q->close_cb(q->arg);
+  orr_framer_free(&q->framer);
+  free(q);
+}
+
+static void close_pipe(orr_qmp *q) {
+  if (!q->pipe_open)
+    return;
+  q->pipe_open = 0;
+  uv_read_stop((uv_stream_t *)&q->pipe);
+  uv_close((uv_handle_t *)&q->pipe, on_handle_closed);
+}
+
+/* The connection ended on its own: from a loop callback, so the user's
+** callbacks may run right here. */
+static void die(orr_qmp *q, int reason) {
+  if (q->state >= DEAD)
+    return;
+  q->state = DEAD;
+  uv_timer_stop(&q->timer);
+  close_pipe(q);
+  report_ready(q, reason);
+  fail_all(&q->pending, ORR_EVMGONE);
+  report_closed(q, reason);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  orr_qmp *q = req->data;
+
+  free(w->text);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED) {
+    qlog(q, "write: %s", uv_strerror(status));
+    die(q, ORR_EVMGONE);
+  }
+}
+
+static int write_request(orr_qmp *q, request *r) {
+  static char newline[] = "\n";
+  write_req *w = malloc(sizeof *w);
+  uv_buf_t bufs[2];
+
+  if (w == NULL)
+    return ORR_ENOMEM;
+  bufs[0] = uv_buf_init(r->text, (unsigned)strlen(r->text));
+  bufs[1] = uv_buf_init(newline, 1);
+  w->text = r->text;
+  w->req.data = q;
+  if (uv_write(&w->req, (uv_stream_t *)&q->pipe, bufs, 2, on_written) != 0) {
+    free(w);
+    return ORR_EIO;
+  }
+  r->text = NULL;
+  return 0;
+}
+
+/* A request with its JSON text; steals args. */
+static request *new_request(orr_qmp *q, const char *command, json_t *args,
+                            orr_qmp_reply_cb cb, void *arg) {
+  request *r = calloc(1, sizeof *r);
+  json_t *msg;
+
+  msg =
+      json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)q->next_id);
+  /* json_object_set_new() steals args even when it fails (msg NULL too). */
+  if (args != NULL && json_object_set_new(msg, "arguments", args) != 0) {
+    json_decref(msg);
+    msg = NULL;
+  }
+  if (r != NULL && msg != NULL)
+    r->text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (r == NULL || r->text == NULL) {
+    free(r);
+    return NULL;
+  }
+  r->id = q->next_id++;
+  r->cb = cb;
+  r->arg = arg;
+  return r;
+}
+
+static void on_capabilities(void *arg, int status, json_t *result,
+                            const char *errmsg) {
+  orr_qmp *q = arg;
+  request *r;
+
+  (void)result;
+  if (status == ORR_EBACKEND) {
+    qlog(q, "qmp_capabilities: %s", errmsg);
+    die(q, ORR_EBACKEND);
+    return;
+  }
+  if (status != 0)
+    return; /* die() or close already reported the handshake's end */
+  q->state = READY;
+  uv_timer_stop(&q->timer);
+  /* Queued commands go out before ready_cb can add more, keeping order. */
+  for (r = q->pending.head; r != NULL; r = r->next) {
+    if (r->text != NULL && write_request(q, r) != 0) {
+      die(q, ORR_EIO);
+      return;
+    }
+  }
+  report_ready(q, 0);
+}
+
+static void on_greeting(orr_qmp *q, json_t *greeting) {
+  json_t *ver = json_object_get(json_object_get(greeting, "version"), "qemu");
+  request *r;
+
+  if (q->state != GREETING) {
+    qlog(q, "ignoring a second greeting");
+    return;
+  }
+  if (json_unpack(ver, "{s:i, s:i, s:i}", "major", &q->major, "minor",
+                  &q->minor, "micro", &q->micro) == 0)
+    q->have_version = 1;
+  else
+    qlog(q, "greeting without a QEMU version");
+
+  /* qmp_capabilities must be the first command on the wire: it goes in
+  ** front of anything queued and is written now. */
+  r = new_request(q, "qmp_capabilities", NULL, on_capabilities, q);
+  if (r == NULL || write_request(q, r) != 0) {
+    if (r != NULL)
+      free(r->text);
+    free(r);
+    die(q, ORR_EIO);
+    return;
+  }
+  r->next = q->pending.head;
+  q->pending.head = r;
+  if (q->pending.tail == &q->pending.head)
+    q->pending.tail = &r->next;
+  q->state = NEGOTIATING;
+}
+
+static void on_reply(orr_qmp *q, json_t *msg) {
+  json_t *id = json_object_get(msg, "id"), *ret, *err;
+  const char *desc;
+  request *r;
+
+  if (!json_is_integer(id)) {
+    /* QEMU sends an error without id only for input it could not parse. */
+    qlog(q, "ignoring a reply without an id");
+    return;
+  }
+  r = list_take_id(&q->pending, (uint64_t)json_integer_value(id));
+  if (r == NULL) {
+    qlog(q, "ignoring a reply to unknown id %" JSON_INTEGER_FORMAT,
+         json_integer_value(id));
+    return;
+  }
+  ret = json_object_get(msg, "return");
+  if (ret != NULL) {
+    r->cb(r->arg, 0, ret, "");
+  } else {
+    err = json_object_get(msg, "error");
+    desc = json_string_value(json_object_get(err, "desc"));
+    r->cb(r->arg, ORR_EBACKEND, err, desc != NULL ? desc : "QEMU error");
+  }
+  free(r->text);
+  free(r);
+}
+
+static void on_event(orr_qmp *q, json_t *msg) {
+  const char *name = json_string_value(json_object_get(msg, "event"));
+  json_t *ts = json_object_get(msg, "timestamp");
+
+  if (name == NULL) {
+    qlog(q, "ignoring an event without a name");
+    return;
+  }
+  if (q->event_cb != NULL)
+    q->event_cb(q->event_arg, name, json_object_get(msg, "data"),
+                json_integer_value(json_object_get(ts, "seconds")),
+                json_integer_value(json_object_get(ts, "microseconds")));
+}
+
+static int on_line(void *arg, const char *line, size_t len) {
+  orr_qmp *q = arg;
+  json_error_t jerr;
+  json_t *msg, *greeting;
+
+  msg = json_loadb(line, len, 0, &jerr);
+  if (!json_is_object(msg)) {
+    qlog(q, "ignoring a line that is not a JSON object: %.*s",
+         len > 120 ? 120 : (int)len, line);
+  } else if ((greeting = json_object_get(msg, "QMP")) != NULL) {
+    on_greeting(q, greeting);
+  } else if (json_object_get(msg, "event") != NULL) {
+    on_event(q, msg);
+  } else if (json_object_get(msg, "return") != NULL ||
+             json_object_get(msg, "error") != NULL) {
+    on_reply(q, msg);
+  } else {
+    qlog(q, "ignoring an unknown message: %.*s", len > 120 ? 120 : (int)len,
+         line);
+  }
+  json_decref(msg);
+  /* A callback may have closed the connection: skip the rest of the read. */
+  return q->state >= DEAD;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  orr_qmp *q = h->data;
+
+  (void)suggested;
+  /* One read at a time, consumed before the next: one buffer suffices. */
+  *buf = uv_buf_init(q->rbuf, sizeof q->rbuf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  orr_qmp *q = s->data;
+  int rc;
+
+  if (n < 0) {
+    /* EOF after quit, ECONNRESET after a kill: both are QEMU going away. */
+    if (n != UV_EOF && n != UV_ECONNRESET)
+      qlog(q, "read: %s", uv_strerror((int)n));
+    die(q, ORR_EVMGONE);
+    return;
+  }
+  rc = orr_framer_feed(&q->framer, buf->base, (size_t)n);
+  if (rc < 0) {
+    qlog(q, "dropping the connection: %s",
+         rc == ORR_EIO ? "line too long" : orr_strerror(rc));
+    die(q, ORR_EIO);
+  }
+}
+
+static void on_handshake_timeout(uv_timer_t *t) {
+  orr_qmp *q = t->data;
+  uint64_t left = ms_left(q);
+
+  if (left > 0) {
+    uv_timer_start(t, on_handshake_timeout, left, 0);
+    return;
+  }
+  qlog(q, "no QMP handshake on %s in time", q->path);
+  die(q, ORR_ETIMEDOUT);
+}
+
+static void connected(orr_qmp *q, int fd) {
+  int rc;
+
+  uv_pipe_init(q->loop, &q->pipe, 0);
+  q->pipe.data = q;
+  q->handles++;
+  q->pipe_open = 1;
+  rc = uv_pipe_open(&q->pipe, fd);
+  if (rc != 0) {
+    close(fd);
+  } else {
+    rc = uv_read_start((uv_stream_t *)&q->pipe, on_alloc, on_read);
+  }
+  if (rc != 0) {
+    qlog(q, "%s: %s", q->path, uv_strerror(rc));
+    die(q, ORR_EIO);
+    return;
+  }
+  q->state = GREETING;
+  uv_timer_start(&q->timer, on_handshake_timeout, ms_left(q), 0);
+}
+
+/* A plain non-blocking connect(), which on a unix socket completes or fails
+** at once, so retrying is a timer and a syscall; the fd then becomes a
+** uv_pipe_t. */
+static void try_connect(uv_timer_t *t) {
+  orr_qmp *q = t->data;
+  struct sockaddr_un sa;
+  uint64_t left;
+  int fd, err;
+
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    qlog(q, "socket: %s", strerror(errno));
+    die(q, ORR_EIO);
+    return;
+  }
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, q->path, sizeof q->path);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    connected(q, fd);
+    return;
+  }
+  err = errno;
+  close(fd);
+  /* QEMU binds the socket some milliseconds after it was spawned, and a
+  ** full backlog (EAGAIN) clears as soon as it accepts. */
+  if (err == ENOENT || err == ECONNREFUSED || err == EAGAIN || err == EINTR) {
+    left = ms_left(q);
+    if (left == 0) {
+      qlog(q, "connect %s: %s", q->path, strerror(err));
+      die(q, ORR_ETIMEDOUT);
+      return;
+    }
+    uv_timer_start(t, try_connect, q->retry_ms < left ? q->retry_ms : left, 0);
+    q->retry_ms =
+        q->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : q->retry_ms * 2;
+    return;
+  }
+  qlog(q, "connect %s: %s", q->path, strerror(err));
+  die(q, err == EACCES || err == EPERM ? ORR_EPERM : ORR_EIO);
+}
+
+static void on_idle(uv_idle_t *h) {
+  orr_qmp *q = h->data;
+
+  uv_idle_stop(h);
+  fail_all(&q->deferred, ORR_EVMGONE);
+}
+
+int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
+  struct sigaction sa;
+  orr_qmp *q;
+
+  *out = NULL;
+  if (loop == NULL || o == NULL || o->path == NULL || o->ready_cb == NULL)
+    return ORR_EINVAL;
+  if (o->path[0] == '\0' || strlen(o->path) >= sizeof q->path)
+    return ORR_EINVAL;
+  q = calloc(1, sizeof *q);
+  if (q == NULL)
+    return ORR_ENOMEM;
+  q->loop = loop;
+  strcpy(q->path, o->path);
+  q->ready_cb = o->ready_cb;
+  q->closed_cb = o->closed_cb;
+  q->log_cb = o->log_cb;
+  q->arg = o->arg;
+  q->next_id = 1;
+  q->retry_ms = RETRY_FIRST_MS;
+  q->deadline =
+      uv_hrtime() +
+      (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS) * UINT64_C(1000000);
+  list_init(&q->pending);
+  list_init(&q->deferred);
+  orr_framer_init(&q->framer, 0, on_line, q);
+  uv_timer_init(loop, &q->timer);
+  uv_idle_init(loop, &q->idle);
+  q->timer.data = q;
+  q->idle.data = q;
+  q->handles = 2;
+  uv_timer_start(&q->timer, try_connect, 0, 0);
+
+  /* A write to a QEMU that just died raises SIGPIPE, whose default action
+  ** would kill the whole engine; EPIPE is what we want instead. */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+  *out = q;
+  return 0;
+}
+
+int orr_qmp_send(orr_qmp *q, const char *command, json_t *args,
+                 orr_qmp_reply_cb cb, void *arg) {
+  request *r;
+  int rc;
+
+  if (q == NULL || command == NULL || command[0] == '\0' || cb == NULL ||
+      (args != NULL && !json_is_object(args))) {
+    json_decref(args);
+    return ORR_EINVAL;
+  }
+  if (q->state == CLOSING) {
+    json_decref(args);
+    return ORR_ECANCELED;
+  }
+  r = new_request(q, command, args, cb, arg);
+  if (r == NULL)
+    return ORR_ENOMEM;
+  if (q->state == DEAD) {
+    list_push(&q->deferred, r);
+    uv_idle_start(&q->idle, on_idle);
+    return 0;
+  }
+  list_push(&q->pending, r);
+  if (q->state == READY) {
+    rc = write_request(q, r);
+    if (rc != 0) {
+      list_take_id(&q->pending, r->id);
+      free(r->text);
+      free(r);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void orr_qmp_on_event(orr_qmp *q, orr_qmp_event_cb cb, void *arg) {
+  q->event_cb = cb;
+  q->event_arg = arg;
+}
+
+int orr_qmp_version(const orr_qmp *q, int *major, int *minor, int *micro) {
+  if (!q->have_version)
+    return ORR_ESTATE;
+  if (major != NULL)
+    *major = q->major;
+  if (minor != NULL)
+    *minor = q->minor;
+  if (micro != NULL)
+    *micro = q->micro;
+  return 0;
+}
+
+int orr_qmp_is_ready(const orr_qmp *q) {
+  return q->state == READY;
+}
+
+void orr_qmp_close(orr_qmp *q, orr_qmp_close_cb cb) {
+  if (q->state == CLOSING)
+    return;
+  q->state = CLOSING;
+  q->close_cb = cb;
+  close_pipe(q);
+  uv_close((uv_handle_t *)&q->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->idle, on_handle_closed);
+}
