@@ -1,0 +1,329 @@
+/*
+** Run-time change plans: the QMP commands that carry out one
+** ModifySettingRequest, with the undo of each step and the cleanup that has
+** to wait for DEVICE_DELETED. The shape is documented in qemu_xlate.h.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/qemu_xlate.h"
+
+/* {"do":[], "wait_deleted":null, "after":[], "ignored":[]} */
+static json_t *plan_new(void) {
+  return json_pack("{s:[], s:n, s:[], s:[]}", "do", "wait_deleted", "after",
+                   "ignored");
+}
+
+static json_t *cmd(const char *execute, json_t *args /* taken */) {
+  if (args == NULL)
+    return NULL;
+  return json_pack("{s:s, s:o}", "execute", execute, "arguments", args);
+}
+
+/* Appends a "do" step; takes args and undo (undo may be NULL: none). */
+static int step(json_t *plan, const char *execute, json_t *args,
+                json_t *undo) {
+  json_t *s = cmd(execute, args);
+  if (s == NULL ||
+      json_object_set_new(s, "undo", undo ? undo : json_null()) != 0 ||
+      json_array_append_new(json_object_get(plan, "do"), s) != 0) {
+    json_decref(s);
+    return -1;
+  }
+  return 0;
+}
+
+static int after(json_t *plan, const char *execute, json_t *args) {
+  json_t *c = cmd(execute, args);
+  return c == NULL ||
+                 json_array_append_new(json_object_get(plan, "after"), c) != 0
+             ? -1
+             : 0;
+}
+
+static int wait_deleted(json_t *plan, const char *qdev) {
+  return json_object_set_new(plan, "wait_deleted", json_string(qdev));
+}
+
+static json_t *node_del(const char *node) {
+  return json_pack("{s:s}", "node-name", node);
+}
+
+static int finish(json_t *plan, bool oom, json_t **out, orr_error *err) {
+  if (oom || plan == NULL) {
+    json_decref(plan);
+    *out = NULL;
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  }
+  *out = plan;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
+                            bool throttle_group, json_t **plan,
+                            orr_error *err) {
+  char path[512];
+  json_t *nodes, *dev, *node, *p;
+  bool oom = false;
+  size_t i;
+  int rc;
+
+  *plan = NULL;
+  snprintf(path, sizeof path, "VirtualMachine.Devices.Scsi.%s.Attachments.%d",
+           orr__qemu_scsi_guid(ctrl) ? orr__qemu_scsi_guid(ctrl) : "?", lun);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  if ((rc = orr__qemu_disk_objects(ctrl, lun, attachment, path,
+                                   throttle_group, json_object_get(p, "ignored"),
+                                   &nodes, &dev, err)) != 0) {
+    json_decref(p);
+    return rc;
+  }
+  /* blockdev-add file, format[, throttle]; each undone by blockdev-del. */
+  json_array_foreach(nodes, i, node) {
+    const char *name = json_string_value(json_object_get(node, "node-name"));
+    oom |= step(p, "blockdev-add", json_incref(node),
+                cmd("blockdev-del", node_del(name))) != 0;
+  }
+  /* The last step needs no undo: nothing follows it. */
+  oom |= step(p, "device_add", dev, NULL) != 0;
+  json_decref(nodes);
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
+                               json_t **plan, orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (ctrl < 0 || ctrl > 3 || lun < 0 || lun > 63)
+    return orr_error_set(err, ORR_EINVAL,
+                         "SCSI remove: controller must be 0..3 and LUN "
+                         "0..63, got %d and %d",
+                         ctrl, lun);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "device_del",
+              json_pack("{s:s}", "id", orr__qemu_disk_qdev(ctrl, lun).s),
+              NULL) != 0;
+  oom |= wait_deleted(p, orr__qemu_disk_qdev(ctrl, lun).s) != 0;
+  /* Top node first: a node in use by a parent cannot be deleted. */
+  if (throttle_group)
+    oom |= after(p, "blockdev-del",
+                 node_del(orr__qemu_disk_qos_node(ctrl, lun).s)) != 0;
+  oom |= after(p, "blockdev-del",
+               node_del(orr__qemu_disk_fmt_node(ctrl, lun).s)) != 0;
+  oom |= after(p, "blockdev-del",
+               node_del(orr__qemu_disk_file_node(ctrl, lun).s)) != 0;
+  return finish(p, oom, plan, err);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int check_port(const char *port, const char *path, orr_error *err) {
+  if (port == NULL || strncmp(port, "rp", 2) != 0 || port[2] == '\0' ||
+      strspn(port + 2, "0123456789") != strlen(port + 2))
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s: the root port must be a free \"rpN\" from the "
+                         "layout, got '%s'",
+                         path, port ? port : "(null)");
+  return 0;
+}
+
+int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
+                            const char *port, json_t **plan,
+                            orr_error *err) {
+  char path[512];
+  json_t *dev, *p;
+  int rc;
+
+  *plan = NULL;
+  snprintf(path, sizeof path, "VirtualMachine.Devices.VirtualPci.%s",
+           guid ? guid : "(null)");
+  if (guid == NULL)
+    return orr_error_set(err, ORR_EINVAL, "%s: no GUID", path);
+  if ((rc = check_port(port, path, err)) != 0)
+    return rc;
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  if ((rc = orr__qemu_vpci_objects(guid, device, path, port,
+                                   json_object_get(p, "ignored"), &dev,
+                                   err)) != 0) {
+    json_decref(p);
+    return rc;
+  }
+  return finish(p, step(p, "device_add", dev, NULL) != 0, plan, err);
+}
+
+int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
+                               orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (guid == NULL || !orr__qemu_is_guid(guid))
+    return orr_error_set(err, ORR_EINVAL,
+                         "VirtualMachine.Devices.VirtualPci.%s: the VMBus id "
+                         "must be a GUID",
+                         guid ? guid : "(null)");
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "device_del",
+              json_pack("{s:s}", "id", orr__qemu_vpci_qdev(guid).s),
+              NULL) != 0;
+  oom |= wait_deleted(p, orr__qemu_vpci_qdev(guid).s) != 0;
+  return finish(p, oom, plan, err);
+}
+
+/* ---------------------------------------------------------------------- */
+
+int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
+                           const char *port, json_t **plan, orr_error *err) {
+  char path[512];
+  json_t *netdev, *dev, *p;
+  bool oom = false;
+  int rc;
+
+  *plan = NULL;
+  snprintf(path, sizeof path, "VirtualMachine.Devices.NetworkAdapters.%s",
+           guid ? guid : "(null)");
+  if (guid == NULL)
+    return orr_error_set(err, ORR_EINVAL, "%s: no GUID", path);
+  if ((rc = check_port(port, path, err)) != 0)
+    return rc;
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  if ((rc = orr__qemu_nic_objects(guid, settings, path, port,
+                                  json_object_get(p, "ignored"), &netdev,
+                                  &dev, err)) != 0) {
+    json_decref(p);
+    return rc;
+  }
+  oom |= step(p, "netdev_add", netdev,
+              cmd("netdev_del", json_pack("{s:s}", "id",
+                                          orr__qemu_nic_netdev(guid).s))) !=
+         0;
+  oom |= step(p, "device_add", dev, NULL) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_nic_remove(const char *guid, json_t **plan,
+                              orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (guid == NULL || !orr__qemu_is_guid(guid))
+    return orr_error_set(err, ORR_EINVAL,
+                         "VirtualMachine.Devices.NetworkAdapters.%s: the NIC "
+                         "id must be a GUID",
+                         guid ? guid : "(null)");
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "device_del",
+              json_pack("{s:s}", "id", orr__qemu_nic_qdev(guid).s),
+              NULL) != 0;
+  oom |= wait_deleted(p, orr__qemu_nic_qdev(guid).s) != 0;
+  oom |= after(p, "netdev_del",
+               json_pack("{s:s}", "id", orr__qemu_nic_netdev(guid).s)) != 0;
+  return finish(p, oom, plan, err);
+}
+
+/* ---------------------------------------------------------------------- */
+
+int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
+                          orr_error *err) {
+  static const char *path = "VirtualMachine.ComputeTopology.Memory.SizeInMB";
+  json_t *p;
+
+  *plan = NULL;
+  if (size_mb < 1 || size_mb > 1048576)
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s must be an integer in 1..1048576, got %llu",
+                         path, (unsigned long long)size_mb);
+  if (size_mb > boot_mb)
+    return orr_error_set(err, ORR_ENOTSUP,
+                         "%s: the qemu backend resizes memory with the "
+                         "balloon, which cannot grow the VM beyond the %llu "
+                         "MB it booted with (asked for %llu)",
+                         path, (unsigned long long)boot_mb,
+                         (unsigned long long)size_mb);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  return finish(p,
+                step(p, "balloon",
+                     json_pack("{s:I}", "value",
+                               (json_int_t)(size_mb * 1024 * 1024)),
+                     NULL) != 0,
+                plan, err);
+}
+
+int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
+                               json_t **plan, orr_error *err) {
+  static const orr_qemu_field_rule rules[] = {
+      {"IopsMaximum", ORR_QF_USE, NULL},
+      {"BandwidthMaximum", ORR_QF_USE, NULL},
+      {NULL, 0, NULL},
+  };
+  static const char *path = "VirtualMachine.StorageQoS";
+  long long iops, bps;
+  json_t *p;
+  int rc;
+
+  *plan = NULL;
+  if ((rc = orr__qemu_check_fields(qos, path, rules, NULL, err)) != 0 ||
+      (rc = orr__qemu_get_int(qos, "IopsMaximum", path, 0, INT32_MAX, 0,
+                              &iops, err)) != 0 ||
+      (rc = orr__qemu_get_int(qos, "BandwidthMaximum", path, 0, INT32_MAX, 0,
+                              &bps, err)) != 0)
+    return rc;
+  if (!throttle_group)
+    return orr_error_set(err, ORR_ENOTSUP,
+                         "%s: the VM was created without StorageQoS, so its "
+                         "disks have no throttle nodes; set StorageQoS when "
+                         "creating the VM",
+                         path);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  /* Replaces the whole limits struct: unset fields become 0 (unlimited). */
+  return finish(p,
+                step(p, "qom-set",
+                     json_pack("{s:s, s:s, s:{s:I, s:I}}", "path",
+                               ORR_QEMU_THROTTLE_PATH, "property", "limits",
+                               "value", "iops-total", (json_int_t)iops,
+                               "bps-total", (json_int_t)bps),
+                     NULL) != 0,
+                plan, err);
+}
+
+/* ---------------------------------------------------------------------- */
+
+int orr__qemu_plan_plan9_add(const json_t *share, json_t **plan,
+                             orr_error *err) {
+  (void)share;
+  *plan = NULL;
+  return orr_error_set(err, ORR_ENOTSUP,
+                       "VirtualMachine.Devices.Plan9.Shares: QEMU 7.2 cannot "
+                       "add a 9p share to a running VM (it has no run-time "
+                       "fsdev); declare the share in the document");
+}
+
+int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (k < 0)
+    return orr_error_set(err, ORR_EINVAL,
+                         "VirtualMachine.Devices.Plan9.Shares: bad index %d",
+                         k);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "device_del",
+              json_pack("{s:s}", "id", orr__qemu_p9_qdev(k).s), NULL) != 0;
+  oom |= wait_deleted(p, orr__qemu_p9_qdev(k).s) != 0;
+  return finish(p, oom, plan, err);
+}

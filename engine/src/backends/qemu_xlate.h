@@ -1,0 +1,311 @@
+/*
+** The qemu backend's translation layer: an HCS schema 2.1 compute system
+** document (a validated Jansson value with the exact HCS keys) in, QEMU 7.2
+** argv and QMP "plans" out. Pure data: nothing here spawns a process or opens
+** a socket. It reads a few bytes of disk images (format detection) and stats
+** pmem images, because the argv depends on them.
+**
+** Three files, one job each:
+**   qemu_xlate.c  names, config, field rules, the JSON of disks/NICs/VPCI
+**                 devices shared by boot time and run time
+**   qemu_argv.c   orr__qemu_argv(), orr__qemu_prepare_files()
+**   qemu_plan.c   the run-time change plans (one function per change type)
+**
+** Every value that carries a user string (path, name, MAC) goes to QEMU as
+** JSON (`-device {...}`, `-blockdev {...}`, `-object {...}`, `-netdev {...}`),
+** so a path holding "," or "driver=" reaches QEMU literally. The options that
+** cannot take JSON (-fsdev, -chardev) get QEMU's own escape: every "," in
+** the path is doubled. -kernel/-initrd/-append take their value verbatim in
+** 7.2 (checked: a "," in the kernel path and the command line arrive intact).
+**
+** The decisions (port order, graphics, pmem, restore path rule, advisory
+** fields) are in the comment at the top of qemu_argv.c; the disk format
+** rule is at orr__qemu_disk_format() below; one function per VPCI device
+** is explained in qemu_xlate.c.
+*/
+#ifndef ORR_BACKENDS_QEMU_XLATE_H
+#define ORR_BACKENDS_QEMU_XLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "orrery/error.h"
+
+/* ---------------------------------------------------------------------- */
+/* Configuration                                                          */
+/* ---------------------------------------------------------------------- */
+
+/* Facts about the host that change the translation. Probed by
+** orr__qemu_probe_host(); tests set them by hand. */
+typedef struct {
+  bool vhost_vsock; /* /dev/vhost-vsock exists: HvSocket services possible */
+  bool vhost_net;   /* /dev/vhost-net exists (recorded; we never use vhost) */
+  bool kvm;         /* /dev/kvm exists */
+} orr_qemu_host_facts;
+
+typedef struct {
+  const char *binary;  /* argv[0]; default "qemu-system-x86_64" */
+  const char *run_dir; /* the VM's private dir (0700), absolute, no ','; the
+                       ** socket paths in it must fit a sockaddr_un */
+  const char *accel;   /* "tcg" (-accel tcg -cpu max) or "kvm" (-accel kvm
+                       ** -cpu host); "auto" is resolved by the VM layer */
+  int hotplug_ports;   /* free root ports for run-time hot-adds; default 16 */
+  bool guest_agent;    /* add virtio-serial + the qga socket */
+  const char *restore_path; /* NULL, or a saved state to -incoming from */
+  unsigned vsock_cid;  /* guest CID (>= 3) if HvSocket services need vsock */
+  const char *ovmf_code;          /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
+  const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
+  orr_qemu_host_facts host;
+} orr_qemu_config;
+
+#define ORR_QEMU_DEFAULT_BINARY "qemu-system-x86_64"
+#define ORR_QEMU_DEFAULT_HOTPLUG_PORTS 16
+#define ORR_QEMU_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define ORR_QEMU_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
+/* Root ports live at pcie.0 slots 0x02..0x1e, 8 functions each. */
+#define ORR_QEMU_MAX_PORTS (29 * 8)
+
+/* Fills defaults: binary, accel "tcg", 16 hot-plug ports, OVMF paths; the
+** rest zero (no run_dir: the caller must set it). */
+void orr__qemu_config_init(orr_qemu_config *cfg);
+/* Looks at /dev for the facts above. */
+void orr__qemu_probe_host(orr_qemu_host_facts *facts);
+
+/* ---------------------------------------------------------------------- */
+/* The fixed naming scheme (the VM layer depends on it)                   */
+/* ---------------------------------------------------------------------- */
+
+/* Files in cfg->run_dir. */
+#define ORR_QEMU_QMP_SOCK "qmp.sock"      /* -chardev id=qmp + -mon control */
+#define ORR_QEMU_QGA_SOCK "qga.sock"      /* guest agent (cfg->guest_agent) */
+#define ORR_QEMU_VNC_SOCK "vnc.sock"      /* -vnc unix: when graphics */
+#define ORR_QEMU_PIDFILE "qemu.pid"       /* -pidfile */
+#define ORR_QEMU_VARS_FILE "OVMF_VARS.fd" /* per-VM UEFI variable store */
+
+/* Fixed ids. */
+#define ORR_QEMU_QMP_CHARDEV "qmp"
+#define ORR_QEMU_QGA_CHARDEV "qga"
+#define ORR_QEMU_QGA_PORT_NAME "org.qemu.guest_agent.0"
+#define ORR_QEMU_VSERIAL_ID "vser0"     /* virtio-serial-pci for the agent */
+#define ORR_QEMU_BALLOON_ID "balloon0"  /* virtio-balloon-pci, always */
+#define ORR_QEMU_VSOCK_ID "vsock0"      /* vhost-vsock-pci, when needed */
+#define ORR_QEMU_VIDEO_ID "video0"      /* VGA on pcie.0 addr 0x1 */
+#define ORR_QEMU_THROTTLE_GROUP "tg0"   /* the VM-wide StorageQoS group */
+#define ORR_QEMU_THROTTLE_PATH "/objects/tg0"
+
+/* A qdev id / node name / port name, returned by value so it can be used in
+** one expression: orr__qemu_disk_qdev(0, 3).s is "disk-0-3". GUIDs are
+** 36 characters, so 64 bytes always suffice. */
+typedef struct {
+  char s[64];
+} orr_qemu_name;
+
+orr_qemu_name orr__qemu_port_id(int n);         /* "rp<n>" */
+orr_qemu_name orr__qemu_scsi_ctrl_qdev(int c);  /* "scsi<c>" */
+orr_qemu_name orr__qemu_scsi_bus(int c);        /* "scsi<c>.0" */
+orr_qemu_name orr__qemu_disk_qdev(int c, int lun);      /* "disk-<c>-<lun>" */
+orr_qemu_name orr__qemu_disk_file_node(int c, int lun); /* "file-<c>-<lun>" */
+orr_qemu_name orr__qemu_disk_fmt_node(int c, int lun);  /* "fmt-<c>-<lun>" */
+orr_qemu_name orr__qemu_disk_qos_node(int c, int lun);  /* "qos-<c>-<lun>" */
+orr_qemu_name orr__qemu_vpci_qdev(const char *guid);    /* "vpci-<guid>" */
+orr_qemu_name orr__qemu_nic_qdev(const char *guid);     /* "nic-<guid>" */
+orr_qemu_name orr__qemu_nic_netdev(const char *guid);   /* "net-<guid>" */
+orr_qemu_name orr__qemu_p9_fsdev(int k);        /* "fs<k>" (Shares[k]) */
+orr_qemu_name orr__qemu_p9_qdev(int k);         /* "p9-<k>" */
+orr_qemu_name orr__qemu_pmem_qdev(int k);       /* "pmem-<k>" (Devices key) */
+orr_qemu_name orr__qemu_pmem_memdev(int k);     /* "pmem-<k>-mem" */
+orr_qemu_name orr__qemu_com_chardev(int n);     /* "com<n>" (ComPorts key) */
+orr_qemu_name orr__qemu_com_qdev(int n);        /* "serial<n>" (isa-serial) */
+
+/* "<run_dir>/<file>" into buf; ORR_EINVAL if it does not fit. */
+int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
+                       const char *file);
+
+/* HCS's four fixed SCSI controller GUIDs: index 0..3 <-> key in
+** Devices.Scsi. orr__qemu_scsi_index returns -1 for any other string. */
+const char *orr__qemu_scsi_guid(int index);
+int orr__qemu_scsi_index(const char *guid);
+
+/* ---------------------------------------------------------------------- */
+/* Boot time                                                              */
+/* ---------------------------------------------------------------------- */
+
+/*
+** Translates a validated document into QEMU's argv.
+**
+** *argv: a JSON array of strings, argv[0] = cfg->binary; spawn it without a
+** shell. *layout:
+**   {"ports":[{"id":"rp0","device":"scsi0"}, ..., {"id":"rp9","device":null}],
+**    "ignored":["VirtualMachine.ComputeTopology.Memory.Backing", ...],
+**    "throttle_group": true|false,   (StorageQoS given: tg0 exists)
+**    "qmp": "<run_dir>/qmp.sock", "pidfile": "...", "qga": "..."|null,
+**    "vnc": "..."|null,
+**    "files": [{"path":"<run_dir>/OVMF_VARS.fd","from":"<template>"}]}
+** "ports" lists every root port in order; "device" is the qdev id that
+** occupies it, null for a free one (the hot-plug pool). "ignored" lists the
+** advisory fields present in the document that have no QEMU equivalent.
+** "files" are files orr__qemu_prepare_files() creates before the spawn.
+**
+** Errors: ORR_EINVAL (a bad value; the message names the field and the
+** rule), ORR_ENOTSUP (a field this backend cannot honour; the message names
+** it and says why), ORR_ENOENT (a pmem image that cannot be stat'ed),
+** ORR_ENOMEM. On error *argv and *layout are NULL.
+*/
+int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg,
+                   json_t **argv, json_t **layout, orr_error *err);
+
+/* Creates the files the argv expects (layout "files"): the per-VM copy of
+** the OVMF variable store when Chipset.Uefi is set. An existing copy is kept
+** (it is the VM's NVRAM). Mode 0600. ORR_EIO with the errno text. */
+int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
+                            orr_error *err);
+
+/* ---------------------------------------------------------------------- */
+/* Run time: change plans                                                 */
+/* ---------------------------------------------------------------------- */
+
+/*
+** A plan is what the VM layer sends over QMP for one ModifySettingRequest:
+**   {"do":[{"execute":"blockdev-add","arguments":{...},
+**           "undo":{"execute":"blockdev-del","arguments":{...}} | null}, ...],
+**    "wait_deleted": "<qdev id>" | null,
+**    "after":[{"execute":"blockdev-del","arguments":{...}}, ...],
+**    "ignored":[advisory field paths]}
+** Run "do" in order. If step i fails, run the undos of steps i-1..0 in
+** reverse (a failed device_add leaves its blockdevs/netdev behind) and
+** report step i's error. If "wait_deleted" is set, wait for DEVICE_DELETED
+** whose data.device equals it (the caller's deadline: PCI unplug needs a
+** guest), then run "after" in order (cleanup that QEMU refuses while the
+** device exists).
+*/
+
+/* SCSI attachment add at (controller index 0..3, lun 0..63); attachment is
+** the HCS Attachment; throttle_group: the VM has tg0 (layout
+** "throttle_group"), so the disk gets a throttle node. */
+int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
+                            bool throttle_group, json_t **plan,
+                            orr_error *err);
+int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
+                               json_t **plan, orr_error *err);
+
+/* VPCI device add into the free root port `port` chosen by the VM layer;
+** device is the HCS VirtualPciDevice. */
+int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
+                            const char *port, json_t **plan,
+                            orr_error *err);
+int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
+                               orr_error *err);
+
+/* NIC add (netdev_add + device_add) into `port`; remove is device_del, wait
+** for DEVICE_DELETED, then netdev_del. */
+int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
+                           const char *port, json_t **plan, orr_error *err);
+int orr__qemu_plan_nic_remove(const char *guid, json_t **plan,
+                              orr_error *err);
+
+/* Memory/SizeInMB update through the balloon. The balloon can only give
+** back memory the VM booted with: size_mb > boot_mb is ORR_ENOTSUP. */
+int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
+                          orr_error *err);
+
+/* StorageQoS update: qom-set of tg0's "limits". That replaces the whole
+** struct, so a missing field means 0 = unlimited. Without tg0 (the VM was
+** created without StorageQoS, so no disk has a throttle node): ORR_ENOTSUP. */
+int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
+                               json_t **plan, orr_error *err);
+
+/* Plan9 share add at run time: always ORR_ENOTSUP (QEMU 7.2 has no run-time
+** fsdev). Remove of boot-time share k is device_del p9-<k> (the fsdev stays:
+** it cannot be deleted either). */
+int orr__qemu_plan_plan9_add(const json_t *share, json_t **plan,
+                             orr_error *err);
+int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err);
+
+/* ---------------------------------------------------------------------- */
+/* Shared by qemu_argv.c and qemu_plan.c (not for the VM layer)           */
+/* ---------------------------------------------------------------------- */
+
+/* How a document field is treated. */
+typedef enum {
+  ORR_QF_USE,        /* translated */
+  ORR_QF_ADVISORY,   /* no QEMU equivalent: ignored, reported in "ignored" */
+  ORR_QF_VMLAYER,    /* applied by the VM layer (cgroups): accepted here */
+  ORR_QF_REFUSE_SET, /* ORR_ENOTSUP when set (true, non-zero, non-empty) */
+  ORR_QF_REFUSE      /* ORR_ENOTSUP when present (not null) */
+} orr_qemu_field_kind;
+
+typedef struct {
+  const char *key;
+  orr_qemu_field_kind kind;
+  const char *why; /* the reason in the ORR_ENOTSUP message */
+} orr_qemu_field_rule;
+
+/* Checks every key of obj (named `path` in messages) against rules (ended
+** by a {NULL} entry): unknown keys are ORR_ENOTSUP, advisory ones are
+** appended to `ignored` (may be NULL). obj must be an object (ORR_EINVAL). */
+int orr__qemu_check_fields(const json_t *obj, const char *path,
+                           const orr_qemu_field_rule *rules, json_t *ignored,
+                           orr_error *err);
+
+/* Typed getters; `path` names obj. Absent (or null) keys give the default
+** (or ORR_EINVAL "PATH.KEY is required" for the req_ variants). */
+int orr__qemu_get_int(const json_t *obj, const char *key, const char *path,
+                      long long lo, long long hi, long long dflt,
+                      long long *out, orr_error *err);
+int orr__qemu_req_int(const json_t *obj, const char *key, const char *path,
+                      long long lo, long long hi, long long *out,
+                      orr_error *err);
+int orr__qemu_get_bool(const json_t *obj, const char *key, const char *path,
+                       bool dflt, bool *out, orr_error *err);
+int orr__qemu_get_str(const json_t *obj, const char *key, const char *path,
+                      const char **out /* NULL if absent */, orr_error *err);
+int orr__qemu_req_str(const json_t *obj, const char *key, const char *path,
+                      const char **out, orr_error *err);
+
+/* A GUID string 8-4-4-4-12 hex (either case). */
+bool orr__qemu_is_guid(const char *s);
+
+/*
+** Disk image format for a VirtualDisk attachment, by this rule:
+**  1. extension ".raw" or ".iso": "raw" (pins raw; never probed: a guest
+**     that writes a qcow2 header into its raw disk cannot make the next
+**     start open it as qcow2 with a backing file of its choice);
+**  2. content, if the file can be read: "QFI\xfb" at 0 -> "qcow2",
+**     "vhdxfile" at 0 -> "vhdx", "conectix" at 0 (dynamic VHD's copy) or
+**     in the last 512 bytes (footer) -> "vpc";
+**  3. extension ".qcow2", ".vhdx", ".vhd"/".vpc";
+**  4. "raw".
+** Returns a static string.
+*/
+const char *orr__qemu_disk_format(const char *path);
+
+/* The block nodes (file, format, then throttle if throttle_group; each a
+** blockdev-add argument object, in creation order) and the scsi-hd/scsi-cd
+** device_add object for attachment (ctrl, lun). `path` names the attachment
+** in messages. */
+int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
+                           const char *path, bool throttle_group,
+                           json_t *ignored, json_t **nodes, json_t **device,
+                           orr_error *err);
+
+/* The netdev_add (== -netdev JSON) and device_add objects of a NIC. */
+int orr__qemu_nic_objects(const char *guid, const json_t *nic,
+                          const char *path, const char *port,
+                          json_t *ignored, json_t **netdev, json_t **device,
+                          orr_error *err);
+
+/* The device_add object of a VPCI device: exactly one function; its
+** DeviceInstancePath is "DDDD:BB:DD.F" (vfio-pci host=) or "qemu:<model>"
+** ([a-z0-9-]+, the driver). More than one function, or a non-zero
+** VirtualFunction, is ORR_ENOTSUP (see qemu_xlate.c). */
+int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
+                           const char *path, const char *port,
+                           json_t *ignored, json_t **device, orr_error *err);
+
+/* Appends s to the JSON array `ignored` (NULL: no-op). */
+void orr__qemu_ignore(json_t *ignored, const char *path, const char *key);
+
+#endif
