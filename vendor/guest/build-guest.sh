@@ -1,0 +1,557 @@
+#!/usr/bin/env bash
+# build-guest.sh OUTDIR
+#
+# Assembles Orrery's embedded default guest from Debian 12 packages only:
+#   OUTDIR/vmlinuz            Debian's generic amd64 kernel (linux-image-<abi>-amd64), as shipped
+#   OUTDIR/vmlinux            the same kernel decompressed (ELF, PVH entry): QEMU -kernel boots
+#                             it ~2.4 s sooner under TCG than vmlinuz (see below)
+#   OUTDIR/initramfs.cpio.gz  busybox-static + qemu-guest-agent (+ its shared libraries)
+#                             + the virtio/SCSI/9p/ext4 modules, with a small /init
+#   OUTDIR/cmdline            the kernel command line to boot it with (one line)
+#   OUTDIR/stamp              hash of this script's inputs; an unchanged rerun says "cached"
+#   OUTDIR/manifest.txt       what went in: package versions, module load order, sizes
+#
+# Packages are fetched with `apt-get download` into OUTDIR/debs (reused on later runs;
+# delete that directory to pick up newer Debian versions) and unpacked with `dpkg-deb -x`.
+# Nothing is installed on the host and nothing but Debian's apt mirror is contacted.
+# `apt-get update` runs only when `apt-get download` fails (usually: no package lists).
+#
+# Host tools: apt-get, apt-cache, dpkg-deb, readelf (binutils), cpio, gzip, xz, GNU grep,
+# sha256sum. The host must be amd64 (the guest's static busybox is run once to list applets).
+# vendor/packages.txt lists cpio; vendor/install-deps.sh installs it.
+#
+# Env: ORRERY_GUEST_FORCE=1 rebuilds even when the stamp matches.
+set -euo pipefail
+
+t_start=$(date +%s%N)
+step() { printf 'build-guest: %s\n' "$*"; }
+die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }
+
+[ $# -eq 1 ] || die "usage: $0 OUTDIR"
+out=$(realpath -m "$1")
+self=$(realpath "${BASH_SOURCE[0]}")
+
+# --- Which kernel flavour -------------------------------------------------------------------
+# Debian ships two amd64 kernel flavours. linux-image-cloud-amd64 is smaller and boots a bit
+# faster, but it is built without CONFIG_9P_FS / CONFIG_NET_9P: its package has neither
+# fs/9p/9p.ko nor net/9p/9pnet_virtio.ko (checked in 6.1.0-56-cloud-amd64, 6.1.192-2), so a
+# guest on it cannot mount Plan9 shares (HCS Plan9 → QEMU virtio-9p-pci). The generic
+# linux-image-amd64 flavour has both as modules (and ext4, virtio_*, sd_mod, ... as modules
+# too), so that is the one we use. The flavour is checked again below: the build fails if
+# the chosen kernel has no 9p modules.
+kernel_meta=linux-image-amd64
+
+# Modules to load at boot, in this order, each after its dependencies (resolved from the
+# modules' own `depends=` records, the same data depmod writes into modules.dep; the
+# Debian package ships no modules.dep because depmod runs in its postinst). Names use
+# the kernel's module names (underscores); file names may use dashes (virtio-rng.ko).
+modules=(
+  virtio_pci            # virtio over PCI (pulls virtio, virtio_ring, virtio_pci_*_dev)
+  virtio_scsi sd_mod sr_mod   # HCS SCSI controller/disks/ISOs → virtio-scsi-pci + scsi-hd/cd
+  virtio_net            # NICs (pulls net_failover, failover)
+  virtio_console        # virtio-serial: the guest agent port, virtconsole
+  9pnet_virtio 9p       # Plan9 shares (virtio-9p-pci)
+  virtio_rng virtio_balloon virtio_mem
+  crc32c_generic        # preloaded: ext4/jbd2 ask the crypto API for crc32c (metadata_csum)
+  ext4                  # ext4 and ext2 (CONFIG_EXT4_USE_FOR_EXT2) so the guest can mkfs+mount
+  button evdev          # ACPI power button → busybox acpid → poweroff (system_powerdown)
+)
+
+# Debian packages unpacked into the guest (the kernel is added below; the shared libraries
+# that qemu-ga needs are found by walking the packages' Depends and the ELF NEEDED entries).
+guest_pkgs=(busybox-static qemu-guest-agent)
+
+# loglevel=4: only errors and worse reach the (slow, emulated) serial console; a normal boot
+# prints none. cryptomgr.notests skips the crypto self-tests (~0.1 s under TCG).
+# mitigations=off: no Spectre/Meltdown work inside this single-user test guest (~0.2 s).
+# memhp_default_state=online_movable: hot-added DIMMs come online, and can be removed again.
+cmdline="console=ttyS0 loglevel=4 cryptomgr.notests mitigations=off memhp_default_state=online_movable"
+
+# --- Cache check ------------------------------------------------------------------------------
+stamp_val=$( { sha256sum <"$self"; printf '%s\n' "$cmdline"; } | sha256sum | cut -d' ' -f1)
+if [ "${ORRERY_GUEST_FORCE:-0}" != 1 ] && [ -f "$out/stamp" ] &&
+   [ "$(cat "$out/stamp")" = "$stamp_val" ] &&
+   [ -s "$out/vmlinuz" ] && [ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio.gz" ] && [ -s "$out/cmdline" ]; then
+  echo "build-guest: cached ($out, stamp ${stamp_val:0:12})"
+  exit 0
+fi
+
+for tool in apt-get apt-cache dpkg-deb readelf cpio gzip xz grep sha256sum find; do
+  command -v "$tool" >/dev/null || die "$tool not found (run vendor/install-deps.sh; cpio and readelf come from the cpio and binutils packages)"
+done
+
+debs="$out/debs"
+work="$out/work"
+mkdir -p "$debs"
+rm -rf "$work"
+mkdir -p "$work/pkgs" "$work/root"
+rm -f "$out/stamp"
+root="$work/root"
+
+# --- Fetching ---------------------------------------------------------------------------------
+updated=0
+apt_update_once() {
+  [ "$updated" = 0 ] || return 1
+  updated=1
+  step "apt-get download failed; running apt-get update once"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+}
+
+# deb_of PKG: path of the cached .deb for PKG (newest version if several), or nothing.
+deb_of() {
+  local pkg=$1 f
+  f=$(find "$debs" -maxdepth 1 -name "${pkg}_*_*.deb" -printf '%f\n' 2>/dev/null | sort -V | tail -n1)
+  [ -n "$f" ] && printf '%s\n' "$debs/$f"
+  return 0
+}
+
+# fetch PKG: make sure OUTDIR/debs has PKG's .deb (apt-get download, never install).
+fetch() {
+  local pkg=$1
+  if [ -n "$(deb_of "$pkg")" ]; then return 0; fi
+  step "download $pkg"
+  if ! (cd "$debs" && apt-get download -q "$pkg" >/dev/null 2>"$work/apt.err"); then
+    apt_update_once || { cat "$work/apt.err" >&2; die "apt-get download $pkg failed"; }
+    (cd "$debs" && apt-get download -q "$pkg" >/dev/null 2>"$work/apt.err") ||
+      { cat "$work/apt.err" >&2; die "apt-get download $pkg failed"; }
+  fi
+  [ -n "$(deb_of "$pkg")" ] || die "apt-get download $pkg left no .deb in $debs"
+}
+
+# unpack PKG: dpkg-deb -x into its own directory under work/pkgs; prints that directory.
+unpack() {
+  local pkg=$1 d="$work/pkgs/$1"
+  if [ ! -d "$d" ]; then
+    mkdir -p "$d"
+    dpkg-deb -x "$(deb_of "$pkg")" "$d"
+  fi
+  printf '%s\n' "$d"
+}
+
+# deps_of PKG: names in Depends + Pre-Depends (first alternative, no versions/arch quals).
+deps_of() {
+  dpkg-deb -f "$(deb_of "$1")" Depends Pre-Depends 2>/dev/null |
+    sed -e 's/^[A-Za-z-]*: //' | tr ',' '\n' |
+    sed -e 's/|.*//' -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | awk 'NF' | sort -u
+}
+
+pkgver() { dpkg-deb -f "$(deb_of "$1")" Version; }
+
+# --- Kernel -----------------------------------------------------------------------------------
+step "resolve kernel package ($kernel_meta)"
+kpkg=$(apt-cache depends "$kernel_meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+if [ -z "$kpkg" ]; then
+  # No package lists: reuse a cached kernel if there is one, else update the lists.
+  kpkg=$(find "$debs" -maxdepth 1 -name 'linux-image-[0-9]*-amd64_*.deb' -printf '%f\n' 2>/dev/null |
+         grep -v -- '-cloud-amd64_' | sort -V | tail -n1 | cut -d_ -f1)
+  if [ -z "$kpkg" ]; then
+    apt_update_once || true
+    kpkg=$(apt-cache depends "$kernel_meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+  fi
+fi
+[ -n "$kpkg" ] || die "cannot resolve $kernel_meta to a kernel package"
+case $kpkg in *-cloud-amd64) die "$kpkg is the cloud flavour, which has no 9p" ;; esac
+fetch "$kpkg"
+step "unpack $kpkg $(pkgver "$kpkg")"
+kdir=$(unpack "$kpkg")
+kver=${kpkg#linux-image-}
+moddir="$kdir/lib/modules/$kver"
+[ -f "$kdir/boot/vmlinuz-$kver" ] || die "no /boot/vmlinuz-$kver in $kpkg"
+for need in fs/9p/9p.ko net/9p/9pnet_virtio.ko; do
+  [ -n "$(find "$moddir/kernel/$need" "$moddir/kernel/$need.xz" 2>/dev/null | head -n1)" ] ||
+    die "$kpkg has no $need: this kernel flavour cannot mount 9p shares"
+done
+
+# --- Kernel modules ---------------------------------------------------------------------------
+step "resolve module dependencies"
+declare -A modpath=() moddeps=() seen=()
+while IFS= read -r f; do
+  b=${f##*/}; b=${b%.xz}; b=${b%.ko}; b=${b//-/_}
+  modpath[$b]=$f
+done < <(cd "$moddir" && find kernel -name '*.ko' -o -name '*.ko.xz')
+builtin_mods=" $(sed -e 's#.*/##' -e 's/\.ko$//' -e 's/-/_/g' "$moddir/modules.builtin" | tr '\n' ' ') "
+
+modinfo_depends() {  # the `depends=` record of the module's .modinfo section
+  local f="$moddir/$1"
+  case $f in
+    *.xz) xz -dc "$f" ;;
+    *) cat "$f" ;;
+  esac | tr '\0' '\n' | grep -a -m1 '^depends=' | cut -d= -f2 | tr ',' ' ' || true
+}
+
+order=()
+visit() {
+  local m=${1//-/_} d
+  [ -z "${seen[$m]:-}" ] || return 0
+  seen[$m]=1
+  if [ -z "${modpath[$m]:-}" ]; then
+    case $builtin_mods in *" $m "*) return 0 ;; esac
+    die "module $m is neither in $kpkg nor built in"
+  fi
+  moddeps[$m]=$(modinfo_depends "${modpath[$m]}")
+  for d in ${moddeps[$m]}; do visit "$d"; done
+  order+=("$m")
+}
+for m in "${modules[@]}"; do visit "$m"; done
+
+mkdir -p "$root/lib/modules/$kver"
+: >"$root/lib/modules/$kver/modules.dep"
+for m in "${order[@]}"; do
+  src=${modpath[$m]}
+  dst=${src%.xz}
+  mkdir -p "$root/lib/modules/$kver/$(dirname "$dst")"
+  case $src in
+    *.xz) xz -dc "$moddir/$src" >"$root/lib/modules/$kver/$dst" ;;  # busybox insmod can't do xz
+    *) cp "$moddir/$src" "$root/lib/modules/$kver/$dst" ;;
+  esac
+  deps=""
+  for d in ${moddeps[$m]}; do
+    d=${d//-/_}
+    if [ -n "${modpath[$d]:-}" ]; then deps+=" ${modpath[$d]%.xz}"; fi
+  done
+  printf '%s:%s\n' "$dst" "$deps" >>"$root/lib/modules/$kver/modules.dep"
+  printf '%s\n' "$dst" >>"$root/lib/modules/$kver/load-order"
+done
+cp "$moddir/modules.builtin" "$root/lib/modules/$kver/"
+step "modules (${#order[@]}, load order): ${order[*]}"
+
+# --- Userland packages and the libraries qemu-ga needs ---------------------------------------
+# Walk Depends/Pre-Depends from the guest packages (downloading each), unpack them all into
+# a staging area, then copy only the shared objects that the ELF NEEDED entries (followed
+# recursively from qemu-ga) actually name.
+step "fetch guest packages and their dependency closure"
+declare -A pkg_seen=()
+queue=("${guest_pkgs[@]}")
+closure=()
+while [ ${#queue[@]} -gt 0 ]; do
+  p=${queue[0]}; queue=("${queue[@]:1}")
+  [ -z "${pkg_seen[$p]:-}" ] || continue
+  pkg_seen[$p]=1
+  fetch "$p"
+  closure+=("$p")
+  [ ${#closure[@]} -le 60 ] || die "dependency closure is unexpectedly large (${closure[*]})"
+  # busybox-static needs nothing. Otherwise follow only library packages (lib*, zlib1g):
+  # qemu-guest-agent also depends on init-system-helpers, which pulls perl and dpkg, and
+  # libgcc-s1 on gcc-12-base (docs only). A library that is really missing fails the
+  # NEEDED walk below, loudly.
+  [ "$p" = busybox-static ] && continue
+  while IFS= read -r d; do
+    case $d in lib*|zlib1g) queue+=("$d") ;; esac
+  done < <(deps_of "$p")
+done
+stage="$work/stage"
+mkdir -p "$stage"
+for p in "${closure[@]}"; do
+  dpkg-deb -x "$(deb_of "$p")" "$stage"
+done
+step "unpacked ${#closure[@]} packages: ${closure[*]}"
+
+libdirs=(lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu lib64 lib usr/lib)
+declare -A lib_done=()
+find_lib() {
+  local n=$1 d
+  for d in "${libdirs[@]}"; do
+    if [ -e "$stage/$d/$n" ]; then printf '%s\n' "$stage/$d/$n"; return 0; fi
+  done
+  return 1
+}
+needed_of() { readelf -d "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
+copy_libs_for() {
+  local elf=$1 n src
+  for n in $(needed_of "$elf"); do
+    [ -z "${lib_done[$n]:-}" ] || continue
+    lib_done[$n]=1
+    src=$(find_lib "$n") || die "shared library $n (needed by ${elf#"$stage"/}) not found in the unpacked packages"
+    install -D -m 0755 "$(realpath "$src")" "$root/lib/x86_64-linux-gnu/$n"
+    copy_libs_for "$src"
+  done
+}
+qga="$stage/usr/sbin/qemu-ga"
+[ -x "$qga" ] || die "no usr/sbin/qemu-ga in qemu-guest-agent"
+install -D -m 0755 "$qga" "$root/usr/sbin/qemu-ga"
+copy_libs_for "$qga"
+interp=$(readelf -l "$qga" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+[ -n "$interp" ] || die "cannot read qemu-ga's ELF interpreter"
+src=$(find_lib "${interp##*/}") || die "no ${interp##*/} in libc6"
+install -D -m 0755 "$(realpath "$src")" "$root/lib/x86_64-linux-gnu/${interp##*/}"
+mkdir -p "$root$(dirname "$interp")"
+[ "$interp" = "/lib/x86_64-linux-gnu/${interp##*/}" ] ||
+  ln -sf "/lib/x86_64-linux-gnu/${interp##*/}" "$root$interp"
+step "qemu-ga $(pkgver qemu-guest-agent) with ${#lib_done[@]} libraries: ${!lib_done[*]}"
+
+# --- busybox and the file tree ----------------------------------------------------------------
+step "busybox $(pkgver busybox-static) and applet links"
+install -D -m 0755 "$stage/bin/busybox" "$root/bin/busybox"
+mkdir -p "$root"/{sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,root,mnt,var,etc/acpi/PWRF}
+ln -s ../run "$root/var/run"
+ln -s ../tmp "$root/var/tmp"
+for a in $("$root/bin/busybox" --list-full); do
+  [ -e "$root/$a" ] || ln -s /bin/busybox "$root/$a"
+done
+chmod 1777 "$root/tmp"
+
+wr() {  # wr MODE PATH: write stdin to PATH inside the guest root
+  install -D -m "$1" /dev/stdin "$root$2"
+}
+
+# Names busybox lacks as applets (Debian's build has mke2fs but no mkfs.ext2 link, and no lspci).
+printf '#!/bin/sh\nexec /bin/busybox mke2fs "$@"\n' | wr 0755 /sbin/mkfs.ext2
+cat <<'EOF' | wr 0755 /usr/bin/lspci
+#!/bin/sh
+# Minimal lspci from sysfs (busybox-static in Debian 12 has no lspci applet).
+# Prints "BB:DD.F CCCC: VVVV:DDDD" like `lspci -n`; -v adds the driver.
+v=0; [ "$1" = -v ] && v=1
+for d in /sys/bus/pci/devices/*; do
+  [ -e "$d" ] || continue
+  a=${d##*/}; c=$(cat "$d/class"); c=${c#0x}
+  ven=$(cat "$d/vendor"); dev=$(cat "$d/device")
+  line="${a#0000:} ${c%??}: ${ven#0x}:${dev#0x}"
+  if [ $v = 1 ] && [ -e "$d/driver" ]; then
+    drv=$(readlink "$d/driver"); line="$line driver=${drv##*/}"
+  fi
+  echo "$line"
+done
+EOF
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' | wr 0644 /etc/passwd
+printf 'root:x:0:\n' | wr 0644 /etc/group
+printf '127.0.0.1 localhost\n::1 localhost\n' | wr 0644 /etc/hosts
+printf 'orrery\n' | wr 0644 /etc/hostname
+: | wr 0644 /etc/resolv.conf
+printf '/bin/sh\n' | wr 0644 /etc/shells
+
+# qemu-ga's guest-shutdown runs `/sbin/shutdown -h -P|-H|-r +0 MSG`; busybox has no shutdown.
+cat <<'EOF' | wr 0755 /sbin/shutdown
+#!/bin/sh
+act=poweroff
+for a in "$@"; do case $a in -r) act=reboot ;; -H) act=halt ;; -P) act=poweroff ;; esac; done
+exec /bin/busybox $act
+EOF
+
+# Run by init before it stops everything: unmount disks and shares, flush.
+cat <<'EOF' | wr 0755 /sbin/orrery-shutdown
+#!/bin/sh
+sync
+awk '$3 ~ /^(ext[234]|9p|vfat|msdos|iso9660)$/ {print $2}' /proc/mounts | sort -r |
+  while read -r m; do umount "$m" 2>/dev/null || umount -r "$m" 2>/dev/null; done
+sync
+exit 0
+EOF
+
+# ACPI power button (QMP system_powerdown) → busybox acpid → this script.
+printf '#!/bin/sh\nexec /bin/busybox poweroff\n' | wr 0755 /etc/acpi/PWRF/00000080
+
+# udhcpc event script: configure the lease.
+cat <<'EOF' | wr 0755 /usr/share/udhcpc/default.script
+#!/bin/sh
+case $1 in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast $broadcast} dev "$interface"
+    if [ -n "$router" ]; then
+      while ip route del default dev "$interface" 2>/dev/null; do :; done
+      for r in $router; do ip route add default via "$r" dev "$interface" && break; done
+    fi
+    : >/etc/resolv.conf
+    [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
+    for s in $dns; do echo "nameserver $s" >>/etc/resolv.conf; done
+    echo "$ip" >"/run/orrery/net-$interface"
+    ;;
+esac
+exit 0
+EOF
+
+# orrery-net IFACE: bring a NIC up and ask for a DHCP lease in the background.
+cat <<'EOF' | wr 0755 /sbin/orrery-net
+#!/bin/sh
+i=$1
+ip link set "$i" up 2>/dev/null || exit 0
+# -t 3 -T 1: three DISCOVERs a second apart; -b: then keep trying in the background.
+exec udhcpc -i "$i" -s /usr/share/udhcpc/default.script -t 3 -T 1 -A 5 -b -S \
+  -p "/run/orrery/udhcpc-$i.pid" -x hostname:"$(hostname)" >/dev/null 2>&1
+EOF
+
+# orrery-vports: /dev/virtio-ports/NAME → /dev/vportXpY for every named virtio-serial port
+# (what udev's 60-qemu-guest-agent/50-udev-default rules do on a full distribution).
+cat <<'EOF' | wr 0755 /sbin/orrery-vports
+#!/bin/sh
+mkdir -p /dev/virtio-ports
+for p in /sys/class/virtio-ports/*; do
+  [ -e "$p/name" ] || continue
+  n=$(cat "$p/name" 2>/dev/null); [ -n "$n" ] || continue
+  [ -e "/dev/${p##*/}" ] || continue
+  [ "$(readlink "/dev/virtio-ports/$n" 2>/dev/null)" = "../${p##*/}" ] ||
+    ln -sfn "../${p##*/}" "/dev/virtio-ports/$n"
+done
+EOF
+
+# uevent helper (run by busybox `uevent` for each kernel uevent once boot is done): devtmpfs
+# makes the device nodes; this adds what udev would: virtio port names, onlining hot-added
+# CPUs, DHCP on hot-added NICs. Hot-added memory is onlined by memhp_default_state.
+cat <<'EOF' | wr 0755 /sbin/orrery-hotplug
+#!/bin/sh
+case "$SUBSYSTEM:$ACTION" in
+  virtio-ports:add|virtio-ports:change) /sbin/orrery-vports ;;
+  cpu:add) [ -w "/sys$DEVPATH/online" ] && echo 1 >"/sys$DEVPATH/online" ;;
+  net:add) [ "$INTERFACE" != lo ] && /sbin/orrery-net "$INTERFACE" ;;
+esac
+exit 0
+EOF
+
+# The guest agent, respawned by init. Prints the ready marker the first time it starts.
+cat <<'EOF' | wr 0755 /sbin/orrery-qga
+#!/bin/sh
+port=/dev/virtio-ports/org.qemu.guest_agent.0
+while [ ! -e "$port" ]; do sleep 1; /sbin/orrery-vports; done
+if [ ! -e /run/orrery/ready ]; then
+  : >/run/orrery/ready
+  echo "orrery-guest: ready" >/dev/console
+fi
+exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -l /run/qemu-ga.log -t /run
+EOF
+
+# The console shell, respawned by init once the ready marker is out (so the prompt never
+# lands in the middle of the marker line).
+cat <<'EOF' | wr 0755 /sbin/orrery-console
+#!/bin/sh
+n=0
+while [ ! -e /run/orrery/ready ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+# No setsid here: busybox init already made us a session leader, and busybox setsid would
+# fork and exit, which init takes for the shell ending and respawns it.
+exec cttyhack /bin/sh -l
+EOF
+
+printf 'export PATH=/sbin:/usr/sbin:/bin:/usr/bin\nexport PS1="\\h:\\w# "\n' | wr 0644 /etc/profile
+
+cat <<'EOF' | wr 0644 /etc/inittab
+# busybox init: started by /init once the system is set up.
+::respawn:/sbin/orrery-qga
+::respawn:/sbin/orrery-console
+::ctrlaltdel:/bin/busybox reboot
+::shutdown:/sbin/orrery-shutdown
+EOF
+
+cat <<'EOF' | wr 0755 /init
+#!/bin/sh
+# Orrery default guest: PID 1 until the system is set up, then exec busybox init.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mkdir -p /run/orrery
+exec </dev/console >/dev/console 2>&1
+debug=
+for a in $(cat /proc/cmdline); do
+  case $a in orrery.debug=1) debug=1 ;; esac
+done
+dbg() { [ -z "$debug" ] || { read -r up _ </proc/uptime; echo "orrery-guest: [$up] $*"; }; }
+dbg "init started"
+
+# No module autoloading while we insmod everything ourselves: each request_module would
+# fork a usermode helper, which is slow under TCG.
+echo >/proc/sys/kernel/modprobe
+kver=$(uname -r)
+while read -r m; do
+  insmod "/lib/modules/$kver/$m" 2>/dev/null || echo "orrery-guest: insmod $m failed"
+  [ -z "$debug" ] || dbg "insmod ${m##*/}"
+done <"/lib/modules/$kver/load-order"
+echo /sbin/modprobe >/proc/sys/kernel/modprobe
+dbg "modules loaded"
+
+host=orrery
+for a in $(cat /proc/cmdline); do
+  case $a in orrery.hostname=*) host=${a#orrery.hostname=} ;; esac
+done
+hostname "$host"; echo "$host" >/etc/hostname
+ip link set lo up
+
+# NICs: DHCP in the background (QEMU user networking answers at once with 10.0.2.15);
+# the ready marker waits for the leases below, but at most ~1 s.
+nics=
+for n in /sys/class/net/*; do
+  i=${n##*/}; [ "$i" = lo ] && continue
+  nics="$nics $i"
+  /sbin/orrery-net "$i" &
+done
+
+# Guest agent port: with a virtio console device present, wait (at most ~3 s) until the
+# kernel has learned the port names from QEMU, then make /dev/virtio-ports/* links.
+if grep -qx 0x0003 /sys/bus/virtio/devices/*/device 2>/dev/null; then
+  n=0
+  while [ $n -lt 30 ]; do
+    /sbin/orrery-vports
+    [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ] && break
+    sleep 0.1; n=$((n+1))
+  done
+fi
+dbg "virtio ports: $(ls /dev/virtio-ports 2>/dev/null | tr '\n' ' ')"
+n=0
+for i in $nics; do
+  while [ ! -e "/run/orrery/net-$i" ] && [ $n -lt 10 ]; do sleep 0.1; n=$((n+1)); done
+done
+dbg "network:$nics"
+# Debian's kernel has no CONFIG_UEVENT_HELPER (/proc/sys/kernel/hotplug), so uevents
+# come from netlink through busybox `uevent`.
+uevent /sbin/orrery-hotplug </dev/null >/dev/null 2>&1 &
+/sbin/orrery-vports
+acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid 2>/dev/null
+
+read -r up _ </proc/uptime
+echo
+ip4=$(cat /run/orrery/net-* 2>/dev/null | tr '\n' ' '); ip4=${ip4% }
+echo "orrery-guest: up ${up}s, kernel $kver, agent $(readlink /dev/virtio-ports/org.qemu.guest_agent.0 2>/dev/null || echo none), ipv4 ${ip4:-none}"
+if [ ! -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
+  : >/run/orrery/ready
+  echo "orrery-guest: ready"
+fi
+exec /bin/busybox init
+EOF
+
+# --- Kernel, initramfs, cmdline ---------------------------------------------------------------
+step "write vmlinuz ($kpkg)"
+install -m 0644 "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
+
+# vmlinux: the same kernel, decompressed here on the host. Debian's bzImage carries an
+# xz-compressed ELF; its own decompressor needs ~2.4 s under TCG before the kernel prints
+# its first line. The ELF has a PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY, CONFIG_PVH=y),
+# and QEMU's -kernel boots such an ELF directly, so booting vmlinux skips that step.
+step "write vmlinux (decompressed ELF with PVH entry, for a faster boot under TCG)"
+xz_off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$out/vmlinuz.tmp" | head -n1 | cut -d: -f1 || true)
+[ -n "$xz_off" ] || die "no xz payload in vmlinuz-$kver (is it still CONFIG_KERNEL_XZ?)"
+# (tail gets SIGPIPE when xz stops at the end of the stream: that is expected.)
+{ tail -c +$((xz_off + 1)) "$out/vmlinuz.tmp" || true; } | xz -dc --single-stream >"$out/vmlinux.tmp" ||
+  die "cannot decompress the vmlinux payload"
+readelf -n "$out/vmlinux.tmp" 2>/dev/null | grep -Eq 'Xen .*(\(0x00000012\)|PHYS32_ENTRY)' ||
+  die "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"
+
+step "write initramfs.cpio.gz"
+find "$root" -exec touch -h -d @0 {} +
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort |
+  cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -9 -n >"$out/initramfs.cpio.gz.tmp"
+printf '%s\n' "$cmdline" >"$out/cmdline.tmp"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+mv "$out/vmlinux.tmp" "$out/vmlinux"
+mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+mv "$out/cmdline.tmp" "$out/cmdline"
+
+{
+  echo "kernel: $kpkg $(pkgver "$kpkg")"
+  for p in "${closure[@]}"; do echo "package: $p $(pkgver "$p")"; done
+  echo "modules: ${order[*]}"
+  echo "libraries: $(printf '%s\n' "${!lib_done[@]}" | sort | tr '\n' ' ')"
+  echo "cmdline: $cmdline"
+  echo "vmlinuz: $(stat -c %s "$out/vmlinuz") bytes"
+  echo "vmlinux: $(stat -c %s "$out/vmlinux") bytes"
+  echo "initramfs.cpio.gz: $(stat -c %s "$out/initramfs.cpio.gz") bytes ($(du -sb "$root" | cut -f1) bytes unpacked)"
+} >"$out/manifest.txt"
+rm -rf "$work"
+printf '%s\n' "$stamp_val" >"$out/stamp"
+
+t_end=$(date +%s%N)
+step "vmlinuz $(stat -c %s "$out/vmlinuz") bytes, initramfs.cpio.gz $(stat -c %s "$out/initramfs.cpio.gz") bytes"
+step "done in $(( (t_end - t_start) / 1000000 )) ms → $out"
