@@ -92,6 +92,14 @@ void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg);
 void orr_vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                    orr_vm_cb cb, void *arg);
 
+/*
+** Sends one raw QMP command and returns QEMU's answer as result: the escape
+** hatch (like virsh qemu-monitor-command) and how tests check QEMU's own
+** view (query-block, query-pci). It bypasses the live document.
+*/
+void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
+                orr_vm_cb cb, void *arg);
+
 /* Sync queries. */
 const char *orr_vm_id(const orr_vm *vm);
 const char *orr_vm_state(const orr_vm *vm); /* "Created", "Running", ... */

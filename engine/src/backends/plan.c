@@ -1,0 +1,119 @@
+/*
+** The plan backend: a dry run. It translates exactly as the qemu backend
+** does, records the argv and every QMP command it would send (vm:plan_log()),
+** and answers as an obedient QEMU with a cooperative guest would.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "qemu_xlate.h"
+#include "vm_internal.h"
+
+typedef struct {
+  orr_vm *vm;
+  orr_qmp_reply_cb cb;
+  void *arg;
+  char cmd[48];
+  json_t *args;
+} plan_reply;
+
+static int plan_launch(orr_vm *vm, orr_error *e) {
+  orr_qemu_config cfg;
+  json_t *argv = NULL, *layout = NULL;
+  int rc;
+  orr__qemu_config_init(&cfg);
+  cfg.run_dir = vm->run_dir;
+  cfg.accel = vm->accel;
+  if (vm->opts.hotplug_ports > 0)
+    cfg.hotplug_ports = vm->opts.hotplug_ports;
+  cfg.guest_agent = vm->opts.guest_agent == 1;
+  cfg.restore_path = vm->restore;
+  if (vm->opts.qemu_binary)
+    cfg.binary = vm->opts.qemu_binary;
+  orr__qemu_probe_host(&cfg.host);
+  if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
+    return rc;
+  vm->argv = argv;
+  vm->layout = layout;
+  orr__vm_log(vm, "argv", json_incref(argv));
+  orr__vm_launched(vm, 0, NULL);
+  return 0;
+}
+
+static void exit_later(void *arg) {
+  orr_vm *vm = arg;
+  orr__vm_exited(vm, 0, 0, "quit");
+}
+
+static void reply_later(void *p) {
+  plan_reply *r = p;
+  orr_vm *vm = r->vm;
+  const char *status = vm->state == ORR_VM_RUNNING  ? "running"
+                       : vm->state == ORR_VM_PAUSED ? "paused"
+                                                    : "prelaunch";
+  json_t *result = strcmp(r->cmd, "query-status") == 0
+                       ? json_pack("{s:s, s:b}", "status", status, "running",
+                                   vm->state == ORR_VM_RUNNING)
+                   : strcmp(r->cmd, "query-migrate") == 0
+                       ? json_pack("{s:s}", "status", "completed")
+                       : json_object();
+  if (vm->exited) {
+    r->cb(r->arg, ORR_EVMGONE, NULL, "the VM process is gone");
+  } else {
+    r->cb(r->arg, 0, result, "");
+    /* Events a QEMU with a cooperative guest would send next. */
+    if (strcmp(r->cmd, "cont") == 0) {
+      orr__vm_event(vm, "RESUME", NULL);
+    } else if (strcmp(r->cmd, "stop") == 0) {
+      orr__vm_event(vm, "STOP", NULL);
+    } else if (strcmp(r->cmd, "device_del") == 0) {
+      orr__vm_event(vm, "DEVICE_DELETED", r->args);
+    } else if (strcmp(r->cmd, "quit") == 0 ||
+               strcmp(r->cmd, "system_powerdown") == 0) {
+      orr__defer(vm->eng, exit_later, vm);
+    }
+  }
+  json_decref(result);
+  json_decref(r->args);
+  free(r);
+}
+
+static int plan_send(orr_vm *vm, const char *cmd, json_t *args,
+                     orr_qmp_reply_cb cb, void *arg) {
+  plan_reply *r = calloc(1, sizeof *r);
+  json_t *entry = json_pack("{s:s}", "execute", cmd);
+  if (args)
+    json_object_set(entry, "arguments", args);
+  orr__vm_log(vm, "qmp", entry);
+  r->vm = vm;
+  r->cb = cb ? cb : NULL;
+  r->arg = arg;
+  snprintf(r->cmd, sizeof r->cmd, "%s", cmd);
+  r->args = args ? args : json_object();
+  if (cb == NULL) {
+    json_decref(r->args);
+    free(r);
+    return 0;
+  }
+  orr__defer(vm->eng, reply_later, r);
+  return 0;
+}
+
+static void kill_later(void *arg) {
+  orr__vm_exited(arg, 0, 9, NULL);
+}
+
+static void plan_kill(orr_vm *vm) {
+  orr__defer(vm->eng, kill_later, vm);
+}
+
+static void release_later(void *arg) {
+  orr__vm_released(arg);
+}
+
+static void plan_release(orr_vm *vm) {
+  orr__defer(vm->eng, release_later, vm);
+}
+
+const orr_backend orr__backend_plan = {"plan", plan_launch, plan_send,
+                                       plan_kill, plan_release};

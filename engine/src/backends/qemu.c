@@ -1,0 +1,277 @@
+/*
+** The qemu backend: spawns qemu-system-x86_64 paused (-S) in the VM's
+** private runtime directory, connects QMP, and turns QEMU's exit, events
+** and replies into the VM layer's callbacks.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "qemu_xlate.h"
+#include "vm_internal.h"
+
+static int mkdir_private(const char *path, orr_error *e) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", path);
+  /* Parents first, each 0700: runtime files are nobody else's business. */
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+      return orr_error_set(e, ORR_EIO, "cannot create %s: %s", buf,
+                           strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+    return orr_error_set(e, ORR_EIO, "cannot create %s: %s", buf,
+                         strerror(errno));
+  if (chmod(buf, 0700) != 0)
+    return orr_error_set(e, ORR_EIO, "cannot chmod %s: %s", buf,
+                         strerror(errno));
+  return 0;
+}
+
+/* A runtime directory left by a QEMU that is still alive is in use. */
+static int claim_run_dir(orr_vm *vm, orr_error *e) {
+  char pidfile[512];
+  FILE *f;
+  int pid = 0, rc;
+  if ((rc = mkdir_private(vm->run_dir, e)) != 0)
+    return rc;
+  snprintf(pidfile, sizeof pidfile, "%s/" ORR_QEMU_PIDFILE, vm->run_dir);
+  if ((f = fopen(pidfile, "r")) != NULL) {
+    if (fscanf(f, "%d", &pid) != 1)
+      pid = 0;
+    fclose(f);
+    if (pid > 0 && kill(pid, 0) == 0)
+      return orr_error_set(e, ORR_EEXIST,
+                           "VM id \"%s\" is in use: QEMU pid %d still runs "
+                           "from %s",
+                           vm->id, pid, vm->run_dir);
+    unlink(pidfile);
+  }
+  return 0;
+}
+
+static void remove_run_dir(orr_vm *vm) {
+  static const char *const files[] = {ORR_QEMU_QMP_SOCK, ORR_QEMU_QGA_SOCK,
+                                      ORR_QEMU_VNC_SOCK, ORR_QEMU_PIDFILE,
+                                      ORR_QEMU_VARS_FILE};
+  char path[512];
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    snprintf(path, sizeof path, "%s/%s", vm->run_dir, files[i]);
+    unlink(path);
+  }
+  rmdir(vm->run_dir);
+}
+
+static void fail_launch(orr_vm *vm, int status, const char *what) {
+  orr_error e;
+  char out[1024] = "";
+  size_t n = vm->proc ? orr_process_output(vm->proc, out, sizeof out) : 0;
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+    out[--n] = '\0';
+  orr_error_set(&e, status, "%s%s%s", what, n ? ": " : "", out);
+  orr__vm_launched(vm, status, &e);
+  if (!vm->exited && vm->proc)
+    orr_process_kill(vm->proc, SIGKILL);
+}
+
+static void on_event(void *arg, const char *event, json_t *data,
+                     int64_t seconds, int64_t micros) {
+  (void)seconds, (void)micros;
+  orr__vm_event(arg, event, data);
+}
+
+static void on_cgroup_ready(orr_vm *vm) {
+  json_t *proc = json_object_get(
+      json_object_get(
+          json_object_get(json_object_get(vm->doc, "VirtualMachine"),
+                          "ComputeTopology"),
+          "Processor"),
+      "Count");
+  json_t *cpu = json_object_get(
+      json_object_get(json_object_get(vm->doc, "VirtualMachine"),
+                      "ComputeTopology"),
+      "Processor");
+  json_t *limits = json_object();
+  orr_error e = {0, ""};
+  static const char *const keys[] = {"Limit", "Weight", "Reservation"};
+  for (size_t i = 0; i < 3; i++)
+    if (json_object_get(cpu, keys[i]))
+      json_object_set(limits, keys[i], json_object_get(cpu, keys[i]));
+  if (json_object_size(limits) > 0 &&
+      orr__cgroup_apply(vm, limits, proc ? json_integer_value(proc) : 1, &e)) {
+    json_decref(limits);
+    orr__vm_launched(vm, e.code, &e);
+    vm->backend->kill(vm);
+    return;
+  }
+  json_decref(limits);
+  orr__vm_launched(vm, 0, NULL);
+}
+
+static void on_status(void *arg, int status, json_t *result,
+                      const char *errmsg);
+
+static void poll_status(uv_timer_t *t) {
+  orr_vm *vm = t->data;
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+  if (orr_qmp_send(vm->qmp, "query-status", NULL, on_status, vm) != 0)
+    fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+static void on_status(void *arg, int status, json_t *result,
+                      const char *errmsg) {
+  orr_vm *vm = arg;
+  const char *st = json_string_value(json_object_get(result, "status"));
+  if (vm->state != ORR_VM_CREATING)
+    return;
+  if (status != 0) {
+    fail_launch(vm, status, errmsg);
+    return;
+  }
+  /* A restore is done once QEMU leaves "inmigrate". */
+  if (st && strcmp(st, "inmigrate") == 0) {
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(vm->eng->loop, t);
+    t->data = vm;
+    uv_timer_start(t, poll_status, 20, 0);
+    return;
+  }
+  on_cgroup_ready(vm);
+}
+
+static void on_ready(void *arg, int status) {
+  orr_vm *vm = arg;
+  if (status != 0) {
+    if (!vm->exited)
+      vm->backend->kill(vm); /* the exit reports QEMU's own words */
+    return;
+  }
+  orr_qmp_on_event(vm->qmp, on_event, vm);
+  if (orr_qmp_send(vm->qmp, "query-status", NULL, on_status, vm) != 0)
+    fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+static void on_qmp_closed(void *arg, int reason) {
+  orr_vm *vm = arg;
+  (void)reason;
+  /* Without its monitor the VM cannot be driven: end it, so the state the
+  ** engine reports (Stopped) is the truth. A QEMU told to quit closes the
+  ** socket just before it exits: leave that one alone. */
+  if (!vm->exited && vm->proc && !vm->quitting)
+    orr_process_kill(vm->proc, SIGKILL);
+}
+
+static void on_qemu_exit(void *arg, int64_t status, int signal) {
+  orr_vm *vm = arg;
+  if (vm->state == ORR_VM_CREATING)
+    fail_launch(vm, ORR_EBACKEND, "QEMU exited during start-up");
+  orr__vm_exited(vm, status, signal, NULL);
+}
+
+static int qemu_launch(orr_vm *vm, orr_error *e) {
+  orr_qemu_config cfg;
+  json_t *argv = NULL, *layout = NULL;
+  const char **cargv;
+  orr_process_options po;
+  orr_qmp_options qo;
+  size_t i, n;
+  int rc, terminate;
+  orr__qemu_config_init(&cfg);
+  cfg.run_dir = vm->run_dir;
+  cfg.accel = vm->accel;
+  if (vm->opts.hotplug_ports > 0)
+    cfg.hotplug_ports = vm->opts.hotplug_ports;
+  cfg.guest_agent = vm->opts.guest_agent == 1;
+  cfg.restore_path = vm->restore;
+  if (vm->opts.qemu_binary)
+    cfg.binary = vm->opts.qemu_binary;
+  orr__qemu_probe_host(&cfg.host);
+  if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
+    return rc;
+  vm->argv = argv;
+  vm->layout = layout;
+  if ((rc = claim_run_dir(vm, e)) != 0 ||
+      (rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0)
+    return rc;
+  n = json_array_size(argv);
+  cargv = calloc(n + 1, sizeof *cargv);
+  for (i = 0; i < n; i++)
+    cargv[i] = json_string_value(json_array_get(argv, i));
+  terminate = !json_is_false(
+      json_object_get(vm->doc, "ShouldTerminateOnLastHandleClosed"));
+  memset(&po, 0, sizeof po);
+  po.argv = cargv;
+  po.flags = terminate ? ORR_PROCESS_KILL_WITH_PARENT : 0;
+  po.exit_cb = on_qemu_exit;
+  po.arg = vm;
+  rc = orr_process_spawn(vm->eng->loop, &po, &vm->proc, e);
+  free(cargv);
+  if (rc != 0) {
+    remove_run_dir(vm);
+    return rc;
+  }
+  vm->pid = orr_process_pid(vm->proc);
+  memset(&qo, 0, sizeof qo);
+  qo.path = json_string_value(json_object_get(layout, "qmp"));
+  qo.timeout_ms = vm->opts.timeout_ms ? vm->opts.timeout_ms : 10000;
+  qo.ready_cb = on_ready;
+  qo.closed_cb = on_qmp_closed;
+  qo.arg = vm;
+  if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
+    orr_process_kill(vm->proc, SIGKILL);
+    return orr_error_set(e, rc, "cannot connect QMP at %s", qo.path);
+  }
+  return 0;
+}
+
+static int qemu_send(orr_vm *vm, const char *cmd, json_t *args,
+                     orr_qmp_reply_cb cb, void *arg) {
+  if (vm->qmp == NULL) {
+    json_decref(args);
+    return ORR_EVMGONE;
+  }
+  if (strcmp(cmd, "quit") == 0)
+    vm->quitting = true;
+  return orr_qmp_send(vm->qmp, cmd, args, cb, arg);
+}
+
+static void qemu_kill(orr_vm *vm) {
+  if (vm->proc && !vm->exited)
+    orr_process_kill(vm->proc, SIGKILL);
+}
+
+/* Both handles must be closed before the VM can be freed. */
+static void handle_closed(void *arg) {
+  orr_vm *vm = arg;
+  if (--vm->pid_closing == 0) {
+    remove_run_dir(vm);
+    orr__vm_released(vm);
+  }
+}
+
+static void qemu_release(orr_vm *vm) {
+  vm->pid_closing = 1;
+  if (vm->qmp) {
+    vm->pid_closing++;
+    orr_qmp_close(vm->qmp, handle_closed);
+    vm->qmp = NULL;
+  }
+  if (vm->proc) {
+    vm->pid_closing++;
+    orr_process_close(vm->proc, handle_closed);
+    vm->proc = NULL;
+  }
+  handle_closed(vm);
+}
+
+const orr_backend orr__backend_qemu = {"qemu", qemu_launch, qemu_send,
+                                       qemu_kill, qemu_release};

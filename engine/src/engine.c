@@ -1,0 +1,118 @@
+/*
+** The engine context: one loop, the VMs on it, the runtime root, and a
+** deferred-call queue so that no callback ever runs from inside the call
+** that asked for it.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vm_internal.h"
+
+struct orr_deferred {
+  orr_deferred *next;
+  orr_deferred_fn fn;
+  void *arg;
+};
+
+static void run_deferred(uv_idle_t *h) {
+  orr_engine *eng = h->data;
+  /* Take the current batch; calls queued while it runs wait a turn. */
+  orr_deferred *d = eng->dq_head;
+  eng->dq_head = eng->dq_tail = NULL;
+  uv_idle_stop(&eng->idle);
+  while (d != NULL) {
+    orr_deferred *next = d->next;
+    d->fn(d->arg);
+    free(d);
+    d = next;
+  }
+}
+
+void orr__defer(orr_engine *eng, orr_deferred_fn fn, void *arg) {
+  orr_deferred *d = calloc(1, sizeof *d);
+  d->fn = fn;
+  d->arg = arg;
+  if (eng->dq_tail)
+    eng->dq_tail->next = d;
+  else
+    eng->dq_head = d;
+  eng->dq_tail = d;
+  uv_idle_start(&eng->idle, run_deferred);
+}
+
+/* $ORRERY_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orrery, else /run/orrery for
+** root, else /tmp/orrery-<uid>. Short, because socket paths live below. */
+static void pick_runtime_root(char *buf, size_t len) {
+  const char *env = getenv("ORRERY_RUNTIME_DIR");
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  if (env && env[0] == '/')
+    snprintf(buf, len, "%s", env);
+  else if (xdg && xdg[0] == '/')
+    snprintf(buf, len, "%s/orrery", xdg);
+  else if (geteuid() == 0)
+    snprintf(buf, len, "/run/orrery");
+  else
+    snprintf(buf, len, "/tmp/orrery-%u", (unsigned)geteuid());
+}
+
+int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
+  orr_engine *eng = calloc(1, sizeof *eng);
+  if (eng == NULL)
+    return orr_error_set(e, ORR_ENOMEM, "engine: out of memory");
+  if (loop == NULL) {
+    loop = malloc(sizeof *loop);
+    if (uv_loop_init(loop) != 0) {
+      free(loop);
+      free(eng);
+      return orr_error_set(e, ORR_EIO, "engine: uv_loop_init failed");
+    }
+    eng->own_loop = 1;
+  }
+  eng->loop = loop;
+  uv_idle_init(loop, &eng->idle);
+  eng->idle.data = eng;
+  pick_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
+  *out = eng;
+  return 0;
+}
+
+uv_loop_t *orr_engine_loop(orr_engine *eng) {
+  return eng->loop;
+}
+
+int orr_engine_vm_count(const orr_engine *eng) {
+  int n = 0;
+  for (orr_vm *vm = eng->vms; vm; vm = vm->next)
+    n++;
+  return n;
+}
+
+void orr_engine_free(orr_engine *eng) {
+  uint64_t deadline;
+  if (eng == NULL)
+    return;
+  /* Close what the user left open: that terminates the VMs that ask for
+  ** it and cancels pending requests. */
+  for (orr_vm *vm = eng->vms; vm; vm = vm->next)
+    if (!vm->closed)
+      orr_vm_close(vm);
+  deadline = uv_now(eng->loop) + 15000;
+  while ((eng->vms || eng->dq_head) && uv_now(eng->loop) < deadline)
+    uv_run(eng->loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&eng->idle, NULL);
+  uv_run(eng->loop, UV_RUN_NOWAIT);
+  if (eng->own_loop) {
+    /* A VM left on purpose (ShouldTerminateOnLastHandleClosed = false)
+    ** keeps handles open; walk and close them so the loop can close. */
+    if (uv_loop_close(eng->loop) == UV_EBUSY) {
+      uv_run(eng->loop, UV_RUN_DEFAULT);
+      uv_loop_close(eng->loop);
+    }
+    free(eng->loop);
+  }
+  free(eng);
+}

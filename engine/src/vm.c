@@ -1,0 +1,593 @@
+/*
+** VM lifecycle: create, start, pause, resume, save, shutdown, terminate,
+** wait, close, properties and events. Backends only translate and send;
+** state, the live document and callers' requests are kept here.
+*/
+#include <ctype.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "orrery/document.h"
+#include "vm_internal.h"
+
+static const char *const state_names[] = {"Creating", "Created", "Running",
+                                          "Paused", "Stopped"};
+
+void orr_vm_options_init(orr_vm_options *o) {
+  memset(o, 0, sizeof *o);
+  o->backend = "qemu";
+  o->accel = "auto";
+  o->guest_agent = -1;
+}
+
+const char *orr_vm_id(const orr_vm *vm) {
+  return vm->id;
+}
+
+const char *orr_vm_state(const orr_vm *vm) {
+  return state_names[vm->state];
+}
+
+const json_t *orr_vm_document(const orr_vm *vm) {
+  return vm->doc;
+}
+
+json_t *orr_vm_plan_log(const orr_vm *vm) {
+  return json_incref(vm->plan_log);
+}
+
+void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg) {
+  vm->event_cb = cb;
+  vm->event_arg = arg;
+}
+
+void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry) {
+  json_t *e;
+  /* Only the dry run keeps a log; a real VM's would grow without bound. */
+  if (vm->backend != &orr__backend_plan) {
+    json_decref(entry);
+    return;
+  }
+  e = json_pack("{s:s, s:o}", "kind", kind, "value", entry);
+  json_array_append_new(vm->plan_log, e);
+}
+
+static void emit(orr_vm *vm, const char *event, json_t *data) {
+  if (vm->event_cb && !vm->closed)
+    vm->event_cb(vm->event_arg, vm, event, data);
+}
+
+static void set_state(orr_vm *vm, orr_vm_st st) {
+  json_t *ev;
+  orr_vm_st prev = vm->state;
+  if (prev == st)
+    return;
+  vm->state = st;
+  ev = json_pack("{s:s, s:s}", "State", state_names[st], "Previous",
+                 state_names[prev]);
+  emit(vm, "state", ev);
+  json_decref(ev);
+}
+
+static json_t *exit_info(const orr_vm *vm) {
+  return json_pack("{s:I, s:i, s:s}", "ExitCode", (json_int_t)vm->exit_code,
+                   "Signal", vm->exit_signal, "Reason", vm->exit_reason);
+}
+
+json_t *orr_vm_properties(const orr_vm *vm) {
+  json_t *p =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Id", vm->id, "RuntimeId",
+                vm->runtime_id, "State", state_names[vm->state], "Backend",
+                vm->backend->name, "Owner",
+                json_string_value(json_object_get(vm->doc, "Owner"))
+                    ? json_string_value(json_object_get(vm->doc, "Owner"))
+                    : "",
+                "RuntimeDirectory", vm->run_dir);
+  const json_t *topo = json_object_get(
+      json_object_get(vm->doc, "VirtualMachine"), "ComputeTopology");
+  json_t *devs =
+      json_object_get(json_object_get(vm->doc, "VirtualMachine"), "Devices");
+  json_t *scsi = json_object_get(devs, "Scsi"), *ctl;
+  const char *key;
+  json_int_t disks = 0;
+  json_object_foreach(scsi, key, ctl) disks +=
+      (json_int_t)json_object_size(json_object_get(ctl, "Attachments"));
+  /* A summary of the live document; vm:document() has all of it. */
+  json_object_set_new(
+      p, "Summary",
+      json_pack(
+          "{s:O?, s:O?, s:I, s:I, s:I, s:I}", "MemoryInMB",
+          json_object_get(json_object_get(topo, "Memory"), "SizeInMB"),
+          "ProcessorCount",
+          json_object_get(json_object_get(topo, "Processor"), "Count"),
+          "ScsiControllers", (json_int_t)json_object_size(scsi), "ScsiDisks",
+          disks, "VirtualPciDevices",
+          (json_int_t)json_object_size(json_object_get(devs, "VirtualPci")),
+          "NetworkAdapters",
+          (json_int_t)json_object_size(
+              json_object_get(devs, "NetworkAdapters"))));
+  if (vm->pid > 0)
+    json_object_set_new(p, "ProcessId", json_integer(vm->pid));
+  if (vm->accel[0])
+    json_object_set_new(p, "Accel", json_string(vm->accel));
+  if (vm->exited)
+    json_object_set_new(p, "Exit", exit_info(vm));
+  return p;
+}
+
+static int check_id(const char *id, orr_error *e) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 64 || !isalnum((unsigned char)id[0]))
+    goto bad;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
+      goto bad;
+  return 0;
+bad:
+  return orr_error_set(e, ORR_EINVAL,
+                       "create: id must be 1..64 characters of [A-Za-z0-9_.-] "
+                       "starting with a letter or digit, got \"%s\"",
+                       id);
+}
+
+static void random_guid(char out[37]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+    memset(b, 0x5a, sizeof b);
+  b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+  b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+  snprintf(out, 37,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x"
+           "%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+           b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void vm_free(orr_vm *vm) {
+  for (orr_vm **p = &vm->eng->vms; *p; p = &(*p)->next)
+    if (*p == vm) {
+      *p = vm->next;
+      break;
+    }
+  json_decref(vm->doc);
+  json_decref(vm->layout);
+  json_decref(vm->argv);
+  json_decref(vm->plan_log);
+  json_decref(vm->p9_index);
+  json_decref(vm->reserved);
+  free(vm->restore);
+  free((char *)vm->opts.qemu_binary);
+  free(vm);
+}
+
+void orr__vm_released(orr_vm *vm) {
+  vm->released = true;
+  if (vm->reqs == NULL)
+    vm_free(vm);
+}
+
+int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
+                  const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                  orr_vm **out, orr_error *e) {
+  orr_vm_options defaults;
+  orr_vm *vm;
+  json_t *norm = NULL, *shares, *share;
+  size_t i;
+  int rc;
+  if (opts == NULL) {
+    orr_vm_options_init(&defaults);
+    opts = &defaults;
+  }
+  if ((rc = check_id(id, e)) != 0)
+    return rc;
+  for (orr_vm *o = eng->vms; o; o = o->next)
+    if (!o->closed && strcmp(o->id, id) == 0)
+      return orr_error_set(e, ORR_EEXIST,
+                           "create: a VM with id \"%s\" already exists", id);
+  if ((rc = orr_doc_check(doc, &norm, e)) != 0) {
+    orr_error_prefix(e, "create");
+    return rc;
+  }
+  vm = calloc(1, sizeof *vm);
+  vm->eng = eng;
+  snprintf(vm->id, sizeof vm->id, "%s", id);
+  random_guid(vm->runtime_id);
+  vm->doc = norm;
+  vm->plan_log = json_array();
+  vm->reserved = json_object();
+  vm->p9_index = json_object();
+  vm->opts = *opts;
+  vm->opts.backend = NULL;
+  vm->opts.accel = NULL;
+  vm->opts.runtime_dir = NULL;
+  vm->opts.restore = NULL;
+  vm->opts.qemu_binary = opts->qemu_binary ? strdup(opts->qemu_binary) : NULL;
+  vm->restore = opts->restore ? strdup(opts->restore) : NULL;
+  vm->create_cb = cb;
+  vm->create_arg = arg;
+  vm->boot_mb = json_integer_value(json_object_get(
+      json_object_get(json_object_get(json_object_get(norm, "VirtualMachine"),
+                                      "ComputeTopology"),
+                      "Memory"),
+      "SizeInMB"));
+  shares = json_object_get(
+      json_object_get(
+          json_object_get(json_object_get(norm, "VirtualMachine"), "Devices"),
+          "Plan9"),
+      "Shares");
+  json_array_foreach(shares, i, share) json_object_set_new(
+      vm->p9_index, json_string_value(json_object_get(share, "Name")),
+      json_integer((json_int_t)i));
+  if (opts->backend == NULL || strcmp(opts->backend, "qemu") == 0) {
+    vm->backend = &orr__backend_qemu;
+  } else if (strcmp(opts->backend, "plan") == 0) {
+    vm->backend = &orr__backend_plan;
+  } else {
+    rc = orr_error_set(e, ORR_EINVAL,
+                       "create: backend must be \"qemu\" or \"plan\", got "
+                       "\"%s\"",
+                       opts->backend);
+    goto fail;
+  }
+  if (opts->runtime_dir)
+    snprintf(vm->run_dir, sizeof vm->run_dir, "%s", opts->runtime_dir);
+  else
+    snprintf(vm->run_dir, sizeof vm->run_dir, "%s/%s", eng->runtime_root, id);
+  if (strlen(vm->run_dir) + sizeof "/qmp.sock" > 108) {
+    rc = orr_error_set(e, ORR_EINVAL,
+                       "create: runtime directory %s is too long for a unix "
+                       "socket path below it (keep it under 98 bytes)",
+                       vm->run_dir);
+    goto fail;
+  }
+  {
+    const char *accel =
+        orr__accel_resolve(opts->accel ? opts->accel : "auto", e);
+    if (accel == NULL) {
+      rc = e ? e->code : ORR_EINVAL;
+      goto fail;
+    }
+    snprintf(vm->accel, sizeof vm->accel, "%s", accel);
+  }
+  vm->state = ORR_VM_CREATING;
+  if ((rc = vm->backend->launch(vm, e)) != 0) {
+    orr_error_prefix(e, "create");
+    goto fail;
+  }
+  vm->next = eng->vms;
+  eng->vms = vm;
+  *out = vm;
+  return 0;
+fail:
+  vm->eng = eng;
+  vm->next = NULL;
+  eng->vms = eng->vms; /* not linked yet */
+  json_decref(vm->doc);
+  json_decref(vm->plan_log);
+  json_decref(vm->reserved);
+  json_decref(vm->p9_index);
+  json_decref(vm->layout);
+  json_decref(vm->argv);
+  free(vm->restore);
+  free((char *)vm->opts.qemu_binary);
+  free(vm);
+  return rc;
+}
+
+static void create_done(void *arg) {
+  orr_vm *vm = arg;
+  orr_vm_cb cb = vm->create_cb;
+  orr_error ok = {0, ""};
+  vm->create_cb = NULL;
+  if (cb)
+    cb(vm->create_arg, 0, &ok, NULL);
+}
+
+typedef struct {
+  orr_vm *vm;
+  orr_vm_cb cb;
+  void *arg;
+  orr_error err;
+} create_fail;
+
+static void create_failed(void *p) {
+  create_fail *f = p;
+  if (f->cb)
+    f->cb(f->arg, f->err.code, &f->err, NULL);
+  free(f);
+}
+
+void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
+  if (status == 0) {
+    /* A restored VM keeps the paused state it was saved in. */
+    set_state(vm, vm->restore ? ORR_VM_PAUSED : ORR_VM_CREATED);
+    orr__defer(vm->eng, create_done, vm);
+    return;
+  }
+  create_fail *f = calloc(1, sizeof *f);
+  f->vm = vm;
+  f->cb = vm->create_cb;
+  f->arg = vm->create_arg;
+  f->err = *e;
+  f->err.code = status;
+  orr_error_prefix(&f->err, "create");
+  vm->create_cb = NULL;
+  orr__defer(vm->eng, create_failed, f);
+}
+
+void orr__vm_event(orr_vm *vm, const char *event, json_t *data) {
+  if (strcmp(event, "STOP") == 0 && vm->state == ORR_VM_RUNNING)
+    set_state(vm, ORR_VM_PAUSED);
+  else if (strcmp(event, "RESUME") == 0 &&
+           (vm->state == ORR_VM_PAUSED || vm->state == ORR_VM_CREATED))
+    set_state(vm, ORR_VM_RUNNING);
+  else if (strcmp(event, "SHUTDOWN") == 0) {
+    const char *why = json_string_value(json_object_get(data, "reason"));
+    if (why)
+      snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s", why);
+  } else if (strcmp(event, "device_deleted") == 0) {
+    emit(vm, event, data);
+    return;
+  }
+  orr__req_on_event(vm, event, data);
+}
+
+void orr__vm_exited(orr_vm *vm, long long code, int signal,
+                    const char *reason) {
+  json_t *info;
+  if (vm->exited)
+    return;
+  vm->exited = true;
+  vm->exit_code = code;
+  vm->exit_signal = signal;
+  if (signal != 0)
+    snprintf(vm->exit_reason, sizeof vm->exit_reason, "killed by signal %d",
+             signal);
+  else if (vm->exit_reason[0] == '\0')
+    snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s",
+             reason ? reason : "exited");
+  orr__cgroup_remove(vm);
+  set_state(vm, ORR_VM_STOPPED);
+  info = exit_info(vm);
+  emit(vm, "exit", info);
+  for (orr_req *r = vm->reqs; r; r = r->next)
+    if (r->wait_exit && !r->done) {
+      json_decref(r->result);
+      r->result = json_incref(info);
+      orr__req_finish(r, 0, NULL);
+    }
+  json_decref(info);
+  orr__req_fail_all(vm, ORR_EVMGONE);
+  if (vm->closed)
+    vm->backend->release(vm);
+}
+
+/* ---- lifecycle requests ---- */
+
+static orr_req *simple(orr_vm *vm, orr_vm_cb cb, void *arg, const char *cmd,
+                       json_t *args) {
+  orr_req *r = orr__req_new(vm, cb, arg);
+  r->plan =
+      json_pack("{s:[{s:s, s:o*}]}", "do", "execute", cmd, "arguments", args);
+  return r;
+}
+
+static int state_is(orr_req *r, const char *op, int n, ...) {
+  va_list ap;
+  va_start(ap, n);
+  for (int i = 0; i < n; i++)
+    if (r->vm->state == (orr_vm_st)va_arg(ap, int)) {
+      va_end(ap);
+      return 1;
+    }
+  va_end(ap);
+  if (r->vm->exited)
+    orr__req_fail(r, ORR_EVMGONE, "%s: VM %s is gone (%s)", op, r->vm->id,
+                  r->vm->exit_reason);
+  else
+    orr__req_fail(r, ORR_ESTATE, "%s: VM %s is %s", op, r->vm->id,
+                  state_names[r->vm->state]);
+  return 0;
+}
+
+static void commit_running(orr_req *r) {
+  set_state(r->vm, ORR_VM_RUNNING);
+}
+
+static void commit_paused(orr_req *r) {
+  set_state(r->vm, ORR_VM_PAUSED);
+}
+
+void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  orr_req *r = simple(vm, cb, arg, "cont", NULL);
+  r->commit = commit_running;
+  if (state_is(r, "start", 1, ORR_VM_CREATED))
+    orr__req_run(r);
+}
+
+void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  orr_req *r = simple(vm, cb, arg, "stop", NULL);
+  r->commit = commit_paused;
+  if (state_is(r, "pause", 1, ORR_VM_RUNNING))
+    orr__req_run(r);
+}
+
+void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  orr_req *r = simple(vm, cb, arg, "cont", NULL);
+  r->commit = commit_running;
+  if (state_is(r, "resume", 1, ORR_VM_PAUSED))
+    orr__req_run(r);
+}
+
+/* ---- save: migrate to a file, then poll until QEMU says completed ---- */
+
+static void save_poll(uv_timer_t *t);
+
+static void on_query_migrate(void *arg, int status, json_t *result,
+                             const char *errmsg) {
+  orr_req *r = arg;
+  const char *st;
+  if (orr__req_replied(r))
+    return;
+  if (status != 0) {
+    orr__req_fail(r, status, "save: query-migrate: %s", errmsg);
+    return;
+  }
+  st = json_string_value(json_object_get(result, "status"));
+  if (st && strcmp(st, "completed") == 0) {
+    orr__req_finish(r, 0, NULL);
+  } else if (st &&
+             (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
+    const char *why = json_string_value(json_object_get(result, "error-desc"));
+    orr__req_fail(r, ORR_EBACKEND, "save: migration %s%s%s", st,
+                  why ? ": " : "", why ? why : "");
+  } else {
+    r->timeout_ms = 10;
+    orr__req_arm_deadline(r, save_poll);
+  }
+}
+
+static void save_then(orr_req *r) {
+  if (orr__req_send(r, "query-migrate", NULL, on_query_migrate) != 0)
+    orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
+}
+
+static void save_poll(uv_timer_t *t) {
+  save_then(t->data);
+}
+
+void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb, void *arg) {
+  orr_req *r = orr__req_new(vm, cb, arg);
+  const char *path =
+      json_string_value(json_object_get(options, "SaveStateFilePath"));
+  char uri[600];
+  if (!state_is(r, "save", 1, ORR_VM_PAUSED))
+    return;
+  if (path == NULL || path[0] != '/' ||
+      strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_./-+") != strlen(path) ||
+      strlen(path) > 500) {
+    orr__req_fail(r, ORR_EINVAL,
+                  "save: SaveStateFilePath must be an absolute path of "
+                  "[A-Za-z0-9_./+-] (QEMU writes it through a shell), got "
+                  "\"%s\"",
+                  path ? path : "nothing");
+    return;
+  }
+  snprintf(uri, sizeof uri, "exec:cat > %s", path);
+  r->plan = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}}, {s:s, s:{s:s}}]}", "do",
+                      "execute", "migrate-set-capabilities", "arguments",
+                      "capabilities", "capability", "events", "state", 1,
+                      "execute", "migrate", "arguments", "uri", uri);
+  r->then = save_then;
+  orr__req_run(r);
+}
+
+/* ---- shutdown, terminate, wait ---- */
+
+static void on_quit_reply(void *arg, int status, json_t *result,
+                          const char *errmsg) {
+  orr_req *r = arg;
+  (void)status, (void)result, (void)errmsg;
+  orr__req_replied(r);
+}
+
+static void force_kill(uv_timer_t *t) {
+  orr_req *r = t->data;
+  if (!r->vm->exited)
+    r->vm->backend->kill(r->vm);
+}
+
+/* Asks QEMU to quit; SIGKILL if it has not exited 3 s later. */
+static void quit_then(orr_req *r) {
+  if (orr__req_send(r, "quit", NULL, on_quit_reply) != 0)
+    r->vm->backend->kill(r->vm);
+  r->timeout_ms = 3000;
+  orr__req_arm_deadline(r, force_kill);
+}
+
+static void powerdown_expired(uv_timer_t *t) {
+  orr_req *r = t->data;
+  if (!r->vm->exited)
+    quit_then(r);
+}
+
+static void powerdown_then(orr_req *r) {
+  /* The guest may ignore ACPI power-down (a busybox guest does). */
+  orr__req_arm_deadline(r, powerdown_expired);
+}
+
+static orr_req *exit_req(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  orr_req *r = orr__req_new(vm, cb, arg);
+  r->wait_exit = true;
+  if (vm->exited) {
+    r->result = exit_info(vm);
+    orr__req_finish(r, 0, NULL);
+    return NULL;
+  }
+  return r;
+}
+
+void orr_vm_shutdown(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
+  orr_req *r = exit_req(vm, cb, arg);
+  if (r == NULL)
+    return;
+  r->timeout_ms = timeout_ms ? timeout_ms : 10000;
+  r->plan = json_pack("{s:[{s:s}]}", "do", "execute", "system_powerdown");
+  r->then = powerdown_then;
+  orr__req_run(r);
+}
+
+void orr_vm_terminate(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  orr_req *r = exit_req(vm, cb, arg);
+  if (r == NULL)
+    return;
+  r->plan = json_pack("{s:[]}", "do");
+  r->then = quit_then;
+  orr__req_run(r);
+}
+
+void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg) {
+  exit_req(vm, cb, arg);
+}
+
+void orr_vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
+                   orr_vm_cb cb, void *arg) {
+  orr__vm_modify(vm, request, options, cb, arg);
+}
+
+static void close_quit_reply(void *arg, int status, json_t *result,
+                             const char *errmsg) {
+  (void)arg, (void)status, (void)result, (void)errmsg;
+}
+
+void orr_vm_close(orr_vm *vm) {
+  if (vm->closed)
+    return;
+  vm->closed = true;
+  vm->event_cb = NULL;
+  vm->create_cb = NULL;
+  for (orr_req *r = vm->reqs; r; r = r->next)
+    if (!r->done)
+      orr__req_fail(r, ORR_ECANCELED, "VM %s was closed", vm->id);
+  if (vm->exited) {
+    vm->backend->release(vm);
+    return;
+  }
+  /* TODO(issue 6): ShouldTerminateOnLastHandleClosed = false should let
+  ** the VM outlive this handle; for now every closed VM is terminated. */
+  if (vm->backend->send(vm, "quit", NULL, close_quit_reply, NULL) != 0)
+    vm->backend->kill(vm);
+}
+
+void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
+                orr_vm_cb cb, void *arg) {
+  orr_req *r = simple(vm, cb, arg, command,
+                      arguments ? json_deep_copy(arguments) : NULL);
+  orr__req_run(r);
+}

@@ -1,0 +1,182 @@
+/*
+** What the VM manager's files share: the engine and VM structs, the backend
+** interface, and the request runner. Not a public header.
+*/
+#ifndef ORR_VM_INTERNAL_H
+#define ORR_VM_INTERNAL_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "orrery/process.h"
+#include "orrery/qmp.h"
+#include "orrery/vm.h"
+
+typedef struct orr_deferred orr_deferred;
+typedef void (*orr_deferred_fn)(void *arg);
+
+struct orr_engine {
+  uv_loop_t *loop;
+  int own_loop;
+  uv_idle_t idle; /* runs deferred calls on the next loop turn */
+  orr_deferred *dq_head, *dq_tail;
+  orr_vm *vms; /* every VM not yet freed */
+  char runtime_root[256];
+};
+
+/* Runs fn(arg) from the loop soon, never from inside this call. */
+void orr__defer(orr_engine *eng, orr_deferred_fn fn, void *arg);
+
+typedef enum {
+  ORR_VM_CREATING,
+  ORR_VM_CREATED,
+  ORR_VM_RUNNING,
+  ORR_VM_PAUSED,
+  ORR_VM_STOPPED,
+} orr_vm_st;
+
+typedef struct orr_req orr_req;
+typedef struct orr_unplug orr_unplug;
+
+/* A backend translates and sends; bookkeeping stays in the VM layer. */
+typedef struct {
+  const char *name;
+  /* Starts the VM paused; later calls orr__vm_launched(vm, status, e). */
+  int (*launch)(orr_vm *vm, orr_error *e);
+  /* Sends one QMP command; same contract as orr_qmp_send(). */
+  int (*send)(orr_vm *vm, const char *cmd, json_t *args, orr_qmp_reply_cb cb,
+              void *arg);
+  /* Ends the process now (SIGKILL); orr__vm_exited() follows. */
+  void (*kill)(orr_vm *vm);
+  /* Frees backend state once the VM is gone; then orr__vm_released(). */
+  void (*release)(orr_vm *vm);
+} orr_backend;
+
+extern const orr_backend orr__backend_qemu;
+extern const orr_backend orr__backend_plan;
+
+struct orr_vm {
+  orr_engine *eng;
+  orr_vm *next;
+  const orr_backend *backend;
+  char id[65];
+  char runtime_id[37];
+  char run_dir[400];
+  orr_vm_st state;
+  json_t *doc;    /* the live document */
+  json_t *layout; /* root ports etc. from the qemu translation */
+  json_t *argv;
+  json_t *plan_log;
+  json_t *p9_index; /* share Name -> boot index k (qdev p9-<k>) */
+  long long boot_mb;
+  orr_vm_options opts;
+  char accel[8];
+  char *restore;
+  /* Backend state. */
+  orr_process *proc;
+  orr_qmp *qmp;
+  int pid;
+  int pid_closing; /* handles still closing in release */
+  /* Exit. */
+  bool exited;
+  bool quitting; /* quit was sent: QMP closing is expected */
+  long long exit_code;
+  int exit_signal;
+  char exit_reason[64];
+  /* Callers. */
+  orr_req *reqs;       /* requests in flight */
+  orr_unplug *unplugs; /* device_dels awaiting DEVICE_DELETED */
+  json_t *reserved;    /* resource paths with a change in flight */
+  orr_vm_event_cb event_cb;
+  void *event_arg;
+  bool closed;   /* the user's handle is gone */
+  bool released; /* backend released; free when unreferenced */
+  orr_vm_cb create_cb;
+  void *create_arg;
+  char cgroup[256]; /* cgroup dir for CPU limits, "" if none */
+};
+
+/* Backend -> VM layer. */
+void orr__vm_launched(orr_vm *vm, int status, const orr_error *e);
+void orr__vm_event(orr_vm *vm, const char *event, json_t *data);
+void orr__vm_exited(orr_vm *vm, long long code, int signal, const char *reason);
+void orr__vm_released(orr_vm *vm);
+void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry);
+
+/*
+** A request: a plan (see qemu_xlate.h) run against the backend, then an
+** optional wait for an event, then commit() on success.
+*/
+typedef void (*orr_req_commit)(orr_req *r);
+struct orr_req {
+  orr_vm *vm;
+  orr_req *next;
+  orr_vm_cb cb;
+  void *arg;
+  json_t *plan;
+  size_t step;
+  ssize_t undo;
+  int status;
+  orr_error err;
+  json_t *result;
+  orr_req_commit commit; /* applied to the live document on success */
+  json_t *data;          /* what commit needs */
+  char *reserve;         /* resource path held while in flight */
+  uint64_t timeout_ms;   /* deadline for a wait */
+  uv_timer_t *timer;
+  orr_unplug *joined;       /* the unplug this request waits on */
+  const char *wait_event;   /* e.g. "MIGRATION" */
+  bool wait_exit;           /* completes when the process is gone */
+  bool done;                /* outcome decided */
+  bool delivered;           /* cb has run (or was dropped) */
+  int inflight;             /* commands sent and not yet answered */
+  void (*then)(orr_req *r); /* after the steps, instead of finishing */
+};
+
+orr_req *orr__req_new(orr_vm *vm, orr_vm_cb cb, void *arg);
+/* Starts running r->plan; the request completes through r->cb. */
+void orr__req_run(orr_req *r);
+/* Sends one command for r (args stolen); counts it in flight. */
+int orr__req_send(orr_req *r, const char *name, json_t *args,
+                  orr_qmp_reply_cb cb);
+/* First thing in a reply callback of r: nonzero means r is already decided
+** (ignore the reply). */
+int orr__req_replied(orr_req *r);
+/* (Re)starts r's timer with cb after r->timeout_ms. */
+void orr__req_arm_deadline(orr_req *r, uv_timer_cb cb);
+/* Completes r now (or deferred, when called from the starting call). */
+void orr__req_finish(orr_req *r, int status, const orr_error *e);
+/* Fails r asynchronously with code/message. */
+void orr__req_fail(orr_req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Makes r wait on the unplug already pending for resource, if any
+** (returns 1); a repeated removal waits instead of failing. */
+int orr__req_join_unplug(orr_req *r, const char *resource);
+/* Event dispatch to requests and unplugs. */
+void orr__req_on_event(orr_vm *vm, const char *event, json_t *data);
+/* The VM is gone: every request and unplug fails with ORR_EVMGONE. */
+void orr__req_fail_all(orr_vm *vm, int status);
+
+/* An unplug in progress: outlives the request that started it. */
+struct orr_unplug {
+  orr_unplug *next;
+  char *qdev;
+  char *resource;
+  json_t *after; /* cleanup commands after DEVICE_DELETED */
+  json_t *data;  /* commit data */
+  orr_req_commit commit;
+};
+
+/* Modify requests (vm_modify.c). */
+void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
+                    orr_vm_cb cb, void *arg);
+
+/* cgroup CPU limits (cgroup.c). */
+int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
+                      orr_error *e);
+void orr__cgroup_remove(orr_vm *vm);
+
+/* KVM verdict for accel "auto" (accel.c). */
+const char *orr__accel_resolve(const char *requested, orr_error *e);
+
+#endif
