@@ -1,0 +1,186 @@
+-- `orrery plan RECIPE`: runs a recipe and prints the document it returns.
+local cjson = require("cjson")
+
+local ORRERY = "build/orrery"
+local RECIPE = "scripts/recipes/linux-vm.lua"
+local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"
+local C1 = "0110f83b-de10-5172-a266-78bca56bf50a"
+local VPCI = "6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f"
+local NIC = "2b4a8c1e-3d5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Runs `orrery <args>`; returns stdout, stderr and the exit code.
+local function orrery(...)
+  local args = {}
+  for i, a in ipairs{ ... } do args[i] = quote(a) end
+  local errfile = os.tmpname()
+  local p = assert(io.popen(ORRERY .. " " .. table.concat(args, " ") .. " 2>" .. quote(errfile)))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  local err = slurp(errfile)
+  os.remove(errfile)
+  assert.equal("exit", how)
+  return out, err, code
+end
+
+-- A recipe in a temporary file; returns its path.
+local function recipe(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+describe("orrery plan", function()
+  local tmp = {}
+  after_each(function()
+    for _, p in ipairs(tmp) do os.remove(p) end
+    tmp = {}
+  end)
+  local function temp_recipe(text)
+    local p = recipe(text)
+    tmp[#tmp + 1] = p
+    return p
+  end
+
+  it("prints the recipe's document as JSON with the HCS keys", function()
+    local out, err, code = orrery("plan", RECIPE)
+    assert.equal(0, code)
+    assert.equal("", err)
+    local doc = cjson.decode(out)
+    local vm = doc.VirtualMachine
+    assert.equal("linux-vm", doc.Owner)
+    assert.same({ Major = 2, Minor = 1 }, doc.SchemaVersion)
+    assert.is_true(doc.ShouldTerminateOnLastHandleClosed)
+
+    local scsi = vm.Devices.Scsi
+    assert.same({ [C0] = true, [C1] = true },
+                (function() local s = {} for k in pairs(scsi) do s[k] = true end return s end)())
+    assert.same({ Type = "VirtualDisk", Path = "/var/lib/orrery/linux-vm/root.img",
+                  ReadOnly = true }, scsi[C0].Attachments["0"])
+    assert.same({ Type = "VirtualDisk", Path = "/var/lib/orrery/linux-vm/data.img" },
+                scsi[C1].Attachments["0"])
+
+    assert.same({ Functions = { { DeviceInstancePath = "qemu:virtio-rng-pci" } },
+                  PropagateNumaAffinity = true }, vm.Devices.VirtualPci[VPCI])
+    assert.same({ EndpointId = "user", MacAddress = "00-15-5D-52-C0-0A" },
+                vm.Devices.NetworkAdapters[NIC])
+    assert.same({ { Name = "src", AccessName = "src", Path = "/srv/src", Port = 564,
+                    ReadOnly = true } }, vm.Devices.Plan9.Shares)
+    assert.matches("^/tmp/.+%.sock$", vm.Devices.ComPorts["0"].NamedPipe)
+
+    local topo = vm.ComputeTopology
+    assert.equal(1024, topo.Memory.SizeInMB)
+    assert.equal(4, topo.Processor.Count)
+    assert.same({ count_per_node = { max = 2 }, node_per_socket = 1 },
+                topo.Processor.NumaProcessorsSettings)
+    assert.equal(2, topo.Numa.VirtualNodeCount)
+    assert.equal(2, #topo.Numa.Settings)
+    local cpus, mem = 0, 0
+    for _, node in ipairs(topo.Numa.Settings) do
+      cpus = cpus + node.CountOfProcessors
+      mem = mem + node.CountOfMemoryBlocks
+    end
+    assert.equal(4, cpus)
+    assert.equal(1024, mem)
+
+    assert.matches("^/", vm.Chipset.LinuxKernelDirect.KernelFilePath)
+    assert.matches("^/", vm.Chipset.LinuxKernelDirect.InitRdPath)
+    assert.is_nil(vm.Chipset.Uefi)
+    assert.same({ IopsMaximum = 5000, BandwidthMaximum = 100000000 }, vm.StorageQoS)
+  end)
+
+  it("prints the same document the recipe builds in-process", function()
+    local b = dofile(RECIPE)
+    assert.is_true(b:validate())
+    local out = orrery("plan", RECIPE)
+    assert.equal(b:json{ pretty = true } .. "\n", out)
+  end)
+
+  it("prints one line with --compact", function()
+    local out, _, code = orrery("plan", "--compact", RECIPE)
+    assert.equal(0, code)
+    assert.matches("^{[^\n]*}\n$", out)
+    assert.equal(dofile(RECIPE):json() .. "\n", out)
+    local pretty = orrery("plan", RECIPE)
+    assert.same(cjson.decode(pretty), cjson.decode(out))
+  end)
+
+  it("plans the minimal recipe", function()
+    local out, _, code = orrery("plan", "--compact", "scripts/recipes/minimal.lua")
+    assert.equal(0, code)
+    local vm = cjson.decode(out).VirtualMachine
+    assert.equal(1, vm.ComputeTopology.Processor.Count)
+    assert.is_number(vm.ComputeTopology.Memory.SizeInMB)
+    assert.matches("^/", vm.Chipset.LinuxKernelDirect.KernelFilePath)
+  end)
+
+  it("exits non-zero on a builder error, naming the recipe's file:line and the message", function()
+    local path = temp_recipe(table.concat({
+      'local orrery = require("orrery")',
+      'local b = orrery.builder{ owner = "bad" }',
+      'b:add_scsi_controller(0)',
+      'b:add_scsi_disk(0, 0, { Type = "VirtualDisk", Path = "/srv/a.img" })',
+      'b:add_scsi_disk(0, 0, { Type = "VirtualDisk", Path = "/srv/b.img" })',
+      'return b',
+    }, "\n") .. "\n")
+    local out, err, code = orrery("plan", path)
+    assert.is_true(code ~= 0)
+    assert.equal("", out)
+    assert.truthy(err:find(path .. ":5: add_scsi_disk: controller 0 LUN 0 is already used by "
+                           .. "/srv/a.img", 1, true), err)
+  end)
+
+  it("exits non-zero when the recipe returns no builder", function()
+    local path = temp_recipe('local orrery = require("orrery")\n'
+                             .. 'local b = orrery.builder("forgot")\n')
+    local out, err, code = orrery("plan", path)
+    assert.is_true(code ~= 0)
+    assert.equal("", out)
+    assert.truthy(err:find(path .. " must return an orrery.Builder", 1, true), err)
+    assert.truthy(err:find("return b", 1, true), err)
+  end)
+
+  it("exits non-zero when the recipe returns something else", function()
+    local path = temp_recipe('return { Owner = "not a builder" }\n')
+    local _, err, code = orrery("plan", path)
+    assert.is_true(code ~= 0)
+    assert.truthy(err:find("must return an orrery.Builder", 1, true), err)
+  end)
+
+  it("exits non-zero when the returned document is incomplete (NUMA without memory)", function()
+    local path = temp_recipe(table.concat({
+      'local b = require("orrery").builder("half")',
+      'b:set_processor{ Count = 2 }',
+      'b:set_numa{ VirtualNodeCount = 2 }',
+      'return b',
+    }, "\n") .. "\n")
+    local _, err, code = orrery("plan", path)
+    assert.is_true(code ~= 0)
+    assert.truthy(err:find("Memory.SizeInMB", 1, true), err)
+  end)
+
+  it("exits non-zero for a missing recipe and names it", function()
+    local _, err, code = orrery("plan", "/nonexistent/recipe.lua")
+    assert.is_true(code ~= 0)
+    assert.truthy(err:find("/nonexistent/recipe.lua", 1, true), err)
+  end)
+
+  it("exits 2 on usage errors", function()
+    local _, _, code = orrery("plan")
+    assert.equal(2, code)
+    _, _, code = orrery("plan", "--bogus", RECIPE)
+    assert.equal(2, code)
+  end)
+end)
