@@ -261,6 +261,23 @@ static int normalize_map(const orr_type *t, const json_t *in, const char *path,
     if (orr__schema_normalize(t->elem, json_object_get(in, keys[i]), sub, &nv,
                               e) != 0)
       goto err;
+    if (t->key_check == orr__check_guid) {
+      /* GUIDs compare case-insensitively: store one spelling, so the same
+      ** device cannot appear twice under two. */
+      char low[37];
+      for (size_t k = 0; k < 37; k++)
+        low[k] = (char)tolower((unsigned char)keys[i][k]);
+      if (json_object_get(res, low)) {
+        json_decref(nv);
+        orr_error_set(e, ORR_EEXIST,
+                      "%s: key \"%s\" is the same GUID as "
+                      "another key",
+                      path, keys[i]);
+        goto err;
+      }
+      json_object_set_new(res, low, nv);
+      continue;
+    }
     json_object_set_new(res, keys[i], nv);
   }
   free(keys);
@@ -277,11 +294,20 @@ static int normalize_array(const orr_type *t, const json_t *in,
   json_t *res;
   char sub[512];
   if (json_is_object(in) && json_object_size(in) == 0) {
+    if (t->min > 0)
+      return fail(e, path, "must not be empty", in);
     *out = json_array(); /* an empty Lua table */
     return 0;
   }
   if (!json_is_array(in))
     return fail(e, path, "must be a list", in);
+  /* For lists, min is the fewest entries (a VPCI device needs a function). */
+  if (t->min > 0 && json_array_size(in) < (size_t)t->min) {
+    char rule[96];
+    snprintf(rule, sizeof rule, "must have at least %lld entr%s",
+             (long long)t->min, t->min == 1 ? "y" : "ies");
+    return fail(e, path, rule, in);
+  }
   if (t->max_items && json_array_size(in) > t->max_items) {
     char rule[96];
     snprintf(rule, sizeof rule, "must have at most %zu entries", t->max_items);

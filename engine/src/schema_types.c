@@ -244,8 +244,18 @@ static const orr_field vpmem_device_fields[] = {
 const orr_type orr__t_vpmem_device =
     OBJ("VirtualPMemDevice", vpmem_device_fields);
 static const char *vpmem_key_check(const char *s, size_t len) {
-  if (orr__check_lun_key(s, len) == NULL || (len == 3 && s[0] == '1'))
+  /* "0".."127", decimal without leading zeros. */
+  int v = 0;
+  if (len == 0 || len > 3 || (len > 1 && s[0] == '0'))
+    goto bad;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      goto bad;
+    v = v * 10 + (s[i] - '0');
+  }
+  if (v <= 127)
     return NULL;
+bad:
   return "must be a device number \"0\"..\"127\"";
 }
 static const orr_type t_vpmem_devices = MAP(
@@ -377,8 +387,9 @@ static const orr_field vpci_function_fields[] = {
 static const orr_type t_vpci_function =
     OBJ("VirtualPciFunction", vpci_function_fields);
 /* One root port holds one device of up to eight functions. */
-static const orr_type t_vpci_functions =
-    ARR("[]VirtualPciFunction", &t_vpci_function, 8);
+static const orr_type t_vpci_functions = {
+    ORR_K_ARRAY, "[]VirtualPciFunction", 1, 0, NULL, NULL, NULL,
+    &t_vpci_function, NULL, 8};
 static const orr_field vpci_device_fields[] = {
     {"Functions", &t_vpci_functions, 1},
     {"PropagateNumaAffinity", &t_bool, 0},
