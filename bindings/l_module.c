@@ -14,8 +14,12 @@
 int luaopen_orrery_core(lua_State *L) {
   luaL_checkversion(L);
   orr_l_open_builder(L);
+  orr_l_open_task(L);
+  orr_l_open_vm(L);
   lua_newtable(L);
   luaL_setfuncs(L, orr_l_builder_funcs, 0);
+  luaL_setfuncs(L, orr_l_task_funcs, 0);
+  luaL_setfuncs(L, orr_l_vm_funcs, 0);
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
   /* HCS's four fixed controller GUIDs, indexed 0..3 like the API. */

@@ -5,9 +5,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <jansson.h>
+
 #include "orrery/builder.h"
 
 #define ORR_L_BUILDER "orrery.Builder"
+#define ORR_L_VM "orrery.VM"
+#define ORR_L_TASK "orrery.Task"
 
 /* The module opener: luaopen_orrery_core and its alias luaopen_orrery. */
 int luaopen_orrery_core(lua_State *L);
@@ -18,5 +22,26 @@ extern const luaL_Reg orr_l_builder_funcs[];
 orr_builder *orr_l_checkbuilder(lua_State *L, int idx);
 orr_builder *orr_l_testbuilder(lua_State *L, int idx);
 void orr_l_pushbuilder(lua_State *L, orr_builder *b);
+
+/* orrery.Task and the task functions (spawn, sleep, wait_all, run, now). */
+void orr_l_open_task(lua_State *L);
+extern const luaL_Reg orr_l_task_funcs[];
+/* Spawns the function below the top nargs values as a task (it starts on
+** the next loop turn); pops them and pushes the orrery.Task. */
+struct orr_l_task *orr_l_spawn(lua_State *L, int nargs);
+/* If the Task at idx failed: pushes its error with traceback, marks it
+** read and returns 1; else returns 0. */
+int orr_l_task_failed(lua_State *L, int idx);
+
+/* orrery.VM and orrery.create. */
+void orr_l_open_vm(lua_State *L);
+extern const luaL_Reg orr_l_vm_funcs[];
+/* The backend orrery.create uses when opts.backend is absent ("plan" for
+** `orrery plan`). Setting it also records the plan VMs created from then on
+** for orr_l_vm_plan_report. */
+void orr_l_set_default_backend(lua_State *L, const char *backend);
+/* [{"id":..., "document":..., "plan_log":[...]}] for the recorded plan VMs
+** (new reference; an empty array when none). */
+json_t *orr_l_vm_plan_report(lua_State *L);
 
 #endif

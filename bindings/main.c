@@ -10,6 +10,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "l_async.h"
 #include "l_orrery.h"
 
 #ifndef ORR_SOURCE_DIR
@@ -23,15 +24,21 @@ static void usage(FILE *out) {
           "usage: %s COMMAND [OPTIONS] ...\n"
           "\n"
           "commands:\n"
-          "  run RECIPE.lua [ARGS...]          run a recipe\n"
+          "  run RECIPE.lua [ARGS...]          run a recipe as a task, "
+          "then every task\n"
+          "                                    it spawned, to the end\n"
           "  plan [--compact] RECIPE.lua [ARGS...]\n"
           "                                    run a recipe against the "
           "builder and print\n"
           "                                    the document it returns as "
-          "JSON\n"
+          "JSON (VMs it\n"
+          "                                    creates use the plan backend "
+          "and are printed\n"
+          "                                    with their plan log)\n"
           "  version                           print the version\n"
           "\n"
-          "exit codes: 0 success, 1 the recipe failed, 2 usage error\n",
+          "exit codes: 0 success, 1 the recipe or a task failed, 2 usage "
+          "error\n",
           progname);
 }
 
@@ -65,9 +72,13 @@ static void setup_paths(lua_State *L) {
   lua_pop(L, 2);
 }
 
-/* Loads RECIPE, sets `arg`, calls it with ARGS; leaves its results. */
-static int run_recipe(lua_State *L, int argc, char **argv, int *nres) {
-  int base, status;
+/*
+** Sets `arg`, pushes the message handler, loads RECIPE and pushes ARGS.
+** On success the stack holds msghandler (at *base), the chunk and its
+** arguments; on failure the error message is on top.
+*/
+static int load_recipe(lua_State *L, int argc, char **argv, int *base) {
+  int status;
   lua_createtable(L, argc - 1, 1);
   for (int i = 0; i < argc; i++) {
     lua_pushstring(L, argv[i]);
@@ -75,15 +86,31 @@ static int run_recipe(lua_State *L, int argc, char **argv, int *nres) {
   }
   lua_setglobal(L, "arg");
   lua_pushcfunction(L, msghandler);
-  base = lua_gettop(L);
+  *base = lua_gettop(L);
   status = luaL_loadfile(L, argv[0]);
   if (status != LUA_OK)
     return status;
   for (int i = 1; i < argc; i++)
     lua_pushstring(L, argv[i]);
+  return LUA_OK;
+}
+
+/* Loads RECIPE, sets `arg`, calls it with ARGS at top level; leaves its
+** results. */
+static int run_recipe(lua_State *L, int argc, char **argv, int *nres) {
+  int base, status = load_recipe(L, argc, argv, &base);
+  if (status != LUA_OK)
+    return status;
   status = lua_pcall(L, argc - 1, LUA_MULTRET, base);
   *nres = lua_gettop(L) - base;
   return status;
+}
+
+/* orrery.run() for the C side: drives every spawned task to its end.
+** Returns the number of failed tasks nobody read the error of. */
+static int run_tasks(lua_State *L) {
+  lua_pushinteger(L, orr_l_run(L));
+  return 1;
 }
 
 static int report(lua_State *L, int status) {
@@ -97,6 +124,8 @@ static int report(lua_State *L, int status) {
 static int cmd_plan(lua_State *L, int argc, char **argv) {
   int compact = 0, nres = 0, status;
   orr_builder *b;
+  orr_error e = {0, ""};
+  json_t *vms;
   char *text;
   while (argc > 0 && argv[0][0] == '-') {
     if (strcmp(argv[0], "--compact") == 0) {
@@ -111,29 +140,99 @@ static int cmd_plan(lua_State *L, int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  /* VMs the recipe creates default to the plan backend and are recorded,
+  ** so the output shows what the qemu backend would have sent. */
+  orr_l_set_default_backend(L, "plan");
   status = run_recipe(L, argc, argv, &nres);
   if (status != LUA_OK)
     return report(L, status);
-  if (nres < 1 || (b = orr_l_testbuilder(L, -nres)) == NULL) {
+  b = nres >= 1 ? orr_l_testbuilder(L, -nres) : NULL;
+  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, run_tasks);
+  status = lua_pcall(L, 0, 1, -2);
+  if (status != LUA_OK)
+    return report(L, status);
+  if (lua_tointeger(L, -1) > 0) {
+    fprintf(stderr, "%s plan: %d task(s) failed\n", progname,
+            (int)lua_tointeger(L, -1));
+    return 1;
+  }
+  /* The document must be one create would accept, not just well-formed
+  ** so far (the builder lets halves of a rule wait for each other). */
+  if (b != NULL && orr_builder_check(b, &e) != 0) {
+    fprintf(stderr, "%s plan: %s: %s\n", progname, argv[0], e.msg);
+    return 1;
+  }
+  vms = orr_l_vm_plan_report(L);
+  if (b == NULL && json_array_size(vms) == 0) {
+    json_decref(vms);
     fprintf(stderr,
             "%s plan: %s must return an orrery.Builder (end the recipe "
             "with `return b`)\n",
             progname, argv[0]);
     return 1;
   }
-  text = orr_doc_dump(orr_builder_doc(b), !compact);
+  if (json_array_size(vms) == 0) {
+    text = orr_doc_dump(orr_builder_doc(b), !compact);
+  } else {
+    /* {"document": the builder's (if returned), "vms": [...]} */
+    json_t *out = json_object();
+    if (b != NULL) {
+      char *doc = orr_doc_dump(orr_builder_doc(b), 0);
+      json_object_set_new(out, "document", json_loads(doc, 0, NULL));
+      free(doc);
+    }
+    json_object_set_new(out, "vms", json_incref(vms));
+    text = json_dumps(out, compact ? JSON_COMPACT : JSON_INDENT(2));
+    json_decref(out);
+  }
+  json_decref(vms);
   printf("%s\n", text);
   free(text);
   return 0;
 }
 
+/*
+** Under lua_pcall, stack: chunk, args... Runs the recipe as a task (so its
+** waiting calls yield and other tasks run meanwhile), then every task to
+** its end. Returns the recipe's error with traceback (or nil) and the
+** number of other tasks that failed unseen (already printed).
+*/
+static int run_as_task(lua_State *L) {
+  orr_l_task *t = orr_l_spawn(L, lua_gettop(L) - 1);
+  int task = lua_gettop(L), unseen;
+  t->watched = 1; /* its error is reported below, not as "task failed" */
+  unseen = orr_l_run(L);
+  if (!orr_l_task_failed(L, task))
+    lua_pushnil(L);
+  lua_pushinteger(L, unseen);
+  return 2;
+}
+
 static int cmd_run(lua_State *L, int argc, char **argv) {
-  int nres = 0;
+  int base, status;
   if (argc < 1) {
     usage(stderr);
     return 2;
   }
-  return report(L, run_recipe(L, argc, argv, &nres));
+  status = load_recipe(L, argc, argv, &base);
+  if (status != LUA_OK)
+    return report(L, status);
+  lua_pushcfunction(L, run_as_task);
+  lua_insert(L, base + 1);
+  status = lua_pcall(L, argc, 2, base);
+  if (status != LUA_OK)
+    return report(L, status);
+  if (!lua_isnil(L, -2)) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -2));
+    return 1;
+  }
+  if (lua_tointeger(L, -1) > 0) {
+    fprintf(stderr, "%s: %d task(s) failed\n", progname,
+            (int)lua_tointeger(L, -1));
+    return 1;
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {

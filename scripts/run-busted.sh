@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs the busted specs against a build directory (default: build).
-set -euo pipefail
+# Runs the busted specs against a build directory (default: build), keeping
+# busted's report in BUILD/busted.log for scripts/test.sh to count. The
+# interpreter and Lua paths come from .busted.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-exec busted --lua=lua5.4 --cpath="$build/?.so" \
-  --lpath='scripts/lib/?.lua;scripts/lib/?/init.lua' "${@:2}"
+busted --cpath="$build/?.so" -o plainTerminal "${@:2}" 2>&1 |
+  tee "$build/busted.log"
+exit "${PIPESTATUS[0]}"

@@ -67,7 +67,10 @@ static void reply_later(void *p) {
     } else if (strcmp(r->cmd, "stop") == 0) {
       orr__vm_event(vm, "STOP", NULL);
     } else if (strcmp(r->cmd, "device_del") == 0) {
-      orr__vm_event(vm, "DEVICE_DELETED", r->args);
+      json_t *ev =
+          json_pack("{s:O?}", "device", json_object_get(r->args, "id"));
+      orr__vm_event(vm, "DEVICE_DELETED", ev);
+      json_decref(ev);
     } else if (strcmp(r->cmd, "quit") == 0 ||
                strcmp(r->cmd, "system_powerdown") == 0) {
       orr__defer(vm->eng, exit_later, vm);

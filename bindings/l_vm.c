@@ -1,0 +1,846 @@
+/*
+** orrery.VM: a userdata over orr_vm, and orrery.create. The bindings only
+** convert tables to documents and ModifySettingRequests, map errors and
+** wait on ops; every rule is in the engine.
+**
+** Uservalue 1 holds the event handlers ({event = {{fn = f}, ...}}), so a
+** dropped VM and its handlers can be collected together; uservalue 2 the
+** id (for __tostring after close). While an op is pending the op anchors
+** the userdata in the registry.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "l_async.h"
+#include "l_orrery.h"
+#include "l_util.h"
+#include "orrery/document.h"
+#include "orrery/vm.h"
+
+typedef struct {
+  char *id;
+  json_t *doc, *log; /* snapshots taken at close */
+  struct lvm *live;  /* the open VM, or NULL */
+} plan_rec;
+
+/* Per-state settings of this file: registry[&state_key]. Created by
+** orr_l_set_default_backend, before any VM, so it is finalized after them
+** (they snapshot into it when closed). */
+typedef struct {
+  char *backend; /* the default backend, or NULL */
+  plan_rec *recs;
+  size_t n, cap;
+} vm_state;
+
+typedef struct lvm {
+  orr_vm *vm; /* NULL once closed */
+  orr_l_ctx *ctx;
+  vm_state *rec_state; /* recording this plan VM, or NULL */
+  size_t rec;          /* its index in rec_state->recs */
+} lvm;
+
+static const char state_key = 's'; /* vm_state userdata */
+static const char vms_key = 'v';   /* weak {lightuserdata(lvm) = VM} */
+
+static const char *const events[] = {"state", "exit", "device_deleted",
+                                     "console", NULL};
+
+/* ---- Per-state settings and the plan record ----------------------------- */
+
+static int state_gc(lua_State *L) {
+  vm_state *s = lua_touserdata(L, 1);
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->recs[i].id);
+    json_decref(s->recs[i].doc);
+    json_decref(s->recs[i].log);
+  }
+  free(s->recs);
+  free(s->backend);
+  memset(s, 0, sizeof *s);
+  return 0;
+}
+
+static vm_state *get_state(lua_State *L, int create) {
+  vm_state *s;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) == LUA_TUSERDATA) {
+    s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+  }
+  lua_pop(L, 1);
+  if (!create)
+    return NULL;
+  s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+  return s;
+}
+
+void orr_l_set_default_backend(lua_State *L, const char *backend) {
+  vm_state *s = get_state(L, 1);
+  char *copy = backend != NULL ? strdup(backend) : NULL;
+  if (backend != NULL && copy == NULL)
+    luaL_error(L, "orrery: out of memory");
+  free(s->backend);
+  s->backend = copy;
+}
+
+static void record(lua_State *L, lvm *v, const char *id) {
+  vm_state *s = get_state(L, 0);
+  plan_rec *r;
+  if (s == NULL || s->backend == NULL)
+    return;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 4;
+    plan_rec *recs = realloc(s->recs, cap * sizeof *recs);
+    if (recs == NULL)
+      return; /* the report is best effort; the VM itself is fine */
+    s->recs = recs;
+    s->cap = cap;
+  }
+  r = &s->recs[s->n];
+  memset(r, 0, sizeof *r);
+  r->id = strdup(id);
+  r->live = v;
+  v->rec_state = s;
+  v->rec = s->n++;
+}
+
+static void snapshot(lvm *v) {
+  plan_rec *r;
+  if (v->rec_state == NULL)
+    return;
+  r = &v->rec_state->recs[v->rec];
+  r->doc = json_deep_copy(orr_vm_document(v->vm));
+  r->log = orr_vm_plan_log(v->vm);
+  r->live = NULL;
+  v->rec_state = NULL;
+}
+
+/* The document in HCS key order, as orr_doc_dump writes it. */
+static json_t *ordered(const json_t *doc) {
+  char *text;
+  json_t *out = NULL;
+  if (doc == NULL)
+    return json_null();
+  text = orr_doc_dump(doc, 0);
+  if (text != NULL)
+    out = json_loads(text, 0, NULL);
+  free(text);
+  return out != NULL ? out : json_deep_copy(doc);
+}
+
+json_t *orr_l_vm_plan_report(lua_State *L) {
+  vm_state *s = get_state(L, 0);
+  json_t *arr = json_array();
+  for (size_t i = 0; s != NULL && i < s->n; i++) {
+    plan_rec *r = &s->recs[i];
+    json_t *doc, *log;
+    if (r->live != NULL) {
+      doc = ordered(orr_vm_document(r->live->vm));
+      log = orr_vm_plan_log(r->live->vm);
+    } else {
+      doc = ordered(r->doc);
+      log = json_incref(r->log);
+    }
+    json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "id",
+                                         r->id ? r->id : "", "document", doc,
+                                         "plan_log", log ? log : json_array()));
+  }
+  return arr;
+}
+
+/* ---- The userdata ------------------------------------------------------- */
+
+static lvm *check_open(lua_State *L, int idx) {
+  lvm *v = luaL_checkudata(L, idx, ORR_L_VM);
+  if (v->vm == NULL)
+    luaL_error(L, "attempt to use a closed " ORR_L_VM);
+  return v;
+}
+
+static void vm_close(lvm *v) {
+  if (v->vm == NULL)
+    return;
+  snapshot(v);
+  orr_vm_close(v->vm);
+  v->vm = NULL;
+}
+
+/* vm:close(), __gc and __close: idempotent. With the document's
+** ShouldTerminateOnLastHandleClosed the engine terminates the VM. */
+static int l_close(lua_State *L) {
+  vm_close(luaL_checkudata(L, 1, ORR_L_VM));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  lvm *v = luaL_checkudata(L, 1, ORR_L_VM);
+  lua_getiuservalue(L, 1, 2);
+  if (v->vm == NULL)
+    lua_pushfstring(L, ORR_L_VM ": %p (id=%s, closed)", (void *)v,
+                    lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, ORR_L_VM ": %p (id=%s, state=%s)", (void *)v,
+                    orr_vm_id(v->vm), orr_vm_state(v->vm));
+  return 1;
+}
+
+/* ---- Events ------------------------------------------------------------- */
+
+typedef struct {
+  lvm *v;
+  const char *event;
+  json_t *data;
+} event_call;
+
+/* Under orr_l_cpcall: calls each handler of the event, each protected. */
+static int dispatch(lua_State *L) {
+  event_call *e = lua_touserdata(L, 1);
+  int ud, first, n;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
+  if (lua_rawgetp(L, -1, e->v) != LUA_TUSERDATA)
+    return 0; /* unreachable VM about to be finalized */
+  ud = lua_gettop(L);
+  if (lua_getiuservalue(L, ud, 1) != LUA_TTABLE ||
+      lua_getfield(L, -1, e->event) != LUA_TTABLE)
+    return 0;
+  /* Snapshot the handlers: one may unsubscribe another meanwhile. */
+  n = (int)lua_rawlen(L, -1);
+  luaL_checkstack(L, n + 5, "orrery: too many event handlers");
+  first = lua_gettop(L) + 1;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, first - 1, i);
+    lua_getfield(L, -1, "fn");
+    lua_remove(L, -2);
+  }
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, first + i);
+    if (e->data != NULL)
+      orr_l_pushjson(L, e->data);
+    else
+      lua_newtable(L);
+    lua_pushvalue(L, ud);
+    lua_pushstring(L, e->event);
+    orr_l_pcall(e->v->ctx, L, 3, "event handler");
+  }
+  return 0;
+}
+
+static void on_event(void *arg, orr_vm *vm, const char *event, json_t *data) {
+  lvm *v = arg;
+  event_call e = {v, event, data};
+  (void)vm;
+  if (orr_l_closing(v->ctx))
+    return;
+  orr_l_cpcall(v->ctx, dispatch, &e);
+}
+
+/* The function vm:on returns: removes its handler; true the first time. */
+static int l_unsubscribe(lua_State *L) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, lua_upvalueindex(1));
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, lua_upvalueindex(1), i);
+    if (lua_rawequal(L, -1, lua_upvalueindex(2))) {
+      for (; i < n; i++) {
+        lua_rawgeti(L, lua_upvalueindex(1), i + 1);
+        lua_rawseti(L, lua_upvalueindex(1), i);
+      }
+      lua_pushnil(L);
+      lua_rawseti(L, lua_upvalueindex(1), n);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* vm:on(event, fn) -> unsubscribe function. fn(data, vm, event) runs from
+** the loop: it may spawn tasks but not wait. */
+static int l_on(lua_State *L) {
+  const char *ev;
+  int i;
+  check_open(L, 1);
+  ev = luaL_checkstring(L, 2);
+  for (i = 0; events[i] != NULL && strcmp(events[i], ev) != 0; i++)
+    ;
+  if (events[i] == NULL)
+    return luaL_error(L,
+                      "vm:on: unknown event '%s' (expected state, exit, "
+                      "device_deleted or console)",
+                      ev);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) { /* 4: handlers */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  if (lua_getfield(L, 4, events[i]) != LUA_TTABLE) { /* 5: this event's */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 4, events[i]);
+  }
+  lua_createtable(L, 0, 1); /* 6: the entry, its identity for removal */
+  lua_pushvalue(L, 3);
+  lua_setfield(L, 6, "fn");
+  lua_pushvalue(L, 6);
+  lua_rawseti(L, 5, (lua_Integer)lua_rawlen(L, 5) + 1);
+  lua_pushcclosure(L, l_unsubscribe, 2); /* the list and the entry */
+  return 1;
+}
+
+/* ---- Waiting calls ------------------------------------------------------ */
+
+/* The exit info / QMP answer as a table (true when there is none). */
+static int push_json(lua_State *L, orr_l_op *op) {
+  if (op->status != 0)
+    return orr_l_fail(L, &op->err);
+  if (op->result != NULL)
+    orr_l_pushjson(L, op->result);
+  else
+    lua_pushboolean(L, 1);
+  return 1;
+}
+
+typedef void (*vm_call)(orr_vm *, orr_vm_cb, void *);
+
+static int simple(lua_State *L, vm_call fn, orr_l_push_fn push) {
+  lvm *v = check_open(L, 1);
+  orr_l_op *op = orr_l_op_new(L, push);
+  orr_l_op_anchor(L, op, 1);
+  fn(v->vm, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+static int l_start(lua_State *L) {
+  return simple(L, orr_vm_start, NULL);
+}
+static int l_pause(lua_State *L) {
+  return simple(L, orr_vm_pause, NULL);
+}
+static int l_resume(lua_State *L) {
+  return simple(L, orr_vm_resume, NULL);
+}
+static int l_terminate(lua_State *L) {
+  return simple(L, orr_vm_terminate, NULL);
+}
+static int l_wait(lua_State *L) {
+  return simple(L, orr_vm_wait, push_json);
+}
+
+/*
+** Reads an options table that may hold only timeout_ms (raises on anything
+** else, naming the key). Returns 1 and sets *ms when given.
+*/
+static int timeout_opt(lua_State *L, int idx, const char *op, uint64_t *ms) {
+  int given = 0;
+  if (lua_isnoneornil(L, idx))
+    return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -2), "timeout_ms") != 0) {
+      lua_pop(L, 1);
+      return luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", op,
+                        luaL_tolstring(L, -1, NULL));
+    }
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+      return luaL_error(L, "%s: timeout_ms must be a non-negative integer", op);
+    *ms = (uint64_t)lua_tointeger(L, -1);
+    given = 1;
+    lua_pop(L, 1);
+  }
+  return given;
+}
+
+static json_t *timeout_json(int given, uint64_t ms) {
+  return given ? json_pack("{s:I}", "timeout_ms", (json_int_t)ms) : NULL;
+}
+
+/* vm:shutdown{timeout_ms = n} -> exit info table | fail */
+static int l_shutdown(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
+  orr_l_op *op;
+  timeout_opt(L, 2, "shutdown", &ms);
+  op = orr_l_op_new(L, push_json);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_shutdown(v->vm, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* vm:save{SaveStateFilePath = "/abs/path"} */
+static int l_save(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  json_t *opts;
+  orr_l_op *op;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  orr_l_check_wait(L);
+  opts = orr_l_checkjson(L, 2, "save");
+  op = orr_l_op_new(L, NULL);
+  orr_l_op_keep(op, opts);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_save(v->vm, opts, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* vm:qmp(command, arguments) -> QEMU's answer: the escape hatch. */
+static int l_qmp(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  const char *cmd = luaL_checkstring(L, 2);
+  json_t *args = NULL;
+  orr_l_op *op;
+  orr_l_check_wait(L);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    args = orr_l_checkjson(L, 3, "qmp");
+  }
+  op = orr_l_op_new(L, push_json);
+  orr_l_op_keep(op, args);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_qmp(v->vm, cmd, args, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* The one path of every run-time change; takes req and opts. */
+static int modify(lua_State *L, lvm *v, json_t *req, json_t *opts) {
+  orr_l_op *op;
+  if (req == NULL) {
+    json_decref(opts);
+    return luaL_error(L, "orrery: out of memory");
+  }
+  op = orr_l_op_new(L, NULL);
+  orr_l_op_keep(op, req);
+  orr_l_op_keep(op, opts);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_modify(v->vm, req, opts, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* vm:modify{ResourcePath, RequestType, Settings}, {timeout_ms = n} */
+static int l_modify(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
+  int given;
+  json_t *req;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  given = timeout_opt(L, 3, "modify", &ms);
+  orr_l_check_wait(L);
+  req = orr_l_checkjson(L, 2, "modify");
+  return modify(L, v, req, timeout_json(given, ms));
+}
+
+/* A request {ResourcePath = path, RequestType = type?, Settings = json?}. */
+static json_t *request(const char *path, const char *type, json_t *settings) {
+  json_t *r = json_object();
+  json_object_set_new(r, "ResourcePath", json_string(path));
+  if (type != NULL)
+    json_object_set_new(r, "RequestType", json_string(type));
+  if (settings != NULL)
+    json_object_set_new(r, "Settings", settings);
+  return r;
+}
+
+static const char *describe(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return luaL_tolstring(L, idx, NULL);
+  return luaL_typename(L, idx);
+}
+
+static int controller_arg(lua_State *L, int idx, const char *op) {
+  if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0 ||
+      lua_tointeger(L, idx) >= ORR_SCSI_CONTROLLERS)
+    luaL_error(L, "%s: controller must be an integer in 0..%d, got %s", op,
+               ORR_SCSI_CONTROLLERS - 1, describe(L, idx));
+  return (int)lua_tointeger(L, idx);
+}
+
+static lua_Integer lun_arg(lua_State *L, int idx, const char *op) {
+  if (!lua_isinteger(L, idx))
+    luaL_error(L, "%s: lun must be an integer, got %s", op, describe(L, idx));
+  return lua_tointeger(L, idx);
+}
+
+static void scsi_path(char *buf, size_t size, int ctrl, lua_Integer lun) {
+  snprintf(buf, size, "VirtualMachine/Devices/Scsi/%s/Attachments/%lld",
+           orr_scsi_controller_guid(ctrl), (long long)lun);
+}
+
+/* vm:add_scsi_disk(controller, lun, attachment) */
+static int l_add_scsi_disk(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  int c = controller_arg(L, 2, "add_scsi_disk");
+  lua_Integer lun = lun_arg(L, 3, "add_scsi_disk");
+  char path[160];
+  json_t *att;
+  orr_l_check_wait(L);
+  att = orr_l_checkjson(L, 4, "add_scsi_disk");
+  scsi_path(path, sizeof path, c, lun);
+  return modify(L, v, request(path, "Add", att), NULL);
+}
+
+/* vm:remove_scsi_disk(controller, lun, {timeout_ms}) */
+static int l_remove_scsi_disk(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  int c = controller_arg(L, 2, "remove_scsi_disk");
+  lua_Integer lun = lun_arg(L, 3, "remove_scsi_disk");
+  uint64_t ms = 0;
+  int given = timeout_opt(L, 4, "remove_scsi_disk", &ms);
+  char path[160];
+  orr_l_check_wait(L);
+  scsi_path(path, sizeof path, c, lun);
+  return modify(L, v, request(path, "Remove", NULL), timeout_json(given, ms));
+}
+
+/* Add/Update with settings at "<prefix>/<guid>". */
+static int guid_with_settings(lua_State *L, const char *op, const char *prefix,
+                              const char *type) {
+  lvm *v = check_open(L, 1);
+  const char *guid = luaL_checkstring(L, 2);
+  json_t *settings;
+  char path[256];
+  orr_l_check_wait(L);
+  settings = orr_l_checkjson(L, 3, op);
+  snprintf(path, sizeof path, "%s/%s", prefix, guid);
+  return modify(L, v, request(path, type, settings), NULL);
+}
+
+/* Remove at "<prefix>/<guid>", no Settings. */
+static int guid_remove(lua_State *L, const char *op, const char *prefix) {
+  lvm *v = check_open(L, 1);
+  const char *guid = luaL_checkstring(L, 2);
+  uint64_t ms = 0;
+  int given = timeout_opt(L, 3, op, &ms);
+  char path[256];
+  orr_l_check_wait(L);
+  snprintf(path, sizeof path, "%s/%s", prefix, guid);
+  return modify(L, v, request(path, "Remove", NULL), timeout_json(given, ms));
+}
+
+#define VPCI_PATH "VirtualMachine/Devices/VirtualPci"
+#define NIC_PATH "VirtualMachine/Devices/NetworkAdapters"
+#define PLAN9_PATH "VirtualMachine/Devices/Plan9/Shares"
+
+static int l_add_vpci_device(lua_State *L) {
+  return guid_with_settings(L, "add_vpci_device", VPCI_PATH, "Add");
+}
+static int l_remove_vpci_device(lua_State *L) {
+  return guid_remove(L, "remove_vpci_device", VPCI_PATH);
+}
+static int l_add_nic(lua_State *L) {
+  return guid_with_settings(L, "add_nic", NIC_PATH, "Add");
+}
+static int l_remove_nic(lua_State *L) {
+  return guid_remove(L, "remove_nic", NIC_PATH);
+}
+/* hcsshim's UpdateNIC refuses nil settings; so do we, as a raise. */
+static int l_update_nic(lua_State *L) {
+  check_open(L, 1);
+  luaL_checkstring(L, 2);
+  if (lua_isnoneornil(L, 3))
+    return luaL_error(L, "update_nic: network adapter settings cannot be nil");
+  return guid_with_settings(L, "update_nic", NIC_PATH, "Update");
+}
+
+/* Plan9 add and remove both carry the share as Settings (hcsshim). */
+static int plan9(lua_State *L, const char *op, const char *type) {
+  lvm *v = check_open(L, 1);
+  json_t *share;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  orr_l_check_wait(L);
+  share = orr_l_checkjson(L, 2, op);
+  return modify(L, v, request(PLAN9_PATH, type, share), NULL);
+}
+static int l_add_plan9_share(lua_State *L) {
+  return plan9(L, "add_plan9_share", "Add");
+}
+static int l_remove_plan9_share(lua_State *L) {
+  return plan9(L, "remove_plan9_share", "Remove");
+}
+
+/* Resource updates carry no RequestType, as in hcsshim. */
+static int l_update_cpu_limits(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  json_t *limits;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  orr_l_check_wait(L);
+  limits = orr_l_checkjson(L, 2, "update_cpu_limits");
+  return modify(
+      L, v,
+      request("VirtualMachine/ComputeTopology/Processor/Limits", NULL, limits),
+      NULL);
+}
+
+static int l_update_memory(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  if (!lua_isinteger(L, 2))
+    return luaL_error(L, "update_memory: size_mb must be an integer, got %s",
+                      describe(L, 2));
+  orr_l_check_wait(L);
+  return modify(L, v,
+                request("VirtualMachine/ComputeTopology/Memory/SizeInMB", NULL,
+                        json_integer(lua_tointeger(L, 2))),
+                NULL);
+}
+
+/* ---- Sync queries ------------------------------------------------------- */
+
+static int l_id(lua_State *L) {
+  lua_pushstring(L, orr_vm_id(check_open(L, 1)->vm));
+  return 1;
+}
+
+static int l_state(lua_State *L) {
+  lua_pushstring(L, orr_vm_state(check_open(L, 1)->vm));
+  return 1;
+}
+
+static int push_owned(lua_State *L, json_t *v) {
+  if (v != NULL)
+    orr_l_pushjson(L, v);
+  else
+    lua_newtable(L);
+  json_decref(v);
+  return 1;
+}
+
+static int l_properties(lua_State *L) {
+  return push_owned(L, orr_vm_properties(check_open(L, 1)->vm));
+}
+
+static int l_plan_log(lua_State *L) {
+  return push_owned(L, orr_vm_plan_log(check_open(L, 1)->vm));
+}
+
+static int l_document(lua_State *L) {
+  orr_l_pushjson(L, orr_vm_document(check_open(L, 1)->vm));
+  return 1;
+}
+
+/* ---- orrery.create ------------------------------------------------------ */
+
+static const char *const opt_names[] = {
+    "backend",     "accel",       "hotplug_ports", "guest_agent", "restore",
+    "qemu_binary", "runtime_dir", "timeout_ms",    NULL};
+
+/* A string option into *out if given (else *out keeps the engine's
+** default); left on the stack so it lives as long as the call. */
+static void str_opt(lua_State *L, int idx, const char *name, const char **out) {
+  int t = lua_getfield(L, idx, name);
+  if (t == LUA_TNIL)
+    return;
+  if (t != LUA_TSTRING)
+    luaL_error(L, "create: opts.%s must be a string, got %s", name,
+               luaL_typename(L, -1));
+  *out = lua_tostring(L, -1);
+}
+
+static lua_Integer int_opt(lua_State *L, int idx, const char *name,
+                           lua_Integer max, lua_Integer dflt) {
+  lua_Integer n;
+  if (lua_getfield(L, idx, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0 || n > max)
+    luaL_error(L, "create: opts.%s must be an integer in 0..%I, got %s", name,
+               (LUAI_UACINT)max, describe(L, -1));
+  lua_pop(L, 1);
+  return n;
+}
+
+static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
+  vm_state *s = get_state(L, 0);
+  const char *backend = NULL;
+  orr_vm_options_init(o);
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaL_checkstack(L, 12, NULL);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      int i = 0;
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        for (; opt_names[i] != NULL; i++)
+          if (strcmp(opt_names[i], lua_tostring(L, -1)) == 0)
+            break;
+      if (lua_type(L, -1) != LUA_TSTRING || opt_names[i] == NULL)
+        luaL_error(L,
+                   "create: unknown option '%s' (expected backend, accel, "
+                   "hotplug_ports, guest_agent, restore, qemu_binary, "
+                   "runtime_dir or timeout_ms)",
+                   luaL_tolstring(L, -1, NULL));
+    }
+    str_opt(L, idx, "backend", &backend);
+    str_opt(L, idx, "accel", &o->accel);
+    str_opt(L, idx, "restore", &o->restore);
+    str_opt(L, idx, "qemu_binary", &o->qemu_binary);
+    str_opt(L, idx, "runtime_dir", &o->runtime_dir);
+    o->hotplug_ports =
+        (int)int_opt(L, idx, "hotplug_ports", 4096, o->hotplug_ports);
+    o->timeout_ms = (uint64_t)int_opt(L, idx, "timeout_ms", LUA_MAXINTEGER,
+                                      (lua_Integer)o->timeout_ms);
+    switch (lua_getfield(L, idx, "guest_agent")) {
+    case LUA_TNIL:
+      break;
+    case LUA_TBOOLEAN:
+      o->guest_agent = lua_toboolean(L, -1);
+      break;
+    default:
+      luaL_error(L, "create: opts.guest_agent must be a boolean, got %s",
+                 luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  if (backend == NULL && s != NULL)
+    backend = s->backend; /* orrery plan's default */
+  if (backend != NULL)
+    o->backend = backend;
+}
+
+/* The document from a Builder (copied), a table, or JSON text. Returns NULL
+** with e set for unparsable text; raises for an unconvertible table. */
+static json_t *doc_arg(lua_State *L, int idx, orr_error *e) {
+  orr_builder *b = orr_l_testbuilder(L, idx);
+  if (b != NULL)
+    return json_deep_copy(orr_builder_doc(b));
+  if (luaL_testudata(L, idx, ORR_L_BUILDER) != NULL)
+    luaL_error(L, "attempt to use a closed " ORR_L_BUILDER);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t len;
+    const char *text = lua_tolstring(L, idx, &len);
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, 0, &jerr);
+    if (doc == NULL)
+      orr_error_set(e, ORR_EINVAL,
+                    "create: the document is not valid JSON: %s (line %d)",
+                    jerr.text, jerr.line);
+    return doc;
+  }
+  if (lua_istable(L, idx))
+    return orr_l_checkjson(L, idx, "create");
+  luaL_typeerror(L, idx, ORR_L_BUILDER ", document table or JSON text");
+  return NULL;
+}
+
+static int push_create(lua_State *L, orr_l_op *op) {
+  orr_l_op_pushanchor(L, op);
+  if (op->status == 0)
+    return 1;
+  vm_close(lua_touserdata(L, -1)); /* the engine tore it down already */
+  lua_pop(L, 1);
+  return orr_l_fail(L, &op->err);
+}
+
+/* orrery.create(id, builder | document | json, opts) -> VM | fail */
+static int l_create(lua_State *L) {
+  const char *id = luaL_checkstring(L, 1);
+  orr_error e = {0, ""};
+  orr_vm_options o;
+  orr_engine *eng;
+  orr_vm *vm = NULL;
+  orr_l_op *op;
+  json_t *doc;
+  lvm *v;
+  int ud;
+  luaL_argexpected(L, !lua_isnoneornil(L, 2), 2,
+                   ORR_L_BUILDER ", document table or JSON text");
+  lua_settop(L, 3);
+  create_opts(L, 3, &o); /* leaves its strings on the stack */
+  eng = orr_l_engine(L); /* before the userdata: finalizer order */
+  orr_l_check_wait(L);
+  doc = doc_arg(L, 2, &e);
+  if (doc == NULL)
+    return orr_l_fail(L, &e);
+  op = orr_l_op_new(L, push_create);
+  orr_l_op_keep(op, doc);
+  v = lua_newuserdatauv(L, sizeof *v, 2);
+  memset(v, 0, sizeof *v);
+  ud = lua_gettop(L);
+  luaL_setmetatable(L, ORR_L_VM);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, ud, 2);
+  orr_l_op_anchor(L, op, ud);
+  if (orr_vm_create(eng, id, doc, &o, orr_l_op_cb, op, &vm, &e) != 0) {
+    orr_l_op_cancel(L, op);
+    return orr_l_fail(L, &e);
+  }
+  v->vm = vm;
+  v->ctx = orr_l_ctx_get(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
+  lua_pushvalue(L, ud);
+  lua_rawsetp(L, -2, v);
+  lua_pop(L, 1);
+  orr_vm_on_event(vm, on_event, v);
+  if (o.backend != NULL && strcmp(o.backend, "plan") == 0)
+    record(L, v, id);
+  return orr_l_op_wait(L, op);
+}
+
+static const luaL_Reg methods[] = {
+    {"start", l_start},
+    {"pause", l_pause},
+    {"resume", l_resume},
+    {"save", l_save},
+    {"shutdown", l_shutdown},
+    {"terminate", l_terminate},
+    {"wait", l_wait},
+    {"close", l_close},
+    {"modify", l_modify},
+    {"qmp", l_qmp},
+    {"add_scsi_disk", l_add_scsi_disk},
+    {"remove_scsi_disk", l_remove_scsi_disk},
+    {"add_vpci_device", l_add_vpci_device},
+    {"remove_vpci_device", l_remove_vpci_device},
+    {"add_nic", l_add_nic},
+    {"remove_nic", l_remove_nic},
+    {"update_nic", l_update_nic},
+    {"add_plan9_share", l_add_plan9_share},
+    {"remove_plan9_share", l_remove_plan9_share},
+    {"update_cpu_limits", l_update_cpu_limits},
+    {"update_memory", l_update_memory},
+    {"on", l_on},
+    {"properties", l_properties},
+    {"document", l_document},
+    {"plan_log", l_plan_log},
+    {"id", l_id},
+    {"state", l_state},
+    {NULL, NULL},
+};
+
+static const luaL_Reg meta[] = {{"__gc", l_close},
+                                {"__close", l_close},
+                                {"__tostring", l_tostring},
+                                {"__index", NULL},
+                                {NULL, NULL}};
+
+void orr_l_open_vm(lua_State *L) {
+  luaL_newmetatable(L, ORR_L_VM);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  /* The weak map from a VM's C pointer to its userdata, for events. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key) != LUA_TTABLE) {
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_pushvalue(L, -1);
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &vms_key);
+  }
+  lua_pop(L, 1);
+}
+
+const luaL_Reg orr_l_vm_funcs[] = {{"create", l_create}, {NULL, NULL}};
