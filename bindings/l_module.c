@@ -22,6 +22,9 @@ int luaopen_orrery_core(lua_State *L) {
   luaL_setfuncs(L, orr_l_vm_funcs, 0);
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
+  /* Where this build put the default guest (scripts/lib's default_guest). */
+  lua_pushliteral(L, ORR_BUILD_DIR);
+  lua_setfield(L, -2, "build_dir");
   /* HCS's four fixed controller GUIDs, indexed 0..3 like the API. */
   lua_createtable(L, 0, ORR_SCSI_CONTROLLERS);
   for (int i = 0; i < ORR_SCSI_CONTROLLERS; i++) {

@@ -648,7 +648,7 @@ static void str_opt(lua_State *L, int idx, const char *name, const char **out) {
 
 static lua_Integer int_opt(lua_State *L, int idx, const char *name,
                            lua_Integer max, lua_Integer dflt) {
-  lua_Integer n;
+  lua_Integer n = 0;
   if (lua_getfield(L, idx, name) == LUA_TNIL) {
     lua_pop(L, 1);
     return dflt;

@@ -210,6 +210,16 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   vm->restore = opts->restore ? strdup(opts->restore) : NULL;
   vm->create_cb = cb;
   vm->create_arg = arg;
+  if (vm->opts.guest_agent < 0) {
+    /* The default guest runs qemu-ga: give it its port unless told not to. */
+    const char *k = json_string_value(json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(norm, "VirtualMachine"), "Chipset"),
+            "LinuxKernelDirect"),
+        "KernelFilePath"));
+    vm->opts.guest_agent = k && strncmp(k, ORR_BUILD_DIR "/guest/",
+                                        strlen(ORR_BUILD_DIR "/guest/")) == 0;
+  }
   vm->boot_mb = json_integer_value(json_object_get(
       json_object_get(json_object_get(json_object_get(norm, "VirtualMachine"),
                                       "ComputeTopology"),
@@ -328,6 +338,7 @@ void orr__vm_event(orr_vm *vm, const char *event, json_t *data) {
     set_state(vm, ORR_VM_RUNNING);
   else if (strcmp(event, "SHUTDOWN") == 0) {
     const char *why = json_string_value(json_object_get(data, "reason"));
+    vm->quitting = true; /* QEMU exits next and closes QMP first */
     if (why)
       snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s", why);
   } else if (strcmp(event, "device_deleted") == 0) {
