@@ -163,25 +163,13 @@ static lua_State *cbthread(orr_l_ctx *ctx) {
 
 /* ---- Protected calls ---------------------------------------------------- */
 
-static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg =
-        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 int orr_l_pcall(orr_l_ctx *ctx, lua_State *L, int nargs, const char *what) {
   int base = lua_gettop(L) - nargs, status;
   if (!lua_checkstack(L, 2)) {
     lua_settop(L, base - 1);
     return LUA_ERRMEM;
   }
-  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, orr_l_msghandler);
   lua_insert(L, base);
   ctx->in_callback++;
   status = lua_pcall(L, nargs, 0, base);

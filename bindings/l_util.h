@@ -32,4 +32,8 @@ int orr_l_fail(lua_State *L, const orr_error *e);
 /* Like orr_l_tojson but raises "<op>: <message>" on failure. */
 json_t *orr_l_checkjson(lua_State *L, int idx, const char *op);
 
+/* Message handler for lua_pcall: the message (or __tostring of an error
+** object) with a traceback below it. */
+int orr_l_msghandler(lua_State *L);
+
 #endif

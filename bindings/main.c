@@ -12,6 +12,7 @@
 
 #include "l_async.h"
 #include "l_orrery.h"
+#include "l_util.h"
 
 #ifndef ORR_SOURCE_DIR
 #define ORR_SOURCE_DIR "."
@@ -42,19 +43,6 @@ static void usage(FILE *out) {
           progname);
 }
 
-/* Message handler: keep the message, add a traceback below it. */
-static int msghandler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg =
-        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 /* Sets package.path so require("orrery") finds scripts/lib. */
 static void setup_paths(lua_State *L) {
   const char *lib = getenv("ORRERY_LUA_LIB");
@@ -74,7 +62,7 @@ static void setup_paths(lua_State *L) {
 
 /*
 ** Sets `arg`, pushes the message handler, loads RECIPE and pushes ARGS.
-** On success the stack holds msghandler (at *base), the chunk and its
+** On success the stack holds orr_l_msghandler (at *base), the chunk and its
 ** arguments; on failure the error message is on top.
 */
 static int load_recipe(lua_State *L, int argc, char **argv, int *base) {
@@ -85,7 +73,7 @@ static int load_recipe(lua_State *L, int argc, char **argv, int *base) {
     lua_rawseti(L, -2, i);
   }
   lua_setglobal(L, "arg");
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, orr_l_msghandler);
   *base = lua_gettop(L);
   status = luaL_loadfile(L, argv[0]);
   if (status != LUA_OK)
@@ -147,7 +135,7 @@ static int cmd_plan(lua_State *L, int argc, char **argv) {
   if (status != LUA_OK)
     return report(L, status);
   b = nres >= 1 ? orr_l_testbuilder(L, -nres) : NULL;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, orr_l_msghandler);
   lua_pushcfunction(L, run_tasks);
   status = lua_pcall(L, 0, 1, -2);
   if (status != LUA_OK)

@@ -388,8 +388,8 @@ static const orr_type t_vpci_function =
     OBJ("VirtualPciFunction", vpci_function_fields);
 /* One root port holds one device of up to eight functions. */
 static const orr_type t_vpci_functions = {
-    ORR_K_ARRAY, "[]VirtualPciFunction", 1, 0, NULL, NULL, NULL,
-    &t_vpci_function, NULL, 8};
+    ORR_K_ARRAY, "[]VirtualPciFunction", 1,    0, NULL, NULL,
+    NULL,        &t_vpci_function,       NULL, 8};
 static const orr_field vpci_device_fields[] = {
     {"Functions", &t_vpci_functions, 1},
     {"PropagateNumaAffinity", &t_bool, 0},

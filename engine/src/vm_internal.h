@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "backends/qemu_xlate.h"
 #include "orrery/process.h"
 #include "orrery/qmp.h"
 #include "orrery/vm.h"
@@ -54,6 +55,10 @@ typedef struct {
 
 extern const orr_backend orr__backend_qemu;
 extern const orr_backend orr__backend_plan;
+
+/* The qemu translation's config for this VM: both backends translate the
+** same way, so the plan backend records what the qemu backend would run. */
+void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg);
 
 struct orr_vm {
   orr_engine *eng;

@@ -21,16 +21,7 @@ static int plan_launch(orr_vm *vm, orr_error *e) {
   orr_qemu_config cfg;
   json_t *argv = NULL, *layout = NULL;
   int rc;
-  orr__qemu_config_init(&cfg);
-  cfg.run_dir = vm->run_dir;
-  cfg.accel = vm->accel;
-  if (vm->opts.hotplug_ports > 0)
-    cfg.hotplug_ports = vm->opts.hotplug_ports;
-  cfg.guest_agent = vm->opts.guest_agent == 1;
-  cfg.restore_path = vm->restore;
-  if (vm->opts.qemu_binary)
-    cfg.binary = vm->opts.qemu_binary;
-  orr__qemu_probe_host(&cfg.host);
+  orr__qemu_vm_config(vm, &cfg);
   if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
     return rc;
   vm->argv = argv;

@@ -61,8 +61,9 @@
 
 #include "backends/qemu_xlate.h"
 
-#define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
-#define ARGV_MACHINE_VALUE 5 /* binary -S -nodefaults -no-user-config -M q35 */
+#define SUN_PATH_MAX 107     /* sizeof(sockaddr_un.sun_path) - 1 */
+#define ARGV_MACHINE_VALUE 5 /* binary -S -nodefaults -no-user-config -M q35   \
+                              */
 
 typedef struct {
   const orr_qemu_config *cfg;
@@ -397,8 +398,7 @@ static int opt_obj(const json_t *parent, const char *key, const char *path,
   if (v == NULL || json_is_null(v))
     return 0;
   if (!json_is_object(v))
-    return orr_error_set(err, ORR_EINVAL, "%s.%s must be an object", path,
-                         key);
+    return orr_error_set(err, ORR_EINVAL, "%s.%s must be an object", path, key);
   *out = v;
   return 0;
 }
@@ -408,10 +408,10 @@ static int opt_obj(const json_t *parent, const char *key, const char *path,
 /* ---------------------------------------------------------------------- */
 
 typedef struct {
-  json_t *objects;  /* memory-backend-file -object JSON, one per device */
-  json_t *devices;  /* virtio-pmem-pci device JSON (no bus yet) */
-  long long count;  /* devices */
-  long long mib;    /* address space they need, MiB (2 MiB granules) */
+  json_t *objects; /* memory-backend-file -object JSON, one per device */
+  json_t *devices; /* virtio-pmem-pci device JSON (no bus yet) */
+  long long count; /* devices */
+  long long mib;   /* address space they need, MiB (2 MiB granules) */
 } pmem_plan;
 
 static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
@@ -421,10 +421,10 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
   long long maxcount, maxsize;
   int rc;
 
-  if ((rc = orr__qemu_check_fields(pm, path, pmem_rules, b->ignored,
-                                   b->err)) != 0 ||
-      (rc = orr__qemu_get_int(pm, "MaximumCount", path, 1, 256, 256,
-                              &maxcount, b->err)) != 0 ||
+  if ((rc = orr__qemu_check_fields(pm, path, pmem_rules, b->ignored, b->err)) !=
+          0 ||
+      (rc = orr__qemu_get_int(pm, "MaximumCount", path, 1, 256, 256, &maxcount,
+                              b->err)) != 0 ||
       (rc = orr__qemu_get_int(pm, "MaximumSizeBytes", path, 1, INT64_MAX,
                               INT64_MAX, &maxsize, b->err)) != 0 ||
       (rc = opt_obj(pm, "Devices", path, &devs, b->err)) != 0)
@@ -449,8 +449,8 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
     if ((rc = orr__qemu_check_fields(d, dpath, pmem_dev_rules, b->ignored,
                                      b->err)) != 0 ||
         (rc = orr__qemu_req_str(d, "HostPath", dpath, &host, b->err)) != 0 ||
-        (rc = orr__qemu_get_bool(d, "ReadOnly", dpath, false, &ro,
-                                 b->err)) != 0 ||
+        (rc = orr__qemu_get_bool(d, "ReadOnly", dpath, false, &ro, b->err)) !=
+            0 ||
         (rc = orr__qemu_get_str(d, "ImageFormat", dpath, &fmt, b->err)) != 0)
       return rc;
     if (fmt != NULL && strcasecmp(fmt, "Vhd1") != 0 &&
@@ -472,8 +472,7 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
     size = (long long)st.st_size;
     if (size % 4096 != 0) {
       /* A fixed VHD: the data, then a 512-byte "conectix" footer. */
-      if (size % 4096 == 512 &&
-          strcmp(orr__qemu_disk_format(host), "vpc") == 0)
+      if (size % 4096 == 512 && strcmp(orr__qemu_disk_format(host), "vpc") == 0)
         size -= 512;
       else
         return orr_error_set(b->err, ORR_EINVAL,
@@ -486,17 +485,17 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
                            "%s.HostPath: the image size (%lld bytes) must be "
                            "in 1..MaximumSizeBytes (%lld)",
                            dpath, size, maxsize);
-    if (json_array_append_new(
-            p->objects,
-            json_pack("{s:s, s:s, s:s, s:I, s:b}", "qom-type",
-                      "memory-backend-file", "id",
-                      orr__qemu_pmem_memdev(k).s, "mem-path", host, "size",
-                      (json_int_t)size, "share", !ro)) != 0 ||
-        json_array_append_new(
-            p->devices, json_pack("{s:s, s:s, s:s}", "driver",
-                                  "virtio-pmem-pci", "id",
-                                  orr__qemu_pmem_qdev(k).s, "memdev",
-                                  orr__qemu_pmem_memdev(k).s)) != 0)
+    if (json_array_append_new(p->objects,
+                              json_pack("{s:s, s:s, s:s, s:I, s:b}", "qom-type",
+                                        "memory-backend-file", "id",
+                                        orr__qemu_pmem_memdev(k).s, "mem-path",
+                                        host, "size", (json_int_t)size, "share",
+                                        !ro)) != 0 ||
+        json_array_append_new(p->devices,
+                              json_pack("{s:s, s:s, s:s}", "driver",
+                                        "virtio-pmem-pci", "id",
+                                        orr__qemu_pmem_qdev(k).s, "memdev",
+                                        orr__qemu_pmem_memdev(k).s)) != 0)
       b->oom = true;
     p->count++;
     p->mib += (size + (2 << 20) - 1) / (2 << 20) * 2;
@@ -517,8 +516,8 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
   long long size, count;
   int rc;
 
-  if ((rc = opt_obj(vm, "ComputeTopology", "VirtualMachine", &topo,
-                    b->err)) != 0)
+  if ((rc = opt_obj(vm, "ComputeTopology", "VirtualMachine", &topo, b->err)) !=
+      0)
     return rc;
   if (topo == NULL)
     return orr_error_set(b->err, ORR_EINVAL,
@@ -532,19 +531,17 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
     return rc;
   if (mem == NULL || json_object_get(mem, "SizeInMB") == NULL)
     return orr_error_set(b->err, ORR_EINVAL,
-                         "%s.SizeInMB is required by the qemu backend",
-                         mpath);
+                         "%s.SizeInMB is required by the qemu backend", mpath);
   if ((rc = orr__qemu_check_fields(mem, mpath, mem_rules, b->ignored,
                                    b->err)) != 0 ||
       (rc = orr__qemu_req_int(mem, "SizeInMB", mpath, 1, 1048576, &size,
                               b->err)) != 0)
     return rc;
   count = 1;
-  if (proc != NULL &&
-      ((rc = orr__qemu_check_fields(proc, ppath, proc_rules, b->ignored,
-                                    b->err)) != 0 ||
-       (rc = orr__qemu_get_int(proc, "Count", ppath, 1, 288, 1, &count,
-                               b->err)) != 0))
+  if (proc != NULL && ((rc = orr__qemu_check_fields(proc, ppath, proc_rules,
+                                                    b->ignored, b->err)) != 0 ||
+                       (rc = orr__qemu_get_int(proc, "Count", ppath, 1, 288, 1,
+                                               &count, b->err)) != 0))
     return rc;
 
   push(b, b->argv, "-m");
@@ -567,12 +564,10 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
                                 &vcount, b->err)) != 0)
       return rc;
     settings = json_object_get(numa, "Settings");
-    nodes = json_is_array(settings) ? (long long)json_array_size(settings)
-                                    : 0;
-    if (settings != NULL && !json_is_null(settings) &&
-        !json_is_array(settings))
-      return orr_error_set(b->err, ORR_EINVAL,
-                           "%s.Settings must be an array", npath);
+    nodes = json_is_array(settings) ? (long long)json_array_size(settings) : 0;
+    if (settings != NULL && !json_is_null(settings) && !json_is_array(settings))
+      return orr_error_set(b->err, ORR_EINVAL, "%s.Settings must be an array",
+                           npath);
     if (nodes == 0 && vcount > 1)
       return orr_error_set(b->err, ORR_EINVAL,
                            "%s.Settings is required by the qemu backend when "
@@ -591,19 +586,19 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
       const json_t *s = json_array_get(settings, (size_t)i);
       long long node, c, m;
       snprintf(spath, sizeof spath, "%s.Settings.%lld", npath, i);
-      if ((rc = orr__qemu_check_fields(s, spath, numa_setting_rules,
-                                       b->ignored, b->err)) != 0 ||
-          (rc = orr__qemu_get_int(s, "VirtualNodeNumber", spath, 0,
-                                  nodes - 1, 0, &node, b->err)) != 0 ||
-          (rc = orr__qemu_get_int(s, "CountOfProcessors", spath, 0, 288, 0,
-                                  &c, b->err)) != 0 ||
-          (rc = orr__qemu_req_int(s, "CountOfMemoryBlocks", spath, 1,
-                                  1048576, &m, b->err)) != 0)
+      if ((rc = orr__qemu_check_fields(s, spath, numa_setting_rules, b->ignored,
+                                       b->err)) != 0 ||
+          (rc = orr__qemu_get_int(s, "VirtualNodeNumber", spath, 0, nodes - 1,
+                                  0, &node, b->err)) != 0 ||
+          (rc = orr__qemu_get_int(s, "CountOfProcessors", spath, 0, 288, 0, &c,
+                                  b->err)) != 0 ||
+          (rc = orr__qemu_req_int(s, "CountOfMemoryBlocks", spath, 1, 1048576,
+                                  &m, b->err)) != 0)
         return rc;
       if (seen[node])
         return orr_error_set(b->err, ORR_EINVAL,
-                             "%s.VirtualNodeNumber %lld is used twice",
-                             spath, node);
+                             "%s.VirtualNodeNumber %lld is used twice", spath,
+                             node);
       seen[node] = true;
       cpus[node] = c;
       mib[node] = m;
@@ -626,12 +621,10 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
         pushf(b, b->argv, "%lld,sockets=%lld,cores=%lld,threads=1", count,
               nodes, count / nodes);
       else
-        pushf(b, b->argv, "%lld,sockets=1,cores=%lld,threads=1", count,
-              count);
+        pushf(b, b->argv, "%lld,sockets=1,cores=%lld,threads=1", count, count);
       for (long long i = 0; i < nodes; i++) {
         push(b, b->argv, "-object");
-        pushf(b, b->argv, "memory-backend-ram,id=m%lld,size=%lldM", i,
-              mib[i]);
+        pushf(b, b->argv, "memory-backend-ram,id=m%lld,size=%lldM", i, mib[i]);
         push(b, b->argv, "-numa");
         pushf(b, b->argv, "node,nodeid=%lld,memdev=m%lld", i, i);
       }
@@ -676,16 +669,15 @@ static int chipset(bld *b, const json_t *vm, json_t *files,
     return rc;
   if (uefi != NULL && lkd != NULL)
     return orr_error_set(b->err, ORR_EINVAL,
-                         "%s: Uefi and LinuxKernelDirect are exclusive",
-                         cpath);
+                         "%s: Uefi and LinuxKernelDirect are exclusive", cpath);
   if (lkd != NULL) {
     const char *kernel, *initrd, *cmdline;
     if ((rc = orr__qemu_check_fields(lkd, lpath, lkd_rules, b->ignored,
                                      b->err)) != 0 ||
         (rc = orr__qemu_req_str(lkd, "KernelFilePath", lpath, &kernel,
                                 b->err)) != 0 ||
-        (rc = orr__qemu_get_str(lkd, "InitRdPath", lpath, &initrd,
-                                b->err)) != 0 ||
+        (rc = orr__qemu_get_str(lkd, "InitRdPath", lpath, &initrd, b->err)) !=
+            0 ||
         (rc = orr__qemu_get_str(lkd, "KernelCmdLine", lpath, &cmdline,
                                 b->err)) != 0)
       return rc;
@@ -709,9 +701,9 @@ static int chipset(bld *b, const json_t *vm, json_t *files,
     if (orr__qemu_run_path(vars, sizeof vars, b->cfg, ORR_QEMU_VARS_FILE))
       return orr_error_set(b->err, ORR_EINVAL, "cfg.run_dir is too long");
     push_json(b, b->argv, "-blockdev",
-              json_pack("{s:s, s:s, s:s, s:b}", "driver", "file",
-                        "node-name", "fw-code-file", "filename",
-                        b->cfg->ovmf_code, "read-only", 1));
+              json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "node-name",
+                        "fw-code-file", "filename", b->cfg->ovmf_code,
+                        "read-only", 1));
     push_json(b, b->argv, "-blockdev",
               json_pack("{s:s, s:s, s:s, s:b}", "driver", "raw", "node-name",
                         "fw-code", "file", "fw-code-file", "read-only", 1));
@@ -781,8 +773,7 @@ static int scsi(bld *b, const json_t *devices, bool throttle) {
         continue;
       snprintf(apath, sizeof apath, "%s.Attachments.%d", cpath, lun);
       if ((rc = orr__qemu_disk_objects(c, lun, bylun[lun], apath, throttle,
-                                       b->ignored, &nodes, &dev, b->err)) !=
-          0)
+                                       b->ignored, &nodes, &dev, b->err)) != 0)
         return rc;
       json_array_foreach(nodes, i, node) {
         push_json(b, b->argv, "-blockdev", json_incref(node));
@@ -828,8 +819,8 @@ static int nics(bld *b, const json_t *devices) {
   char npath[512];
   int rc = 0;
 
-  if ((rc = opt_obj(devices, "NetworkAdapters", "VirtualMachine.Devices",
-                    &all, b->err)) != 0 ||
+  if ((rc = opt_obj(devices, "NetworkAdapters", "VirtualMachine.Devices", &all,
+                    b->err)) != 0 ||
       all == NULL)
     return rc;
   if ((keys = sorted_keys(all, &n)) == NULL)
@@ -856,8 +847,8 @@ static int plan9(bld *b, const json_t *devices) {
   size_t k;
   int rc;
 
-  if ((rc = opt_obj(devices, "Plan9", "VirtualMachine.Devices", &p9,
-                    b->err)) != 0 ||
+  if ((rc = opt_obj(devices, "Plan9", "VirtualMachine.Devices", &p9, b->err)) !=
+          0 ||
       p9 == NULL)
     return rc;
   if ((rc = orr__qemu_check_fields(p9, path, plan9_rules, b->ignored,
@@ -883,8 +874,8 @@ static int plan9(bld *b, const json_t *devices) {
         (rc = orr__qemu_req_str(s, "Path", spath, &dir, b->err)) != 0 ||
         (rc = orr__qemu_get_int(s, "Flags", spath, 0, UINT32_MAX, 0, &flags,
                                 b->err)) != 0 ||
-        (rc = orr__qemu_get_bool(s, "ReadOnly", spath, false, &ro,
-                                 b->err)) != 0)
+        (rc = orr__qemu_get_bool(s, "ReadOnly", spath, false, &ro, b->err)) !=
+            0)
       return rc;
     tag = access != NULL && *access ? access : name;
     if (tag == NULL || strlen(tag) == 0 || strlen(tag) > 31)
@@ -907,10 +898,9 @@ static int plan9(bld *b, const json_t *devices) {
     pushf(b, b->argv, "local,id=%s,path=%s,security_model=none%s",
           orr__qemu_p9_fsdev((int)k).s, esc, ro ? ",readonly=on" : "");
     free(esc);
-    add_pci_dev(b, json_pack("{s:s, s:s, s:s, s:s}", "driver",
-                             "virtio-9p-pci", "id", orr__qemu_p9_qdev((int)k).s,
-                             "fsdev", orr__qemu_p9_fsdev((int)k).s,
-                             "mount_tag", tag));
+    add_pci_dev(b, json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-9p-pci",
+                             "id", orr__qemu_p9_qdev((int)k).s, "fsdev",
+                             orr__qemu_p9_fsdev((int)k).s, "mount_tag", tag));
   }
   return 0;
 }
@@ -953,8 +943,8 @@ static int hvsocket(bld *b, const json_t *devices) {
     join(spath, sizeof spath, cpath, "ServiceTable");
     orr__qemu_ignore(b->ignored, spath, key);
   }
-  add_pci_dev(b, json_pack("{s:s, s:s, s:I}", "driver", "vhost-vsock-pci",
-                           "id", ORR_QEMU_VSOCK_ID, "guest-cid",
+  add_pci_dev(b, json_pack("{s:s, s:s, s:I}", "driver", "vhost-vsock-pci", "id",
+                           ORR_QEMU_VSOCK_ID, "guest-cid",
                            (json_int_t)b->cfg->vsock_cid));
   return 0;
 }
@@ -973,8 +963,8 @@ static int com_ports(bld *b, const json_t *devices) {
   json_object_foreach((json_t *)ports, key, val) {
     if (small_index(key, 3) < 0)
       return orr_error_set(b->err, ORR_EINVAL,
-                           "%s.%s: the COM port key must be \"0\"..\"3\"",
-                           path, key);
+                           "%s.%s: the COM port key must be \"0\"..\"3\"", path,
+                           key);
   }
   for (int n = 0; n < 4; n++) {
     char key_s[4], ppath[512];
@@ -987,8 +977,7 @@ static int com_ports(bld *b, const json_t *devices) {
     join(ppath, sizeof ppath, path, key_s);
     if ((rc = orr__qemu_check_fields(port, ppath, com_rules, b->ignored,
                                      b->err)) != 0 ||
-        (rc = orr__qemu_req_str(port, "NamedPipe", ppath, &pipe, b->err)) !=
-            0)
+        (rc = orr__qemu_req_str(port, "NamedPipe", ppath, &pipe, b->err)) != 0)
       return rc;
     if (pipe[0] != '/' || strlen(pipe) > SUN_PATH_MAX)
       return orr_error_set(b->err, ORR_EINVAL,
@@ -1021,20 +1010,19 @@ static int storage_qos(bld *b, const json_t *vm, bool *throttle) {
   if ((rc = opt_obj(vm, "StorageQoS", "VirtualMachine", &qos, b->err)) != 0 ||
       qos == NULL)
     return rc;
-  if ((rc = orr__qemu_check_fields(qos, path, qos_rules, b->ignored,
-                                   b->err)) != 0 ||
-      (rc = orr__qemu_get_int(qos, "IopsMaximum", path, 0, INT32_MAX, 0,
-                              &iops, b->err)) != 0 ||
+  if ((rc = orr__qemu_check_fields(qos, path, qos_rules, b->ignored, b->err)) !=
+          0 ||
+      (rc = orr__qemu_get_int(qos, "IopsMaximum", path, 0, INT32_MAX, 0, &iops,
+                              b->err)) != 0 ||
       (rc = orr__qemu_get_int(qos, "BandwidthMaximum", path, 0, INT32_MAX, 0,
                               &bps, b->err)) != 0)
     return rc;
   /* Created even with both limits 0 (= unlimited), so that a later
   ** StorageQoS update has a group and throttle nodes to act on. */
   push_json(b, b->argv, "-object",
-            json_pack("{s:s, s:s, s:{s:I, s:I}}", "qom-type",
-                      "throttle-group", "id", ORR_QEMU_THROTTLE_GROUP,
-                      "limits", "iops-total", (json_int_t)iops, "bps-total",
-                      (json_int_t)bps));
+            json_pack("{s:s, s:s, s:{s:I, s:I}}", "qom-type", "throttle-group",
+                      "id", ORR_QEMU_THROTTLE_GROUP, "limits", "iops-total",
+                      (json_int_t)iops, "bps-total", (json_int_t)bps));
   *throttle = true;
   return 0;
 }
@@ -1107,18 +1095,17 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   }
   if ((rc = check_config(cfg, b->err)) != 0)
     goto out;
-  if ((rc = orr__qemu_check_fields(doc, "", root_rules, b->ignored,
-                                   b->err)) != 0)
-    goto out;
-  if ((rc = opt_obj(doc, "VirtualMachine", "ComputeSystem", &vm, b->err)) !=
+  if ((rc = orr__qemu_check_fields(doc, "", root_rules, b->ignored, b->err)) !=
       0)
+    goto out;
+  if ((rc = opt_obj(doc, "VirtualMachine", "ComputeSystem", &vm, b->err)) != 0)
     goto out;
   if (vm == NULL) {
     rc = orr_error_set(b->err, ORR_EINVAL, "VirtualMachine is required");
     goto out;
   }
-  if ((rc = orr__qemu_check_fields(vm, "VirtualMachine", vm_rules,
-                                   b->ignored, b->err)) != 0 ||
+  if ((rc = orr__qemu_check_fields(vm, "VirtualMachine", vm_rules, b->ignored,
+                                   b->err)) != 0 ||
       (rc = orr__qemu_get_bool(vm, "StopOnReset", "VirtualMachine", false,
                                &stop_on_reset, b->err)) != 0 ||
       (rc = opt_obj(vm, "Devices", "VirtualMachine", &devices, b->err)) != 0)
@@ -1198,19 +1185,18 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
       goto out;
   }
   if (cfg->guest_agent) {
-    add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-serial-pci",
-                             "id", ORR_QEMU_VSERIAL_ID));
+    add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-serial-pci", "id",
+                             ORR_QEMU_VSERIAL_ID));
     push(b, b->argv, "-chardev");
     pushf(b, b->argv, "socket,id=%s,path=%s,server=on,wait=off",
           ORR_QEMU_QGA_CHARDEV, qga);
     push_json(b, b->devs, "-device",
               json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtserialport",
                         "bus", ORR_QEMU_VSERIAL_ID ".0", "chardev",
-                        ORR_QEMU_QGA_CHARDEV, "name",
-                        ORR_QEMU_QGA_PORT_NAME));
+                        ORR_QEMU_QGA_CHARDEV, "name", ORR_QEMU_QGA_PORT_NAME));
   }
-  add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci",
-                           "id", ORR_QEMU_BALLOON_ID));
+  add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci", "id",
+                           ORR_QEMU_BALLOON_ID));
   if (cfg->restore_path != NULL) {
     push(b, b->argv, "-incoming");
     pushf(b, b->argv, "exec:cat %s", cfg->restore_path);
@@ -1231,8 +1217,8 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
     snprintf(addr, sizeof addr, "0x%x.0x%x", 2 + n / 8, n % 8);
     push_json(b, b->argv, "-device",
               json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:i}", "driver",
-                        "pcie-root-port", "id", orr__qemu_port_id(n).s,
-                        "bus", "pcie.0", "chassis", n + 1, "addr", addr,
+                        "pcie-root-port", "id", orr__qemu_port_id(n).s, "bus",
+                        "pcie.0", "chassis", n + 1, "addr", addr,
                         "multifunction", n % 8 == 0, "io-reserve", 0));
     if (json_array_append_new(
             ports_layout,
@@ -1248,8 +1234,8 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
       json_object_set_new(layout, "throttle_group", json_boolean(throttle)) ||
       json_object_set_new(layout, "qmp", json_string(qmp)) != 0 ||
       json_object_set_new(layout, "pidfile", json_string(pid)) != 0 ||
-      json_object_set_new(layout, "qga", cfg->guest_agent ? json_string(qga)
-                                                          : json_null()) ||
+      json_object_set_new(layout, "qga",
+                          cfg->guest_agent ? json_string(qga) : json_null()) ||
       json_object_set_new(layout, "vnc",
                           graphics ? json_string(vnc) : json_null()) != 0 ||
       json_object_set(layout, "files", files) != 0)
@@ -1264,10 +1250,10 @@ out:
   return rc;
 }
 
-int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg,
-                   json_t **argv, json_t **layout, orr_error *err) {
-  bld b = {cfg, json_array(), json_array(), json_array(), json_array(), err,
-           false};
+int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
+                   json_t **layout, orr_error *err) {
+  bld b = {cfg,          json_array(), json_array(), json_array(),
+           json_array(), err,          false};
   int rc;
 
   *layout = json_object();
@@ -1301,8 +1287,9 @@ int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
     return 0;
   if (cfg->run_dir == NULL ||
       orr__qemu_run_path(vars, sizeof vars, cfg, ORR_QEMU_VARS_FILE) != 0)
-    return orr_error_set(err, ORR_EINVAL, "cfg.run_dir is missing or too "
-                                          "long");
+    return orr_error_set(err, ORR_EINVAL,
+                         "cfg.run_dir is missing or too "
+                         "long");
   if (access(vars, F_OK) == 0)
     return 0; /* the VM's NVRAM from an earlier run */
   if ((in = open(cfg->ovmf_vars_template, O_RDONLY | O_CLOEXEC)) < 0)

@@ -21,8 +21,7 @@ static json_t *cmd(const char *execute, json_t *args /* taken */) {
 }
 
 /* Appends a "do" step; takes args and undo (undo may be NULL: none). */
-static int step(json_t *plan, const char *execute, json_t *args,
-                json_t *undo) {
+static int step(json_t *plan, const char *execute, json_t *args, json_t *undo) {
   json_t *s = cmd(execute, args);
   if (s == NULL ||
       json_object_set_new(s, "undo", undo ? undo : json_null()) != 0 ||
@@ -75,9 +74,9 @@ int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
            orr__qemu_scsi_guid(ctrl) ? orr__qemu_scsi_guid(ctrl) : "?", lun);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  if ((rc = orr__qemu_disk_objects(ctrl, lun, attachment, path,
-                                   throttle_group, json_object_get(p, "ignored"),
-                                   &nodes, &dev, err)) != 0) {
+  if ((rc = orr__qemu_disk_objects(ctrl, lun, attachment, path, throttle_group,
+                                   json_object_get(p, "ignored"), &nodes, &dev,
+                                   err)) != 0) {
     json_decref(p);
     return rc;
   }
@@ -134,8 +133,7 @@ static int check_port(const char *port, const char *path, orr_error *err) {
 }
 
 int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
-                            const char *port, json_t **plan,
-                            orr_error *err) {
+                            const char *port, json_t **plan, orr_error *err) {
   char path[512];
   json_t *dev, *p;
   int rc;
@@ -150,8 +148,8 @@ int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_vpci_objects(guid, device, path, port,
-                                   json_object_get(p, "ignored"), &dev,
-                                   err)) != 0) {
+                                   json_object_get(p, "ignored"), &dev, err)) !=
+      0) {
     json_decref(p);
     return rc;
   }
@@ -172,8 +170,7 @@ int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_vpci_qdev(guid).s),
-              NULL) != 0;
+              json_pack("{s:s}", "id", orr__qemu_vpci_qdev(guid).s), NULL) != 0;
   oom |= wait_deleted(p, orr__qemu_vpci_qdev(guid).s) != 0;
   return finish(p, oom, plan, err);
 }
@@ -197,21 +194,19 @@ int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_nic_objects(guid, settings, path, port,
-                                  json_object_get(p, "ignored"), &netdev,
-                                  &dev, err)) != 0) {
+                                  json_object_get(p, "ignored"), &netdev, &dev,
+                                  err)) != 0) {
     json_decref(p);
     return rc;
   }
   oom |= step(p, "netdev_add", netdev,
-              cmd("netdev_del", json_pack("{s:s}", "id",
-                                          orr__qemu_nic_netdev(guid).s))) !=
-         0;
+              cmd("netdev_del",
+                  json_pack("{s:s}", "id", orr__qemu_nic_netdev(guid).s))) != 0;
   oom |= step(p, "device_add", dev, NULL) != 0;
   return finish(p, oom, plan, err);
 }
 
-int orr__qemu_plan_nic_remove(const char *guid, json_t **plan,
-                              orr_error *err) {
+int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err) {
   json_t *p;
   bool oom = false;
 
@@ -224,8 +219,7 @@ int orr__qemu_plan_nic_remove(const char *guid, json_t **plan,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_nic_qdev(guid).s),
-              NULL) != 0;
+              json_pack("{s:s}", "id", orr__qemu_nic_qdev(guid).s), NULL) != 0;
   oom |= wait_deleted(p, orr__qemu_nic_qdev(guid).s) != 0;
   oom |= after(p, "netdev_del",
                json_pack("{s:s}", "id", orr__qemu_nic_netdev(guid).s)) != 0;
@@ -242,8 +236,8 @@ int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
   *plan = NULL;
   if (size_mb < 1 || size_mb > 1048576)
     return orr_error_set(err, ORR_EINVAL,
-                         "%s must be an integer in 1..1048576, got %llu",
-                         path, (unsigned long long)size_mb);
+                         "%s must be an integer in 1..1048576, got %llu", path,
+                         (unsigned long long)size_mb);
   if (size_mb > boot_mb)
     return orr_error_set(err, ORR_ENOTSUP,
                          "%s: the qemu backend resizes memory with the "
@@ -253,12 +247,12 @@ int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
                          (unsigned long long)size_mb);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  return finish(p,
-                step(p, "balloon",
-                     json_pack("{s:I}", "value",
-                               (json_int_t)(size_mb * 1024 * 1024)),
-                     NULL) != 0,
-                plan, err);
+  return finish(
+      p,
+      step(p, "balloon",
+           json_pack("{s:I}", "value", (json_int_t)(size_mb * 1024 * 1024)),
+           NULL) != 0,
+      plan, err);
 }
 
 int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
@@ -275,8 +269,8 @@ int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
 
   *plan = NULL;
   if ((rc = orr__qemu_check_fields(qos, path, rules, NULL, err)) != 0 ||
-      (rc = orr__qemu_get_int(qos, "IopsMaximum", path, 0, INT32_MAX, 0,
-                              &iops, err)) != 0 ||
+      (rc = orr__qemu_get_int(qos, "IopsMaximum", path, 0, INT32_MAX, 0, &iops,
+                              err)) != 0 ||
       (rc = orr__qemu_get_int(qos, "BandwidthMaximum", path, 0, INT32_MAX, 0,
                               &bps, err)) != 0)
     return rc;
@@ -289,14 +283,14 @@ int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   /* Replaces the whole limits struct: unset fields become 0 (unlimited). */
-  return finish(p,
-                step(p, "qom-set",
-                     json_pack("{s:s, s:s, s:{s:I, s:I}}", "path",
-                               ORR_QEMU_THROTTLE_PATH, "property", "limits",
-                               "value", "iops-total", (json_int_t)iops,
-                               "bps-total", (json_int_t)bps),
-                     NULL) != 0,
-                plan, err);
+  return finish(
+      p,
+      step(p, "qom-set",
+           json_pack("{s:s, s:s, s:{s:I, s:I}}", "path", ORR_QEMU_THROTTLE_PATH,
+                     "property", "limits", "value", "iops-total",
+                     (json_int_t)iops, "bps-total", (json_int_t)bps),
+           NULL) != 0,
+      plan, err);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -322,8 +316,8 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err) {
                          k);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_p9_qdev(k).s), NULL) != 0;
+  oom |= step(p, "device_del", json_pack("{s:s}", "id", orr__qemu_p9_qdev(k).s),
+              NULL) != 0;
   oom |= wait_deleted(p, orr__qemu_p9_qdev(k).s) != 0;
   return finish(p, oom, plan, err);
 }

@@ -49,9 +49,15 @@ static orr_qemu_name name_fmt(const char *fmt, ...) {
   return n;
 }
 
-orr_qemu_name orr__qemu_port_id(int n) { return name_fmt("rp%d", n); }
-orr_qemu_name orr__qemu_scsi_ctrl_qdev(int c) { return name_fmt("scsi%d", c); }
-orr_qemu_name orr__qemu_scsi_bus(int c) { return name_fmt("scsi%d.0", c); }
+orr_qemu_name orr__qemu_port_id(int n) {
+  return name_fmt("rp%d", n);
+}
+orr_qemu_name orr__qemu_scsi_ctrl_qdev(int c) {
+  return name_fmt("scsi%d", c);
+}
+orr_qemu_name orr__qemu_scsi_bus(int c) {
+  return name_fmt("scsi%d.0", c);
+}
 orr_qemu_name orr__qemu_disk_qdev(int c, int lun) {
   return name_fmt("disk-%d-%d", c, lun);
 }
@@ -73,19 +79,28 @@ orr_qemu_name orr__qemu_nic_qdev(const char *guid) {
 orr_qemu_name orr__qemu_nic_netdev(const char *guid) {
   return name_fmt("net-%s", guid);
 }
-orr_qemu_name orr__qemu_p9_fsdev(int k) { return name_fmt("fs%d", k); }
-orr_qemu_name orr__qemu_p9_qdev(int k) { return name_fmt("p9-%d", k); }
-orr_qemu_name orr__qemu_pmem_qdev(int k) { return name_fmt("pmem-%d", k); }
+orr_qemu_name orr__qemu_p9_fsdev(int k) {
+  return name_fmt("fs%d", k);
+}
+orr_qemu_name orr__qemu_p9_qdev(int k) {
+  return name_fmt("p9-%d", k);
+}
+orr_qemu_name orr__qemu_pmem_qdev(int k) {
+  return name_fmt("pmem-%d", k);
+}
 orr_qemu_name orr__qemu_pmem_memdev(int k) {
   return name_fmt("pmem-%d-mem", k);
 }
-orr_qemu_name orr__qemu_com_chardev(int n) { return name_fmt("com%d", n); }
-orr_qemu_name orr__qemu_com_qdev(int n) { return name_fmt("serial%d", n); }
+orr_qemu_name orr__qemu_com_chardev(int n) {
+  return name_fmt("com%d", n);
+}
+orr_qemu_name orr__qemu_com_qdev(int n) {
+  return name_fmt("serial%d", n);
+}
 
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
                        const char *file) {
-  int n = snprintf(buf, size, "%s/%s", cfg->run_dir ? cfg->run_dir : "",
-                   file);
+  int n = snprintf(buf, size, "%s/%s", cfg->run_dir ? cfg->run_dir : "", file);
   if (n < 0 || (size_t)n >= size)
     return ORR_EINVAL;
   return 0;
@@ -180,10 +195,9 @@ int orr__qemu_check_fields(const json_t *obj, const char *path,
     case ORR_QF_REFUSE:
       if (r->kind == ORR_QF_REFUSE_SET ? !is_set(val) : json_is_null(val))
         break;
-      return orr_error_set(err, ORR_ENOTSUP, "%s%s%s: %s", path,
-                           *path ? "." : "", key,
-                           r->why ? r->why
-                                  : "not supported by the qemu backend");
+      return orr_error_set(
+          err, ORR_ENOTSUP, "%s%s%s: %s", path, *path ? "." : "", key,
+          r->why ? r->why : "not supported by the qemu backend");
     }
   }
   return 0;
@@ -221,13 +235,12 @@ static int get_int(const json_t *obj, const char *key, const char *path,
   }
   if (!json_is_integer(v))
     return orr_error_set(err, ORR_EINVAL,
-                         "%s.%s must be an integer in %lld..%lld, got %s",
-                         path, key, lo, hi, type_name(v));
+                         "%s.%s must be an integer in %lld..%lld, got %s", path,
+                         key, lo, hi, type_name(v));
   if (json_integer_value(v) < lo || json_integer_value(v) > hi)
     return orr_error_set(err, ORR_EINVAL,
                          "%s.%s must be an integer in %lld..%lld, got %lld",
-                         path, key, lo, hi,
-                         (long long)json_integer_value(v));
+                         path, key, lo, hi, (long long)json_integer_value(v));
   *out = json_integer_value(v);
   return 0;
 }
@@ -390,9 +403,9 @@ int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                          path, type);
   }
 
-  fnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", file_driver,
-                    "node-name", orr__qemu_disk_file_node(ctrl, lun).s,
-                    "filename", file, "read-only", ro);
+  fnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", file_driver, "node-name",
+                    orr__qemu_disk_file_node(ctrl, lun).s, "filename", file,
+                    "read-only", ro);
   fmtnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", fmt, "node-name",
                       orr__qemu_disk_fmt_node(ctrl, lun).s, "file",
                       orr__qemu_disk_file_node(ctrl, lun).s, "read-only", ro);
@@ -402,13 +415,13 @@ int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                     "throttle-group", ORR_QEMU_THROTTLE_GROUP, "file",
                     orr__qemu_disk_fmt_node(ctrl, lun).s, "read-only", ro);
   *nodes = json_array();
-  *device = json_pack(
-      "{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "driver", dev_driver, "id",
-      orr__qemu_disk_qdev(ctrl, lun).s, "drive",
-      throttle_group ? orr__qemu_disk_qos_node(ctrl, lun).s
-                     : orr__qemu_disk_fmt_node(ctrl, lun).s,
-      "bus", orr__qemu_scsi_bus(ctrl).s, "channel", 0, "scsi-id", 0, "lun",
-      lun);
+  *device =
+      json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "driver", dev_driver,
+                "id", orr__qemu_disk_qdev(ctrl, lun).s, "drive",
+                throttle_group ? orr__qemu_disk_qos_node(ctrl, lun).s
+                               : orr__qemu_disk_fmt_node(ctrl, lun).s,
+                "bus", orr__qemu_scsi_bus(ctrl).s, "channel", 0, "scsi-id", 0,
+                "lun", lun);
   if (fnode == NULL || fmtnode == NULL || (throttle_group && qos == NULL) ||
       *nodes == NULL || *device == NULL ||
       json_array_append_new(*nodes, fnode) != 0 ||
@@ -459,10 +472,9 @@ static bool is_ifname(const char *s) {
   return true;
 }
 
-int orr__qemu_nic_objects(const char *guid, const json_t *nic,
-                          const char *path, const char *port,
-                          json_t *ignored, json_t **netdev, json_t **device,
-                          orr_error *err) {
+int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
+                          const char *port, json_t *ignored, json_t **netdev,
+                          json_t **device, orr_error *err) {
   const char *ep, *mac;
   char qmac[18];
   int rc;
@@ -500,16 +512,16 @@ int orr__qemu_nic_objects(const char *guid, const json_t *nic,
                          path, ep);
   }
   /* romfile "": no iPXE option ROM. */
-  *device = json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci",
-                      "id", orr__qemu_nic_qdev(guid).s, "netdev",
+  *device = json_pack("{s:s, s:s, s:s, s:s}", "driver", "virtio-net-pci", "id",
+                      orr__qemu_nic_qdev(guid).s, "netdev",
                       orr__qemu_nic_netdev(guid).s, "romfile", "");
   if (*device != NULL && mac != NULL &&
       json_object_set_new(*device, "mac", json_string(qmac)) != 0) {
     json_decref(*device);
     *device = NULL;
   }
-  if (*device != NULL && json_object_set_new(*device, "bus",
-                                             json_string(port)) != 0) {
+  if (*device != NULL &&
+      json_object_set_new(*device, "bus", json_string(port)) != 0) {
     json_decref(*device);
     *device = NULL;
   }
@@ -579,8 +591,8 @@ static bool is_model(const char *s) {
 }
 
 int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
-                           const char *path, const char *port,
-                           json_t *ignored, json_t **device, orr_error *err) {
+                           const char *path, const char *port, json_t *ignored,
+                           json_t **device, orr_error *err) {
   char fpath[512];
   const json_t *fns, *fn;
   const char *dip;
@@ -606,13 +618,11 @@ int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
   snprintf(fpath, sizeof fpath, "%s.Functions.0", path);
   if ((rc = orr__qemu_check_fields(fn, fpath, vpci_fn_rules, ignored, err)) !=
           0 ||
-      (rc = orr__qemu_req_str(fn, "DeviceInstancePath", fpath, &dip, err)) !=
-          0)
+      (rc = orr__qemu_req_str(fn, "DeviceInstancePath", fpath, &dip, err)) != 0)
     return rc;
   if (is_pci_addr(dip)) {
     *device = json_pack("{s:s, s:s, s:s, s:s}", "driver", "vfio-pci", "id",
-                        orr__qemu_vpci_qdev(guid).s, "host", dip, "bus",
-                        port);
+                        orr__qemu_vpci_qdev(guid).s, "host", dip, "bus", port);
   } else if (strncmp(dip, "qemu:", 5) == 0 && is_model(dip + 5)) {
     *device = json_pack("{s:s, s:s, s:s}", "driver", dip + 5, "id",
                         orr__qemu_vpci_qdev(guid).s, "bus", port);
