@@ -37,6 +37,15 @@ const json_t *orr_vm_document(const orr_vm *vm) {
   return vm->doc;
 }
 
+const char *orr_vm_guest_socket(const orr_vm *vm) {
+  return vm->layout ? json_string_value(json_object_get(vm->layout, "qga"))
+                    : NULL;
+}
+
+orr_engine *orr_vm_engine(const orr_vm *vm) {
+  return vm->eng;
+}
+
 json_t *orr_vm_plan_log(const orr_vm *vm) {
   return json_incref(vm->plan_log);
 }

@@ -106,6 +106,11 @@ const char *orr_vm_state(const orr_vm *vm); /* "Created", "Running", ... */
 const json_t *orr_vm_document(const orr_vm *vm); /* live; do not modify */
 json_t *orr_vm_properties(const orr_vm *vm);     /* new reference */
 json_t *orr_vm_plan_log(const orr_vm *vm);       /* new reference */
+/* The unix socket of the guest agent's virtio-serial port (QEMU is the
+** server), or NULL when the VM has none (create option guest_agent). */
+const char *orr_vm_guest_socket(const orr_vm *vm);
+/* The engine this VM lives on (its loop runs the guest agent client). */
+orr_engine *orr_vm_engine(const orr_vm *vm);
 
 /* The one event subscriber (the bindings fan out). */
 void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg);
