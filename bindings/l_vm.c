@@ -788,6 +788,47 @@ static int l_create(lua_State *L) {
   return orr_l_op_wait(L, op);
 }
 
+/* orrery.open(id[, opts]): re-attach to a VM another engine process left
+** running (ShouldTerminateOnLastHandleClosed = false). opts: runtime_dir. */
+static int l_open(lua_State *L) {
+  const char *id = luaL_checkstring(L, 1);
+  orr_error e = {0, ""};
+  orr_vm_options o;
+  orr_engine *eng;
+  orr_vm *vm = NULL;
+  orr_l_op *op;
+  lvm *v;
+  int ud;
+  lua_settop(L, 2);
+  orr_vm_options_init(&o);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "runtime_dir");
+    o.runtime_dir = luaL_optstring(L, -1, NULL);
+  }
+  eng = orr_l_engine(L);
+  orr_l_check_wait(L);
+  op = orr_l_op_new(L, push_create);
+  v = lua_newuserdatauv(L, sizeof *v, 2);
+  memset(v, 0, sizeof *v);
+  ud = lua_gettop(L);
+  luaL_setmetatable(L, ORR_L_VM);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, ud, 2);
+  orr_l_op_anchor(L, op, ud);
+  if (orr_vm_open(eng, id, &o, orr_l_op_cb, op, &vm, &e) != 0) {
+    orr_l_op_cancel(L, op);
+    return orr_l_fail(L, &e);
+  }
+  v->vm = vm;
+  v->ctx = orr_l_ctx_get(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
+  lua_pushvalue(L, ud);
+  lua_rawsetp(L, -2, v);
+  lua_pop(L, 1);
+  orr_vm_on_event(vm, on_event, v);
+  return orr_l_op_wait(L, op);
+}
+
 static const luaL_Reg methods[] = {
     {"start", l_start},
     {"pause", l_pause},
@@ -843,4 +884,5 @@ void orr_l_open_vm(lua_State *L) {
   lua_pop(L, 1);
 }
 
-const luaL_Reg orr_l_vm_funcs[] = {{"create", l_create}, {NULL, NULL}};
+const luaL_Reg orr_l_vm_funcs[] = {
+    {"create", l_create}, {"open", l_open}, {NULL, NULL}};

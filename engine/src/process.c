@@ -384,3 +384,14 @@ void orr_process_close(orr_process *p, orr_process_close_cb cb) {
   /* on_sigchld finishes the close once the child is reaped. */
   kill(p->pid, SIGKILL);
 }
+
+void orr_process_detach(orr_process *p, orr_process_close_cb cb) {
+  if (p->closing)
+    return;
+  p->closing = 1;
+  p->close_cb = cb;
+  /* Stop watching without killing: a VM meant to outlive its handle keeps
+  ** running, reparented to init when the engine exits. */
+  p->reaped = 1;
+  finish_close(p);
+}

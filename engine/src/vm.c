@@ -323,8 +323,11 @@ static void create_failed(void *p) {
 
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   if (status == 0) {
-    /* A restored VM keeps the paused state it was saved in. */
-    set_state(vm, vm->restore ? ORR_VM_PAUSED : ORR_VM_CREATED);
+    /* A restored VM keeps the paused state it was saved in; a re-attached
+    ** one already has the state QEMU reported. */
+    if (vm->state == ORR_VM_CREATING)
+      set_state(vm, vm->restore ? ORR_VM_PAUSED : ORR_VM_CREATED);
+    orr__vm_persist(vm);
     orr__defer(vm->eng, create_done, vm);
     return;
   }
@@ -372,6 +375,7 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
     snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s",
              reason ? reason : "exited");
   orr__cgroup_remove(vm);
+  orr__vm_unpersist(vm); /* nothing left to re-attach to */
   set_state(vm, ORR_VM_STOPPED);
   info = exit_info(vm);
   emit(vm, "exit", info);
@@ -599,8 +603,16 @@ void orr_vm_close(orr_vm *vm) {
     vm->backend->release(vm);
     return;
   }
-  /* TODO(issue 6): ShouldTerminateOnLastHandleClosed = false should let
-  ** the VM outlive this handle; for now every closed VM is terminated. */
+  if (json_is_false(
+          json_object_get(vm->doc, "ShouldTerminateOnLastHandleClosed")) &&
+      vm->backend == &orr__backend_qemu) {
+    /* The VM outlives this handle: stop watching it, leave it running, and
+    ** keep its state on disk for orrery.open. */
+    vm->detached = true;
+    orr__vm_persist(vm);
+    vm->backend->release(vm);
+    return;
+  }
   if (vm->backend->send(vm, "quit", NULL, close_quit_reply, NULL) != 0)
     vm->backend->kill(vm);
 }

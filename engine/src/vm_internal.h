@@ -85,6 +85,8 @@ struct orr_vm {
   /* Exit. */
   bool exited;
   bool quitting; /* quit was sent: QMP closing is expected */
+  bool detached; /* closed but left running (no terminate on close) */
+  struct orr_pidwatch *pidwatch; /* a QEMU that is not our child */
   long long exit_code;
   int exit_signal;
   char exit_reason[64];
@@ -175,6 +177,15 @@ struct orr_unplug {
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg);
+
+/* Persisted state for orrery.open (vm_persist.c). */
+void orr__vm_persist(orr_vm *vm);
+void orr__vm_unpersist(orr_vm *vm);
+/* Commits an unplug can be restored with (vm_modify.c). */
+void orr__commit_path(orr_req *r);
+void orr__commit_remove_share(orr_req *r);
+/* Re-attaches the qemu backend to a running QEMU (backends/qemu.c). */
+int orr__qemu_attach(orr_vm *vm, orr_error *e);
 
 /* cgroup CPU limits (cgroup.c). */
 int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,

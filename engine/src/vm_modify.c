@@ -33,7 +33,7 @@ static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
 
 /* data: {"keys":[...], "value": v | absent (delete), "port": id, "free":
 ** port to release}. */
-static void commit_path(orr_req *r) {
+void orr__commit_path(orr_req *r) {
   json_t *keys = json_object_get(r->data, "keys");
   json_t *value = json_object_get(r->data, "value");
   json_t *cur = r->vm->doc;
@@ -81,7 +81,7 @@ static void commit_merge(orr_req *r) {
   json_object_update(cur, json_object_get(r->data, "value"));
 }
 
-static void commit_remove_share(orr_req *r) {
+void orr__commit_remove_share(orr_req *r) {
   json_t *shares =
       json_object_get(vm_obj(r->vm->doc, "Devices", "Plan9"), "Shares");
   const char *name = json_string_value(json_object_get(r->data, "name"));
@@ -272,7 +272,7 @@ static int scsi(modify_ctx *c) {
       return fail(c, ORR_ENOENT, "LUN %s is not attached on controller %s",
                   lunkey, c->parts[3]);
     c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
-    c->r->commit = commit_path;
+    c->r->commit = orr__commit_path;
     if (orr__req_join_unplug(c->r, c->path))
       return 0;
     if (reserve(c))
@@ -282,7 +282,7 @@ static int scsi(modify_ctx *c) {
   if (rc != 0)
     return fail(c, rc, "%s%s", e.msg, NULL);
   c->r->plan = plan;
-  c->r->commit = commit_path;
+  c->r->commit = orr__commit_path;
   orr__req_run(c->r);
   return 0;
 }
@@ -313,7 +313,7 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
                   NULL);
     c->r->data = json_pack("{s:o, s:s, s:s}", "keys", keys_json(keys),
                            "free_port", "yes", "qdev", qdev.s);
-    c->r->commit = commit_path;
+    c->r->commit = orr__commit_path;
     if (orr__req_join_unplug(c->r, c->path))
       return 0;
     if (reserve(c))
@@ -349,7 +349,7 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
     }
     c->r->data =
         json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
-    c->r->commit = commit_path;
+    c->r->commit = orr__commit_path;
     c->r->plan = json_pack("{s:[]}", "do");
     orr__req_run(c->r);
     return 0;
@@ -377,7 +377,7 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
   }
   c->r->data =
       json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
-  c->r->commit = commit_path;
+  c->r->commit = orr__commit_path;
   c->r->plan = plan;
   orr__req_run(c->r);
   return 0;
@@ -407,7 +407,7 @@ static int plan9(modify_ctx *c) {
   }
   c->r->data = json_pack("{s:O}", "name", json_object_get(share, "Name"));
   json_decref(share);
-  c->r->commit = commit_remove_share;
+  c->r->commit = orr__commit_remove_share;
   if (orr__req_join_unplug(c->r, c->path))
     return 0;
   if (reserve(c))
@@ -448,7 +448,7 @@ static int memory(modify_ctx *c) {
                                   &e)) != 0)
     return fail(c, rc, "%s%s", e.msg, NULL);
   c->r->data = json_pack("{s:o, s:I}", "keys", keys_json(keys), "value", mb);
-  c->r->commit = commit_path;
+  c->r->commit = orr__commit_path;
   c->r->plan = plan;
   orr__req_run(c->r);
   return 0;

@@ -88,8 +88,10 @@ void orr__req_finish(orr_req *r, int status, const orr_error *e) {
   r->status = status;
   if (status != 0 && e != NULL && &r->err != e)
     r->err = *e;
-  if (status == 0 && r->commit)
+  if (status == 0 && r->commit) {
     r->commit(r);
+    orr__vm_persist(r->vm);
+  }
   if (r->timer)
     uv_timer_stop(r->timer);
   if (r->joined) {
@@ -221,6 +223,7 @@ static void wait_unplug(orr_req *r, const char *qdev) {
   u->next = r->vm->unplugs;
   r->vm->unplugs = u;
   r->joined = u;
+  orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
   arm_deadline(r);
 }
 
@@ -302,6 +305,7 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
     orr_req tmp = {.vm = vm, .data = u->data};
     u->commit(&tmp);
   }
+  orr__vm_persist(vm);
   for (orr_req *r = vm->reqs; r; r = r->next)
     if (r->joined == u) {
       r->joined = NULL;

@@ -85,4 +85,13 @@ size_t orr_process_output(const orr_process *p, char *buf, size_t size);
 */
 void orr_process_close(orr_process *p, orr_process_close_cb cb);
 
+/*
+** Releases the process WITHOUT killing it: for a child meant to outlive the
+** engine (spawned without ORR_PROCESS_KILL_WITH_PARENT). exit_cb is not
+** called afterwards, and the engine no longer reaps it (if it exits while
+** the engine still runs it stays a zombie until the engine exits; watch it
+** with a pidfd meanwhile). cb as for orr_process_close.
+*/
+void orr_process_detach(orr_process *p, orr_process_close_cb cb);
+
 #endif

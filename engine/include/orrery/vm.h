@@ -69,6 +69,17 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
                   const orr_vm_options *opts, orr_vm_cb cb, void *arg,
                   orr_vm **out, orr_error *e);
 
+/*
+** Re-attaches to a qemu VM another engine process created with
+** ShouldTerminateOnLastHandleClosed = false, from its runtime directory
+** (opts->runtime_dir, else <runtime root>/<id>): its live document,
+** pending unplugs and state as QEMU reports it. Errors found at once are
+** returned (ORR_ENOENT: no such VM or it is not running); otherwise cb
+** reports the outcome as for create.
+*/
+int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
+                orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e);
+
 void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg);
 void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg);
 void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pidwatch.h"
 #include "qemu_xlate.h"
 #include "vm_internal.h"
 
@@ -60,9 +61,10 @@ static int claim_run_dir(orr_vm *vm, orr_error *e) {
 }
 
 static void remove_run_dir(orr_vm *vm) {
-  static const char *const files[] = {ORR_QEMU_QMP_SOCK, ORR_QEMU_QGA_SOCK,
-                                      ORR_QEMU_VNC_SOCK, ORR_QEMU_PIDFILE,
-                                      ORR_QEMU_VARS_FILE};
+  static const char *const files[] = {ORR_QEMU_QMP_SOCK,  ORR_QEMU_QGA_SOCK,
+                                      ORR_QEMU_VNC_SOCK,  ORR_QEMU_PIDFILE,
+                                      ORR_QEMU_VARS_FILE, "state.json",
+                                      "state.json.tmp"};
   char path[512];
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     snprintf(path, sizeof path, "%s/%s", vm->run_dir, files[i]);
@@ -127,6 +129,44 @@ static void poll_status(uv_timer_t *t) {
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
 
+typedef struct {
+  orr_vm *vm;
+  char qdev[64];
+} unplug_probe;
+
+static void on_probe_reply(void *arg, int status, json_t *result,
+                           const char *errmsg) {
+  unplug_probe *p = arg;
+  (void)result, (void)errmsg;
+  /* The device is gone: it was unplugged while no engine was attached, so
+  ** its DEVICE_DELETED went unheard. Complete it now. */
+  if (status == ORR_EBACKEND) {
+    json_t *ev = json_pack("{s:s}", "device", p->qdev);
+    orr__vm_event(p->vm, "DEVICE_DELETED", ev);
+    json_decref(ev);
+  }
+  free(p);
+}
+
+/* Re-attaching: take QEMU's state and settle unplugs that finished while
+** nobody listened. */
+static void adopt_running(orr_vm *vm, const char *st) {
+  vm->state = st && strcmp(st, "prelaunch") == 0 ? ORR_VM_CREATED
+              : st && strcmp(st, "running") == 0 ? ORR_VM_RUNNING
+                                                 : ORR_VM_PAUSED;
+  for (orr_unplug *u = vm->unplugs; u; u = u->next) {
+    unplug_probe *p = calloc(1, sizeof *p);
+    char path[128];
+    p->vm = vm;
+    snprintf(p->qdev, sizeof p->qdev, "%s", u->qdev);
+    snprintf(path, sizeof path, "/machine/peripheral/%s", u->qdev);
+    if (orr_qmp_send(vm->qmp, "qom-get",
+                     json_pack("{s:s, s:s}", "path", path, "property", "type"),
+                     on_probe_reply, p) != 0)
+      free(p);
+  }
+}
+
 static void on_status(void *arg, int status, json_t *result,
                       const char *errmsg) {
   orr_vm *vm = arg;
@@ -143,6 +183,11 @@ static void on_status(void *arg, int status, json_t *result,
     uv_timer_init(vm->eng->loop, t);
     t->data = vm;
     uv_timer_start(t, poll_status, 20, 0);
+    return;
+  }
+  if (vm->pidwatch != NULL) {
+    adopt_running(vm, st);
+    orr__vm_launched(vm, 0, NULL);
     return;
   }
   on_cgroup_ready(vm);
@@ -249,15 +294,50 @@ static int qemu_send(orr_vm *vm, const char *cmd, json_t *args,
 }
 
 static void qemu_kill(orr_vm *vm) {
-  if (vm->proc && !vm->exited)
+  if (vm->exited)
+    return;
+  if (vm->proc)
     orr_process_kill(vm->proc, SIGKILL);
+  else if (vm->pidwatch)
+    orr__pidwatch_kill(vm->pidwatch, SIGKILL);
+}
+
+static void on_pid_gone(void *arg) {
+  orr_vm *vm = arg;
+  /* Not our child: the exit status went to whoever reaps it. */
+  if (vm->state == ORR_VM_CREATING)
+    fail_launch(vm, ORR_EVMGONE, "QEMU exited while re-attaching");
+  orr__vm_exited(vm, -1, 0, "exited (status unknown: not our child)");
+}
+
+/* orrery.open: watch the running QEMU through a pidfd and connect QMP. A
+** previous engine's QMP connection is gone with it, so QEMU accepts ours. */
+int orr__qemu_attach(orr_vm *vm, orr_error *e) {
+  orr_qmp_options qo;
+  int rc = orr__pidwatch_start(vm->eng->loop, vm->pid, on_pid_gone, vm,
+                               &vm->pidwatch, e);
+  if (rc != 0)
+    return rc;
+  memset(&qo, 0, sizeof qo);
+  qo.path = json_string_value(json_object_get(vm->layout, "qmp"));
+  qo.timeout_ms = 10000;
+  qo.ready_cb = on_ready;
+  qo.closed_cb = on_qmp_closed;
+  qo.arg = vm;
+  if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
+    orr__pidwatch_close(vm->pidwatch, NULL);
+    vm->pidwatch = NULL;
+    return orr_error_set(e, rc, "cannot connect QMP at %s", qo.path);
+  }
+  return 0;
 }
 
 /* Both handles must be closed before the VM can be freed. */
 static void handle_closed(void *arg) {
   orr_vm *vm = arg;
   if (--vm->pid_closing == 0) {
-    remove_run_dir(vm);
+    if (!vm->detached)
+      remove_run_dir(vm); /* a detached VM's directory is how to reopen it */
     orr__vm_released(vm);
   }
 }
@@ -271,8 +351,16 @@ static void qemu_release(orr_vm *vm) {
   }
   if (vm->proc) {
     vm->pid_closing++;
-    orr_process_close(vm->proc, handle_closed);
+    if (vm->detached && !vm->exited)
+      orr_process_detach(vm->proc, handle_closed);
+    else
+      orr_process_close(vm->proc, handle_closed);
     vm->proc = NULL;
+  }
+  if (vm->pidwatch) {
+    vm->pid_closing++;
+    orr__pidwatch_close(vm->pidwatch, handle_closed);
+    vm->pidwatch = NULL;
   }
   handle_closed(vm);
 }
