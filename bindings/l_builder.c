@@ -41,14 +41,16 @@ void orr_l_pushbuilder(lua_State *L, orr_builder *b) {
 /* Integer argument: the engine checks the range and names it. */
 static long long int_arg(lua_State *L, int idx, const char *op,
                          const char *name) {
-  if (!lua_isinteger(L, idx)) {
-    orr_error e;
-    orr_error_set(&e, ORR_EINVAL, "%s: %s must be an integer, got %s", op, name,
-                  lua_type(L, idx) == LUA_TNUMBER ? "a non-integer number"
-                                                  : luaL_typename(L, idx));
-    orr_l_raise(L, &e);
-  }
-  return (long long)lua_tointeger(L, idx);
+  int isint = 0;
+  lua_Integer v = lua_tointegerx(L, idx, &isint);
+  /* 2.0 is 2, as table fields accept it; "2" is not a number here. */
+  orr_error e;
+  if (isint && lua_type(L, idx) == LUA_TNUMBER)
+    return (long long)v;
+  orr_error_set(&e, ORR_EINVAL, "%s: %s must be an integer, got %s", op, name,
+                lua_type(L, idx) == LUA_TNUMBER ? "a non-integer number"
+                                                : luaL_typename(L, idx));
+  return orr_l_raise(L, &e);
 }
 
 static const char *str_arg(lua_State *L, int idx, const char *op,
@@ -271,6 +273,13 @@ static int l_builder(lua_State *L) {
     owner = lua_tostring(L, 1);
   } else if (lua_istable(L, 1)) {
     opts = orr_l_checkjson(L, 1, "builder");
+    if (!json_is_object(opts) && json_array_size(opts) > 0) {
+      json_decref(opts);
+      orr_error_set(&e, ORR_EINVAL,
+                    "builder: options must be named fields (owner = ..., "
+                    "ShouldTerminateOnLastHandleClosed = ...), got a list");
+      return orr_l_raise(L, &e);
+    }
     if (!json_is_object(opts)) {
       json_decref(opts);
       opts = json_object();

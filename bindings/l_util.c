@@ -189,7 +189,14 @@ int orr_l_fail(lua_State *L, const orr_error *e) {
 
 json_t *orr_l_checkjson(lua_State *L, int idx, const char *op) {
   char err[512] = "";
-  json_t *v = orr_l_tojson(L, idx, "", err, sizeof err);
+  json_t *v;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    orr_error e;
+    orr_error_set(&e, ORR_EINVAL, "%s: expected a table of settings, got %s",
+                  op, lua_isnone(L, idx) ? "no value" : luaL_typename(L, idx));
+    orr_l_raise(L, &e);
+  }
+  v = orr_l_tojson(L, idx, "", err, sizeof err);
   if (v == NULL) {
     orr_error e;
     orr_error_set(&e, ORR_EINVAL, "%s: %s", op, err);

@@ -30,8 +30,9 @@ int orr_scsi_controller_index(const char *guid) {
 }
 
 json_t *orr_doc_new(const char *owner) {
-  /* The same defaults hcsshim's builder.New writes. */
-  return json_pack(
+  /* The same defaults hcsshim's builder.New writes; Go omits an empty
+  ** Owner (omitempty), and so do we. */
+  json_t *doc = json_pack(
       "{s:s, s:{s:i, s:i}, s:{s:b, s:{}, s:{s:{}, s:{}}, "
       "s:{s:{s:{s:s}}}}, s:b}",
       "Owner", owner ? owner : "", "SchemaVersion", "Major", 2, "Minor", 1,
@@ -39,6 +40,9 @@ json_t *orr_doc_new(const char *owner) {
       "Memory", "Processor", "Devices", "HvSocket", "HvSocketConfig",
       "DefaultBindSecurityDescriptor", "D:P(A;;FA;;;SY)(A;;FA;;;BA)",
       "ShouldTerminateOnLastHandleClosed", 1);
+  if (owner == NULL || owner[0] == '\0')
+    json_object_del(doc, "Owner");
+  return doc;
 }
 
 static json_t *at(const json_t *doc, const char *p1, const char *p2,
