@@ -26,6 +26,12 @@ static void on_done(void *arg, int status, const orr_error *e, json_t *res) {
   o->result = res ? json_incref(res) : NULL;
 }
 
+/* Drops the previous answer before reusing the outcome. */
+static void reset(outcome *o) {
+  json_decref(o->result);
+  memset(o, 0, sizeof *o);
+}
+
 static int wait_for(orr_engine *eng, outcome *o) {
   while (!o->done)
     uv_run(orr_engine_loop(eng), UV_RUN_ONCE);
@@ -80,7 +86,7 @@ int main(void) {
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Created", orr_vm_state(vm));
 
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_start(vm, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Running", orr_vm_state(vm));
@@ -91,7 +97,7 @@ int main(void) {
                   "VirtualMachine/Devices/Scsi/"
                   "df6d0690-79e5-55b6-a5ec-c1e2f77f580a/Attachments/3",
                   "RequestType", "Add", "Settings", att);
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_modify(vm, req, NULL, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   blocks = query_block_devices(eng, vm);
@@ -99,14 +105,14 @@ int main(void) {
   json_decref(blocks);
 
   /* The same LUN again is EEXIST and QEMU is not asked. */
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_modify(vm, req, NULL, on_done, &o);
   ASSERT_EQ(ORR_EEXIST, wait_for(eng, &o));
 
   /* Remove completes without a guest (SCSI unplug is QEMU's alone). */
   json_object_set_new(req, "RequestType", json_string("Remove"));
   json_object_del(req, "Settings");
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_modify(vm, req, NULL, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   blocks = query_block_devices(eng, vm);
@@ -115,12 +121,12 @@ int main(void) {
   json_decref(req);
   json_decref(att);
 
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_pause(vm, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Paused", orr_vm_state(vm));
 
-  memset(&o, 0, sizeof o);
+  reset(&o);
   orr_vm_terminate(vm, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Stopped", orr_vm_state(vm));
