@@ -16,10 +16,13 @@ int luaopen_orrery_core(lua_State *L) {
   orr_l_open_builder(L);
   orr_l_open_task(L);
   orr_l_open_vm(L);
+  orr_l_open_guest(L);
   lua_newtable(L);
   luaL_setfuncs(L, orr_l_builder_funcs, 0);
   luaL_setfuncs(L, orr_l_task_funcs, 0);
   luaL_setfuncs(L, orr_l_vm_funcs, 0);
+  orr_l_push_guest_methods(L);
+  lua_setfield(L, -2, "Guest");
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
   /* Where this build put the default guest (scripts/lib's default_guest). */

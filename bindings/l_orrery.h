@@ -8,10 +8,12 @@
 #include <jansson.h>
 
 #include "orrery/builder.h"
+#include "orrery/vm.h"
 
 #define ORR_L_BUILDER "orrery.Builder"
 #define ORR_L_VM "orrery.VM"
 #define ORR_L_TASK "orrery.Task"
+#define ORR_L_GUEST "orrery.Guest"
 
 /* The module opener: luaopen_orrery_core and its alias luaopen_orrery. */
 int luaopen_orrery_core(lua_State *L);
@@ -43,5 +45,12 @@ void orr_l_set_default_backend(lua_State *L, const char *backend);
 /* [{"id":..., "document":..., "plan_log":[...]}] for the recorded plan VMs
 ** (new reference; an empty array when none). */
 json_t *orr_l_vm_plan_report(lua_State *L);
+
+/* orrery.Guest (l_guest.c). vm:guest{timeout_ms}: the VM userdata is at
+** 1 and is open (vm). Pushes the methods table (orrery.Guest in the
+** module, which the Lua half extends). */
+void orr_l_open_guest(lua_State *L);
+int orr_l_vm_guest(lua_State *L, orr_vm *vm);
+void orr_l_push_guest_methods(lua_State *L);
 
 #endif

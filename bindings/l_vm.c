@@ -594,6 +594,11 @@ static int l_update_memory(lua_State *L) {
                 NULL);
 }
 
+/* vm:guest{timeout_ms} -> orrery.Guest | fail (l_guest.c) */
+static int l_guest(lua_State *L) {
+  return orr_l_vm_guest(L, check_open(L, 1)->vm);
+}
+
 /* ---- Sync queries ------------------------------------------------------- */
 
 static int l_id(lua_State *L) {
@@ -852,6 +857,7 @@ static const luaL_Reg methods[] = {
     {"update_cpu_limits", l_update_cpu_limits},
     {"update_memory", l_update_memory},
     {"on", l_on},
+    {"guest", l_guest},
     {"properties", l_properties},
     {"document", l_document},
     {"plan_log", l_plan_log},

@@ -24,4 +24,7 @@ function core.default_guest()
   }
 end
 
+-- orrery.Guest's waits built on exec (scripts/lib/orrery/guest.lua).
+require("orrery.guest")(core)
+
 return core
