@@ -18,7 +18,7 @@
 ** POLL_MAX_MS: a quick command is seen within milliseconds, and a long one
 ** costs the (single, emulated) guest CPU little. */
 #define POLL_FIRST_MS 1
-#define POLL_MAX_MS 50
+#define POLL_MAX_MS 20
 /* Cleanups after a failure (kill, file close) get their own deadline: the
 ** job's may have passed. */
 #define CLEANUP_MS 5000

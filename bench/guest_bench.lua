@@ -1,0 +1,138 @@
+-- Guest manager benchmarks on TCG, the default guest:
+--
+-- 1. Boot to guest agent ready: Orrery (orrery.create + vm:start +
+--    vm:guest, i.e. QMP handshake, document, cont, agent sync + ping)
+--    against bare qemu-system-x86_64 run with the very argv the qemu
+--    backend uses (taken from the plan backend, which translates the same
+--    way) minus -S, timed by bench/guest_bare (spawn, then the engine's
+--    agent client until guest-ping answers). Runs alternate which side goes
+--    first; the medians and their ratio are printed (target <= 1.05).
+-- 2. Hot-add latency: the time from vm:add_scsi_disk returning to
+--    g:wait_scsi_disk seeing the disk in the guest's /sys (median).
+--
+--   cmake -S . -B build -DORR_BUILD_BENCH=ON && cmake --build build
+--   lua5.4 bench/guest_bench.lua [runs (default 7)] [hot-adds (default 15)]
+-- BUILD=dir picks another build directory than build/.
+local BUILD = os.getenv("BUILD") or "build"
+package.cpath = BUILD .. "/?.so;" .. package.cpath
+package.path = "scripts/lib/?.lua;scripts/lib/?/init.lua;" .. package.path
+
+local orrery = require("orrery")
+
+local RUNS = tonumber(arg[1]) or 7
+local ADDS = tonumber(arg[2]) or 15
+local BARE = BUILD .. "/bench/guest_bare"
+if not io.open(BARE) then
+  error(BARE .. " is missing: configure with -DORR_BUILD_BENCH=ON and build", 0)
+end
+
+local ROOT = os.tmpname()
+os.remove(ROOT)
+assert(os.execute("mkdir -p " .. ROOT))
+
+local function builder()
+  local b = orrery.builder{ owner = "bench" }
+  b:set_memory{ SizeInMB = 256 }
+  b:set_processor{ Count = 1 }
+  b:set_linux_kernel_direct_boot(orrery.default_guest())
+  b:add_scsi_controller(0)
+  return b
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The qemu backend's argv for this document, in directory dir.
+local function bare_argv(dir)
+  local vm = assert(orrery.create("bench-plan", builder(),
+    { backend = "plan", accel = "tcg", runtime_dir = dir }))
+  local argv
+  for _, e in ipairs(vm:plan_log()) do
+    if e.kind == "argv" then argv = e.value end
+  end
+  vm:close()
+  local out = {}
+  for _, a in ipairs(argv) do
+    if a ~= "-S" then out[#out + 1] = a end -- bare QEMU runs at once
+  end
+  return out
+end
+
+local nrun = 0
+local function orrery_boot()
+  nrun = nrun + 1
+  local t0 = orrery.now()
+  local vm = assert(orrery.create("bench-" .. nrun, builder(),
+    { accel = "tcg", runtime_dir = ROOT .. "/o" .. nrun }))
+  assert(vm:start())
+  local g = assert(vm:guest{ timeout_ms = 60000 })
+  local ms = orrery.now() - t0
+  g:close()
+  vm:terminate()
+  vm:close()
+  return ms
+end
+
+local function bare_boot()
+  nrun = nrun + 1
+  local dir = ROOT .. "/b" .. nrun
+  assert(os.execute("mkdir -p -m 0700 " .. dir))
+  local argv = bare_argv(dir)
+  local cmd = { quote(BARE), quote(dir .. "/qga.sock") }
+  for _, a in ipairs(argv) do cmd[#cmd + 1] = quote(a) end
+  local p = assert(io.popen(table.concat(cmd, " ")))
+  local out = p:read("a")
+  p:close()
+  local ms = tonumber(out:match("ready_ms ([%d.]+)"))
+  assert(ms, "guest_bare failed: " .. out)
+  return ms
+end
+
+local o, b = {}, {}
+if RUNS > 0 then
+  print(string.format("boot to guest agent ready, TCG, %d interleaved runs each", RUNS))
+  for i = 1, RUNS do
+    if i % 2 == 1 then
+      o[#o + 1] = orrery_boot()
+      b[#b + 1] = bare_boot()
+    else
+      b[#b + 1] = bare_boot()
+      o[#o + 1] = orrery_boot()
+    end
+    print(string.format("  run %d: orrery %6.0f ms   bare qemu %6.0f ms", i, o[i], b[i]))
+  end
+  local mo, mb = median(o), median(b)
+  print(string.format("median: orrery %.0f ms, bare qemu %.0f ms, ratio %.3f (target <= 1.05)",
+    mo, mb, mo / mb))
+end
+
+print(string.format("\nadd_scsi_disk returned -> disk visible in the guest, %d hot-adds", ADDS))
+local vm <close> = assert(orrery.create("bench-hotadd", builder(),
+  { accel = "tcg", runtime_dir = ROOT .. "/hotadd" }))
+assert(vm:start())
+local g = assert(vm:guest{ timeout_ms = 60000 })
+local disk = ROOT .. "/disk.img"
+assert(os.execute("truncate -s 16M " .. disk))
+local lat = {}
+for i = 1, ADDS do
+  local lun = i % 64
+  assert(vm:add_scsi_disk(0, lun, { Type = "VirtualDisk", Path = disk }))
+  local t0 = orrery.now()
+  assert(g:wait_scsi_disk(0, lun, { timeout_ms = 10000 }))
+  lat[#lat + 1] = orrery.now() - t0
+  assert(vm:remove_scsi_disk(0, lun))
+end
+table.sort(lat)
+print(string.format("median %.0f ms (min %.0f, max %.0f)", median(lat), lat[1], lat[#lat]))
+g:close()
+vm:terminate()
+os.execute("rm -rf " .. ROOT)
