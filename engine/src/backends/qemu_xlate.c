@@ -306,6 +306,29 @@ static bool has_ext(const char *path, const char *ext) {
   return dot != NULL && strcasecmp(dot, ext) == 0;
 }
 
+/*
+** Opens path for reading only if it is a regular file. Opening a device
+** node is not harmless: it can arm a watchdog (/dev/watchdog reboots the
+** host unless fed), rewind a tape or block on a FIFO, and a recipe's disk
+** Path may name any of them. So the path is first opened with O_PATH, which
+** runs no driver code, and checked with fstat; only then is the same inode
+** reopened for reading through /proc/self/fd, so a rename in between cannot
+** swap in something else. -1 when it is not a readable regular file.
+*/
+static int open_regular(const char *path) {
+  struct stat st;
+  char proc[64];
+  int pfd = open(path, O_PATH | O_CLOEXEC), fd = -1;
+  if (pfd < 0)
+    return -1;
+  if (fstat(pfd, &st) == 0 && S_ISREG(st.st_mode)) {
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    fd = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  }
+  close(pfd);
+  return fd;
+}
+
 const char *orr__qemu_disk_format(const char *path) {
   char head[8];
   char foot[512];
@@ -313,7 +336,7 @@ const char *orr__qemu_disk_format(const char *path) {
   int fd;
   if (has_ext(path, ".raw") || has_ext(path, ".iso"))
     return "raw";
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  fd = open_regular(path);
   if (fd >= 0) {
     const char *fmt = NULL;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
