@@ -165,12 +165,17 @@ int orr_l_vm_guest(lua_State *L, orr_vm *vm) {
   orr_l_check_wait(L);
   cache_get(L, 1);
   lg = luaL_testudata(L, -1, ORR_L_GUEST);
-  if (lg != NULL && lg->g != NULL && orr_guest_is_ready(lg->g)) {
+  /* Still opening (another task asked first) or ready: a ping waits for
+  ** the open and proves the connection, without a second connection that
+  ** would only sit in QEMU's backlog. */
+  if (lg != NULL && lg->g != NULL && orr_guest_is_open(lg->g)) {
     op = orr_l_op_new(L, push_pinged);
     orr_l_op_anchor(L, op, -1);
     orr_guest_ping(lg->g, ms, orr_l_op_cb, op);
     return orr_l_op_wait(L, op);
   }
+  if (lg != NULL)
+    guest_close(lg); /* its connection ended: make a new one */
   lua_pop(L, 1);
   op = orr_l_op_new(L, push_opened);
   lg = lua_newuserdatauv(L, sizeof *lg, 2);

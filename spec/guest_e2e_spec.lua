@@ -142,6 +142,23 @@ describe("the guest manager on the default guest (TCG)", function()
     assert.are.equal("EBACKEND", code)
   end)
 
+  it("serves several tasks at once through one connection", function()
+    local tasks = {}
+    for i = 1, 3 do
+      tasks[i] = orrery.spawn(function()
+        local mine = assert(vm:guest{ timeout_ms = 5000 })
+        local r = assert(mine:exec({ "sh", "-c", "sleep 0.1; cat" }, { stdin = "task " .. i }))
+        return mine, r.stdout
+      end)
+    end
+    orrery.wait_all(tasks)
+    for i, t in ipairs(tasks) do
+      local _, mine, out = t:result()
+      assert.are.equal(g, mine)
+      assert.are.equal("task " .. i, out)
+    end
+  end)
+
   it("sees SCSI disks hot-added at several LUNs on two controllers, sized right, and sees them go", function()
     local disks = { { 0, 1, 8 }, { 0, 17, 12 }, { 1, 0, 16 }, { 1, 63, 20 } }
     local seen = {}

@@ -123,6 +123,10 @@ int orr_guest_is_ready(const orr_guest *g) {
   return g->state == READY;
 }
 
+int orr_guest_is_open(const orr_guest *g) {
+  return g->state < DEAD;
+}
+
 const char *orr_guest_path(const orr_guest *g) {
   return g->path;
 }

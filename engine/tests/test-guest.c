@@ -301,6 +301,8 @@ static void test_vm_gone(orr_vm *vm, orr_guest *g) {
   orr_vm_terminate(vm, on_done, &t);
   ASSERT_ERR(wait_for(&a), ORR_EVMGONE);
   ASSERT_STR_CONTAINS(a.msg, "the VM is gone");
+  ASSERT(!orr_guest_is_open(g));
+  ASSERT(!orr_guest_is_ready(g));
   wait_for(&t);
   /* Later calls fail the same way, still from the loop. */
   in_call = 1;

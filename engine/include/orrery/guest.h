@@ -83,6 +83,9 @@ int orr_guest_open(orr_vm *vm, const orr_guest_options *opts, orr_vm_cb cb,
 
 /* Nonzero once the open's ping answered and until the connection ends. */
 int orr_guest_is_ready(const orr_guest *g);
+/* Nonzero until the connection ends (connecting, opening or ready):
+** commands sent meanwhile wait for the open and then run. */
+int orr_guest_is_open(const orr_guest *g);
 /* The agent socket's path. */
 const char *orr_guest_path(const orr_guest *g);
 
@@ -149,8 +152,8 @@ void orr_guest_interfaces(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
 ** queued and in-flight commands, exec polls) fails with ORR_ECANCELED,
 ** from the loop, once the socket is closed; then the memory is freed. g
 ** must not be used after this call, except that it stays valid inside the
-** callbacks it triggers. Safe to call from any callback, and more than
-** once.
+** callbacks it triggers, where calling it again does nothing. Safe to
+** call from any callback.
 */
 void orr_guest_close(orr_guest *g);
 
