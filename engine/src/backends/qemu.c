@@ -14,36 +14,16 @@
 
 #include "pidwatch.h"
 #include "qemu_xlate.h"
+#include "rundir.h"
 #include "vm_internal.h"
-
-static int mkdir_private(const char *path, orr_error *e) {
-  char buf[512];
-  snprintf(buf, sizeof buf, "%s", path);
-  /* Parents first, each 0700: runtime files are nobody else's business. */
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-      return orr_error_set(e, ORR_EIO, "cannot create %s: %s", buf,
-                           strerror(errno));
-    *p = '/';
-  }
-  if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-    return orr_error_set(e, ORR_EIO, "cannot create %s: %s", buf,
-                         strerror(errno));
-  if (chmod(buf, 0700) != 0)
-    return orr_error_set(e, ORR_EIO, "cannot chmod %s: %s", buf,
-                         strerror(errno));
-  return 0;
-}
 
 /* A runtime directory left by a QEMU that is still alive is in use. */
 static int claim_run_dir(orr_vm *vm, orr_error *e) {
   char pidfile[512];
   FILE *f;
   int pid = 0, rc;
-  if ((rc = mkdir_private(vm->run_dir, e)) != 0)
+  /* No component of the path may be another user's to redirect. */
+  if ((rc = orr__run_dir_make(vm->run_dir, e)) != 0)
     return rc;
   snprintf(pidfile, sizeof pidfile, "%s/" ORR_QEMU_PIDFILE, vm->run_dir);
   if ((f = fopen(pidfile, "r")) != NULL) {
@@ -242,6 +222,7 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   orr_process_options po;
   orr_qmp_options qo;
   size_t i, n;
+  mode_t mask;
   int rc, terminate;
   orr__qemu_vm_config(vm, &cfg);
   if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
@@ -262,7 +243,12 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   po.flags = terminate ? ORR_PROCESS_KILL_WITH_PARENT : 0;
   po.exit_cb = on_qemu_exit;
   po.arg = vm;
+  /* QEMU creates its sockets with the process umask: 0177 makes qmp.sock,
+  ** qga.sock and vnc.sock 0600 like its pidfile. The fork happens inside
+  ** this call, so the engine's own umask is back right after. */
+  mask = umask(0177);
   rc = orr_process_spawn(vm->eng->loop, &po, &vm->proc, e);
+  umask(mask);
   free(cargv);
   if (rc != 0) {
     remove_run_dir(vm);
