@@ -56,15 +56,14 @@ local function block_by_qdev(vm, qdev)
   end
 end
 
+-- The ids of every device added with one (-device or device_add), from
+-- QOM: unlike query-pci, it does not depend on the firmware having numbered
+-- the buses behind the root ports yet.
 local function pci_ids(vm)
   local ids = {}
-  local function walk(devices)
-    for _, d in ipairs(devices or {}) do
-      if d.qdev_id and d.qdev_id ~= "" then ids[#ids + 1] = d.qdev_id end
-      if d.pci_bridge then walk(d.pci_bridge.devices) end
-    end
+  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
+    if p.type:find("^child<") then ids[#ids + 1] = p.name end
   end
-  for _, bus in ipairs(assert(vm:qmp("query-pci"))) do walk(bus.devices) end
   table.sort(ids)
   return table.concat(ids, " ")
 end
