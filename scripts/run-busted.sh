@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-busted --cpath="$build/?.so" -o plainTerminal "${@:2}" 2>&1 |
+# Under scripts/leakcheck.sh, a helper reports the descriptors the run leaked.
+helper=()
+[ -n "${ORRERY_LEAK_REPORT:-}" ] && helper=(--helper=scripts/lib/orrery/leakcheck.lua)
+busted --cpath="$build/?.so" -o plainTerminal "${helper[@]}" "${@:2}" 2>&1 |
   tee "$build/busted.log"
 exit "${PIPESTATUS[0]}"
