@@ -35,6 +35,9 @@
 ** and lost it. Every sync gets an answer, so this stays slow. */
 #define SYNC_RESEND_MS 1000
 #define NS_PER_MS UINT64_C(1000000)
+/* The longest answer: guest-exec-status with both outputs at qemu-ga's
+** 16 MiB cap, base64'ed (4/3), is about 43 MiB. */
+#define MAX_LINE (64u * 1024 * 1024)
 #define CLOSED_MSG "the guest connection was closed"
 
 /* Ordered: from DEAD on the socket is gone. */
@@ -627,7 +630,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   rc = orr_framer_feed(&g->framer, buf->base, (size_t)n);
   if (rc < 0)
     die(g, ORR_EIO, "dropping the guest agent connection on %s: %s", g->path,
-        rc == ORR_EIO ? "a line longer than 16 MiB" : orr_strerror(rc));
+        rc == ORR_EIO ? "a line longer than 64 MiB" : orr_strerror(rc));
 }
 
 /* ---- Connecting --------------------------------------------------------- */
@@ -798,7 +801,7 @@ int orr_guest_connect(uv_loop_t *loop, const char *path,
   g->open_deadline = uv_hrtime() + g->opts.timeout_ms * NS_PER_MS;
   list_init(&g->queue);
   list_init(&g->delayed);
-  orr_framer_init(&g->framer, 0, on_line, g);
+  orr_framer_init(&g->framer, MAX_LINE, on_line, g);
   uv_timer_init(loop, &g->conn_timer);
   uv_timer_init(loop, &g->cmd_timer);
   uv_idle_init(loop, &g->idle);
