@@ -445,6 +445,28 @@ static int expire(orr_guest *g, uint64_t now) {
   return 0;
 }
 
+/* Delivers the preset failures; nonzero if a callback closed g. */
+static int fail_preset(orr_guest *g) {
+  cmdlist keep, bad;
+  cmd *c;
+
+  list_init(&keep);
+  list_init(&bad);
+  while ((c = list_shift(&g->queue)) != NULL)
+    list_push(c->status != 0 ? &bad : &keep, c);
+  list_move(&g->queue, &keep);
+  while ((c = list_shift(&bad)) != NULL) {
+    finish(c, c->status, c->msg, NULL);
+    if (g->state == CLOSING) {
+      /* on_handle_closed owns the rest: give it back. */
+      while ((c = list_shift(&bad)) != NULL)
+        list_push(&g->queue, c);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /*
 ** Moves the queue along: fails what is due, sends the next command (after
 ** a sync if one is needed). Runs only from loop callbacks.
@@ -466,13 +488,10 @@ static void pump(orr_guest *g) {
   }
   if (expire(g, now))
     return;
-  /* Preset failures (bad arguments) go out first, from the loop. */
-  while (g->queue.head != NULL && g->queue.head->status != 0) {
-    c = list_shift(&g->queue);
-    finish(c, c->status, c->msg, NULL);
-    if (g->state >= DEAD)
-      return;
-  }
+  /* Preset failures (bad arguments) go out now, wherever they are queued:
+  ** they need no turn on the wire. */
+  if (fail_preset(g))
+    return;
   if (g->state == READY && g->inflight == NULL && !g->syncing &&
       g->queue.head != NULL) {
     if (g->need_sync) {

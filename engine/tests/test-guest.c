@@ -162,6 +162,21 @@ static void test_exec(orr_guest *g) {
   ASSERT_ERR(exec(g, none, NULL, NULL, 0, 0, &o), ORR_EINVAL);
   ASSERT_STR_CONTAINS(o.msg, "argv");
   reset(&o);
+
+  /* A refused call does not wait behind a slow one. */
+  {
+    const char *slow[] = {"sleep", "1", NULL};
+    orr_guest_exec_req a = {slow, NULL, NULL, 0, 0},
+                       b = {none, NULL, NULL, 0, 0};
+    outcome oa = {0};
+    orr_guest_exec(g, &a, on_done, &oa);
+    orr_guest_exec(g, &b, on_done, &o);
+    ASSERT_ERR(wait_for(&o), ORR_EINVAL);
+    ASSERT_EQ(0, oa.done);
+    ASSERT_OK(wait_for(&oa));
+    reset(&oa);
+    reset(&o);
+  }
 }
 
 /* An exec that outlives its deadline is killed, and the agent stays in
