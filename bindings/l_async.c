@@ -24,6 +24,7 @@ struct orr_l_ctx {
   lua_State *L;        /* the main thread */
   lua_State *driver;   /* the thread inside uv_run, or NULL */
   orr_l_task *running; /* the task being resumed, or NULL */
+  orr_l_op *toplevel;  /* the op a top-level waiter drives the loop for */
   int in_callback;     /* depth of calls into Lua from the loop */
   int closing;         /* lua_close is tearing us down: no more Lua */
   int live_tasks;      /* scheduled or started, not finished */
@@ -303,6 +304,12 @@ void orr_l_op_cb(void *arg, int status, const orr_error *err, json_t *result) {
   orr_l_op *op = arg;
   orr_l_ctx *ctx = op->ctx;
   hold_loop(op, 0);
+  if (op->interrupted) {
+    /* The waiter has its ECANCELED already: this late outcome is dropped. */
+    op->pending = 0;
+    op_release(NULL, op);
+    return;
+  }
   op->pending = 0;
   op->done = 1;
   op->status = status;
@@ -397,7 +404,16 @@ static int push_default(lua_State *L, orr_l_op *op) {
 static int op_finish(lua_State *L, orr_l_op *op) {
   lua_KFunction k = op->k;
   lua_KContext kctx = op->kctx;
-  int n = op->push != NULL ? op->push(L, op) : push_default(L, op);
+  int n;
+  if (op->interrupted && k != NULL) {
+    /* k expects the outcome it chained for; do not feed it a fake one. */
+    char msg[sizeof op->err.msg + 16];
+    snprintf(msg, sizeof msg, "ECANCELED: %s", op->err.msg);
+    op->consumer = 0;
+    op_release(L, op);
+    return luaL_error(L, "%s", msg);
+  }
+  n = op->push != NULL ? op->push(L, op) : push_default(L, op);
   op->consumer = 0;
   op_release(L, op);
   if (n < 0)
@@ -439,6 +455,7 @@ int orr_l_op_waitk(lua_State *L, orr_l_op *op, lua_KFunction k,
                    lua_KContext kctx) {
   orr_l_ctx *ctx = op->ctx;
   lua_State *prev;
+  orr_l_op *prev_op;
   op->k = k;
   op->kctx = kctx;
   if (ctx->running != NULL && ctx->running->co == L) {
@@ -452,10 +469,13 @@ int orr_l_op_waitk(lua_State *L, orr_l_op *op, lua_KFunction k,
   }
   /* Top level: drive the loop. orr_l_op_new refused callbacks already. */
   prev = ctx->driver;
+  prev_op = ctx->toplevel;
   ctx->driver = L;
+  ctx->toplevel = op;
   while (!op->done) {
     if (uv_run(&ctx->loop, UV_RUN_ONCE) == 0 && !op->done) {
       ctx->driver = prev;
+      ctx->toplevel = prev_op;
       op_drop(L, op);
       return luaL_error(L, "cannot wait: nothing left on the loop can "
                            "finish this call (tasks waiting for each "
@@ -463,7 +483,39 @@ int orr_l_op_waitk(lua_State *L, orr_l_op *op, lua_KFunction k,
     }
   }
   ctx->driver = prev;
+  ctx->toplevel = prev_op;
   return op_finish(L, op);
+}
+
+int orr_l_op_interrupt(orr_l_op *op, const char *msg) {
+  orr_l_ctx *ctx = op->ctx;
+  if (op->done || !op->consumer || op->start)
+    return 0;
+  if (op->timer != NULL) {
+    uv_close((uv_handle_t *)op->timer, free_handle);
+    op->timer = NULL;
+    op->pending = 0;
+  }
+  unlink_waiter(op); /* a task:wait() / wait_all() op */
+  /* An engine request stays pending (and holds the loop) until the engine
+  ** calls back; orr_l_op_cb then drops that outcome. */
+  op->interrupted = 1;
+  op->done = 1;
+  op->status = ORR_ECANCELED;
+  op->err.code = ORR_ECANCELED;
+  snprintf(op->err.msg, sizeof op->err.msg, "%s",
+           msg != NULL ? msg : "interrupted");
+  if (op->task != NULL && !op->queued)
+    enqueue(ctx, op);
+  return 1;
+}
+
+orr_l_op *orr_l_toplevel_op(orr_l_ctx *ctx) {
+  return ctx->toplevel;
+}
+
+lua_State *orr_l_running_thread(orr_l_ctx *ctx) {
+  return ctx->running != NULL ? ctx->running->co : NULL;
 }
 
 /* ---- Tasks -------------------------------------------------------------- */
@@ -668,6 +720,24 @@ static void on_ready(uv_idle_t *h) {
     op->queued = 0;
     orr_l_cpcall(ctx, process_ready, op);
   }
+}
+
+int orr_l_run_until(lua_State *L, int (*done)(void *arg), void *arg) {
+  orr_l_ctx *ctx = orr_l_ctx_get(L);
+  lua_State *prev;
+  int rc = 0;
+  if (ctx->in_callback > 0)
+    luaL_error(L, "cannot drive the loop from a task or an event callback");
+  prev = ctx->driver;
+  ctx->driver = L;
+  while (!done(arg)) {
+    if (uv_run(&ctx->loop, UV_RUN_ONCE) == 0 && !done(arg)) {
+      rc = -1;
+      break;
+    }
+  }
+  ctx->driver = prev;
+  return rc;
 }
 
 int orr_l_run(lua_State *L) {

@@ -50,20 +50,21 @@ struct orr_l_op {
   orr_l_push_fn push;
   lua_KFunction k;
   lua_KContext kctx;
-  int co_ref;              /* the waiting coroutine, anchored */
-  json_t *keep[2];         /* request arguments kept alive until completion */
-  orr_l_task *task;        /* the task blocked on this op, or NULL */
-  orr_l_task *target;      /* task:wait(): the task waited for */
-  uv_timer_t *timer;       /* orrery.sleep() */
-  unsigned done : 1;       /* the outcome is in */
-  unsigned pending : 1;    /* the engine / timer / target still owes a call */
-  unsigned queued : 1;     /* in the ready queue */
-  unsigned consumer : 1;   /* a waiter will still read the outcome */
-  unsigned start : 1;      /* a ready-queue item that starts op->task */
-  unsigned holds_loop : 1; /* an engine request: keeps the loop alive */
-  orr_l_op *next, *prev;   /* all live ops of the context */
-  orr_l_op *qnext;         /* ready queue */
-  orr_l_op *wnext, *wprev; /* the target's waiters */
+  int co_ref;               /* the waiting coroutine, anchored */
+  json_t *keep[2];          /* request arguments kept alive until completion */
+  orr_l_task *task;         /* the task blocked on this op, or NULL */
+  orr_l_task *target;       /* task:wait(): the task waited for */
+  uv_timer_t *timer;        /* orrery.sleep() */
+  unsigned done : 1;        /* the outcome is in */
+  unsigned pending : 1;     /* the engine / timer / target still owes a call */
+  unsigned queued : 1;      /* in the ready queue */
+  unsigned consumer : 1;    /* a waiter will still read the outcome */
+  unsigned start : 1;       /* a ready-queue item that starts op->task */
+  unsigned holds_loop : 1;  /* an engine request: keeps the loop alive */
+  unsigned interrupted : 1; /* ended early by orr_l_op_interrupt */
+  orr_l_op *next, *prev;    /* all live ops of the context */
+  orr_l_op *qnext;          /* ready queue */
+  orr_l_op *wnext, *wprev;  /* the target's waiters */
 };
 
 enum {
@@ -148,6 +149,28 @@ void orr_l_task_retrieved(orr_l_task *t);
 ** nobody has read (by task:wait, wait_all or task:result).
 */
 int orr_l_run(lua_State *L);
+
+/*
+** Drives the loop (top level only, like orr_l_run) until done(arg) returns
+** nonzero; done is checked after every loop turn. Returns 0, or -1 when the
+** loop has nothing left that could ever make done true. For hosts that
+** own the loop between calls into Lua (the REPL, `orrery run -i`).
+*/
+int orr_l_run_until(lua_State *L, int (*done)(void *arg), void *arg);
+
+/*
+** Ends a waiting call early (Ctrl-C): the waiter resumes on the next loop
+** turn and its call returns nil, "ECANCELED: <msg>", "ECANCELED" (or, for
+** calls that chain several waits, raises that message). Whatever the call
+** started carries on: a VM keeps the state it reaches, and the late
+** completion is dropped. Returns 1 if op was still waiting.
+*/
+int orr_l_op_interrupt(orr_l_op *op, const char *msg);
+/* The op the main thread is waiting on at top level, or NULL. */
+orr_l_op *orr_l_toplevel_op(orr_l_ctx *ctx);
+/* The thread executing Lua right now from the loop (a task), or NULL: what
+** a SIGINT handler must hook to stop a busy loop. */
+lua_State *orr_l_running_thread(orr_l_ctx *ctx);
 
 /*
 ** For callbacks into Lua (event handlers): calls the function below nargs
