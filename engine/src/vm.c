@@ -266,7 +266,8 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   }
   {
     const char *accel =
-        orr__accel_resolve(opts->accel ? opts->accel : "auto", e);
+        orr__accel_resolve(opts->accel ? opts->accel : "auto",
+                           vm->backend != &orr__backend_plan, e);
     if (accel == NULL) {
       rc = e ? e->code : ORR_EINVAL;
       goto fail;

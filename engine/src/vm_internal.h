@@ -192,7 +192,9 @@ int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
                       orr_error *e);
 void orr__cgroup_remove(orr_vm *vm);
 
-/* KVM verdict for accel "auto" (accel.c). */
-const char *orr__accel_resolve(const char *requested, orr_error *e);
+/* KVM verdict for accel "auto" (accel.c). may_probe: without a cached
+** verdict, boot the default guest once to find out (never for plan VMs). */
+const char *orr__accel_resolve(const char *requested, int may_probe,
+                               orr_error *e);
 
 #endif
