@@ -1,0 +1,226 @@
+/*
+** `orrery run` and the lua5.4-style top level (`orrery [-e CHUNK] [-i]
+** [RECIPE [ARGS...]]`): -e chunks first, at top level; then the recipe as a
+** task, so its waiting calls yield and the tasks it spawns run meanwhile;
+** then either every task to its end, or (-i) the REPL with the recipe's
+** VMs still alive.
+*/
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "l_orrery.h"
+#include "l_util.h"
+
+static const char run_help[] =
+    "usage: %s run [OPTIONS] RECIPE.lua [ARGS...]\n"
+    "       %s [OPTIONS] [RECIPE.lua [ARGS...]]\n"
+    "\n"
+    "Runs RECIPE as a task (its waiting calls yield, the tasks it spawns run\n"
+    "meanwhile), then every task it spawned to its end. ARGS reach the\n"
+    "recipe as `...` and as the global `arg` (arg[0] is RECIPE). RECIPE `-`\n"
+    "reads the recipe from stdin.\n"
+    "\n"
+    "options:\n"
+    "  -e CHUNK    run the Lua CHUNK first, at top level (repeatable)\n"
+    "  -i          after the recipe, enter the REPL with its VMs alive\n"
+    "              (without RECIPE: after the -e chunks), even when the\n"
+    "              recipe failed, to look at what it left\n"
+    "  -q, --quiet no progress lines for long waits\n"
+    "  -h, --help  this help\n"
+    "\n"
+    "Ctrl-C interrupts the recipe's current waiting call (it returns nil,\n"
+    "\"ECANCELED: interrupted\", \"ECANCELED\"); a second Ctrl-C kills.\n"
+    "\n"
+    "exit codes: 0 success, 1 the recipe, a chunk or a task failed,\n"
+    "2 usage error, 130 interrupted by Ctrl-C\n";
+
+typedef struct {
+  const char *cmd;     /* "run", or NULL at the top level */
+  const char **chunks; /* -e, in order */
+  int nchunks;
+  int interactive; /* -i */
+  int quiet;       /* -q */
+  int argc;        /* RECIPE [ARGS...]; 0: no recipe */
+  char **argv;
+} run_opts;
+
+typedef struct {
+  run_opts *o;
+  lua_State *L;
+  orr_l_task *task; /* the recipe's */
+  orr_progress *progress;
+  int interrupted;
+  int status; /* exit code so far */
+} run_state;
+
+static void help(const char *cmd) {
+  (void)cmd;
+  printf(run_help, orr_cli_progname, orr_cli_progname);
+}
+
+/*
+** Options stop at the first argument that is not one (the recipe), so the
+** recipe's own arguments pass through untouched, as with lua5.4. To add an
+** option, add a branch here and a field to run_opts.
+*/
+static int parse(run_opts *o, int argc, char **argv, int *done) {
+  int i;
+  *done = 0;
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0)
+      break;
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    if (orr_cli_is_help(a)) {
+      help(o->cmd);
+      *done = 1;
+      return ORR_EXIT_OK;
+    } else if (strncmp(a, "-e", 2) == 0) {
+      const char *chunk = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (chunk == NULL)
+        return orr_cli_usage_error(o->cmd, "-e needs a chunk");
+      o->chunks[o->nchunks++] = chunk;
+    } else if (strcmp(a, "-i") == 0) {
+      o->interactive = 1;
+    } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+      o->quiet = 1;
+    } else {
+      return orr_cli_usage_error(o->cmd, "unknown option %s", a);
+    }
+  }
+  o->argc = argc - i;
+  o->argv = argv + i;
+  return ORR_EXIT_OK;
+}
+
+static int task_finished(void *arg) {
+  orr_l_task *t = arg;
+  return t->state == ORR_L_TASK_DONE || t->state == ORR_L_TASK_FAILED;
+}
+
+/* The first Ctrl-C ends the recipe's current wait; the next one kills, as
+** the user clearly means it (PR_SET_PDEATHSIG takes the VMs along). */
+static void on_sigint(void *arg, int signals, int hook_fired) {
+  run_state *st = arg;
+  st->interrupted += signals;
+  if (st->interrupted > 1) {
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+    return;
+  }
+  orr_progress_clear(st->progress);
+  fprintf(stderr, "%s: interrupted (Ctrl-C again to kill)\n", orr_cli_progname);
+  if (!hook_fired)
+    orr_interrupt_waits(st->L, st->task);
+}
+
+/* Under lua_pcall: the -e chunks, then the recipe. */
+static int run_protected(lua_State *L) {
+  run_state *st = lua_touserdata(L, 1);
+  run_opts *o = st->o;
+  int task, status;
+  lua_settop(L, 0);
+  orr_interrupt_install(L, on_sigint, st);
+  st->progress = orr_progress_start(L, o->quiet);
+  if (o->interactive)
+    orr_repl_session(L);
+  for (int i = 0; i < o->nchunks; i++) {
+    if (orr_cli_dochunk(L, o->chunks[i], "=(command line)") != LUA_OK) {
+      st->status = orr_cli_report(L, LUA_ERRRUN);
+      return 0;
+    }
+  }
+  if (o->argc == 0)
+    return 0;
+  status = orr_cli_load_recipe(L, o->argc, o->argv);
+  if (status != LUA_OK) {
+    st->status = orr_cli_report(L, status);
+    return 0;
+  }
+  st->task = orr_l_spawn(L, o->argc - 1);
+  task = lua_gettop(L);
+  st->task->watched = 1; /* its error is reported here, not as "task failed" */
+  orr_progress_watch(st->progress, st->task, NULL);
+  if (o->interactive) {
+    orr_l_run_until(L, task_finished, st->task);
+  } else {
+    int unseen = orr_l_run(L);
+    if (unseen > 0 && !orr_l_task_failed(L, task)) {
+      orr_progress_watch(st->progress, NULL, NULL);
+      fprintf(stderr, "%s: %d task(s) failed\n", orr_cli_progname, unseen);
+      st->status = ORR_EXIT_FAIL;
+      return 0;
+    }
+    lua_settop(L, task);
+  }
+  orr_progress_watch(st->progress, NULL, NULL);
+  if (orr_l_task_failed(L, task))
+    st->status = orr_cli_report(L, LUA_ERRRUN);
+  st->task = NULL;
+  return 0;
+}
+
+static int run_main(run_opts *o) {
+  lua_State *L = orr_cli_newstate();
+  run_state st = {o, L, NULL, NULL, 0, ORR_EXIT_OK};
+  int status;
+  if (L == NULL)
+    return ORR_EXIT_FAIL;
+  lua_pushcfunction(L, orr_l_msghandler);
+  lua_pushcfunction(L, run_protected);
+  lua_pushlightuserdata(L, &st);
+  status = lua_pcall(L, 1, 0, 1);
+  if (status != LUA_OK)
+    st.status = orr_cli_report(L, status);
+  orr_progress_stop(L, st.progress);
+  st.progress = NULL;
+  orr_interrupt_uninstall(L);
+  /* Even after a failure: the REPL is where to look at what it left. */
+  if (o->interactive)
+    st.status = orr_repl_main(L);
+  lua_close(L);
+  if (st.interrupted && st.status != ORR_EXIT_OK)
+    return ORR_EXIT_INTERRUPTED;
+  return st.status;
+}
+
+/* A mistyped subcommand ("orrery docter") is a usage error, not a missing
+** recipe: a bare word that names no file. */
+static int looks_like_command(const char *arg) {
+  return strchr(arg, '/') == NULL && strchr(arg, '.') == NULL &&
+         strcmp(arg, "-") != 0 && access(arg, F_OK) != 0;
+}
+
+static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
+  const char **chunks = calloc((size_t)argc + 1, sizeof *chunks);
+  run_opts o = {cmd, chunks, 0, 0, 0, 0, NULL};
+  int done, rc = parse(&o, argc, argv, &done);
+  if (chunks == NULL)
+    return ORR_EXIT_FAIL;
+  if (rc == ORR_EXIT_OK && !done) {
+    if (need_recipe && o.argc == 0)
+      rc = orr_cli_usage_error(cmd, "missing RECIPE");
+    else if (cmd == NULL && o.argc > 0 && looks_like_command(o.argv[0]))
+      rc = orr_cli_usage_error(NULL, "no command '%s'", o.argv[0]);
+    else if (o.argc == 0 && o.nchunks == 0)
+      rc = orr_cli_repl(1, argv); /* plain `orrery` or `orrery -i` */
+    else
+      rc = run_main(&o);
+  }
+  free(chunks);
+  return rc;
+}
+
+int orr_cli_run(int argc, char **argv) {
+  return run_with("run", argc, argv, 1);
+}
+
+int orr_cli_toplevel(int argc, char **argv) {
+  return run_with(NULL, argc, argv, 0);
+}

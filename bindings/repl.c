@@ -1,0 +1,190 @@
+/*
+** The REPL session: `orrery`, `orrery repl`, `orrery -i`. Sets up printing,
+** line editing, Ctrl-C and the VM tracking of orrery.session, then turns
+** the loop until Ctrl-D; on the way out it closes the VMs the session
+** created, saying what becomes of each.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "l_orrery.h"
+#include "l_util.h"
+#include "repl.h"
+
+#ifndef ORR_VERSION
+#define ORR_VERSION "0.0.0"
+#endif
+
+static const char repl_help[] =
+    "usage: %s repl\n"
+    "       %s\n"
+    "\n"
+    "The interactive Lua 5.4 REPL with the engine loaded (orrery is a\n"
+    "global). It behaves like lua5.4's: an expression prints its values\n"
+    "(=expr too), an incomplete statement continues on the next line, an\n"
+    "error prints with its traceback. Beyond lua5.4:\n"
+    "  - each line runs as a task: waiting calls (vm:start(), orrery.sleep)\n"
+    "    yield, and VMs, timers and tasks keep running while you type;\n"
+    "  - tables print nested with sorted keys, cycles marked;\n"
+    "  - events of the VMs created here (state, exit, device_deleted) and\n"
+    "    whatever tasks print appear above the prompt; `vms` holds those\n"
+    "    VMs by id;\n"
+    "  - Tab completes globals, fields and methods (vm:add_<Tab>);\n"
+    "  - Ctrl-C interrupts a waiting call (it returns nil, \"ECANCELED:\n"
+    "    interrupted\", \"ECANCELED\"; the VM stays as it is) or a busy\n"
+    "    loop; at an empty prompt, a second Ctrl-C leaves;\n"
+    "  - Ctrl-D leaves, closing the session's VMs as their\n"
+    "    ShouldTerminateOnLastHandleClosed says (and saying so);\n"
+    "  - history is kept in $XDG_STATE_HOME/orrery/history\n"
+    "    (~/.local/state/orrery/history).\n"
+    "When stdin is not a terminal, the script read from it is run instead.\n"
+    "\n"
+    "exit codes: 0 left normally, 1 the script from stdin failed,\n"
+    "2 usage error\n";
+
+/* Under lua_pcall: require("orrery.session").start(). */
+static int session_start(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orrery.session");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "start");
+  lua_call(L, 0, 0);
+  /* The REPL's global, as lua5.4 -l would make it. */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orrery");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "orrery");
+  return 0;
+}
+
+void orr_repl_session(lua_State *L) {
+  lua_pushcfunction(L, session_start);
+  lua_call(L, 0, 0);
+}
+
+/* Under lua_pcall: orrery.session.announce(on) or .close_all(). */
+static int session_call(lua_State *L) {
+  const char *fn = lua_tostring(L, 1);
+  int on = lua_toboolean(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orrery.session");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, fn);
+  lua_pushboolean(L, on);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static void session(orr_repl *r, const char *fn, int on) {
+  lua_State *L = r->L;
+  lua_pushcfunction(L, orr_l_msghandler);
+  lua_pushcfunction(L, session_call);
+  lua_pushstring(L, fn);
+  lua_pushboolean(L, on);
+  if (lua_pcall(L, 2, 0, -4) != LUA_OK) {
+    fprintf(stderr, "%s: %s\n", orr_cli_progname, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int setup(lua_State *L) {
+  orr_repl *r = lua_touserdata(L, 1);
+  r->ctx = orr_l_ctx_get(L);
+  r->loop = orr_l_loop(r->ctx);
+  orr_repl_session(L);
+  return 0;
+}
+
+static void leave(orr_repl *r) {
+  orr_repl_unprompt(r);
+  orr_interrupt_uninstall(r->L);
+  orr_progress_stop(r->L, r->progress);
+  r->progress = NULL;
+  orr_repl_edit_close(r);
+  /* From here on print writes plainly: the closing lines go to stdout. */
+  orr_repl_close_print(r);
+  session(r, "announce", 0);
+  session(r, "close_all", 0);
+  fflush(stdout);
+}
+
+int orr_repl_main(lua_State *L) {
+  orr_repl *r;
+  int rc = ORR_EXIT_OK;
+  if (!isatty(STDIN_FILENO)) {
+    fprintf(stderr, "%s: stdin is not a terminal: no REPL\n", orr_cli_progname);
+    return ORR_EXIT_USAGE;
+  }
+  if ((r = calloc(1, sizeof *r)) == NULL)
+    return ORR_EXIT_FAIL;
+  r->L = L;
+  r->task_ref = LUA_NOREF;
+  lua_pushcfunction(L, setup);
+  lua_pushlightuserdata(L, r);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    rc = orr_cli_report(L, LUA_ERRRUN);
+    free(r);
+    return rc;
+  }
+  orr_repl_open_print(r);
+  if (orr_repl_edit_open(r) != 0) {
+    fprintf(stderr, "%s: cannot set up line editing on this terminal\n",
+            orr_cli_progname);
+    orr_repl_close_print(r);
+    free(r);
+    return ORR_EXIT_FAIL;
+  }
+  orr_interrupt_install(L, orr_repl_interrupt, r);
+  r->progress = orr_progress_start(L, 0);
+  session(r, "announce", 1);
+  printf("Orrery %s (%s): Tab completes, Ctrl-C interrupts, Ctrl-D "
+         "leaves\n",
+         ORR_VERSION, LUA_RELEASE);
+  orr_repl_prompt(r);
+  while (!r->quit) {
+    if (orr_l_run_until(L, orr_repl_idle, r) != 0 && r->task != NULL) {
+      /* Nothing on the loop can ever finish the chunk (tasks waiting for
+      ** each other): give the prompt back, the task stays blocked. */
+      fprintf(stderr, "the chunk can never finish: it waits for something "
+                      "nothing will complete\n");
+      luaL_unref(L, LUA_REGISTRYINDEX, r->task_ref);
+      r->task_ref = LUA_NOREF;
+      r->task = NULL;
+      orr_progress_watch(r->progress, NULL, NULL);
+      orr_repl_prompt(r);
+      continue;
+    }
+    if (r->task != NULL) {
+      orr_repl_finish(r);
+      orr_repl_prompt(r);
+    }
+  }
+  leave(r);
+  free(r->chunk);
+  free(r);
+  return rc;
+}
+
+int orr_cli_repl(int argc, char **argv) {
+  char dash[] = "-";
+  char *script[] = {argv[0], dash, NULL};
+  lua_State *L;
+  int rc;
+  for (int i = 1; i < argc; i++) {
+    if (orr_cli_is_help(argv[i])) {
+      printf(repl_help, orr_cli_progname, orr_cli_progname);
+      return ORR_EXIT_OK;
+    }
+    return orr_cli_usage_error("repl", "unknown argument %s", argv[i]);
+  }
+  /* As lua5.4: without a terminal, stdin is a script. */
+  if (!isatty(STDIN_FILENO))
+    return orr_cli_toplevel(2, script);
+  if ((L = orr_cli_newstate()) == NULL)
+    return ORR_EXIT_FAIL;
+  rc = orr_repl_main(L);
+  lua_close(L);
+  return rc;
+}

@@ -1,0 +1,354 @@
+-- The orrery command line: every subcommand, its --help and its exit codes
+-- (0 success, 1 failure, 2 usage, 130 Ctrl-C), `orrery doctor` and the KVM
+-- probe behind accel = "auto". The REPL itself is in repl_spec.lua.
+local cjson = require("cjson")
+
+local BUILD = os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+local ORRERY = BUILD .. "/orrery"
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. quote(d)))
+  return d
+end
+
+-- Runs orrery with args (and env, stdin text); returns stdout, stderr, code.
+local function run(args, opts)
+  opts = opts or {}
+  local parts = { "env" }
+  for k, v in pairs(opts.env or {}) do parts[#parts + 1] = k .. "=" .. quote(v) end
+  parts[#parts + 1] = ORRERY
+  for _, a in ipairs(args) do parts[#parts + 1] = quote(a) end
+  local errfile, infile = os.tmpname(), os.tmpname()
+  spit(infile, opts.stdin or "")
+  local p = assert(io.popen(table.concat(parts, " ") .. " <" .. quote(infile)
+                            .. " 2>" .. quote(errfile)))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  local err = slurp(errfile)
+  os.remove(errfile)
+  os.remove(infile)
+  assert.equal("exit", how)
+  return out, err, code
+end
+
+local dir
+before_each(function() dir = tmpdir() end)
+after_each(function() os.execute("rm -rf " .. quote(dir)) end)
+
+-- A verdict file as the probe writes it, for this host's kernel.
+local function write_verdict(cache, verdict, kernel)
+  assert(os.execute("mkdir -p " .. quote(cache .. "/orrery")))
+  local p = io.popen("uname -r")
+  kernel = kernel or p:read("l")
+  p:close()
+  spit(cache .. "/orrery/kvm-verdict", string.format(
+    "%s\nqemu_version 7.2\nkernel %s\ndate 2024-01-01T00:00:00Z\nreason written by the spec\n",
+    verdict, kernel))
+end
+
+describe("orrery help and version", function()
+  it("--help lists every command and the exit codes", function()
+    local out, err, code = run({ "--help" })
+    assert.equal(0, code)
+    assert.equal("", err)
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "version" } do
+      assert.matches("\n  " .. cmd .. " ", out)
+    end
+    assert.matches("exit codes:", out, 1, true)
+    assert.matches("130", out, 1, true)
+  end)
+
+  it("every command has --help, also as `help CMD`", function()
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "version" } do
+      local out, _, code = run({ cmd, "--help" })
+      assert.equal(0, code, cmd)
+      assert.matches("^usage: orrery " .. cmd, out)
+      assert.matches("exit codes:", out, 1, true)
+      local again = run({ "help", cmd })
+      assert.equal(out, again)
+    end
+  end)
+
+  it("version prints orrery's, Lua's, libuv's and Jansson's versions", function()
+    local out, _, code = run({ "version" })
+    assert.equal(0, code)
+    assert.matches("^orrery %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, libuv %d", out)
+    assert.equal(out, (run({ "--version" })))
+    local json = cjson.decode((run({ "version", "--json" })))
+    assert.matches("^%d+%.%d+%.%d+$", json.orrery)
+    assert.matches("^Lua 5%.4", json.lua)
+    assert.is_string(json.libuv)
+    assert.is_string(json.jansson)
+  end)
+
+  it("exits 2 on usage errors, naming the problem", function()
+    local cases = {
+      { { "docter" }, "no command 'docter'" },
+      { { "run" }, "missing RECIPE" },
+      { { "run", "--bogus", "x.lua" }, "unknown option --bogus" },
+      { { "-e" }, "-e needs a chunk" },
+      { { "plan" }, "missing RECIPE" },
+      { { "doctor", "--bogus" }, "unknown argument --bogus" },
+      { { "version", "extra" }, "unknown argument extra" },
+      { { "repl", "extra" }, "unknown argument extra" },
+      { { "help", "nope" }, "no command 'nope'" },
+    }
+    for _, c in ipairs(cases) do
+      local out, err, code = run(c[1])
+      assert.equal(2, code, table.concat(c[1], " "))
+      assert.equal("", out)
+      assert.truthy(err:find(c[2], 1, true), err)
+      assert.truthy(err:find("--help", 1, true), err)
+    end
+  end)
+end)
+
+describe("orrery run", function()
+  it("passes ARGS as ... and as arg", function()
+    local r = spit(dir .. "/args.lua", [[
+local a, b = ...
+print(a, b, select("#", ...), arg[0], arg[1], arg[2], #arg)
+]])
+    local out, err, code = run({ "run", r, "one", "two words" })
+    assert.equal(0, code, err)
+    assert.equal(string.format("one\ttwo words\t2\t%s\tone\ttwo words\t2\n", r), out)
+    -- The lua5.4-style top level runs a recipe the same way.
+    assert.equal(out, (run({ r, "one", "two words" })))
+  end)
+
+  it("runs the recipe as a task, then every task it spawned", function()
+    local r = spit(dir .. "/tasks.lua", [[
+local orrery = require("orrery")
+orrery.spawn(function() orrery.sleep(30); print("spawned task done") end)
+orrery.sleep(5) -- a waiting call yields: this is a task
+print("recipe done")
+]])
+    local out, err, code = run({ "run", r })
+    assert.equal(0, code, err)
+    assert.equal("recipe done\nspawned task done\n", out)
+  end)
+
+  it("exits 1 with the recipe's error and traceback", function()
+    local r = spit(dir .. "/fail.lua", 'local x = 1\nerror("recipe broke")\n')
+    local out, err, code = run({ "run", r })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.truthy(err:find(r .. ":2: recipe broke", 1, true), err)
+    assert.truthy(err:find("stack traceback:", 1, true), err)
+  end)
+
+  it("exits 1 when a spawned task failed", function()
+    local r = spit(dir .. "/task_fail.lua", [[
+require("orrery").spawn(function() error("task broke") end)
+]])
+    local _, err, code = run({ "run", r })
+    assert.equal(1, code)
+    assert.truthy(err:find("task broke", 1, true), err)
+    assert.truthy(err:find("1 task(s) failed", 1, true), err)
+  end)
+
+  it("exits 1 when the recipe cannot be loaded", function()
+    local _, err, code = run({ "run", dir .. "/missing.lua" })
+    assert.equal(1, code)
+    assert.truthy(err:find("cannot open " .. dir .. "/missing.lua", 1, true), err)
+    local bad = spit(dir .. "/syntax.lua", "x = = 1\n")
+    _, err, code = run({ "run", bad })
+    assert.equal(1, code)
+    assert.truthy(err:find("syntax.lua:1:", 1, true), err)
+  end)
+
+  it("runs -e chunks first, in order, like lua5.4", function()
+    local r = spit(dir .. "/e.lua", "print('recipe sees', x)\n")
+    local out, err, code = run({ "-e", "x = 1", "-e", "x = x + 1; print('chunk', x)", r })
+    assert.equal(0, code, err)
+    assert.equal("chunk\t2\nrecipe sees\t2\n", out)
+    out, err, code = run({ "run", "-e", "print('no recipe needed?')", r })
+    assert.equal(0, code, err)
+    out, err, code = run({ "-e", "error('chunk broke')" })
+    assert.equal(1, code)
+    assert.truthy(err:find("(command line):1: chunk broke", 1, true), err)
+  end)
+
+  it("reads the recipe from stdin for `-`, or when stdin is not a terminal", function()
+    local script = "print('from stdin', ...)\n"
+    local out, err, code = run({ "run", "-", "a" }, { stdin = script })
+    assert.equal(0, code, err)
+    assert.equal("from stdin\ta\n", out)
+    out, err, code = run({}, { stdin = script })
+    assert.equal(0, code, err)
+    assert.equal("from stdin\n", out)
+    out, err, code = run({ "repl" }, { stdin = "error('piped')" })
+    assert.equal(1, code)
+    assert.truthy(err:find("stdin:1: piped", 1, true), err)
+  end)
+
+  it("reports long waits with plain lines when stderr is not a terminal", function()
+    local r = spit(dir .. "/slow.lua", "require('orrery').sleep(5600)\n")
+    local _, err, code = run({ "run", r })
+    assert.equal(0, code, err)
+    assert.truthy(err:find("orrery: waiting: sleep at " .. r .. ":1 ...", 1, true), err)
+    assert.truthy(err:find("orrery: ... sleep at " .. r .. ":1 done after", 1, true), err)
+    _, err = run({ "run", "-q", r })
+    assert.equal("", err)
+  end)
+
+  it("exits 130 when Ctrl-C interrupts the recipe; the wait returns ECANCELED", function()
+    local r = spit(dir .. "/wait.lua", string.format([[
+local orrery = require("orrery")
+io.open(%q, "w"):close()
+print(orrery.sleep(60000))
+io.stdout:flush()
+error("interrupted, so this fails")
+]], dir .. "/started"))
+    local cmd = string.format(
+      "%s run %s >%s 2>%s & pid=$!; "
+        .. "for i in $(seq 300); do [ -e %s ] && break; sleep 0.05; done; "
+        .. "sleep 0.2; kill -INT $pid; wait $pid; echo $?",
+      ORRERY, quote(r), quote(dir .. "/out"), quote(dir .. "/err"), quote(dir .. "/started"))
+    local p = assert(io.popen(cmd))
+    local code = tonumber(p:read("l"))
+    p:close()
+    assert.equal(130, code)
+    assert.equal("nil\tECANCELED: interrupted\tECANCELED\n", slurp(dir .. "/out"))
+    local err = slurp(dir .. "/err")
+    assert.truthy(err:find("interrupted (Ctrl-C again to kill)", 1, true), err)
+  end)
+end)
+
+describe("orrery doctor", function()
+  local NAMES = { "qemu", "kvm", "guest", "ovmf", "runtime-dir", "cgroup", "vhost-vsock", "tap" }
+
+  it("prints one line per check, with what to do about a problem", function()
+    write_verdict(dir, "tcg")
+    local out, err, code = run({ "doctor" }, { env = { XDG_CACHE_HOME = dir } })
+    assert.equal(0, code, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal(#NAMES, #lines, out)
+    for i, name in ipairs(NAMES) do
+      local status, n = lines[i]:match("^(%S+)%s+(%S+)%s")
+      assert.equal(name, n, lines[i])
+      assert.truthy(status == "ok" or status == "warn" or status == "FAIL", lines[i])
+      if status ~= "ok" then assert.truthy(lines[i]:find("; fix: ", 1, true), lines[i]) end
+    end
+    assert.truthy(out:find("written by the spec", 1, true), out)
+  end)
+
+  it("--json gives the checks and the KVM verdict as data", function()
+    write_verdict(dir, "tcg")
+    local out, err, code = run({ "doctor", "--json" }, { env = { XDG_CACHE_HOME = dir } })
+    assert.equal(0, code, err)
+    local doc = cjson.decode(out)
+    assert.is_true(doc.ok)
+    for i, name in ipairs(NAMES) do
+      assert.equal(name, doc.checks[i].name)
+      assert.truthy(({ ok = true, warn = true, fail = true })[doc.checks[i].status])
+      assert.is_string(doc.checks[i].detail)
+    end
+    if doc.checks[2].detail:find("/dev/kvm is usable", 1, true) then
+      assert.equal("tcg", doc.kvm_verdict.verdict)
+      assert.equal("written by the spec", doc.kvm_verdict.reason)
+      assert.equal(dir .. "/orrery/kvm-verdict", doc.kvm_verdict.cache)
+    end
+  end)
+
+  it("fails the qemu check (exit 1) when QEMU is not in PATH", function()
+    write_verdict(dir, "tcg")
+    local out, _, code = run({ "doctor" }, { env = { XDG_CACHE_HOME = dir, PATH = "/nonexistent" } })
+    assert.equal(1, code)
+    assert.matches("^FAIL%s+qemu%s+qemu%-system%-x86_64 is not in PATH; fix: ", out)
+  end)
+
+  it("--refresh probes again: on this host KVM does not boot the guest, so TCG", function()
+    -- The real probe (up to 15 s): boots the default guest under KVM.
+    write_verdict(dir, "kvm")
+    local out, err, code = run({ "doctor", "--json", "--refresh" },
+                               { env = { XDG_CACHE_HOME = dir } })
+    assert.equal(0, code, err)
+    local doc = cjson.decode(out)
+    assert.equal("tcg", doc.kvm_verdict.verdict)
+    local file = slurp(dir .. "/orrery/kvm-verdict")
+    assert.matches("^tcg\n", file)
+    for _, key in ipairs{ "qemu_version", "qemu_path", "qemu_mtime", "kernel", "date", "reason" } do
+      assert.matches("\n" .. key .. " [^\n]+", file)
+    end
+  end)
+
+  it("the probe says kvm when the guest reaches its ready line", function()
+    -- ORRERY_PROBE_ACCEL=tcg boots the probe under TCG: the success path
+    -- on a host whose KVM cannot boot it.
+    local out, err, code = run({ "doctor", "--json", "--refresh" },
+                               { env = { XDG_CACHE_HOME = dir, ORRERY_PROBE_ACCEL = "tcg" } })
+    assert.equal(0, code, err)
+    local doc = cjson.decode(out)
+    assert.equal("kvm", doc.kvm_verdict.verdict)
+    assert.matches("the default guest was ready in [%d.]+ s under TCG", doc.kvm_verdict.reason)
+  end)
+end)
+
+describe("accel = \"auto\"", function()
+  local function create(id, backend, env)
+    local r = spit(dir .. "/auto.lua", string.format([[
+local orrery = require("orrery")
+local b = orrery.builder{ owner = "auto" }
+b:set_memory{ SizeInMB = 128 }
+b:set_processor{ Count = 1 }
+local vm <close> = assert(orrery.create(%q, b, { backend = %q }))
+print(vm:properties().Accel)
+]], id, backend))
+    return run({ "run", r }, { env = env })
+  end
+
+  it("uses the cached verdict", function()
+    write_verdict(dir, "tcg")
+    local out, err, code = create("autocached", "qemu", { XDG_CACHE_HOME = dir })
+    assert.equal(0, code, err)
+    assert.equal("tcg\n", out)
+    assert.equal("", err)
+  end)
+
+  it("without a verdict probes once, says so on stderr and caches it", function()
+    local f = io.open("/dev/kvm", "r+")
+    if not f then return pending("needs a read-write /dev/kvm") end
+    f:close()
+    local env = { XDG_CACHE_HOME = dir, ORRERY_PROBE_ACCEL = "tcg" }
+    local out, err, code = create("autoprobe", "qemu", env)
+    assert.equal(0, code, err)
+    assert.truthy(err:find('accel "auto": checking once whether KVM boots the default guest', 1, true), err)
+    assert.matches("^kvm\n", slurp(dir .. "/orrery/kvm-verdict"))
+    assert.equal("kvm\n", out) -- the fake success above says KVM; QEMU starts paused
+    -- A verdict from another kernel is stale: probed again.
+    write_verdict(dir, "tcg", "some-other-kernel")
+    out, err, code = create("autoprobe2", "qemu", env)
+    assert.equal(0, code, err)
+    assert.truthy(err:find("checking once", 1, true), err)
+  end)
+
+  it("never probes for plan VMs", function()
+    local out, err, code = create("autoplan", "plan", { XDG_CACHE_HOME = dir })
+    assert.equal(0, code, err)
+    assert.equal("", err)
+    assert.is_nil(io.open(dir .. "/orrery/kvm-verdict"))
+    assert.equal("tcg\n", out)
+  end)
+end)
