@@ -110,13 +110,44 @@ static void leave(orr_repl *r) {
   fflush(stdout);
 }
 
+static int stdin_done(void *arg) {
+  orr_l_task *t = arg;
+  return t->state == ORR_L_TASK_DONE || t->state == ORR_L_TASK_FAILED;
+}
+
+/* Under lua_pcall: stdin as one chunk, run as a task to its end. */
+static int stdin_task(lua_State *L) {
+  orr_l_task *t;
+  int status = luaL_loadfile(L, NULL);
+  if (status != LUA_OK)
+    return lua_error(L);
+  t = orr_l_spawn(L, 0);
+  t->watched = 1;
+  orr_l_run_until(L, stdin_done, t);
+  if (orr_l_task_failed(L, -1))
+    return lua_error(L);
+  return 0;
+}
+
+/* `orrery -i` without a terminal: as lua5.4 does, what stdin holds is run
+** (here as one script), and the session ends with it. */
+static int run_stdin(lua_State *L) {
+  int rc;
+  lua_pushcfunction(L, stdin_task);
+  rc = orr_cli_report(L, lua_pcall(L, 0, 0, 0));
+  lua_pushcfunction(L, session_call);
+  lua_pushliteral(L, "close_all");
+  lua_pushboolean(L, 0);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    lua_pop(L, 1);
+  return rc;
+}
+
 int orr_repl_main(lua_State *L) {
   orr_repl *r;
   int rc = ORR_EXIT_OK;
-  if (!isatty(STDIN_FILENO)) {
-    fprintf(stderr, "%s: stdin is not a terminal: no REPL\n", orr_cli_progname);
-    return ORR_EXIT_USAGE;
-  }
+  if (!isatty(STDIN_FILENO))
+    return run_stdin(L);
   if ((r = calloc(1, sizeof *r)) == NULL)
     return ORR_EXIT_FAIL;
   r->L = L;

@@ -133,6 +133,7 @@ void orr_repl_cancel_line(orr_repl *r) {
 void orr_repl_write(orr_repl *r, const char *text, size_t len) {
   int above, below;
   if (!r->prompting) {
+    orr_progress_clear(r->progress); /* it redraws on its next tick */
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return;
