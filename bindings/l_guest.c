@@ -402,6 +402,16 @@ static int l_exec(lua_State *L) {
   luaL_argexpected(L, lua_istable(L, 2), 2, "argv table or shell command");
   if (!lua_isnil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
+    /* Options in both places would leave one set silently unread. */
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+      if (!lua_isinteger(L, -2))
+        luaL_error(L,
+                   "exec: argv holds the key '%s': options go either in "
+                   "argv or in the second argument",
+                   luaL_tolstring(L, -2, NULL));
+      lua_pop(L, 1);
+    }
     exec_opts(L, 3, &req, &env_idx);
   } else {
     exec_opts(L, 2, &req, &env_idx);

@@ -129,6 +129,8 @@ describe("the guest manager on the default guest (TCG)", function()
     assert.error_matches(function() g:exec{} end, "argv must hold at least the program name")
     assert.error_matches(function() g:exec({ "true" }, { stdn = "" }) end,
       "unknown option 'stdn'")
+    assert.error_matches(function() g:exec({ "true", stdin = "" }, { env = {} }) end,
+      "options go either in argv or in the second argument")
     assert.error_matches(function() g:wait_scsi_disk(4, 0) end,
       "controller must be an integer in 0..3, got 4")
 
