@@ -29,6 +29,12 @@ static const char run_help[] =
     "              (without RECIPE: after the -e chunks), even when the\n"
     "              recipe failed, to look at what it left\n"
     "  -q, --quiet no progress lines for long waits\n"
+    "  --sandbox   no os.execute, io.popen, package.loadlib or native\n"
+    "              modules, and no file written outside --allow-write\n"
+    "              directories, by the recipe or by QEMU for it\n"
+    "  --allow-write=DIR\n"
+    "              a directory a sandboxed recipe may write below\n"
+    "              (repeatable; implies --sandbox)\n"
     "  -h, --help  this help\n"
     "\n"
     "Ctrl-C interrupts the recipe's current waiting call (it returns nil,\n"
@@ -45,6 +51,9 @@ typedef struct {
   int quiet;       /* -q */
   int argc;        /* RECIPE [ARGS...]; 0: no recipe */
   char **argv;
+  int sandbox;              /* --sandbox */
+  const char **allow_write; /* --allow-write, NULL-terminated */
+  int nallow;
 } run_opts;
 
 typedef struct {
@@ -90,6 +99,15 @@ static int parse(run_opts *o, int argc, char **argv, int *done) {
       o->interactive = 1;
     } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
       o->quiet = 1;
+    } else if (strcmp(a, "--sandbox") == 0) {
+      o->sandbox = 1;
+    } else if (strncmp(a, "--allow-write", 13) == 0 &&
+               (a[13] == '=' || a[13] == '\0')) {
+      const char *dir = a[13] ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
+      if (dir == NULL || dir[0] == '\0')
+        return orr_cli_usage_error(o->cmd, "--allow-write needs a directory");
+      o->allow_write[o->nallow++] = dir;
+      o->sandbox = 1;
     } else {
       return orr_cli_usage_error(o->cmd, "unknown option %s", a);
     }
@@ -126,6 +144,11 @@ static int run_protected(lua_State *L) {
   run_opts *o = st->o;
   int task, status;
   lua_settop(L, 0);
+  /* Before anything of the user's runs, -e chunks included. */
+  if (o->sandbox && orr_l_sandbox(L, o->allow_write) != LUA_OK) {
+    st->status = orr_cli_report(L, LUA_ERRRUN);
+    return 0;
+  }
   orr_interrupt_install(L, on_sigint, st);
   st->progress = orr_progress_start(L, o->quiet);
   if (o->interactive)
@@ -199,10 +222,15 @@ static int looks_like_command(const char *arg) {
 
 static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
   const char **chunks = calloc((size_t)argc + 1, sizeof *chunks);
-  run_opts o = {cmd, chunks, 0, 0, 0, 0, NULL};
-  int done, rc = parse(&o, argc, argv, &done);
-  if (chunks == NULL)
+  const char **allow = calloc((size_t)argc + 1, sizeof *allow);
+  run_opts o = {cmd, chunks, 0, 0, 0, 0, NULL, 0, allow, 0};
+  int done, rc;
+  if (chunks == NULL || allow == NULL) {
+    free(chunks);
+    free(allow);
     return ORR_EXIT_FAIL;
+  }
+  rc = parse(&o, argc, argv, &done);
   if (rc == ORR_EXIT_OK && !done) {
     if (need_recipe && o.argc == 0)
       rc = orr_cli_usage_error(cmd, "missing RECIPE");
@@ -214,6 +242,7 @@ static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
       rc = run_main(&o);
   }
   free(chunks);
+  free(allow);
   return rc;
 }
 

@@ -53,4 +53,10 @@ void orr_l_open_guest(lua_State *L);
 int orr_l_vm_guest(lua_State *L, orr_vm *vm);
 void orr_l_push_guest_methods(lua_State *L);
 
+/* The recipe sandbox (l_sandbox.c): after it, L runs no host program,
+** loads no native code and writes (itself, or through the engine and QEMU)
+** only below the directories in allow_write (NULL-terminated; NULL: none).
+** One-way. Returns LUA_OK, or an error status with the message on top. */
+int orr_l_sandbox(lua_State *L, const char *const *allow_write);
+
 #endif

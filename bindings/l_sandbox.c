@@ -489,8 +489,6 @@ static int apply(lua_State *L) {
   return 0;
 }
 
-int orr_l_sandbox(lua_State *L, const char *const *allow_write);
-
 int orr_l_sandbox(lua_State *L, const char *const *allow_write) {
   policy *p;
   int n = 0;
