@@ -279,6 +279,34 @@ describe("hostile input: the recipe sandbox", function()
     refused("os.tmpname()", "os.tmpname")
   end)
 
+  it("is what `orrery run --sandbox --allow-write=DIR` applies, -e chunks included", function()
+    -- The executable of the build this module comes from.
+    local exe = orrery.build_dir .. "/orrery"
+    local file = ROOT .. "/cli-recipe.lua"
+    local function cli(opts, recipe)
+      local f = assert(io.open(file, "w"))
+      f:write(recipe)
+      f:close()
+      local out = sh("ORRERY_RUNTIME_DIR=" .. q(ALLOWED .. "/run") .. " " .. q(exe) .. " run " .. opts .. " " ..
+        q(file) .. " 2>&1; echo \"exit=$?\"")
+      return tonumber(out:match("exit=(%d+)%s*$")), out
+    end
+    local code, out = cli("--sandbox --allow-write=" .. q(ALLOWED),
+      string.format("os.execute('touch %s/cli')", OUTSIDE))
+    assert.equal(1, code, out)
+    assert.truthy(out:find("os.execute is not allowed", 1, true), out)
+    assert.is_false(exists(OUTSIDE .. "/cli"))
+    code, out = cli("--allow-write " .. q(ALLOWED), string.format(
+      "local f = assert(io.open(%q, 'w')); f:write('x'); f:close(); assert(not pcall(io.open, %q, 'w'))",
+      ALLOWED .. "/cli.txt", OUTSIDE .. "/cli.txt"))
+    assert.equal(0, code, out)
+    assert.is_true(exists(ALLOWED .. "/cli.txt"))
+    assert.is_false(exists(OUTSIDE .. "/cli.txt"))
+    code, out = cli("--sandbox -e " .. q("io.popen('true')"), "print('never')")
+    assert.equal(1, code, out)
+    assert.truthy(out:find("io.popen is not allowed", 1, true), out)
+  end)
+
   it("refuses what would make the engine or QEMU write or run things outside", function()
     local prelude = [[
       local orrery = require("orrery")
