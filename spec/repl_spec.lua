@@ -227,8 +227,10 @@ describe_tty("orrery REPL (in a pseudo-terminal)", function()
     term:wait_for("waiting: sleep at stdin:1") -- the spinner: it is waiting
     term:keys("C-c")
     term:wait_for("\nnil%s+ECANCELED: interrupted%s+ECANCELED\n", nil, true)
-    term:line("while true do end")
-    sleep_ms(300)
+    -- Ctrl-C makes the terminal discard input not read yet: only press it
+    -- once the chunk visibly runs.
+    term:line('print("spinning"); while true do end')
+    term:wait_for("\nspinning\n")
     term:keys("C-c")
     term:wait_for("interrupted!")
     term:line("6 * 7")
@@ -238,6 +240,7 @@ describe_tty("orrery REPL (in a pseudo-terminal)", function()
   it("drops the line on Ctrl-C and leaves on a second one at an empty prompt", function()
     start()
     term:type("half a line")
+    term:wait_last("> half a line") -- read by libedit, not just typed
     term:keys("C-c")
     term:wait_for("half a line^C")
     term:wait_last(">")
