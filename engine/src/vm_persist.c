@@ -28,8 +28,9 @@ static json_t *unplugs_json(const orr_vm *vm) {
 }
 
 void orr__vm_persist(orr_vm *vm) {
-  char path[512], tmp[520];
+  char path[512], tmp[520], *text;
   json_t *st;
+  size_t len;
   int fd;
   if (vm->backend != &orr__backend_qemu || vm->exited)
     return;
@@ -40,9 +41,17 @@ void orr__vm_persist(orr_vm *vm) {
                  "Unplugs", unplugs_json(vm));
   snprintf(path, sizeof path, "%s/" STATE_FILE, vm->run_dir);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  /* One write of the whole text (json_dumpfd writes a byte at a time), and
+  ** no fsync: the file must survive the engine, not the machine, and this
+  ** runs after every committed change. */
+  text = json_dumps(st, JSON_COMPACT);
+  json_decref(st);
+  if (text == NULL)
+    return;
+  len = strlen(text);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd >= 0) {
-    if (json_dumpfd(st, fd, JSON_COMPACT) == 0 && fsync(fd) == 0) {
+    if (write(fd, text, len) == (ssize_t)len) {
       close(fd);
       rename(tmp, path);
     } else {
@@ -50,7 +59,7 @@ void orr__vm_persist(orr_vm *vm) {
       unlink(tmp);
     }
   }
-  json_decref(st);
+  free(text);
 }
 
 void orr__vm_unpersist(orr_vm *vm) {
