@@ -127,6 +127,9 @@ describe_tty("orrery REPL (in a pseudo-terminal)", function()
     env = env or {}
     env.XDG_STATE_HOME = env.XDG_STATE_HOME or state
     env.XDG_CACHE_HOME = env.XDG_CACHE_HOME or state
+    -- The REPL is killed with its terminal: its VMs' runtime directories go
+    -- with `state` instead of staying in the shared runtime root.
+    env.ORRERY_RUNTIME_DIR = env.ORRERY_RUNTIME_DIR or (state .. "/run")
     term = Term.start(args, env)
     term:wait_for("Ctrl-D leaves")
     term:wait_last(">")
