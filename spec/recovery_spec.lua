@@ -53,8 +53,8 @@ describe("engine crash recovery", function()
     f:write(body)
     f:close()
     local pid = sh(string.format(
-      "ORRERY_RUNTIME_DIR=%s build/orrery run %s >%s/%s.log 2>&1 & echo $!",
-      dir, recipe, dir, name))
+      "ORRERY_RUNTIME_DIR=%s %s/orrery run %s >%s/%s.log 2>&1 & echo $!",
+      dir, orrery.build_dir, recipe, dir, name))
     return assert(tonumber(pid))
   end
 
