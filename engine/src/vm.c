@@ -77,6 +77,8 @@ static void set_state(orr_vm *vm, orr_vm_st st) {
   if (prev == st)
     return;
   vm->state = st;
+  if (st == ORR_VM_RUNNING)
+    vm->has_run = true;
   ev = json_pack("{s:s, s:s}", "State", state_names[st], "Previous",
                  state_names[prev]);
   emit(vm, "state", ev);
@@ -428,10 +430,15 @@ static void commit_paused(orr_req *r) {
   set_state(r->vm, ORR_VM_PAUSED);
 }
 
+/* Start is for a VM that has never run: a created one, or one restored
+** from a saved state, which QEMU brings up paused (HCS starts a VM created
+** from a saved state with Start, not Resume). */
 void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg) {
   orr_req *r = simple(vm, cb, arg, "cont", NULL);
   r->commit = commit_running;
-  if (state_is(r, "start", 1, ORR_VM_CREATED))
+  if (vm->restore && !vm->has_run && vm->state == ORR_VM_PAUSED)
+    orr__req_run(r);
+  else if (state_is(r, "start", 1, ORR_VM_CREATED))
     orr__req_run(r);
 }
 

@@ -68,6 +68,7 @@ struct orr_vm {
   char runtime_id[37];
   char run_dir[400];
   orr_vm_st state;
+  bool has_run;   /* reached Running once: start is for a VM that never ran */
   json_t *doc;    /* the live document */
   json_t *layout; /* root ports etc. from the qemu translation */
   json_t *argv;
@@ -81,7 +82,9 @@ struct orr_vm {
   orr_process *proc;
   orr_qmp *qmp;
   int pid;
-  int pid_closing; /* handles still closing in release */
+  int pid_closing;          /* handles still closing in release */
+  uint64_t launch_ms;       /* loop time QEMU was spawned at */
+  uv_timer_t *restore_poll; /* polls query-status while QEMU restores */
   /* Exit. */
   bool exited;
   bool quitting; /* quit was sent: QMP closing is expected */

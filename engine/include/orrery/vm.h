@@ -53,7 +53,9 @@ typedef struct {
   const char *restore;     /* saved state file to restore from, or NULL */
   const char *qemu_binary; /* NULL: qemu-system-x86_64 */
   const char *runtime_dir; /* NULL: <runtime root>/<id> */
-  uint64_t timeout_ms;     /* create's QMP handshake deadline; 0: 10 s */
+  uint64_t timeout_ms;     /* create's deadline for the QMP handshake and,
+                              with restore, for QEMU to load the state;
+                              0: 10 s for the one, 60 s for the other */
 } orr_vm_options;
 
 void orr_vm_options_init(orr_vm_options *o);

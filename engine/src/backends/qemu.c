@@ -53,10 +53,18 @@ static void remove_run_dir(orr_vm *vm) {
   rmdir(vm->run_dir);
 }
 
+static void stop_restore_poll(orr_vm *vm) {
+  if (vm->restore_poll) {
+    uv_close((uv_handle_t *)vm->restore_poll, (uv_close_cb)free);
+    vm->restore_poll = NULL;
+  }
+}
+
 static void fail_launch(orr_vm *vm, int status, const char *what) {
   orr_error e;
   char out[1024] = "";
   size_t n = vm->proc ? orr_process_output(vm->proc, out, sizeof out) : 0;
+  stop_restore_poll(vm);
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
     out[--n] = '\0';
   orr_error_set(&e, status, "%s%s%s", what, n ? ": " : "", out);
@@ -102,9 +110,10 @@ static void on_cgroup_ready(orr_vm *vm) {
 static void on_status(void *arg, int status, json_t *result,
                       const char *errmsg);
 
+/* The restore poll's timer belongs to the VM (released with it), so that
+** it can never fire for a VM that is gone. */
 static void poll_status(uv_timer_t *t) {
   orr_vm *vm = t->data;
-  uv_close((uv_handle_t *)t, (uv_close_cb)free);
   if (orr_qmp_send(vm->qmp, "query-status", NULL, on_status, vm) != 0)
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
@@ -153,18 +162,36 @@ static void on_status(void *arg, int status, json_t *result,
   const char *st = json_string_value(json_object_get(result, "status"));
   if (vm->state != ORR_VM_CREATING)
     return;
+  /* QEMU going away reports itself, in its own words (on_qemu_exit). */
+  if (status == ORR_EVMGONE)
+    return;
   if (status != 0) {
     fail_launch(vm, status, errmsg);
     return;
   }
-  /* A restore is done once QEMU leaves "inmigrate". */
+  /* A restore is done once QEMU leaves "inmigrate". QEMU stays there for
+  ** ever when the stream ends without a state in it (an empty file, a cat
+  ** that failed), so the wait has a deadline. */
   if (st && strcmp(st, "inmigrate") == 0) {
-    uv_timer_t *t = malloc(sizeof *t);
-    uv_timer_init(vm->eng->loop, t);
-    t->data = vm;
-    uv_timer_start(t, poll_status, 20, 0);
+    uint64_t limit = vm->opts.timeout_ms ? vm->opts.timeout_ms : 60000;
+    char what[600];
+    uv_update_time(vm->eng->loop);
+    if (uv_now(vm->eng->loop) - vm->launch_ms >= limit) {
+      snprintf(what, sizeof what,
+               "QEMU did not load the saved state %s within %llu ms",
+               vm->restore, (unsigned long long)limit);
+      fail_launch(vm, ORR_ETIMEDOUT, what);
+      return;
+    }
+    if (vm->restore_poll == NULL) {
+      vm->restore_poll = malloc(sizeof *vm->restore_poll);
+      uv_timer_init(vm->eng->loop, vm->restore_poll);
+      vm->restore_poll->data = vm;
+    }
+    uv_timer_start(vm->restore_poll, poll_status, 20, 0);
     return;
   }
+  stop_restore_poll(vm);
   if (vm->pidwatch != NULL) {
     adopt_running(vm, st);
     orr__vm_launched(vm, 0, NULL);
@@ -229,9 +256,17 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
     return rc;
   vm->argv = argv;
   vm->layout = layout;
-  if ((rc = claim_run_dir(vm, e)) != 0 ||
-      (rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0)
+  /* QEMU would wait in "inmigrate" for a state that never comes. */
+  if (vm->restore && access(vm->restore, R_OK) != 0)
+    return orr_error_set(e, errno == ENOENT ? ORR_ENOENT : ORR_EPERM,
+                         "cannot read the saved state %s: %s", vm->restore,
+                         strerror(errno));
+  if ((rc = claim_run_dir(vm, e)) != 0)
     return rc;
+  if ((rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0) {
+    remove_run_dir(vm);
+    return rc;
+  }
   n = json_array_size(argv);
   cargv = calloc(n + 1, sizeof *cargv);
   for (i = 0; i < n; i++)
@@ -255,6 +290,8 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
     return rc;
   }
   vm->pid = orr_process_pid(vm->proc);
+  uv_update_time(vm->eng->loop);
+  vm->launch_ms = uv_now(vm->eng->loop);
   memset(&qo, 0, sizeof qo);
   qo.path = json_string_value(json_object_get(layout, "qmp"));
   qo.timeout_ms = vm->opts.timeout_ms ? vm->opts.timeout_ms : 10000;
@@ -262,7 +299,10 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   qo.closed_cb = on_qmp_closed;
   qo.arg = vm;
   if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
-    orr_process_kill(vm->proc, SIGKILL);
+    /* The caller frees vm: nothing of the child may call back into it. */
+    orr_process_close(vm->proc, NULL);
+    vm->proc = NULL;
+    remove_run_dir(vm);
     return orr_error_set(e, rc, "cannot connect QMP at %s", qo.path);
   }
   return 0;
@@ -329,6 +369,7 @@ static void handle_closed(void *arg) {
 }
 
 static void qemu_release(orr_vm *vm) {
+  stop_restore_poll(vm);
   vm->pid_closing = 1;
   if (vm->qmp) {
     vm->pid_closing++;
