@@ -199,6 +199,9 @@ static int run_main(run_opts *o) {
   lua_pushcfunction(L, run_protected);
   lua_pushlightuserdata(L, &st);
   status = lua_pcall(L, 1, 0, 1);
+  /* After a raise the task may be finished and collectable: a late Ctrl-C
+  ** must not reach it. */
+  st.task = NULL;
   if (status != LUA_OK)
     st.status = orr_cli_report(L, status);
   orr_progress_stop(L, st.progress);

@@ -175,7 +175,9 @@ int orr_repl_main(lua_State *L) {
          ORR_VERSION, LUA_RELEASE);
   orr_repl_prompt(r);
   while (!r->quit) {
-    if (orr_l_run_until(L, orr_repl_idle, r) != 0 && r->task != NULL) {
+    if (orr_l_run_until(L, orr_repl_idle, r) != 0 && r->task == NULL)
+      break; /* not even stdin left to read from */
+    if (r->task != NULL && !orr_repl_idle(r)) {
       /* Nothing on the loop can ever finish the chunk (tasks waiting for
       ** each other): give the prompt back, the task stays blocked. */
       fprintf(stderr, "the chunk can never finish: it waits for something "
