@@ -17,19 +17,21 @@
 
 struct orr_l_ctx {
   uv_loop_t loop;
-  uv_idle_t ready;     /* active while the ready queue is not empty */
-  uv_check_t alive;    /* active while engine requests are pending */
-  int engine_ops;      /* how many */
-  orr_engine *engine;  /* NULL until the first VM */
-  lua_State *L;        /* the main thread */
-  lua_State *driver;   /* the thread inside uv_run, or NULL */
-  orr_l_task *running; /* the task being resumed, or NULL */
-  orr_l_op *toplevel;  /* the op a top-level waiter drives the loop for */
-  int in_callback;     /* depth of calls into Lua from the loop */
-  int closing;         /* lua_close is tearing us down: no more Lua */
-  int live_tasks;      /* scheduled or started, not finished */
-  int uncaught;        /* failed tasks whose error nobody has read */
-  orr_l_op *ops;       /* every live op, freed at teardown if still here */
+  uv_idle_t ready;        /* active while the ready queue is not empty */
+  uv_check_t alive;       /* active while engine requests are pending */
+  int engine_ops;         /* how many */
+  orr_engine *engine;     /* NULL until the first VM */
+  lua_State *L;           /* the main thread */
+  lua_State *driver;      /* the thread inside uv_run, or NULL */
+  orr_l_task *running;    /* the task being resumed, or NULL */
+  orr_l_op *toplevel;     /* the op a top-level waiter drives the loop for */
+  int in_callback;        /* depth of calls into Lua from the loop */
+  int closing;            /* lua_close is tearing us down: no more Lua */
+  orr_l_report_fn report; /* where failures in callbacks and tasks go */
+  void *report_arg;
+  int live_tasks; /* scheduled or started, not finished */
+  int uncaught;   /* failed tasks whose error nobody has read */
+  orr_l_op *ops;  /* every live op, freed at teardown if still here */
   orr_l_op *qhead, *qtail;
 };
 
@@ -164,6 +166,28 @@ static lua_State *cbthread(orr_l_ctx *ctx) {
 
 /* ---- Protected calls ---------------------------------------------------- */
 
+void orr_l_set_report(orr_l_ctx *ctx, orr_l_report_fn fn, void *arg) {
+  ctx->report = fn;
+  ctx->report_arg = arg;
+}
+
+/* "orrery: <what> failed: <message>", to the host's reporter or stderr. */
+static void report(orr_l_ctx *ctx, const char *what, const char *msg) {
+  char *text;
+  size_t n;
+  if (ctx->report == NULL) {
+    fprintf(stderr, "orrery: %s failed: %s\n", what, msg);
+    fflush(stderr);
+    return;
+  }
+  n = strlen(what) + strlen(msg) + 32;
+  if ((text = malloc(n)) == NULL)
+    return;
+  snprintf(text, n, "orrery: %s failed: %s\n", what, msg);
+  ctx->report(ctx->report_arg, text);
+  free(text);
+}
+
 int orr_l_pcall(orr_l_ctx *ctx, lua_State *L, int nargs, const char *what) {
   int base = lua_gettop(L) - nargs, status;
   if (!lua_checkstack(L, 2)) {
@@ -176,9 +200,8 @@ int orr_l_pcall(orr_l_ctx *ctx, lua_State *L, int nargs, const char *what) {
   status = lua_pcall(L, nargs, 0, base);
   ctx->in_callback--;
   if (status != LUA_OK) {
-    fprintf(stderr, "orrery: %s failed: %s\n", what,
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-    fflush(stderr);
+    report(ctx, what,
+           lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
     lua_pop(L, 1);
   }
   lua_remove(L, base);
@@ -580,8 +603,7 @@ static void complete(lua_State *L, orr_l_task *t, int state) {
   if (state == ORR_L_TASK_FAILED && !observed) {
     lua_getiuservalue(L, -1, 2);
     lua_getfield(L, -1, "traceback");
-    fprintf(stderr, "orrery: task failed: %s\n", lua_tostring(L, -1));
-    fflush(stderr);
+    report(ctx, "task", lua_tostring(L, -1));
     lua_pop(L, 2);
     t->unretrieved = 1;
     ctx->uncaught++;

@@ -173,6 +173,14 @@ orr_l_op *orr_l_toplevel_op(orr_l_ctx *ctx);
 lua_State *orr_l_running_thread(orr_l_ctx *ctx);
 
 /*
+** Where "orrery: task failed: ..." and "orrery: event handler failed: ..."
+** go (text ends with a newline); NULL: stderr. The REPL writes them above
+** its prompt.
+*/
+typedef void (*orr_l_report_fn)(void *arg, const char *text);
+void orr_l_set_report(orr_l_ctx *ctx, orr_l_report_fn fn, void *arg);
+
+/*
 ** For callbacks into Lua (event handlers): calls the function below nargs
 ** arguments under lua_pcall with a traceback, counted as "in a callback" so
 ** it cannot wait. On error prints "orrery: <what> failed: <traceback>".

@@ -97,7 +97,14 @@ static int setup(lua_State *L) {
   return 0;
 }
 
+/* Failures of background tasks and event handlers, above the prompt. */
+static void report_above(void *arg, const char *text) {
+  orr_repl *r = arg;
+  orr_repl_write_to(r, stderr, text, strlen(text));
+}
+
 static void leave(orr_repl *r) {
+  orr_l_set_report(r->ctx, NULL, NULL);
   orr_repl_unprompt(r);
   orr_interrupt_uninstall(r->L);
   orr_progress_stop(r->L, r->progress);
@@ -168,6 +175,7 @@ int orr_repl_main(lua_State *L) {
     return ORR_EXIT_FAIL;
   }
   orr_interrupt_install(L, orr_repl_interrupt, r);
+  orr_l_set_report(r->ctx, report_above, r);
   r->progress = orr_progress_start(L, 0);
   session(r, "announce", 1);
   printf("Orrery %s (%s): Tab completes, Ctrl-C interrupts, Ctrl-D "

@@ -55,6 +55,8 @@ int orr_repl_line_empty(const orr_repl *r);
 ** events and tasks lands above them instead of inside.
 */
 void orr_repl_write(orr_repl *r, const char *text, size_t len);
+/* The same to another stream of the terminal (stderr). */
+void orr_repl_write_to(orr_repl *r, FILE *f, const char *text, size_t len);
 void orr_repl_history_add(orr_repl *r, const char *chunk);
 
 /* repl_eval.c */

@@ -130,12 +130,12 @@ void orr_repl_cancel_line(orr_repl *r) {
   orr_repl_prompt(r);
 }
 
-void orr_repl_write(orr_repl *r, const char *text, size_t len) {
+void orr_repl_write_to(orr_repl *r, FILE *f, const char *text, size_t len) {
   int above, below;
   if (!r->prompting) {
     orr_progress_clear(r->progress); /* it redraws on its next tick */
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    fwrite(text, 1, len, f);
+    fflush(f);
     return;
   }
   line_rows(r, &above, &below);
@@ -143,11 +143,16 @@ void orr_repl_write(orr_repl *r, const char *text, size_t len) {
   if (above > 0)
     printf("\033[%dA", above);
   fputs("\033[J", stdout);
-  fwrite(text, 1, len, stdout);
-  if (len > 0 && text[len - 1] != '\n')
-    fputc('\n', stdout);
   fflush(stdout);
+  fwrite(text, 1, len, f);
+  if (len > 0 && text[len - 1] != '\n')
+    fputc('\n', f);
+  fflush(f);
   rl_forced_update_display();
+}
+
+void orr_repl_write(orr_repl *r, const char *text, size_t len) {
+  orr_repl_write_to(r, stdout, text, len);
 }
 
 /* ---- History ------------------------------------------------------------ */
