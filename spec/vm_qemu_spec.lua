@@ -359,6 +359,9 @@ describe("orrery.VM on QEMU (TCG)", function()
       assert.is_nil(nodes["file-0-1"])
       assert.same({ Device = "disk-0-1", ResourcePath = SCSI .. C0 .. "/Attachments/1" },
                   deleted[#deleted])
+      -- It dies with its engine, so nothing may re-attach to it: no state
+      -- file is kept (rewriting one on every change cost milliseconds).
+      assert.is_nil(io.open(ROOT .. "/dev/state.json"))
     end)
 
     it("hot-adds a ReadOnly disk read-only in both its block nodes", function()

@@ -330,7 +330,8 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
     ** one already has the state QEMU reported. */
     if (vm->state == ORR_VM_CREATING)
       set_state(vm, vm->restore ? ORR_VM_PAUSED : ORR_VM_CREATED);
-    orr__vm_persist(vm);
+    if (orr__vm_keeps_state(vm))
+      orr__vm_persist(vm);
     orr__defer(vm->eng, create_done, vm);
     return;
   }

@@ -175,11 +175,23 @@ struct orr_unplug {
   json_t *after; /* cleanup commands after DEVICE_DELETED */
   json_t *data;  /* commit data */
   orr_req_commit commit;
+  /* DEVICE_DELETED came: committed, off vm->unplugs, cleanup in flight. */
+  bool deleted;
+  int cleanup_left; /* cleanup commands not yet answered */
+  orr_vm *vm;
 };
 
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg);
+
+/* Only a VM that outlives its handle is ever re-attached; rewriting the
+** others' state.json on every change would be work for nobody (and a
+** rename over a file can wait for a disk discard). */
+static inline bool orr__vm_keeps_state(const orr_vm *vm) {
+  return json_is_false(
+      json_object_get(vm->doc, "ShouldTerminateOnLastHandleClosed"));
+}
 
 /* Persisted state for orrery.open (vm_persist.c). */
 void orr__vm_persist(orr_vm *vm);

@@ -90,7 +90,8 @@ void orr__req_finish(orr_req *r, int status, const orr_error *e) {
     r->err = *e;
   if (status == 0 && r->commit) {
     r->commit(r);
-    orr__vm_persist(r->vm);
+    if (orr__vm_keeps_state(r->vm))
+      orr__vm_persist(r->vm);
   }
   if (r->timer)
     uv_timer_stop(r->timer);
@@ -223,7 +224,8 @@ static void wait_unplug(orr_req *r, const char *qdev) {
   u->next = r->vm->unplugs;
   r->vm->unplugs = u;
   r->joined = u;
-  orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
+  if (orr__vm_keeps_state(r->vm))
+    orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
   arm_deadline(r);
 }
 
@@ -280,9 +282,35 @@ int orr__req_join_unplug(orr_req *r, const char *resource) {
   return 0;
 }
 
+static void unplug_free(orr_unplug *u) {
+  json_decref(u->after);
+  json_decref(u->data);
+  free(u->qdev);
+  free(u->resource);
+  free(u);
+}
+
+/* The device and its cleanup are gone: the removals waiting on it succeed.
+** Waiting for the cleanup's answers means a removal that returned has
+** released the image too (QEMU drops its file and its lock at
+** blockdev-del), and its cost is counted where it belongs. */
+static void unplug_finished(orr_vm *vm, orr_unplug *u) {
+  for (orr_req *r = vm->reqs; r; r = r->next)
+    if (r->joined == u) {
+      r->joined = NULL;
+      orr__req_finish(r, 0, NULL);
+    }
+  unplug_free(u);
+}
+
+/* Any answer will do: the device is gone either way, and a cleanup QEMU
+** refuses (or cannot answer, being gone) leaves nothing to roll back. */
 static void on_cleanup_reply(void *arg, int status, json_t *result,
                              const char *errmsg) {
-  (void)arg, (void)status, (void)result, (void)errmsg;
+  orr_unplug *u = arg;
+  (void)status, (void)result, (void)errmsg;
+  if (--u->cleanup_left == 0)
+    unplug_finished(u->vm, u);
 }
 
 static void unplug_done(orr_vm *vm, orr_unplug *u) {
@@ -294,31 +322,33 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
       *p = u->next;
       break;
     }
-  /* Cleanup QEMU refused while the device existed (blockdev-del ...). */
-  json_array_foreach(u->after, i, cmd) {
-    json_t *args = json_object_get(cmd, "arguments");
-    vm->backend->send(vm, json_string_value(json_object_get(cmd, "execute")),
-                      args ? json_deep_copy(args) : NULL, on_cleanup_reply,
-                      NULL);
-  }
+  /* QEMU no longer has the device: the document says so at once. */
   if (u->commit) {
     orr_req tmp = {.vm = vm, .data = u->data};
     u->commit(&tmp);
   }
-  orr__vm_persist(vm);
+  if (orr__vm_keeps_state(vm))
+    orr__vm_persist(vm);
+  u->deleted = true;
+  u->vm = vm;
+  /* Only the cleanup is left, which QEMU answers at once: no deadline. */
   for (orr_req *r = vm->reqs; r; r = r->next)
-    if (r->joined == u) {
-      r->joined = NULL;
-      orr__req_finish(r, 0, NULL);
-    }
+    if (r->joined == u && r->timer)
+      uv_timer_stop(r->timer);
   ev = json_pack("{s:s, s:s}", "Device", u->qdev, "ResourcePath", u->resource);
   orr__vm_event(vm, "device_deleted", ev);
   json_decref(ev);
-  json_decref(u->after);
-  json_decref(u->data);
-  free(u->qdev);
-  free(u->resource);
-  free(u);
+  /* Cleanup QEMU refused while the device existed (blockdev-del ...). */
+  u->cleanup_left = 1; /* held until every command is sent */
+  json_array_foreach(u->after, i, cmd) {
+    json_t *args = json_object_get(cmd, "arguments");
+    if (vm->backend->send(
+            vm, json_string_value(json_object_get(cmd, "execute")),
+            args ? json_deep_copy(args) : NULL, on_cleanup_reply, u) == 0)
+      u->cleanup_left++;
+  }
+  if (--u->cleanup_left == 0)
+    unplug_finished(vm, u);
 }
 
 void orr__req_on_event(orr_vm *vm, const char *event, json_t *data) {
@@ -359,16 +389,13 @@ void orr__req_fail_all(orr_vm *vm, int status) {
     for (orr_req *r = vm->reqs; r; r = r->next)
       if (r->joined == u)
         r->joined = NULL;
-    json_decref(u->after);
-    json_decref(u->data);
-    free(u->qdev);
-    free(u->resource);
-    free(u);
+    unplug_free(u);
   }
   for (orr_req *r = vm->reqs; r; r = r->next) {
     /* Requests still between steps get their failure from the backend's
-    ** reply; those only waiting for an event are failed here. */
-    if (!r->done && !r->wait_exit &&
+    ** reply; those only waiting for an event are failed here. A removal
+    ** whose device QEMU deleted succeeds once its cleanup is answered. */
+    if (!r->done && !r->wait_exit && !(r->joined && r->joined->deleted) &&
         (r->timer != NULL || r->wait_event != NULL))
       orr__req_fail(r, status, "VM %s is gone (%s)", vm->id,
                     vm->exit_reason[0] ? vm->exit_reason : "closed");
