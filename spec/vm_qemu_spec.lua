@@ -262,6 +262,40 @@ describe("orrery.VM on QEMU (TCG)", function()
     end)
   end)
 
+  describe("an id used again", function()
+    it("can be created again right after close, with or without terminate", function()
+      -- The first VM is still quitting when the second is created: its
+      -- release must not take the new VM's runtime directory with it.
+      local a = assert(create("again", builder("again")))
+      local pid_a = a:properties().ProcessId
+      a:close()
+      local b = assert(create("again", builder("again")))
+      assert.are_not.equal(pid_a, b:properties().ProcessId)
+      assert.is_true(eventually(function() return not alive(pid_a) end))
+      orrery.sleep(50) -- the first VM's release has run by now
+      assert.is_true(os.execute("test -S " .. ROOT .. "/again/qmp.sock"))
+      assert.equal("prelaunch", b:qmp("query-status").status)
+      assert.is_true(b:terminate())
+      b:close()
+      local c = assert(create("again", builder("again")))
+      orrery.sleep(50)
+      assert.is_true(os.execute("test -S " .. ROOT .. "/again/qmp.sock"))
+      assert.equal("prelaunch", c:qmp("query-status").status)
+      c:close()
+    end)
+
+    it("waits for a QEMU that ignores quit to be killed, then starts the new one", function()
+      local a = assert(create("stuck", builder("stuck")))
+      local pid = a:properties().ProcessId
+      assert(os.execute("kill -STOP " .. pid)) -- it cannot answer quit now
+      a:close()
+      local b = assert(create("stuck", builder("stuck")))
+      assert.is_false(alive(pid))
+      assert.equal("prelaunch", b:qmp("query-status").status)
+      b:close()
+    end)
+  end)
+
   describe("a create that fails", function()
     -- Each failure is reported with QEMU's own words where QEMU had any,
     -- and leaves no process and no runtime directory behind.

@@ -159,12 +159,19 @@ static void random_guid(char out[37]) {
            b[11], b[12], b[13], b[14], b[15]);
 }
 
+static void launch_after(orr_vm *vm, orr_vm *gone);
+
 static void vm_free(orr_vm *vm) {
   for (orr_vm **p = &vm->eng->vms; *p; p = &(*p)->next)
     if (*p == vm) {
       *p = vm->next;
       break;
     }
+  if (vm->kill_timer)
+    uv_close((uv_handle_t *)vm->kill_timer, (uv_close_cb)free);
+  for (orr_vm *w = vm->eng->vms; w; w = w->next)
+    if (w->after == vm)
+      launch_after(w, vm);
   json_decref(vm->doc);
   json_decref(vm->layout);
   json_decref(vm->argv);
@@ -277,9 +284,24 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
     snprintf(vm->accel, sizeof vm->accel, "%s", accel);
   }
   vm->state = ORR_VM_CREATING;
-  if ((rc = vm->backend->launch(vm, e)) != 0) {
+  /* A VM just closed under this id may still be quitting, and releasing it
+  ** removes the runtime directory: a new QEMU there would lose its files
+  ** (or be refused, the old one still running). So the launch waits for
+  ** it; what can be refused now still is. */
+  if (vm->backend == &orr__backend_qemu)
+    for (orr_vm *o = eng->vms; o; o = o->next)
+      if (o->closed && strcmp(o->run_dir, vm->run_dir) == 0)
+        vm->after = o;
+  if (vm->after) {
+    if (vm->backend->prepare && (rc = vm->backend->prepare(vm, e)) != 0) {
+      orr_error_prefix(e, "create");
+      goto fail;
+    }
+  } else if ((rc = vm->backend->launch(vm, e)) != 0) {
     orr_error_prefix(e, "create");
     goto fail;
+  } else {
+    vm->launched = true;
   }
   vm->next = eng->vms;
   eng->vms = vm;
@@ -299,6 +321,26 @@ fail:
   free((char *)vm->opts.qemu_binary);
   free(vm);
   return rc;
+}
+
+/* The VM vm waited for is gone: launch, unless another closed VM with the
+** same runtime directory is still there (then wait for that one). */
+static void launch_after(orr_vm *vm, orr_vm *gone) {
+  orr_error e = {0, ""};
+  int rc;
+  vm->after = NULL;
+  if (vm->closed)
+    return;
+  for (orr_vm *o = vm->eng->vms; o; o = o->next)
+    if (o != gone && o->closed && strcmp(o->run_dir, vm->run_dir) == 0) {
+      vm->after = o;
+      return;
+    }
+  if ((rc = vm->backend->launch(vm, &e)) != 0) {
+    orr__vm_launched(vm, rc, &e);
+    return;
+  }
+  vm->launched = true;
 }
 
 static void create_done(void *arg) {
@@ -370,6 +412,8 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
   if (vm->exited)
     return;
   vm->exited = true;
+  if (vm->kill_timer)
+    uv_timer_stop(vm->kill_timer);
   vm->exit_code = code;
   vm->exit_signal = signal;
   if (signal != 0)
@@ -599,6 +643,12 @@ static void close_quit_reply(void *arg, int status, json_t *result,
   (void)arg, (void)status, (void)result, (void)errmsg;
 }
 
+static void close_kill(uv_timer_t *t) {
+  orr_vm *vm = t->data;
+  if (!vm->exited)
+    vm->backend->kill(vm);
+}
+
 void orr_vm_close(orr_vm *vm) {
   if (vm->closed)
     return;
@@ -608,7 +658,9 @@ void orr_vm_close(orr_vm *vm) {
   for (orr_req *r = vm->reqs; r; r = r->next)
     if (!r->done)
       orr__req_fail(r, ORR_ECANCELED, "VM %s was closed", vm->id);
-  if (vm->exited) {
+  /* Gone, or never started (waiting for its directory, or its launch
+  ** failed): nothing to stop. */
+  if (vm->exited || !vm->launched) {
     vm->backend->release(vm);
     return;
   }
@@ -622,8 +674,16 @@ void orr_vm_close(orr_vm *vm) {
     vm->backend->release(vm);
     return;
   }
-  if (vm->backend->send(vm, "quit", NULL, close_quit_reply, NULL) != 0)
+  if (vm->backend->send(vm, "quit", NULL, close_quit_reply, NULL) != 0) {
     vm->backend->kill(vm);
+    return;
+  }
+  /* The release (and a create waiting for this id) waits for the exit:
+  ** a QEMU that does not obey quit must not hold it up for ever. */
+  vm->kill_timer = malloc(sizeof *vm->kill_timer);
+  uv_timer_init(vm->eng->loop, vm->kill_timer);
+  vm->kill_timer->data = vm;
+  uv_timer_start(vm->kill_timer, close_kill, 3000, 0);
 }
 
 void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,

@@ -42,6 +42,9 @@ typedef struct orr_unplug orr_unplug;
 /* A backend translates and sends; bookkeeping stays in the VM layer. */
 typedef struct {
   const char *name;
+  /* Checks what can be checked without touching the host (may be NULL;
+  ** launch does it too). */
+  int (*prepare)(orr_vm *vm, orr_error *e);
   /* Starts the VM paused; later calls orr__vm_launched(vm, status, e). */
   int (*launch)(orr_vm *vm, orr_error *e);
   /* Sends one QMP command; same contract as orr_qmp_send(). */
@@ -83,6 +86,11 @@ struct orr_vm {
   orr_qmp *qmp;
   int pid;
   int pid_closing;          /* handles still closing in release */
+  bool owns_run_dir;        /* claimed run_dir: release removes it */
+  bool launched;            /* the backend was started (launch returned 0) */
+  orr_vm *after;            /* a closed VM with our run_dir, not yet gone:
+                               the launch waits for it */
+  uv_timer_t *kill_timer;   /* close: SIGKILL if quit is not obeyed */
   uint64_t launch_ms;       /* loop time QEMU was spawned at */
   uv_timer_t *restore_poll; /* polls query-status while QEMU restores */
   /* Exit. */

@@ -109,5 +109,5 @@ static void plan_release(orr_vm *vm) {
   orr__defer(vm->eng, release_later, vm);
 }
 
-const orr_backend orr__backend_plan = {"plan", plan_launch, plan_send,
-                                       plan_kill, plan_release};
+const orr_backend orr__backend_plan = {"plan",    NULL,      plan_launch,
+                                       plan_send, plan_kill, plan_release};

@@ -40,12 +40,16 @@ static int claim_run_dir(orr_vm *vm, orr_error *e) {
   return 0;
 }
 
+/* Only a directory this VM claimed: one it never got may be another's. */
 static void remove_run_dir(orr_vm *vm) {
   static const char *const files[] = {ORR_QEMU_QMP_SOCK,  ORR_QEMU_QGA_SOCK,
                                       ORR_QEMU_VNC_SOCK,  ORR_QEMU_PIDFILE,
                                       ORR_QEMU_VARS_FILE, "state.json",
                                       "state.json.tmp"};
   char path[512];
+  if (!vm->owns_run_dir)
+    return;
+  vm->owns_run_dir = false;
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     snprintf(path, sizeof path, "%s/%s", vm->run_dir, files[i]);
     unlink(path);
@@ -242,15 +246,14 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
   orr__qemu_probe_host(&cfg->host);
 }
 
-static int qemu_launch(orr_vm *vm, orr_error *e) {
+/* Everything that can be refused without touching the host: the argv and
+** layout, and a saved state that cannot be read. */
+static int qemu_prepare(orr_vm *vm, orr_error *e) {
   orr_qemu_config cfg;
   json_t *argv = NULL, *layout = NULL;
-  const char **cargv;
-  orr_process_options po;
-  orr_qmp_options qo;
-  size_t i, n;
-  mode_t mask;
-  int rc, terminate;
+  int rc;
+  if (vm->argv != NULL)
+    return 0;
   orr__qemu_vm_config(vm, &cfg);
   if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
     return rc;
@@ -261,8 +264,26 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
     return orr_error_set(e, errno == ENOENT ? ORR_ENOENT : ORR_EPERM,
                          "cannot read the saved state %s: %s", vm->restore,
                          strerror(errno));
+  return 0;
+}
+
+static int qemu_launch(orr_vm *vm, orr_error *e) {
+  orr_qemu_config cfg;
+  json_t *argv, *layout;
+  const char **cargv;
+  orr_process_options po;
+  orr_qmp_options qo;
+  size_t i, n;
+  mode_t mask;
+  int rc, terminate;
+  if ((rc = qemu_prepare(vm, e)) != 0)
+    return rc;
+  argv = vm->argv;
+  layout = vm->layout;
+  orr__qemu_vm_config(vm, &cfg);
   if ((rc = claim_run_dir(vm, e)) != 0)
     return rc;
+  vm->owns_run_dir = true;
   if ((rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0) {
     remove_run_dir(vm);
     return rc;
@@ -340,6 +361,7 @@ static void on_pid_gone(void *arg) {
 ** previous engine's QMP connection is gone with it, so QEMU accepts ours. */
 int orr__qemu_attach(orr_vm *vm, orr_error *e) {
   orr_qmp_options qo;
+  vm->owns_run_dir = true; /* its QEMU's exit ends the directory too */
   int rc = orr__pidwatch_start(vm->eng->loop, vm->pid, on_pid_gone, vm,
                                &vm->pidwatch, e);
   if (rc != 0)
@@ -353,8 +375,10 @@ int orr__qemu_attach(orr_vm *vm, orr_error *e) {
   if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
     orr__pidwatch_close(vm->pidwatch, NULL);
     vm->pidwatch = NULL;
+    vm->owns_run_dir = false;
     return orr_error_set(e, rc, "cannot connect QMP at %s", qo.path);
   }
+  vm->launched = true;
   return 0;
 }
 
@@ -392,5 +416,5 @@ static void qemu_release(orr_vm *vm) {
   handle_closed(vm);
 }
 
-const orr_backend orr__backend_qemu = {"qemu", qemu_launch, qemu_send,
-                                       qemu_kill, qemu_release};
+const orr_backend orr__backend_qemu = {"qemu",    qemu_prepare, qemu_launch,
+                                       qemu_send, qemu_kill,    qemu_release};
