@@ -232,6 +232,32 @@ describe("orrery.VM on the plan backend", function()
     assert.is_true(second)
   end)
 
+  it("removes a boot-time Plan9 share once; then it is gone (ENOENT)", function()
+    local b = builder("p9")
+    local share = { Name = "src", AccessName = "src", Path = "/tmp", Port = 564 }
+    b:add_plan9_share(share)
+    local p9 <close> = assert(orrery.create("p9", b, { backend = "plan" }))
+    assert(p9:start())
+    assert.is_true(p9:remove_plan9_share(share))
+    assert.same({}, p9:document().VirtualMachine.Devices.Plan9.Shares)
+    local mark = #p9:plan_log()
+    local ok, _, code = p9:remove_plan9_share(share)
+    assert.is_nil(ok)
+    assert.equal("ENOENT", code)
+    assert.same({}, entries(p9, "qmp", mark)) -- no second device_del
+  end)
+
+  it("starts a VM created from a saved state, which comes up paused", function()
+    local restored <close> = assert(orrery.create("restored", builder(),
+                                                  { backend = "plan", restore = "/tmp/x.state" }))
+    assert.equal("Paused", restored:state())
+    assert.is_true(restored:start())
+    assert.equal("Running", restored:state())
+    local ok, _, code = restored:start()
+    assert.is_nil(ok)
+    assert.equal("ESTATE", code)
+  end)
+
   it("closes idempotently; a closed VM refuses every method", function()
     assert.is_true(vm:close())
     assert.is_true(vm:close())

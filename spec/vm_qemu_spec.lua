@@ -670,6 +670,7 @@ describe("orrery.VM on QEMU (TCG)", function()
     setup(function()
       local b = builder("guest", { memory = 256 })
       b:set_linux_kernel_direct_boot(orrery.default_guest())
+      b:add_plan9_share{ Name = "src", AccessName = "src", Path = ROOT, Port = 564 }
       vm = assert(create("guest", b))
       assert(vm:start())
     end)
@@ -707,6 +708,17 @@ describe("orrery.VM on QEMU (TCG)", function()
       -- The netdev was deleted after DEVICE_DELETED: a new one may take its id.
       assert(vm:qmp("netdev_add", { type = "user", id = "net-" .. N }))
       assert(vm:qmp("netdev_del", { id = "net-" .. N }))
+    end)
+
+    it("removes a boot-time Plan9 share; adding one stays refused", function()
+      local share = vm:document().VirtualMachine.Devices.Plan9.Shares[1]
+      assert.equal("src", share.Name)
+      assert.equal("child<virtio-9p-pci>", qemu_peripherals(vm)["p9-0"])
+      assert.is_true(vm:remove_plan9_share(share))
+      assert.same({}, vm:document().VirtualMachine.Devices.Plan9.Shares)
+      assert.is_nil(qemu_peripherals(vm)["p9-0"])
+      fails_with("ENOENT", vm:remove_plan9_share(share))
+      fails_with("ENOTSUP", vm:add_plan9_share(share))
     end)
 
     it("shuts down when the guest powers off on ACPI power-down", function()

@@ -384,6 +384,17 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
   return 0;
 }
 
+static bool has_share(orr_vm *vm, const json_t *name) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(
+      json_object_get(vm_obj(vm->doc, "Devices", "Plan9"), "Shares"), i, s) {
+    if (json_equal(json_object_get(s, "Name"), name))
+      return true;
+  }
+  return false;
+}
+
 static int plan9(modify_ctx *c) {
   json_t *share, *plan = NULL, *k;
   orr_error e = {0, ""};
@@ -400,7 +411,10 @@ static int plan9(modify_ctx *c) {
   }
   k = json_object_get(c->r->vm->p9_index,
                       json_string_value(json_object_get(share, "Name")));
-  if (k == NULL || !json_is_integer(k)) {
+  /* The index keeps the boot-time qdev of every share, removed ones too:
+  ** whether the share is still there is the live document's to say. */
+  if (k == NULL || !json_is_integer(k) ||
+      !has_share(c->r->vm, json_object_get(share, "Name"))) {
     fail(c, ORR_ENOENT, "no Plan9 share named \"%s\" in the document%s",
          json_string_value(json_object_get(share, "Name")), NULL);
     json_decref(share);
