@@ -192,6 +192,8 @@ struct orr_unplug {
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg);
+/* The unplug of a document device QEMU deleted unasked, or NULL. */
+orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *qdev);
 
 /* Only a VM that outlives its handle is ever re-attached; rewriting the
 ** others' state.json on every change would be work for nobody (and a

@@ -510,6 +510,88 @@ static int vpci_add(const char *guid, const json_t *s, const char *port,
   return orr__qemu_plan_vpci_add(guid, s, port, plan, e);
 }
 
+/* ---- devices QEMU deleted without being asked ---- */
+
+/* The unplug record of a device of the document that QEMU reports deleted
+** although nobody asked the engine to remove it: the guest ejected it (a
+** PCI slot powered off from inside), or a raw device_del went around the
+** engine. NULL for a qdev that is not one of the document's devices. */
+orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *qdev) {
+  json_t *devs = vm_obj(vm->doc, "Devices", NULL);
+  json_t *plan = NULL, *data = NULL;
+  orr_req_commit commit = orr__commit_path;
+  orr_error e = {0, ""};
+  char path[256];
+  const char *key;
+  json_t *v;
+  int c, lun, k, n = 0;
+  if (sscanf(qdev, "disk-%d-%d%n", &c, &lun, &n) == 2 && qdev[n] == '\0' &&
+      orr_scsi_controller_guid(c) != NULL) {
+    char lunkey[16];
+    const char *guid = orr_scsi_controller_guid(c);
+    snprintf(lunkey, sizeof lunkey, "%d", lun);
+    if (json_object_get(
+            json_object_get(
+                json_object_get(json_object_get(devs, "Scsi"), guid),
+                "Attachments"),
+            lunkey) == NULL ||
+        orr__qemu_plan_scsi_remove(
+            c, lun, json_is_true(json_object_get(vm->layout, "throttle_group")),
+            &plan, &e) != 0)
+      return NULL;
+    snprintf(path, sizeof path, "VirtualMachine/Devices/Scsi/%s/Attachments/%s",
+             guid, lunkey);
+    data = json_pack("{s:[s,s,s,s,s,s]}", "keys", "VirtualMachine", "Devices",
+                     "Scsi", guid, "Attachments", lunkey);
+  } else if (sscanf(qdev, "p9-%d%n", &k, &n) == 1 && qdev[n] == '\0') {
+    json_object_foreach(vm->p9_index, key, v) {
+      json_t *name = json_string(key);
+      bool there = json_integer_value(v) == k && has_share(vm, name);
+      json_decref(name);
+      if (there) {
+        snprintf(path, sizeof path, "VirtualMachine/Devices/Plan9/Shares");
+        data = json_pack("{s:s}", "name", key);
+        commit = orr__commit_remove_share;
+        plan = json_pack("{s:[]}", "after");
+        break;
+      }
+    }
+  } else {
+    static const char *const groups[] = {"VirtualPci", "NetworkAdapters"};
+    for (size_t i = 0; i < 2 && data == NULL; i++) {
+      json_object_foreach(json_object_get(devs, groups[i]), key, v) {
+        orr_qemu_name q =
+            i == 0 ? orr__qemu_vpci_qdev(key) : orr__qemu_nic_qdev(key);
+        if (strcmp(q.s, qdev) != 0)
+          continue;
+        if ((i == 0 ? orr__qemu_plan_vpci_remove(key, &plan, &e)
+                    : orr__qemu_plan_nic_remove(key, &plan, &e)) != 0)
+          return NULL;
+        snprintf(path, sizeof path, "VirtualMachine/Devices/%s/%s", groups[i],
+                 key);
+        data = json_pack("{s:[s,s,s,s], s:s, s:s}", "keys", "VirtualMachine",
+                         "Devices", groups[i], key, "free_port", "yes", "qdev",
+                         qdev);
+        break;
+      }
+    }
+  }
+  /* A change to it in flight finds out for itself. */
+  if (data == NULL || json_object_get(vm->reserved, path)) {
+    json_decref(plan);
+    json_decref(data);
+    return NULL;
+  }
+  orr_unplug *u = calloc(1, sizeof *u);
+  u->qdev = strdup(qdev);
+  u->resource = strdup(path);
+  u->after = json_incref(json_object_get(plan, "after"));
+  u->data = data;
+  u->commit = commit;
+  json_decref(plan);
+  return u;
+}
+
 static void dispatch(modify_ctx *c) {
   char **p = c->parts;
   int n = c->nparts;

@@ -362,6 +362,11 @@ void orr__req_on_event(orr_vm *vm, const char *event, json_t *data) {
         unplug_done(vm, u);
         return;
       }
+    /* Gone without being asked (the guest ejected it): the live document
+    ** follows QEMU, and the removal's cleanup runs all the same. */
+    orr_unplug *u = orr__vm_unasked_unplug(vm, dev);
+    if (u != NULL)
+      unplug_done(vm, u);
     return;
   }
   for (orr_req *r = vm->reqs; r; r = r->next) {
