@@ -125,6 +125,14 @@ local function worker(i, k)
       local scsi = vm:document().VirtualMachine.Devices.Scsi or {}
       if ((scsi[C0] or {}).Attachments or {})[tostring(lun)] then
         ok, err, code = vm:remove_scsi_disk(0, lun)
+        if code == "ETIMEDOUT" then
+          -- A SCSI unplug needs no guest: say whether QEMU still has it.
+          local has = false
+          for _, p in ipairs(vm:qmp("qom-list", { path = "/machine/peripheral" }) or {}) do
+            if p.name == "disk-0-" .. lun then has = true end
+          end
+          err = err .. (has and " [QEMU still has the device]" or " [QEMU no longer has the device]")
+        end
       else
         -- Read-only: a replaced VM's QEMU may still hold the image for a
         -- moment, and QEMU refuses a second writer (image locking).
