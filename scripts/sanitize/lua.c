@@ -46,8 +46,8 @@ int dlclose(void *handle) {
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -77,8 +77,9 @@ int main(int argc, char **argv) {
       j++;
       continue;
     }
-    fprintf(stderr, "%s (sanitizer stand-in): option %s is not handled "
-                    "here; running %s unsanitized\n",
+    fprintf(stderr,
+            "%s (sanitizer stand-in): option %s is not handled "
+            "here; running %s unsanitized\n",
             progname, argv[j], REAL_LUA);
     execv(REAL_LUA, argv);
     perror(REAL_LUA);
@@ -109,7 +110,8 @@ int main(int argc, char **argv) {
 
   while (status == LUA_OK && i < script) {
     if (strcmp(argv[i], "-e") == 0) {
-      status = luaL_loadbuffer(L, argv[i + 1], strlen(argv[i + 1]), "=(command line)");
+      status = luaL_loadbuffer(L, argv[i + 1], strlen(argv[i + 1]),
+                               "=(command line)");
       if (status == LUA_OK)
         status = call(L, 0);
       else {
