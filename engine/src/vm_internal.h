@@ -142,12 +142,13 @@ struct orr_req {
   char *reserve;         /* resource path held while in flight */
   uint64_t timeout_ms;   /* deadline for a wait */
   uv_timer_t *timer;
-  orr_unplug *joined;       /* the unplug this request waits on */
-  const char *wait_event;   /* e.g. "MIGRATION" */
-  bool wait_exit;           /* completes when the process is gone */
-  bool done;                /* outcome decided */
-  bool delivered;           /* cb has run (or was dropped) */
-  int inflight;             /* commands sent and not yet answered */
+  orr_unplug *joined;     /* the unplug this request waits on */
+  const char *wait_event; /* e.g. "MIGRATION" */
+  bool wait_exit;         /* completes when the process is gone */
+  bool deleted_early;     /* DEVICE_DELETED overtook the reply to device_del */
+  bool done;              /* outcome decided */
+  bool delivered;         /* cb has run (or was dropped) */
+  int inflight;           /* commands sent and not yet answered */
   void (*then)(orr_req *r); /* after the steps, instead of finishing */
 };
 

@@ -211,6 +211,8 @@ static void arm_deadline(orr_req *r) {
   orr__req_arm_deadline(r, on_deadline);
 }
 
+static void unplug_done(orr_vm *vm, orr_unplug *u);
+
 static void wait_unplug(orr_req *r, const char *qdev) {
   orr_unplug *u = calloc(1, sizeof *u);
   u->qdev = strdup(qdev);
@@ -227,6 +229,8 @@ static void wait_unplug(orr_req *r, const char *qdev) {
   if (orr__vm_keeps_state(r->vm))
     orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
   arm_deadline(r);
+  if (r->deleted_early)
+    unplug_done(r->vm, u);
 }
 
 static void step(orr_req *r) {
@@ -362,6 +366,15 @@ void orr__req_on_event(orr_vm *vm, const char *event, json_t *data) {
         unplug_done(vm, u);
         return;
       }
+    /* The event may overtake the reply to our own device_del: remember it
+    ** for the request, which then finds its unplug already done. */
+    for (orr_req *r = vm->reqs; r; r = r->next) {
+      const char *w = json_string_value(plan_list(r, "wait_deleted"));
+      if (!r->done && r->joined == NULL && w && strcmp(w, dev) == 0) {
+        r->deleted_early = true;
+        return;
+      }
+    }
     /* Gone without being asked (the guest ejected it): the live document
     ** follows QEMU, and the removal's cleanup runs all the same. */
     orr_unplug *u = orr__vm_unasked_unplug(vm, dev);
