@@ -1,7 +1,7 @@
 -- `orrery plan RECIPE`: runs a recipe and prints the document it returns.
 local cjson = require("cjson")
 
-local ORRERY = "build/orrery"
+local ORRERY = require("orrery").build_dir .. "/orrery"
 local RECIPE = "scripts/recipes/linux-vm.lua"
 local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"
 local C1 = "0110f83b-de10-5172-a266-78bca56bf50a"

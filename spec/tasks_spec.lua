@@ -229,7 +229,7 @@ end)
 -- `orrery run RECIPE`: the recipe runs as a task, then every task it
 -- spawned runs to its end; any failure makes the exit status 1.
 describe("orrery run", function()
-  local ORRERY = os.getenv("ORRERY_BIN") or "build/orrery"
+  local ORRERY = os.getenv("ORRERY_BIN") or (orrery.build_dir .. "/orrery")
 
   local function run(text)
     local path, errfile = os.tmpname(), os.tmpname()

@@ -330,7 +330,7 @@ end)
 -- `orrery plan`: VMs a recipe creates default to the plan backend and are
 -- printed after the returned builder's document.
 describe("orrery plan with VMs", function()
-  local ORRERY = os.getenv("ORRERY_BIN") or "build/orrery"
+  local ORRERY = os.getenv("ORRERY_BIN") or (orrery.build_dir .. "/orrery")
   local cjson = require("cjson")
 
   it("prints each VM's id, document and plan log", function()
