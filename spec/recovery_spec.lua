@@ -84,6 +84,18 @@ orrery.sleep(60000)
     assert(os.execute("kill -9 " .. engine))
     assert.is_true(wait_until(function() return not alive(qemu) end, 5000),
                    "QEMU " .. qemu .. " outlived its engine")
+    -- The killed engine could not clear its VM's runtime directory; the
+    -- next engine on the same runtime root does.
+    assert.is_not_nil(read(dir .. "/rec-a/qemu.pid"))
+    local sweeper = spawn_recipe("sweep", [[
+local orrery = require("orrery")
+local b = orrery.builder{ owner = "sweep" }
+b:set_memory{ SizeInMB = 64 }
+assert(orrery.create("sweep", b, { backend = "plan" }))
+]])
+    assert.is_true(wait_until(function() return not alive(sweeper) end, 10000))
+    assert.is_nil(read(dir .. "/rec-a/qemu.pid"))
+    assert.is_false(os.execute("test -e " .. dir .. "/rec-a") == true)
   end)
 
   it("keeps a VM with ShouldTerminateOnLastHandleClosed = false and re-attaches",

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rundir.h"
 #include "vm_internal.h"
 
 struct orr_deferred {
@@ -76,6 +77,8 @@ int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   uv_idle_init(loop, &eng->idle);
   eng->idle.data = eng;
   pick_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
+  /* An engine killed outright leaves its VMs' directories behind. */
+  orr__run_dir_sweep(eng->runtime_root);
   *out = eng;
   return 0;
 }

@@ -15,7 +15,9 @@
 ** the component relative to the previous one (openat, O_NOFOLLOW where the
 ** rule says so), so what is checked is what is used.
 */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backends/qemu_xlate.h"
 #include "rundir.h"
 
 /* The ancestor check: owner root or us, no foreign write without sticky. */
@@ -133,4 +136,43 @@ int orr__run_dir_make(const char *path, orr_error *e) {
 out:
   close(dfd);
   return rc;
+}
+
+void orr__run_dir_clear(const char *dir) {
+  static const char *const files[] = {ORR_QEMU_QMP_SOCK,  ORR_QEMU_QGA_SOCK,
+                                      ORR_QEMU_VNC_SOCK,  ORR_QEMU_PIDFILE,
+                                      ORR_QEMU_VARS_FILE, "state.json",
+                                      "state.json.tmp"};
+  char path[4200];
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+void orr__run_dir_sweep(const char *root) {
+  DIR *d = opendir(root);
+  struct dirent *ent;
+  if (d == NULL)
+    return;
+  while ((ent = readdir(d)) != NULL) {
+    char dir[4100], pidfile[4200];
+    FILE *f;
+    int pid = 0;
+    if (ent->d_name[0] == '.')
+      continue;
+    snprintf(dir, sizeof dir, "%s/%s", root, ent->d_name);
+    snprintf(pidfile, sizeof pidfile, "%s/" ORR_QEMU_PIDFILE, dir);
+    if ((f = fopen(pidfile, "r")) == NULL)
+      continue;
+    if (fscanf(f, "%d", &pid) != 1)
+      pid = 0;
+    fclose(f);
+    /* EPERM means alive but someone else's: not ours to clear. */
+    if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+      continue;
+    orr__run_dir_clear(dir);
+  }
+  closedir(d);
 }

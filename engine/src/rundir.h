@@ -15,4 +15,15 @@
 */
 int orr__run_dir_make(const char *path, orr_error *e);
 
+/* Removes the files the qemu backend keeps in a runtime directory, then the
+** directory itself if that leaves it empty. */
+void orr__run_dir_clear(const char *dir);
+
+/*
+** Clears the runtime directories under root that a killed engine left
+** behind: those whose QEMU (qemu.pid) is gone. A directory without a
+** pidfile may be another engine's VM being created right now: kept.
+*/
+void orr__run_dir_sweep(const char *root);
+
 #endif

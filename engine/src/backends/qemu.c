@@ -42,19 +42,10 @@ static int claim_run_dir(orr_vm *vm, orr_error *e) {
 
 /* Only a directory this VM claimed: one it never got may be another's. */
 static void remove_run_dir(orr_vm *vm) {
-  static const char *const files[] = {ORR_QEMU_QMP_SOCK,  ORR_QEMU_QGA_SOCK,
-                                      ORR_QEMU_VNC_SOCK,  ORR_QEMU_PIDFILE,
-                                      ORR_QEMU_VARS_FILE, "state.json",
-                                      "state.json.tmp"};
-  char path[512];
   if (!vm->owns_run_dir)
     return;
   vm->owns_run_dir = false;
-  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-    snprintf(path, sizeof path, "%s/%s", vm->run_dir, files[i]);
-    unlink(path);
-  }
-  rmdir(vm->run_dir);
+  orr__run_dir_clear(vm->run_dir);
 }
 
 static void stop_restore_poll(orr_vm *vm) {
