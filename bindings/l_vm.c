@@ -749,6 +749,30 @@ static int push_create(lua_State *L, orr_l_op *op) {
 }
 
 /* orrery.create(id, builder | document | json, opts) -> VM | fail */
+/* Pushes a new orrery.VM (its id, at stack index 1, kept as a user value)
+** and anchors it to op, so it lives until the create or open completes. */
+static lvm *new_vm_ud(lua_State *L, orr_l_op *op, int *ud) {
+  lvm *v = lua_newuserdatauv(L, sizeof *v, 2);
+  memset(v, 0, sizeof *v);
+  *ud = lua_gettop(L);
+  luaL_setmetatable(L, ORR_L_VM);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, *ud, 2);
+  orr_l_op_anchor(L, op, *ud);
+  return v;
+}
+
+/* The engine took the VM: bind it to its userdata and listen to it. */
+static void bind_vm(lua_State *L, lvm *v, int ud, orr_vm *vm) {
+  v->vm = vm;
+  v->ctx = orr_l_ctx_get(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
+  lua_pushvalue(L, ud);
+  lua_rawsetp(L, -2, v);
+  lua_pop(L, 1);
+  orr_vm_on_event(vm, on_event, v);
+}
+
 static int l_create(lua_State *L) {
   const char *id = luaL_checkstring(L, 1);
   orr_error e = {0, ""};
@@ -770,24 +794,12 @@ static int l_create(lua_State *L) {
     return orr_l_fail(L, &e);
   op = orr_l_op_new(L, push_create);
   orr_l_op_keep(op, doc);
-  v = lua_newuserdatauv(L, sizeof *v, 2);
-  memset(v, 0, sizeof *v);
-  ud = lua_gettop(L);
-  luaL_setmetatable(L, ORR_L_VM);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, ud, 2);
-  orr_l_op_anchor(L, op, ud);
+  v = new_vm_ud(L, op, &ud);
   if (orr_vm_create(eng, id, doc, &o, orr_l_op_cb, op, &vm, &e) != 0) {
     orr_l_op_cancel(L, op);
     return orr_l_fail(L, &e);
   }
-  v->vm = vm;
-  v->ctx = orr_l_ctx_get(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
-  lua_pushvalue(L, ud);
-  lua_rawsetp(L, -2, v);
-  lua_pop(L, 1);
-  orr_vm_on_event(vm, on_event, v);
+  bind_vm(L, v, ud, vm);
   if (o.backend != NULL && strcmp(o.backend, "plan") == 0)
     record(L, v, id);
   return orr_l_op_wait(L, op);
@@ -813,24 +825,12 @@ static int l_open(lua_State *L) {
   eng = orr_l_engine(L);
   orr_l_check_wait(L);
   op = orr_l_op_new(L, push_create);
-  v = lua_newuserdatauv(L, sizeof *v, 2);
-  memset(v, 0, sizeof *v);
-  ud = lua_gettop(L);
-  luaL_setmetatable(L, ORR_L_VM);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, ud, 2);
-  orr_l_op_anchor(L, op, ud);
+  v = new_vm_ud(L, op, &ud);
   if (orr_vm_open(eng, id, &o, orr_l_op_cb, op, &vm, &e) != 0) {
     orr_l_op_cancel(L, op);
     return orr_l_fail(L, &e);
   }
-  v->vm = vm;
-  v->ctx = orr_l_ctx_get(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key);
-  lua_pushvalue(L, ud);
-  lua_rawsetp(L, -2, v);
-  lua_pop(L, 1);
-  orr_vm_on_event(vm, on_event, v);
+  bind_vm(L, v, ud, vm);
   return orr_l_op_wait(L, op);
 }
 
