@@ -92,6 +92,17 @@ int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
   return finish(p, oom, plan, err);
 }
 
+/* device_del of qdev, then the wait for its DEVICE_DELETED: how every
+** removal starts. NULL when out of memory; *oom collects step failures. */
+static json_t *unplug_plan(const char *qdev, bool *oom) {
+  json_t *p = plan_new();
+  if (p == NULL)
+    return NULL;
+  *oom |= step(p, "device_del", json_pack("{s:s}", "id", qdev), NULL) != 0;
+  *oom |= wait_deleted(p, qdev) != 0;
+  return p;
+}
+
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
                                json_t **plan, orr_error *err) {
   json_t *p;
@@ -103,12 +114,8 @@ int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
                          "SCSI remove: controller must be 0..3 and LUN "
                          "0..63, got %d and %d",
                          ctrl, lun);
-  if ((p = plan_new()) == NULL)
+  if ((p = unplug_plan(orr__qemu_disk_qdev(ctrl, lun).s, &oom)) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_disk_qdev(ctrl, lun).s),
-              NULL) != 0;
-  oom |= wait_deleted(p, orr__qemu_disk_qdev(ctrl, lun).s) != 0;
   /* Top node first: a node in use by a parent cannot be deleted. */
   if (throttle_group)
     oom |= after(p, "blockdev-del",
@@ -167,11 +174,8 @@ int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
                          "VirtualMachine.Devices.VirtualPci.%s: the VMBus id "
                          "must be a GUID",
                          guid ? guid : "(null)");
-  if ((p = plan_new()) == NULL)
+  if ((p = unplug_plan(orr__qemu_vpci_qdev(guid).s, &oom)) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_vpci_qdev(guid).s), NULL) != 0;
-  oom |= wait_deleted(p, orr__qemu_vpci_qdev(guid).s) != 0;
   return finish(p, oom, plan, err);
 }
 
@@ -216,11 +220,8 @@ int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err) {
                          "VirtualMachine.Devices.NetworkAdapters.%s: the NIC "
                          "id must be a GUID",
                          guid ? guid : "(null)");
-  if ((p = plan_new()) == NULL)
+  if ((p = unplug_plan(orr__qemu_nic_qdev(guid).s, &oom)) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  oom |= step(p, "device_del",
-              json_pack("{s:s}", "id", orr__qemu_nic_qdev(guid).s), NULL) != 0;
-  oom |= wait_deleted(p, orr__qemu_nic_qdev(guid).s) != 0;
   oom |= after(p, "netdev_del",
                json_pack("{s:s}", "id", orr__qemu_nic_netdev(guid).s)) != 0;
   return finish(p, oom, plan, err);
@@ -314,10 +315,7 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err) {
     return orr_error_set(err, ORR_EINVAL,
                          "VirtualMachine.Devices.Plan9.Shares: bad index %d",
                          k);
-  if ((p = plan_new()) == NULL)
+  if ((p = unplug_plan(orr__qemu_p9_qdev(k).s, &oom)) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  oom |= step(p, "device_del", json_pack("{s:s}", "id", orr__qemu_p9_qdev(k).s),
-              NULL) != 0;
-  oom |= wait_deleted(p, orr__qemu_p9_qdev(k).s) != 0;
   return finish(p, oom, plan, err);
 }
