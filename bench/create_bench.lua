@@ -9,21 +9,15 @@
 --   cmake -S . -B build -DORR_BUILD_BENCH=ON && cmake --build build
 --   lua5.4 bench/create_bench.lua [runs (default 15)]
 -- BUILD=dir picks another build directory than build/.
-local BUILD = os.getenv("BUILD") or "build"
-package.cpath = BUILD .. "/?.so;" .. package.cpath
-package.path = "scripts/lib/?.lua;scripts/lib/?/init.lua;" .. package.path
+local B = dofile("bench/lib.lua")
+local BUILD = B.use_build()
 
 local orrery = require("orrery")
 
 local RUNS = tonumber(arg[1]) or 15
-local RAW = BUILD .. "/bench/qmp_raw"
-if not io.open(RAW) then
-  error(RAW .. " is missing: configure with -DORR_BUILD_BENCH=ON and build", 0)
-end
+local RAW = B.tool(BUILD, "qmp_raw")
 
-local ROOT = os.tmpname()
-os.remove(ROOT)
-assert(os.execute("mkdir -p " .. ROOT))
+local ROOT = B.tmpdir()
 
 -- What a recipe typically creates: memory, two processors, a SCSI
 -- controller with a disk, and the default pool of hot-plug root ports.
@@ -38,26 +32,14 @@ local function builder()
   return b
 end
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
-
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local median, quote = B.median, B.quote
 
 local RAW_DIR = ROOT .. "/bare"
 local ARGV
 do
   local vm = assert(orrery.create("bench-plan", builder(),
     { backend = "plan", accel = "tcg", runtime_dir = RAW_DIR }))
-  for _, e in ipairs(vm:plan_log()) do
-    if e.kind == "argv" then ARGV = e.value end
-  end
+  ARGV = B.plan_argv(vm)
   vm:close()
 end
 local SCRIPT = ROOT .. "/empty.script"
@@ -65,9 +47,7 @@ assert(io.open(SCRIPT, "w")):close()
 
 local function run_bare()
   assert(os.execute("mkdir -p " .. RAW_DIR))
-  local cmd = { quote(RAW), quote(SCRIPT), "--" }
-  for _, a in ipairs(ARGV) do cmd[#cmd + 1] = quote(a) end
-  local p = assert(io.popen(table.concat(cmd, " ")))
+  local p = assert(io.popen(B.command{ RAW, SCRIPT, "--", table.unpack(ARGV) }))
   local ms = tonumber(p:read("a"):match("ready_ms ([%d.]+)"))
   assert(p:close() and ms, "qmp_raw failed")
   return ms
@@ -85,19 +65,13 @@ local function run_orrery(i)
   return ms
 end
 
-local orr, bare = {}, {}
 run_orrery(0) -- warm-up: page cache, the loop's first VM
 run_bare()
-for i = 1, RUNS do
-  if i % 2 == 1 then
-    orr[i] = run_orrery(i); bare[i] = run_bare()
-  else
-    bare[i] = run_bare(); orr[i] = run_orrery(i)
-  end
-  io.stderr:write(string.format("run %d: orrery %d ms, bare %.1f ms\n", i, orr[i], bare[i]))
-end
+local orr, bare = B.interleave(RUNS, run_orrery, run_bare, function(i, o, b)
+  io.stderr:write(string.format("run %d: orrery %d ms, bare %.1f ms\n", i, o, b))
+end)
 local mo, mb = median(orr), median(bare)
 print(string.format("create to QMP ready, TCG, medians of %d interleaved runs:", RUNS))
-print(string.format("  orrery.create %.1f ms, bare QEMU + raw QMP %.1f ms: %.2fx (target <= 1.2)",
-  mo, mb, mo / mb))
+print(string.format("  orrery.create %.1f ms, bare QEMU + raw QMP %.1f ms: %s",
+  mo, mb, B.ratio(mo, mb, 1.2)))
 assert(os.execute("rm -rf " .. quote(ROOT)))

@@ -13,22 +13,16 @@
 --   cmake -S . -B build -DORR_BUILD_BENCH=ON && cmake --build build
 --   lua5.4 bench/guest_bench.lua [runs (default 7)] [hot-adds (default 15)]
 -- BUILD=dir picks another build directory than build/.
-local BUILD = os.getenv("BUILD") or "build"
-package.cpath = BUILD .. "/?.so;" .. package.cpath
-package.path = "scripts/lib/?.lua;scripts/lib/?/init.lua;" .. package.path
+local B = dofile("bench/lib.lua")
+local BUILD = B.use_build()
 
 local orrery = require("orrery")
 
 local RUNS = tonumber(arg[1]) or 7
 local ADDS = tonumber(arg[2]) or 15
-local BARE = BUILD .. "/bench/guest_bare"
-if not io.open(BARE) then
-  error(BARE .. " is missing: configure with -DORR_BUILD_BENCH=ON and build", 0)
-end
+local BARE = B.tool(BUILD, "guest_bare")
 
-local ROOT = os.tmpname()
-os.remove(ROOT)
-assert(os.execute("mkdir -p " .. ROOT))
+local ROOT = B.tmpdir()
 
 local function builder()
   local b = orrery.builder{ owner = "bench" }
@@ -39,26 +33,13 @@ local function builder()
   return b
 end
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
-
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local median = B.median
 
 -- The qemu backend's argv for this document, in directory dir.
 local function bare_argv(dir)
   local vm = assert(orrery.create("bench-plan", builder(),
     { backend = "plan", accel = "tcg", runtime_dir = dir }))
-  local argv
-  for _, e in ipairs(vm:plan_log()) do
-    if e.kind == "argv" then argv = e.value end
-  end
+  local argv = B.plan_argv(vm)
   vm:close()
   local out = {}
   for _, a in ipairs(argv) do
@@ -87,9 +68,7 @@ local function bare_boot()
   local dir = ROOT .. "/b" .. nrun
   assert(os.execute("mkdir -p -m 0700 " .. dir))
   local argv = bare_argv(dir)
-  local cmd = { quote(BARE), quote(dir .. "/qga.sock") }
-  for _, a in ipairs(argv) do cmd[#cmd + 1] = quote(a) end
-  local p = assert(io.popen(table.concat(cmd, " ")))
+  local p = assert(io.popen(B.command{ BARE, dir .. "/qga.sock", table.unpack(argv) }))
   local out = p:read("a")
   p:close()
   local ms = tonumber(out:match("ready_ms ([%d.]+)"))
@@ -97,19 +76,11 @@ local function bare_boot()
   return ms
 end
 
-local o, b = {}, {}
 if RUNS > 0 then
   print(string.format("boot to guest agent ready, TCG, %d interleaved runs each", RUNS))
-  for i = 1, RUNS do
-    if i % 2 == 1 then
-      o[#o + 1] = orrery_boot()
-      b[#b + 1] = bare_boot()
-    else
-      b[#b + 1] = bare_boot()
-      o[#o + 1] = orrery_boot()
-    end
-    print(string.format("  run %d: orrery %6.0f ms   bare qemu %6.0f ms", i, o[i], b[i]))
-  end
+  local o, b = B.interleave(RUNS, orrery_boot, bare_boot, function(i, oi, bi)
+    print(string.format("  run %d: orrery %6.0f ms   bare qemu %6.0f ms", i, oi, bi))
+  end)
   local mo, mb = median(o), median(b)
   print(string.format("median: orrery %.0f ms, bare qemu %.0f ms, ratio %.3f (target <= 1.05)",
     mo, mb, mo / mb))

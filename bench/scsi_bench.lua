@@ -19,9 +19,8 @@
 --   cmake -S . -B build -DORR_BUILD_BENCH=ON && cmake --build build
 --   lua5.4 bench/scsi_bench.lua [runs (default 9)]
 -- BUILD=dir picks another build directory than build/.
-local BUILD = os.getenv("BUILD") or "build"
-package.cpath = BUILD .. "/?.so;" .. package.cpath
-package.path = "scripts/lib/?.lua;scripts/lib/?/init.lua;" .. package.path
+local B = dofile("bench/lib.lua")
+local BUILD = B.use_build()
 
 local orrery = require("orrery")
 
@@ -30,14 +29,9 @@ local N = 32
 -- Right after cont, SeaBIOS is booting and QEMU answers QMP several times
 -- slower (the vCPU thread holds the big lock): both sides let it settle.
 local SETTLE_MS = 1500
-local RAW = BUILD .. "/bench/qmp_raw"
-if not io.open(RAW) then
-  error(RAW .. " is missing: configure with -DORR_BUILD_BENCH=ON and build", 0)
-end
+local RAW = B.tool(BUILD, "qmp_raw")
 
-local ROOT = os.tmpname()
-os.remove(ROOT)
-assert(os.execute("mkdir -p " .. ROOT))
+local ROOT = B.tmpdir()
 
 local function builder()
   local b = orrery.builder{ owner = "bench" }
@@ -62,17 +56,7 @@ local function att(path)
   return { Type = "VirtualDisk", Path = path }
 end
 
-local function median(t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
-
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local median, quote = B.median, B.quote
 
 -- The raw side's script: the plan backend records the argv and every QMP
 -- command of the same calls.
@@ -89,10 +73,7 @@ local function raw_script(dir)
     log_at = #log
     return out
   end
-  local argv
-  for _, e in ipairs(vm:plan_log()) do
-    if e.kind == "argv" then argv = e.value end
-  end
+  local argv = B.plan_argv(vm)
   local lines = {}
   local function emit(cmds)
     for _, c in ipairs(cmds) do
@@ -143,9 +124,7 @@ local SCRIPT, ARGV = raw_script(RAW_DIR)
 
 local function run_raw()
   assert(os.execute("mkdir -p " .. RAW_DIR))
-  local cmd = { quote(RAW), quote(SCRIPT), "--" }
-  for _, a in ipairs(ARGV) do cmd[#cmd + 1] = quote(a) end
-  local p = assert(io.popen(table.concat(cmd, " ")))
+  local p = assert(io.popen(B.command{ RAW, SCRIPT, "--", table.unpack(ARGV) }))
   local out = {}
   for line in p:lines() do
     local k, v = line:match("^(%S+) ([%d.]+)$")
@@ -191,20 +170,14 @@ local KEYS = { "add32", "rm32", "rm32par", "add1", "rm1" }
 local orr, raw = {}, {}
 for _, k in ipairs(KEYS) do orr[k], raw[k] = {}, {} end
 run_orrery(0) -- warm-up: page cache, the loop's first VM
-for i = 1, RUNS do
-  local o, r
-  if i % 2 == 1 then
-    o = run_orrery(i); r = run_raw()
-  else
-    r = run_raw(); o = run_orrery(i)
-  end
+B.interleave(RUNS, run_orrery, run_raw, function(i, o, r)
   for _, k in ipairs(KEYS) do
     table.insert(orr[k], o[k])
     table.insert(raw[k], r[k])
   end
   io.stderr:write(string.format("run %d: add32 %d/%.1f ms, rm32 %d/%.1f, rm32par %d/%.1f, rm1 %d/%.1f (orrery/raw)\n",
     i, o.add32, r.add32, o.rm32, r.rm32, o.rm32par, r.rm32par, o.rm1, r.rm1))
-end
+end)
 
 local m = {}
 for _, k in ipairs(KEYS) do m[k] = { o = median(orr[k]), r = median(raw[k]) } end
@@ -221,8 +194,7 @@ for _, row in ipairs(rows) do
   local k = row[1]
   print(string.format("  %-34s %9.1f %9.1f %6.2fx", row[2], m[k].o, m[k].r, m[k].o / m[k].r))
 end
-print(string.format("  attach: orrery/raw = %.2fx (target <= 1.2)", m.add32.o / m.add32.r))
-print(string.format("  32 concurrent removes / 1 remove (orrery) = %.2fx (target <= 3)",
-  m.rm32par.o / m.rm1.o))
+print("  attach: orrery/raw = " .. B.ratio(m.add32.o, m.add32.r, 1.2))
+print("  32 concurrent removes / 1 remove (orrery) = " .. B.ratio(m.rm32par.o, m.rm1.o, 3))
 print(string.format("  32 sequential removes / 32 concurrent (orrery) = %.1fx", m.rm32.o / m.rm32par.o))
 assert(os.execute("rm -rf " .. quote(ROOT)))

@@ -3,33 +3,11 @@
 -- probe behind accel = "auto". The REPL itself is in repl_spec.lua.
 local cjson = require("cjson")
 
-local BUILD = os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+local T = require("orrery.testing")
+local quote, slurp, spit, tmpdir = T.q, T.slurp, T.spit, T.tmpdir
+
+local BUILD = T.build_dir()
 local ORRERY = BUILD .. "/orrery"
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. quote(d)))
-  return d
-end
 
 -- Runs orrery with args (and env, stdin text); returns stdout, stderr, code.
 local function run(args, opts)

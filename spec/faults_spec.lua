@@ -10,66 +10,15 @@ local orrery = require("orrery")
 
 local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local T = require("orrery.testing")
+local sh, q, run, eventually, fd_count, pci_ids = T.sh, T.q, T.run, T.eventually, T.fd_count, T.pci_ids
+local builder = T.builder -- builder(owner, { memory = MiB })
 
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local ROOT = T.tmpdir()
 
-local function run(cmd)
-  return os.execute(cmd) == true
-end
-
-local ROOT = os.tmpname()
-os.remove(ROOT)
-assert(run("mkdir -p " .. q(ROOT)))
-
-local PID = assert(io.open("/proc/self/stat")):read("l"):match("^(%d+)")
-
-local function fd_count()
-  return tonumber(sh("ls /proc/" .. PID .. "/fd | wc -l"))
-end
-
-local function qemu_pids()
-  return (sh("pgrep -f -- '[q]emu-system-x86_64 .*" .. ROOT .. "/' || true"):gsub("%s+$", ""))
-end
-
-local function eventually(pred, ms)
-  local stop = orrery.now() + (ms or 10000)
-  while not pred() do
-    if orrery.now() > stop then return false end
-    orrery.sleep(20)
-  end
-  return true
-end
-
-local nimg = 0
-local function image()
-  nimg = nimg + 1
-  local path = ROOT .. "/img" .. nimg .. ".raw"
-  assert(run("truncate -s 4M " .. q(path)))
-  return path
-end
-
-local function builder(owner, memory)
-  local b = orrery.builder{ owner = owner }
-  b:set_memory{ SizeInMB = memory or 64 }
-  b:set_processor{ Count = 1 }
-  b:add_scsi_controller(0)
-  return b
-end
-
-local function create(id, b, opts)
-  opts = opts or {}
-  opts.accel = "tcg"
-  opts.runtime_dir = ROOT .. "/" .. id
-  return orrery.create(id, b, opts)
-end
+local function qemu_pids() return T.qemu_pids(ROOT) end
+local function image() return T.image(ROOT, "4M") end
+local function create(id, b, opts) return T.create(id, b, opts, ROOT .. "/" .. id) end
 
 local function node_names(vm)
   local names = {}
@@ -78,18 +27,6 @@ local function node_names(vm)
   end
   table.sort(names)
   return table.concat(names, " ")
-end
-
--- The ids of every device added with one (-device or device_add), from
--- QOM: unlike query-pci, it does not depend on the firmware having numbered
--- the buses behind the root ports yet.
-local function pci_ids(vm)
-  local ids = {}
-  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
-    if p.type:find("^child<") then ids[#ids + 1] = p.name end
-  end
-  table.sort(ids)
-  return table.concat(ids, " ")
 end
 
 local function hmp(vm, line)
@@ -297,7 +234,7 @@ describe("faults: a full disk during save", function()
       pending("cannot mount a 16 KiB tmpfs here (needs CAP_SYS_ADMIN)")
       return
     end
-    local vm <close> = assert(create("full", builder("full", 64)))
+    local vm <close> = assert(create("full", builder("full", { memory = 64 })))
     assert(vm:start())
     assert(vm:pause())
     local doc = vm:document()

@@ -7,47 +7,22 @@
 -- sockets, and the serial port's socket is QEMU's, one client at a time.
 local orrery = require("orrery")
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local T = require("orrery.testing")
+local sh = T.sh
 
 -- A private directory for images, the 9p share and the COM1 socket (short:
 -- unix socket paths live below it).
-local ROOT = os.tmpname()
-os.remove(ROOT)
+local ROOT = T.tmpdir()
 assert(os.execute("mkdir -p " .. ROOT .. "/share " .. ROOT .. "/run"))
 local SHARE_TEXT = "read through 9p from " .. ROOT .. "\n"
-do
-  local f = assert(io.open(ROOT .. "/share/host.txt", "w"))
-  f:write(SHARE_TEXT)
-  f:close()
-end
+T.spit(ROOT .. "/share/host.txt", SHARE_TEXT)
 local COM1 = ROOT .. "/com1.sock"
 local MEMORY_MB = 512
 
-local nimg = 0
-local function image(mib)
-  nimg = nimg + 1
-  local path = string.format("%s/img%d.raw", ROOT, nimg)
-  assert(os.execute(string.format("truncate -s %dM %s", mib, path)))
-  return path
-end
+local function image(mib) return T.image(ROOT, mib .. "M") end
 
--- Polls fn() every 50 ms until it returns a true value (returned) or
--- timeout_ms passes (then the last value is returned).
-local function eventually(fn, timeout_ms)
-  local deadline = orrery.now() + (timeout_ms or 10000)
-  local v
-  repeat
-    v = fn()
-    if v then return v end
-    orrery.sleep(50)
-  until orrery.now() > deadline
-  return v
-end
+-- Polls fn() every 50 ms until it is true (true) or timeout_ms passes (false).
+local function eventually(fn, timeout_ms) return T.eventually(fn, timeout_ms, 50) end
 
 describe("the guest manager on the default guest (TCG)", function()
   local vm, g
@@ -65,11 +40,8 @@ describe("the guest manager on the default guest (TCG)", function()
   end
 
   setup(function()
-    local b = orrery.builder{ owner = "guest-e2e" }
-    b:set_memory{ SizeInMB = MEMORY_MB }
-    b:set_processor{ Count = 1 }
+    local b = T.builder("guest-e2e", { memory = MEMORY_MB })
     b:set_linux_kernel_direct_boot(orrery.default_guest())
-    b:add_scsi_controller(0)
     b:add_scsi_controller(1)
     b:add_plan9_share{ Name = "hostshare", Path = ROOT .. "/share", ReadOnly = true }
     b:set_serial_console(0, COM1)

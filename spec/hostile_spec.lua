@@ -8,20 +8,8 @@ local orrery = require("orrery")
 
 local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function q(s) -- one shell word
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function run(cmd)
-  return os.execute(cmd) == true
-end
+local T = require("orrery.testing")
+local sh, q, run, builder, block_by_qdev, pci_ids = T.sh, T.q, T.run, T.builder, T.block_by_qdev, T.pci_ids
 
 local function exists(path)
   return run("test -e " .. q(path) .. " || test -L " .. q(path))
@@ -31,42 +19,9 @@ local function mode(path)
   return (sh("stat -c %a " .. q(path)):gsub("%s+$", ""))
 end
 
-local ROOT = os.tmpname()
-os.remove(ROOT)
-assert(run("mkdir -p " .. q(ROOT)))
+local ROOT = T.tmpdir()
 
-local function builder(owner)
-  local b = orrery.builder{ owner = owner }
-  b:set_memory{ SizeInMB = 64 }
-  b:set_processor{ Count = 1 }
-  b:add_scsi_controller(0)
-  return b
-end
-
-local function create(id, b, opts)
-  opts = opts or {}
-  opts.accel = "tcg"
-  opts.runtime_dir = opts.runtime_dir or (ROOT .. "/run-" .. id)
-  return orrery.create(id, b, opts)
-end
-
-local function block_by_qdev(vm, qdev)
-  for _, blk in ipairs(assert(vm:qmp("query-block"))) do
-    if blk.qdev and blk.qdev:find(qdev, 1, true) then return blk end
-  end
-end
-
--- The ids of every device added with one (-device or device_add), from
--- QOM: unlike query-pci, it does not depend on the firmware having numbered
--- the buses behind the root ports yet.
-local function pci_ids(vm)
-  local ids = {}
-  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
-    if p.type:find("^child<") then ids[#ids + 1] = p.name end
-  end
-  table.sort(ids)
-  return table.concat(ids, " ")
-end
+local function create(id, b, opts) return T.create(id, b, opts, ROOT .. "/run-" .. id) end
 
 teardown(function()
   run("rm -rf " .. q(ROOT))

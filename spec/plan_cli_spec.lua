@@ -8,16 +8,8 @@ local C1 = "0110f83b-de10-5172-a266-78bca56bf50a"
 local VPCI = "6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f"
 local NIC = "2b4a8c1e-3d5f-4a6b-8c7d-9e0f1a2b3c4d"
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local T = require("orrery.testing")
+local quote, slurp = T.q, T.slurp
 
 -- Runs `orrery <args>`; returns stdout, stderr and the exit code.
 local function orrery(...)
@@ -35,11 +27,7 @@ end
 
 -- A recipe in a temporary file; returns its path.
 local function recipe(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
+  return T.spit(os.tmpname(), text)
 end
 
 describe("orrery plan", function()

@@ -3,41 +3,14 @@
 -- and a new process re-attaches with orrery.open.
 local orrery = require("orrery")
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
-end
-
-local function wait_until(fn, ms)
-  local deadline = orrery.now() + ms
-  while orrery.now() < deadline do
-    if fn() then return true end
-    orrery.sleep(50)
-  end
-  return fn()
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local T = require("orrery.testing")
+local sh, alive, read, wait_until = T.sh, T.alive, T.read, T.eventually
 
 describe("engine crash recovery", function()
   local dir, disk
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir))
+    dir = T.tmpdir()
     disk = dir .. "/d.img"
     assert(os.execute("truncate -s 8M " .. disk))
   end)
@@ -48,10 +21,7 @@ describe("engine crash recovery", function()
 
   -- Starts build/orrery on a recipe in the background; returns its pid.
   local function spawn_recipe(name, body)
-    local recipe = dir .. "/" .. name .. ".lua"
-    local f = assert(io.open(recipe, "w"))
-    f:write(body)
-    f:close()
+    local recipe = T.spit(dir .. "/" .. name .. ".lua", body)
     local pid = sh(string.format(
       "ORRERY_RUNTIME_DIR=%s %s/orrery run %s >%s/%s.log 2>&1 & echo $!",
       dir, orrery.build_dir, recipe, dir, name))

@@ -3,26 +3,14 @@
 -- screen with capture-pane. Every check polls the screen until what it
 -- expects is there or a deadline passes, so a slow, busy machine only makes
 -- the tests slower, never flaky.
-local BUILD = os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+local T = require("orrery.testing")
+local quote, tmpdir = T.q, T.tmpdir
+
+local BUILD = T.build_dir()
 local ORRERY = BUILD .. "/orrery"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. quote(d)))
-  return d
-end
+-- stdout and stderr of a shell command.
+local function sh(cmd) return T.sh(cmd .. " 2>&1") end
 
 local function sleep_ms(ms)
   os.execute(string.format("sleep %.3f", ms / 1000))

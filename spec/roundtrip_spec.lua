@@ -100,22 +100,30 @@ end
 
 -- The full example: every group of the document, as in hcs-schema.md §c.4
 -- plus the devices the qemu backend runs.
-local function rich()
-  local b = orrery.builder{ owner = "roundtrip" }
-  b:set_memory{ SizeInMB = 1024, Backing = "Physical", LowMmioGapInMB = 256,
+-- hcsshim's §c.4 UVM shape: size_mb of physical memory over two NUMA
+-- nodes of two processors each, direct boot, SCSI controllers 0 and 1.
+local function uvm(owner, size_mb, boot)
+  local b = orrery.builder(owner)
+  b:set_memory{ SizeInMB = size_mb, Backing = "Physical", LowMmioGapInMB = 256,
                 HighMmioBaseInMB = 65536, HighMmioGapInMB = 131072 }
   b:set_memory{ SlitType = "FirmwareFallbackMeasured" }
   b:set_processor{ Count = 4, Limit = 100000, Weight = 100 }
   b:set_numa_processors{ count_per_node = { max = 2 }, node_per_socket = 1 }
   b:set_numa{ VirtualNodeCount = 2, Settings = {
-    { CountOfProcessors = 2, CountOfMemoryBlocks = 512, MemoryBackingType = "Physical" },
+    { CountOfProcessors = 2, CountOfMemoryBlocks = size_mb // 2, MemoryBackingType = "Physical" },
     { VirtualNodeNumber = 1, PhysicalNodeNumber = 1, VirtualSocketNumber = 1,
-      CountOfProcessors = 2, CountOfMemoryBlocks = 512, MemoryBackingType = "Physical" } } }
-  b:set_linux_kernel_direct_boot{ KernelFilePath = "/var/lib/orrery/guest/vmlinuz",
-                                  InitRdPath = "/var/lib/orrery/guest/initrd.img",
-                                  KernelCmdLine = "console=ttyS0,115200 quiet" }
+      CountOfProcessors = 2, CountOfMemoryBlocks = size_mb // 2, MemoryBackingType = "Physical" } } }
+  b:set_linux_kernel_direct_boot(boot)
   b:add_scsi_controller(0)
   b:add_scsi_controller(1)
+  return b
+end
+
+local function rich()
+  local b = uvm({ owner = "roundtrip" }, 1024,
+                { KernelFilePath = "/var/lib/orrery/guest/vmlinuz",
+                  InitRdPath = "/var/lib/orrery/guest/initrd.img",
+                  KernelCmdLine = "console=ttyS0,115200 quiet" })
   b:add_scsi_disk(0, 0, { Type = "VirtualDisk", Path = "/srv/rootfs.img", ReadOnly = true })
   b:add_scsi_disk(0, 2, { Type = "VirtualDisk", Path = "/srv/data2.img" })
   b:add_scsi_disk(0, 10, { Type = "VirtualDisk", Path = "/srv/data10.img",
@@ -259,21 +267,9 @@ describe("b:json() key order", function()
   end)
 
   it("reproduces hcsshim's §c.4 Linux UVM document key for key", function()
-    local b = orrery.builder("containerd-shim-runhcs-v1.exe")
-    b:set_memory{ SizeInMB = 4096, Backing = "Physical", LowMmioGapInMB = 256,
-                  HighMmioBaseInMB = 65536, HighMmioGapInMB = 131072 }
-    b:set_memory{ SlitType = "FirmwareFallbackMeasured" }
-    b:set_processor{ Count = 4, Limit = 100000, Weight = 100 }
-    b:set_numa_processors{ count_per_node = { max = 2 }, node_per_socket = 1 }
-    b:set_numa{ VirtualNodeCount = 2, Settings = {
-      { CountOfProcessors = 2, CountOfMemoryBlocks = 2048, MemoryBackingType = "Physical" },
-      { VirtualNodeNumber = 1, PhysicalNodeNumber = 1, VirtualSocketNumber = 1,
-        CountOfProcessors = 2, CountOfMemoryBlocks = 2048, MemoryBackingType = "Physical" } } }
-    b:set_linux_kernel_direct_boot{ KernelFilePath = "/boot/vmlinux",
-                                    InitRdPath = "/boot/initrd.img",
-                                    KernelCmdLine = "console=ttyS0,115200 pci=off" }
-    b:add_scsi_controller(0)
-    b:add_scsi_controller(1)
+    local b = uvm("containerd-shim-runhcs-v1.exe", 4096,
+                  { KernelFilePath = "/boot/vmlinux", InitRdPath = "/boot/initrd.img",
+                    KernelCmdLine = "console=ttyS0,115200 pci=off" })
     b:add_scsi_disk(0, 0, { Type = "VirtualDisk", Path = "/boot/rootfs.vhd", ReadOnly = true })
     b:add_scsi_disk(1, 0, { Type = "VirtualDisk", Path = "/state/sandbox.vhdx" })
     b:add_vpci_device(VPCI, { Functions = { { DeviceInstancePath = "PCI\\VEN_10DE" } },

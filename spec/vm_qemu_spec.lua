@@ -14,78 +14,24 @@ local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a" -- SCSI controller 0
 local C1 = "0110f83b-de10-5172-a266-78bca56bf50a" -- SCSI controller 1 (unused)
 local SCSI = "VirtualMachine/Devices/Scsi/"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local T = require("orrery.testing")
+local sh, alive, eventually, fd_count = T.sh, T.alive, T.eventually, T.fd_count
 
-local function mkdir(path)
-  assert(os.execute("mkdir -p '" .. path .. "'"))
-end
+-- The private root (short, because unix socket paths live below it).
+local ROOT = T.tmpdir()
 
--- The private root: os.tmpname() makes a unique file; a directory takes its
--- place. Short, because unix socket paths live below it.
-local ROOT = os.tmpname()
-os.remove(ROOT)
-mkdir(ROOT)
+-- QEMUs of this run: their argv names sockets below ROOT.
+local function qemu_pids() return T.qemu_pids(ROOT) end
 
--- /proc/self is the reader's own process when read through a shell, so the
--- Lua process's pid comes from /proc/self/stat read in-process.
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
+local function image(size) return T.image(ROOT, size) end
 
-local function fd_count()
-  return tonumber(sh("ls /proc/" .. PID .. "/fd | wc -l"))
-end
-
--- QEMUs of this run: their argv names sockets below ROOT. "[q]" keeps the
--- pattern from matching the shell that runs pgrep.
-local function qemu_pids()
-  return (sh("pgrep -f -- '[q]emu-system-x86_64 .*" .. ROOT .. "/' || true"):gsub("%s+$", ""))
-end
-
-local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
-end
-
-local nimg = 0
-local function image(size)
-  nimg = nimg + 1
-  local path = ROOT .. "/img" .. nimg .. ".raw"
-  assert(os.execute("truncate -s " .. (size or "8M") .. " " .. path))
-  return path
-end
-
+-- T.builder, but 128 MiB unless opts.memory says otherwise.
 local function builder(owner, opts)
-  local b = orrery.builder{ owner = owner, StopOnReset = opts and opts.StopOnReset }
-  b:set_memory{ SizeInMB = opts and opts.memory or 128 }
-  b:set_processor{ Count = opts and opts.cpus or 1 }
-  b:add_scsi_controller(0)
-  return b
-end
-
-local function create(id, b, opts)
   opts = opts or {}
-  opts.accel = "tcg"
-  opts.runtime_dir = ROOT .. "/" .. id
-  return orrery.create(id, b, opts)
+  return T.builder(owner, { memory = opts.memory or 128, cpus = opts.cpus, StopOnReset = opts.StopOnReset })
 end
 
--- Waits (driving the loop) until pred() is true; false after deadline_ms.
-local function eventually(pred, deadline_ms)
-  local stop = orrery.now() + (deadline_ms or 10000)
-  while not pred() do
-    if orrery.now() > stop then return false end
-    orrery.sleep(20)
-  end
-  return true
-end
+local function create(id, b, opts) return T.create(id, b, opts, ROOT .. "/" .. id) end
 
 local function attachments(vm, ctrl)
   local scsi = vm:document().VirtualMachine.Devices.Scsi
@@ -880,7 +826,7 @@ describe("orrery.VM on QEMU (TCG)", function()
       assert.equal("", sh("find " .. ROOT .. " -type s"))
       assert.is_true(eventually(function() return fd_count() == FD_BASELINE end),
                      "descriptors: " .. fd_count() .. " now, " .. FD_BASELINE .. " at the start:\n"
-                       .. sh("ls -l /proc/" .. PID .. "/fd"))
+                       .. sh("ls -l /proc/" .. T.pid() .. "/fd"))
       assert(os.execute("rm -rf '" .. ROOT .. "'"))
     end)
   end)

@@ -1,0 +1,143 @@
+-- Helpers the busted specs share (require("orrery.testing")): shell and
+-- file one-liners, polling on the engine's loop, a private directory, and
+-- the small VMs and QEMU lookups the real-QEMU specs build their tests on.
+-- orrery itself is required only by the helpers that use it, so specs that
+-- only run the orrery executable do not load the engine.
+local M = {}
+
+-- One shell word: s (any value, through tostring) in single quotes.
+function M.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The stdout of a shell command.
+function M.sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- True when a shell command exits 0.
+function M.run(cmd)
+  return os.execute(cmd) == true
+end
+
+-- A file's contents, or nil when it cannot be opened.
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- A file's contents; the file must exist.
+function M.slurp(path)
+  return assert(M.read(path), "cannot read " .. path)
+end
+
+-- Writes text to path; returns path.
+function M.spit(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- A new private directory (short: unix socket paths live below it).
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(M.run("mkdir -p " .. M.q(d)))
+  return d
+end
+
+-- The build directory under test, from ORRERY_BUILD_DIR or busted's cpath.
+function M.build_dir()
+  return os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+end
+
+-- True while process pid exists.
+function M.alive(pid)
+  return M.run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+-- Polls fn() on the loop every step_ms (20) until it is true (returns true) or ms (10000) pass (false).
+function M.eventually(fn, ms, step_ms)
+  local orrery = require("orrery")
+  local stop = orrery.now() + (ms or 10000)
+  while not fn() do
+    if orrery.now() > stop then return false end
+    orrery.sleep(step_ms or 20)
+  end
+  return true
+end
+
+-- The Lua process's pid, read in-process (through a shell /proc/self is the shell).
+local PID
+function M.pid()
+  if not PID then
+    local f = assert(io.open("/proc/self/stat"))
+    PID = f:read("l"):match("^(%d+)")
+    f:close()
+  end
+  return PID
+end
+
+-- How many file descriptors the Lua process holds.
+function M.fd_count()
+  return tonumber(M.sh("ls /proc/" .. M.pid() .. "/fd | wc -l"))
+end
+
+-- The pids ("" for none) of QEMUs whose argv names a path below root ("[q]" keeps pgrep's shell out).
+function M.qemu_pids(root)
+  return (M.sh("pgrep -f -- '[q]emu-system-x86_64 .*" .. root .. "/' || true"):gsub("%s+$", ""))
+end
+
+-- A new sparse image file below root (img1.raw, img2.raw, ...) of size (a truncate size, "8M").
+local nimg = 0
+function M.image(root, size)
+  nimg = nimg + 1
+  local path = root .. "/img" .. nimg .. ".raw"
+  assert(M.run("truncate -s " .. (size or "8M") .. " " .. M.q(path)))
+  return path
+end
+
+-- A minimal VM: opts.memory MiB (64), opts.cpus (1), opts.StopOnReset, SCSI controller 0.
+function M.builder(owner, opts)
+  opts = opts or {}
+  local b = require("orrery").builder{ owner = owner, StopOnReset = opts.StopOnReset }
+  b:set_memory{ SizeInMB = opts.memory or 64 }
+  b:set_processor{ Count = opts.cpus or 1 }
+  b:add_scsi_controller(0)
+  return b
+end
+
+-- orrery.create on TCG, in opts.runtime_dir or else runtime_dir.
+function M.create(id, b, opts, runtime_dir)
+  opts = opts or {}
+  opts.accel = "tcg"
+  opts.runtime_dir = opts.runtime_dir or runtime_dir
+  return require("orrery").create(id, b, opts)
+end
+
+-- The query-block entry whose qdev path contains qdev, or nil.
+function M.block_by_qdev(vm, qdev)
+  for _, blk in ipairs(assert(vm:qmp("query-block"))) do
+    if blk.qdev and blk.qdev:find(qdev, 1, true) then return blk end
+  end
+end
+
+-- The ids of every device added with one (-device or device_add), sorted and space-separated, from
+-- QOM: unlike query-pci, it does not depend on the firmware having numbered the root ports' buses yet.
+function M.pci_ids(vm)
+  local ids = {}
+  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
+    if p.type:find("^child<") then ids[#ids + 1] = p.name end
+  end
+  table.sort(ids)
+  return table.concat(ids, " ")
+end
+
+return M
