@@ -16,6 +16,11 @@ describe("engine crash recovery", function()
   end)
 
   teardown(function()
+    -- A failed assertion must not leave the outliving VM running.
+    for _, id in ipairs({ "rec-a", "rec-b" }) do
+      local pid = tonumber(read(dir .. "/" .. id .. "/qemu.pid") or "")
+      if pid and alive(pid) then os.execute("kill -9 " .. pid) end
+    end
     os.execute("rm -rf " .. dir)
   end)
 
