@@ -338,11 +338,7 @@ static int l_builder_from(lua_State *L) {
 }
 
 void orr_l_open_builder(lua_State *L) {
-  luaL_newmetatable(L, ORR_L_BUILDER);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  orr_l_newclass(L, ORR_L_BUILDER, meta, methods);
 }
 
 const luaL_Reg orr_l_builder_funcs[] = {

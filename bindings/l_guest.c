@@ -442,20 +442,8 @@ static const luaL_Reg meta[] = {{"__gc", l_close},
                                 {NULL, NULL}};
 
 void orr_l_open_guest(lua_State *L) {
-  luaL_newmetatable(L, ORR_L_GUEST);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &guests_key) != LUA_TTABLE) {
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_pushvalue(L, -1);
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &guests_key);
-  }
-  lua_pop(L, 1);
+  orr_l_newclass(L, ORR_L_GUEST, meta, methods);
+  orr_l_weak_registry(L, &guests_key, "k");
 }
 
 /* The methods table, as orrery.Guest, for the Lua half to extend. */

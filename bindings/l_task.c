@@ -281,11 +281,7 @@ static const luaL_Reg meta[] = {{"__gc", l_task_gc},
                                 {NULL, NULL}};
 
 void orr_l_open_task(lua_State *L) {
-  luaL_newmetatable(L, ORR_L_TASK);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  orr_l_newclass(L, ORR_L_TASK, meta, methods);
 }
 
 const luaL_Reg orr_l_task_funcs[] = {

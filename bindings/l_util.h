@@ -36,4 +36,12 @@ json_t *orr_l_checkjson(lua_State *L, int idx, const char *op);
 ** object) with a traceback below it. */
 int orr_l_msghandler(lua_State *L);
 
+/* Registers a userdata type: metatable `name` with the meta functions and
+** a method table as __index (set __index to NULL in meta). */
+void orr_l_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                    const luaL_Reg *methods);
+
+/* Makes registry[key] a weak table (mode "k" or "v") unless it exists. */
+void orr_l_weak_registry(lua_State *L, const void *key, const char *mode);
+
 #endif

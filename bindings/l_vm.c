@@ -873,21 +873,9 @@ static const luaL_Reg meta[] = {{"__gc", l_close},
                                 {NULL, NULL}};
 
 void orr_l_open_vm(lua_State *L) {
-  luaL_newmetatable(L, ORR_L_VM);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  orr_l_newclass(L, ORR_L_VM, meta, methods);
   /* The weak map from a VM's C pointer to its userdata, for events. */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &vms_key) != LUA_TTABLE) {
-    lua_newtable(L);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_pushvalue(L, -1);
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &vms_key);
-  }
-  lua_pop(L, 1);
+  orr_l_weak_registry(L, &vms_key, "v");
 }
 
 const luaL_Reg orr_l_vm_funcs[] = {
