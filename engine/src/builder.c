@@ -3,7 +3,6 @@
 ** the cross-field rules and swaps the copy in: a failure can never leave
 ** half an operation behind.
 */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,19 +308,11 @@ int orr_builder_add_scsi_disk(orr_builder *b, long long controller,
   return rc;
 }
 
-/* GUIDs are stored lower-case so two spellings are one device. */
-static void lower_guid(char out[37], const char *in) {
-  size_t i;
-  for (i = 0; i < 36 && in[i]; i++)
-    out[i] = (char)tolower((unsigned char)in[i]);
-  out[i] = '\0';
-}
-
 int orr_builder_add_vpci_device(orr_builder *b, const char *vmbus_guid_in,
                                 const json_t *device, orr_error *e) {
   const char *rule = orr__check_guid(vmbus_guid_in, strlen(vmbus_guid_in));
   char vmbus_guid[37];
-  lower_guid(vmbus_guid, vmbus_guid_in);
+  orr__guid_lower(vmbus_guid, vmbus_guid_in);
   if (rule != NULL)
     return orr_error_set(e, ORR_EINVAL,
                          "add_vpci_device: vmbus_guid %s, got \"%s\"", rule,
@@ -448,7 +439,7 @@ int orr_builder_add_network_adapter(orr_builder *b, const char *nic_guid_in,
                                     const json_t *adapter, orr_error *e) {
   const char *rule = orr__check_guid(nic_guid_in, strlen(nic_guid_in));
   char nic_guid[37];
-  lower_guid(nic_guid, nic_guid_in);
+  orr__guid_lower(nic_guid, nic_guid_in);
   if (rule != NULL)
     return orr_error_set(e, ORR_EINVAL,
                          "add_network_adapter: nic id %s, got \"%s\"", rule,

@@ -33,6 +33,13 @@ bad:
   return "must be a GUID like 6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f";
 }
 
+void orr__guid_lower(char out[37], const char *guid) {
+  size_t i;
+  for (i = 0; i < 36 && guid[i]; i++)
+    out[i] = (char)tolower((unsigned char)guid[i]);
+  out[i] = '\0';
+}
+
 const char *orr__check_mac(const char *s, size_t len) {
   if (len != 17)
     goto bad;
@@ -265,8 +272,7 @@ static int normalize_map(const orr_type *t, const json_t *in, const char *path,
       /* GUIDs compare case-insensitively: store one spelling, so the same
       ** device cannot appear twice under two. */
       char low[37];
-      for (size_t k = 0; k < 37; k++)
-        low[k] = (char)tolower((unsigned char)keys[i][k]);
+      orr__guid_lower(low, keys[i]);
       if (json_object_get(res, low)) {
         json_decref(nv);
         orr_error_set(e, ORR_EEXIST,

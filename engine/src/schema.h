@@ -69,6 +69,10 @@ extern const orr_type orr__t_modify_request;
 /* String rules shared with the builder. */
 const char *orr__check_guid(const char *s, size_t len);
 const char *orr__check_mac(const char *s, size_t len);
+/* The one spelling of a GUID Orrery stores: lower case (GUIDs compare
+** case-insensitively, so two spellings must never be two devices). Copies
+** at most 36 characters. */
+void orr__guid_lower(char out[37], const char *guid);
 const char *orr__check_abs_path(const char *s, size_t len);
 const char *orr__check_socket_path(const char *s, size_t len);
 const char *orr__check_lun_key(const char *s, size_t len);
