@@ -139,6 +139,23 @@ static int check_port(const char *port, const char *path, orr_error *err) {
   return 0;
 }
 
+/* The start of a hot-add into a root port: names the device in path
+** ("VirtualMachine.Devices.<group>.<guid>") for messages, checks the GUID
+** and the port, and makes the empty plan *out. */
+static int hotplug_plan(const char *group, const char *guid, const char *port,
+                        char path[512], json_t **out, orr_error *err) {
+  int rc;
+  snprintf(path, 512, "VirtualMachine.Devices.%s.%s", group,
+           guid ? guid : "(null)");
+  if (guid == NULL)
+    return orr_error_set(err, ORR_EINVAL, "%s: no GUID", path);
+  if ((rc = check_port(port, path, err)) != 0)
+    return rc;
+  if ((*out = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  return 0;
+}
+
 int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
                             const char *port, json_t **plan, orr_error *err) {
   char path[512];
@@ -146,14 +163,8 @@ int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
   int rc;
 
   *plan = NULL;
-  snprintf(path, sizeof path, "VirtualMachine.Devices.VirtualPci.%s",
-           guid ? guid : "(null)");
-  if (guid == NULL)
-    return orr_error_set(err, ORR_EINVAL, "%s: no GUID", path);
-  if ((rc = check_port(port, path, err)) != 0)
+  if ((rc = hotplug_plan("VirtualPci", guid, port, path, &p, err)) != 0)
     return rc;
-  if ((p = plan_new()) == NULL)
-    return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_vpci_objects(guid, device, path, port,
                                    json_object_get(p, "ignored"), &dev, err)) !=
       0) {
@@ -189,14 +200,8 @@ int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
   int rc;
 
   *plan = NULL;
-  snprintf(path, sizeof path, "VirtualMachine.Devices.NetworkAdapters.%s",
-           guid ? guid : "(null)");
-  if (guid == NULL)
-    return orr_error_set(err, ORR_EINVAL, "%s: no GUID", path);
-  if ((rc = check_port(port, path, err)) != 0)
+  if ((rc = hotplug_plan("NetworkAdapters", guid, port, path, &p, err)) != 0)
     return rc;
-  if ((p = plan_new()) == NULL)
-    return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_nic_objects(guid, settings, path, port,
                                   json_object_get(p, "ignored"), &netdev, &dev,
                                   err)) != 0) {
