@@ -296,7 +296,8 @@ int orr__kv_http_new(uv_loop_t *loop, const orr_kv_tls *tls, orr_kv_http **out,
 ** Starts a transfer: method, url, content type of body (or NULL), body (or
 ** NULL), timeout_ms (0: none, for watches). chunk_cb non-NULL streams the
 ** body to it instead of collecting it. cb is called exactly once, from the
-** loop, never from inside this call.
+** loop, never from inside this call. NULL (and no callback) when the
+** transfer cannot be set up (out of memory, the handle closing).
 */
 orr_kv_xfer *orr__kv_http_start(orr_kv_http *h, const char *method,
                                 const char *url, const char *content_type,
@@ -305,8 +306,8 @@ orr_kv_xfer *orr__kv_http_start(orr_kv_http *h, const char *method,
                                 orr_kv_http_cb cb, void *arg);
 /* Aborts a transfer: its cb runs (from the loop) with ORR_ECANCELED. */
 void orr__kv_http_cancel(orr_kv_xfer *x);
-/* Cancels every transfer and closes the handles; done_cb once they are
-** closed (the loop must run). */
+/* Cancels every transfer (their callbacks run now, with ORR_ECANCELED) and
+** closes the handles; done_cb once they are closed (the loop must run). */
 void orr__kv_http_close(orr_kv_http *h, void (*done_cb)(void *), void *arg);
 
 /* ---------------------------------------------------------------------- */
@@ -345,8 +346,9 @@ void orr__kv_client_send(orr_kv_client *c, const json_t *req,
 /*
 ** Sends req; when it answers 409 Conflict, reads the object at vm_path,
 ** calls replan with it and sends what replan returns, up to
-** max_attempts times. A JSON Patch request gets a "test" of the
-** resourceVersion it was planned against prepended, when replan gave one.
+** max_attempts times. (A patch from orr__kv_plan_modify carries the
+** resourceVersion it was planned against, so a VM that changed in between
+** answers 409 rather than taking a patch meant for another version.)
 */
 void orr__kv_client_apply(orr_kv_client *c, const json_t *req,
                           const char *vm_path, orr_kv_replan_fn replan,
@@ -369,8 +371,9 @@ void orr__kv_client_close(orr_kv_client *c, void (*done_cb)(void *), void *arg);
 
 typedef struct orr_kv_watch orr_kv_watch;
 
-/* type: "ADDED", "MODIFIED", "DELETED" (object: the VMI, borrowed), or
-** "ERROR" (the watch gave up: object NULL, err set). */
+/* type: "ADDED", "MODIFIED", "DELETED" (object: the VMI, borrowed; NULL for
+** a DELETED found by re-reading), or "ERROR" (the watch gave up: object
+** NULL, err set). */
 typedef void (*orr_kv_watch_cb)(void *arg, const char *type,
                                 const json_t *object, const orr_error *err);
 
@@ -386,7 +389,8 @@ int orr__kv_watch_start(orr_kv_client *c, const orr_kv_config *cfg,
                         orr_kv_watch **out, orr_error *e);
 /* Connections made (1 + reconnections), for tests. */
 unsigned orr__kv_watch_connects(const orr_kv_watch *w);
-/* Stops the watch; no callback after this returns. */
+/* Stops the watch; no callback after this returns. Stop every watch of a
+** client before closing the client. */
 void orr__kv_watch_stop(orr_kv_watch *w);
 
 #endif
