@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,8 @@ static int start_server(void) {
   if (server == 0) {
     char schema[300], cert[300], key[300], ca[300], script[300];
     setpgid(0, 0);
+    /* Dies with the test even when the test crashes before its atexit. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     snprintf(script, sizeof script, "%s/engine/tests/kubevirt-server.py",
              ORR_SOURCE_DIR);
     snprintf(schema, sizeof schema,
@@ -233,10 +236,8 @@ static void on_event(void *arg, const char *type, const json_t *obj,
   }
 }
 
-static int saw_state, want_hit;
 static const char *want_type, *want_state, *want_volume;
 static int want_volume_present;
-static watch_log *want_log;
 
 static int matches(const json_t *ev) {
   const char *t = json_string_value(json_object_get(ev, "type"));
@@ -269,9 +270,6 @@ static size_t wait_event(watch_log *w, size_t from, const char *type,
   want_state = state;
   want_volume = volume;
   want_volume_present = present;
-  want_log = w;
-  (void)saw_state;
-  (void)want_hit;
   while (uv_now(&loop) < end) {
     for (size_t i = from; i < json_array_size(w->events); i++)
       if (matches(json_array_get(w->events, i)))

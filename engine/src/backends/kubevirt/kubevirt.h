@@ -306,8 +306,9 @@ orr_kv_xfer *orr__kv_http_start(orr_kv_http *h, const char *method,
                                 orr_kv_http_cb cb, void *arg);
 /* Aborts a transfer: its cb runs (from the loop) with ORR_ECANCELED. */
 void orr__kv_http_cancel(orr_kv_xfer *x);
-/* Cancels every transfer (their callbacks run now, with ORR_ECANCELED) and
-** closes the handles; done_cb once they are closed (the loop must run). */
+/* Cancels every transfer (their callbacks run from the loop, with
+** ORR_ECANCELED) and closes the handles; done_cb once they are closed (the
+** loop must run). May be called from inside any callback. */
 void orr__kv_http_close(orr_kv_http *h, void (*done_cb)(void *), void *arg);
 
 /* ---------------------------------------------------------------------- */

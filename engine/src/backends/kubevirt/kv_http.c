@@ -247,10 +247,38 @@ static void check_done(orr_kv_http *h) {
   }
 }
 
+/* The rest of orr__kv_http_close, from the loop. */
+static void shut_down(orr_kv_http *h) {
+  orr_kv_xfer *x, *next;
+  for (x = h->xfers; x; x = next) {
+    next = x->next;
+    x->canceled = 1;
+    finish(x, CURLE_OK);
+  }
+  /* Closes the cached connections; whatever socket curl did not hand back
+  ** through socket_cb is closed here. */
+  curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  while (h->socks)
+    close_sock(h->socks);
+  free(h->ca.data);
+  free(h->cert.data);
+  free(h->key.data);
+  if (h->auth)
+    memset(h->auth, 0, strlen(h->auth));
+  free(h->auth);
+  uv_close((uv_handle_t *)&h->timer, handle_closed);
+  uv_close((uv_handle_t *)&h->idle, handle_closed);
+}
+
 static void idle_cb(uv_idle_t *idle) {
   orr_kv_http *h = idle->data;
   orr_kv_xfer *x = h->xfers, *next;
   uv_idle_stop(idle);
+  if (h->closing) {
+    shut_down(h);
+    return;
+  }
   for (; x; x = next) {
     next = x->next;
     if (x->canceled)
@@ -369,27 +397,12 @@ orr_kv_xfer *orr__kv_http_start(orr_kv_http *h, const char *method,
 }
 
 void orr__kv_http_close(orr_kv_http *h, void (*done_cb)(void *), void *arg) {
-  orr_kv_xfer *x, *next;
+  if (h->closing)
+    return;
   h->closing = 1;
   h->done_cb = done_cb;
   h->done_arg = arg;
-  for (x = h->xfers; x; x = next) {
-    next = x->next;
-    x->canceled = 1;
-    finish(x, CURLE_OK);
-  }
-  /* Closes the cached connections; whatever socket curl did not hand back
-  ** through socket_cb is closed here. */
-  curl_multi_cleanup(h->multi);
-  h->multi = NULL;
-  while (h->socks)
-    close_sock(h->socks);
-  free(h->ca.data);
-  free(h->cert.data);
-  free(h->key.data);
-  if (h->auth)
-    memset(h->auth, 0, strlen(h->auth));
-  free(h->auth);
-  uv_close((uv_handle_t *)&h->timer, handle_closed);
-  uv_close((uv_handle_t *)&h->idle, handle_closed);
+  /* The caller may be inside one of our callbacks, itself inside curl:
+  ** the transfers end and the multi handle goes from the idle handle. */
+  uv_idle_start(&h->idle, idle_cb);
 }
