@@ -9,10 +9,7 @@
 #include "cli.h"
 #include "l_orrery.h"
 #include "l_util.h"
-
-#ifndef ORR_SOURCE_DIR
-#define ORR_SOURCE_DIR "."
-#endif
+#include "orrery/install.h"
 
 const char *orr_cli_progname = "orrery";
 
@@ -31,22 +28,38 @@ int orr_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return ORR_EXIT_USAGE;
 }
 
-/* package.path reaches scripts/lib (or $ORRERY_LUA_LIB), so
-** require("orrery") finds the Lua half of the library. */
+/* package.path reaches the Lua library that goes with this executable's
+** built-in C core ($ORRERY_LUA_LIB overrides where), and orrery.core is
+** preloaded. */
 static void setup_paths(lua_State *L) {
+  char dir[1024];
   const char *lib = getenv("ORRERY_LUA_LIB");
-  if (lib == NULL)
-    lib = ORR_SOURCE_DIR "/scripts/lib";
+  if ((lib == NULL || lib[0] == '\0') &&
+      orr_install_dir(ORR_DIR_LUA, dir, sizeof dir) == 0)
+    lib = dir;
   lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lib, lib,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
+  if (lib != NULL && lib[0] != '\0') {
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lib, lib,
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_orrery_core);
   lua_setfield(L, -2, "orrery.core");
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+}
+
+/* Under lua_pcall: the global orrery, everywhere user code runs (recipes,
+** -e chunks, the REPL, a script on stdin), as `lua5.4 -l orrery` would. */
+static int set_global(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "orrery");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "orrery");
+  return 0;
 }
 
 lua_State *orr_cli_newstate(void) {
@@ -58,6 +71,12 @@ lua_State *orr_cli_newstate(void) {
   }
   luaL_openlibs(L);
   setup_paths(L);
+  lua_pushcfunction(L, set_global);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    orr_cli_report(L, LUA_ERRRUN);
+    lua_close(L);
+    return NULL;
+  }
   return L;
 }
 

@@ -42,8 +42,9 @@ int orr_cli_is_help(const char *arg);
 int orr_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* A Lua state with the standard libraries, package.path reaching
-** scripts/lib and orrery.core preloaded; NULL when out of memory. */
+/* A Lua state with the standard libraries, package.path reaching the Lua
+** library, orrery.core preloaded and the global orrery; NULL (after saying
+** why) when out of memory or the Lua library cannot be loaded. */
 lua_State *orr_cli_newstate(void);
 /* Prints the error on top of L prefixed with the program name; returns
 ** ORR_EXIT_FAIL (or ORR_EXIT_OK for LUA_OK). */

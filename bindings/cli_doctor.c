@@ -15,10 +15,7 @@
 
 #include "cli.h"
 #include "orrery/accel.h"
-
-#ifndef ORR_BUILD_DIR
-#define ORR_BUILD_DIR "."
-#endif
+#include "orrery/guest_image.h"
 
 /* The qemu backend's firmware (engine/src/backends/qemu_xlate.h). */
 #define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -109,28 +106,18 @@ static void check_qemu(report *r, char *path, size_t size) {
   add(r, "qemu", OK, NULL, "%s, QEMU %s", path, version);
 }
 
-static const char *guest_dir(void) {
-  const char *dir = getenv("ORRERY_GUEST_DIR");
-  return dir != NULL && dir[0] ? dir : ORR_BUILD_DIR "/guest";
-}
-
 static void check_guest(report *r) {
-  const char *dir = guest_dir();
-  const char *files[] = {"vmlinux", "initramfs.cpio.gz", "cmdline"};
-  char path[512];
-  for (int i = 0; i < 3; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-    if (access(path, R_OK) != 0) {
-      add(r, "guest", WARN,
-          "cmake --build build (vendor/guest/build-guest.sh DIR builds it "
-          "alone)",
-          "no default guest: %s is missing (orrery.default_guest() and the "
-          "KVM probe need it)",
-          path);
-      return;
-    }
+  orr_guest_image img;
+  orr_error e = {0, ""};
+  if (orr_guest_image_default(&img, &e) != 0) {
+    add(r, "guest", WARN,
+        "apt-get install orrery-guest, or in a source tree `cmake --build "
+        "build`",
+        "%s (orrery.default_guest() and the KVM probe need one)", e.msg);
+    return;
   }
-  add(r, "guest", OK, NULL, "%s (vmlinux, initramfs.cpio.gz, cmdline)", dir);
+  add(r, "guest", OK, NULL, "%s (%s%s%s)", img.dir, ORR_GUEST_MANIFEST,
+      img.release[0] ? ", kernel " : "", img.release);
 }
 
 /* The spinner while the probe boots the guest (terminals only). */

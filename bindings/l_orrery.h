@@ -15,9 +15,17 @@
 #define ORR_L_TASK "orrery.Task"
 #define ORR_L_GUEST "orrery.Guest"
 
-/* The module opener: luaopen_orrery_core and its alias luaopen_orrery. */
-int luaopen_orrery_core(lua_State *L);
-int luaopen_orrery(lua_State *L);
+/* What orrery.so exports (the bindings are compiled with hidden
+** visibility): the luaopen_ functions, nothing else. */
+#define ORR_L_EXPORT __attribute__((visibility("default")))
+
+/* The module openers: luaopen_orrery_core is the orrery table, which the
+** Lua library (orrery/init.lua) extends; luaopen_orrery is only reached
+** when that library is missing, and raises saying so. */
+ORR_L_EXPORT int luaopen_orrery_core(lua_State *L);
+ORR_L_EXPORT int luaopen_orrery(lua_State *L);
+/* require("orrery.sandbox") (l_sandbox.c). */
+ORR_L_EXPORT int luaopen_orrery_sandbox(lua_State *L);
 
 void orr_l_open_builder(lua_State *L);
 extern const luaL_Reg orr_l_builder_funcs[];

@@ -50,11 +50,6 @@ static int session_start(lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "start");
   lua_call(L, 0, 0);
-  /* The REPL's global, as lua5.4 -l would make it. */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "orrery");
-  lua_call(L, 1, 1);
-  lua_setglobal(L, "orrery");
   return 0;
 }
 

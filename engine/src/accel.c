@@ -18,14 +18,12 @@
 #include <unistd.h>
 
 #include "orrery/accel.h"
+#include "orrery/guest_image.h"
 #include "orrery/process.h"
 #include "vm_internal.h"
 
-#ifndef ORR_BUILD_DIR
-#define ORR_BUILD_DIR "."
-#endif
-
 #define PROBE_TIMEOUT_MS 15000
+/* What a manifest without "ready_line" means. */
 #define READY_MARKER "orrery-guest: ready"
 
 extern char **environ;
@@ -206,6 +204,7 @@ typedef struct {
   uv_timer_t tick;
   uint64_t start, timeout_ms;
   const orr_kvm_probe_options *o;
+  const char *ready_line;
   int ready, exited, closed;
   int64_t exit_status;
   int term_signal;
@@ -231,7 +230,7 @@ static void on_tick(uv_timer_t *t) {
   char out[8192];
   uint64_t elapsed = uv_now(t->loop) - p->start;
   orr_process_output(p->proc, out, sizeof out);
-  if (strstr(out, READY_MARKER) != NULL)
+  if (strstr(out, p->ready_line) != NULL)
     p->ready = 1;
   if (p->o->tick != NULL)
     p->o->tick(p->o->arg, elapsed);
@@ -258,38 +257,20 @@ static void iso_now(char *buf, size_t size) {
   strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The guest files, as scripts/lib/orrery's default_guest finds them. */
-static int guest_files(const char *dir, char *kernel, char *initrd,
-                       char *cmdline, size_t size, orr_error *e) {
-  char path[512];
-  FILE *f;
-  if (dir == NULL)
-    dir = getenv("ORRERY_GUEST_DIR");
-  if (dir == NULL || dir[0] == '\0')
-    dir = ORR_BUILD_DIR "/guest";
-  snprintf(kernel, size, "%s/vmlinux", dir);
-  snprintf(initrd, size, "%s/initramfs.cpio.gz", dir);
-  snprintf(path, sizeof path, "%s/cmdline", dir);
-  if ((f = fopen(path, "r")) == NULL || access(kernel, R_OK) != 0 ||
-      access(initrd, R_OK) != 0) {
-    if (f)
-      fclose(f);
-    return orr_error_set(e, ORR_ENOENT,
-                         "no default guest in %s (build it with `cmake "
-                         "--build build`)",
-                         dir);
-  }
-  if (fgets(cmdline, (int)size, f) == NULL)
-    cmdline[0] = '\0';
-  cmdline[strcspn(cmdline, "\n")] = '\0';
-  fclose(f);
-  return 0;
+/* The probe's guest: o->guest_dir, else the default guest. */
+static int probe_guest(const char *dir, orr_guest_image *img, orr_error *e) {
+  int rc = dir != NULL && dir[0] != '\0' ? orr_guest_image_load(dir, img, e)
+                                         : orr_guest_image_default(img, e);
+  if (rc == 0 && img->ready_line[0] == '\0')
+    snprintf(img->ready_line, sizeof img->ready_line, "%s", READY_MARKER);
+  return rc;
 }
 
 /* Boots the guest on a private loop; fills v->verdict and v->reason. */
 static int boot(const orr_kvm_probe_options *o, const char *qemu,
                 orr_kvm_verdict *v, orr_error *e) {
-  char kernel[512], initrd[512], cmdline[512], line[160];
+  orr_guest_image img;
+  char line[160];
   /* Tests set ORRERY_PROBE_ACCEL=tcg to see the success path on a host
   ** where KVM cannot boot; nothing else should. */
   const char *accel = getenv("ORRERY_PROBE_ACCEL");
@@ -313,21 +294,21 @@ static int boot(const orr_kvm_probe_options *o, const char *qemu,
                         "stdio",
                         "-no-reboot",
                         "-kernel",
-                        kernel,
+                        img.kernel,
                         "-initrd",
-                        initrd,
+                        img.initrd,
                         "-append",
-                        cmdline,
+                        img.cmdline,
                         NULL};
   orr_process_options po = {0};
   uv_loop_t loop;
   probe p;
   int rc;
-  if ((rc = guest_files(o->guest_dir, kernel, initrd, cmdline, sizeof kernel,
-                        e)) != 0)
+  if ((rc = probe_guest(o->guest_dir, &img, e)) != 0)
     return rc;
   memset(&p, 0, sizeof p);
   p.o = o;
+  p.ready_line = img.ready_line;
   p.timeout_ms = o->timeout_ms ? o->timeout_ms : PROBE_TIMEOUT_MS;
   if (uv_loop_init(&loop) != 0)
     return orr_error_set(e, ORR_EIO, "probe: uv_loop_init failed");

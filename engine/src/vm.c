@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "orrery/document.h"
+#include "orrery/guest_image.h"
 #include "vm_internal.h"
 
 static const char *const state_names[] = {"Creating", "Created", "Running",
@@ -229,14 +230,14 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   vm->create_cb = cb;
   vm->create_arg = arg;
   if (vm->opts.guest_agent < 0) {
-    /* The default guest runs qemu-ga: give it its port unless told not to. */
+    /* The default guest runs qemu-ga: give it its port unless told not to.
+    ** It is known by the manifest next to its kernel, wherever it lies. */
     const char *k = json_string_value(json_object_get(
         json_object_get(
             json_object_get(json_object_get(norm, "VirtualMachine"), "Chipset"),
             "LinuxKernelDirect"),
         "KernelFilePath"));
-    vm->opts.guest_agent = k && strncmp(k, ORR_BUILD_DIR "/guest/",
-                                        strlen(ORR_BUILD_DIR "/guest/")) == 0;
+    vm->opts.guest_agent = orr_guest_image_is_kernel(k);
   }
   vm->boot_mb = json_integer_value(json_object_get(
       json_object_get(json_object_get(json_object_get(norm, "VirtualMachine"),

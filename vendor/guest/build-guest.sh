@@ -10,6 +10,7 @@
 #   OUTDIR/cmdline            the kernel command line to boot it with (one line)
 #   OUTDIR/stamp              hash of this script's inputs; an unchanged rerun says "cached"
 #   OUTDIR/manifest.txt       what went in: package versions, module load order, sizes
+#   OUTDIR/orrery-guest.json  the manifest by which Orrery knows this is its default guest
 #
 # Packages are fetched with `apt-get download` into OUTDIR/debs (reused on later runs;
 # delete that directory to pick up newer Debian versions) and unpacked with `dpkg-deb -x`.
@@ -71,7 +72,8 @@ cmdline="console=ttyS0 loglevel=4 cryptomgr.notests mitigations=off memhp_defaul
 stamp_val=$( { sha256sum <"$self"; printf '%s\n' "$cmdline"; } | sha256sum | cut -d' ' -f1)
 if [ "${ORRERY_GUEST_FORCE:-0}" != 1 ] && [ -f "$out/stamp" ] &&
    [ "$(cat "$out/stamp")" = "$stamp_val" ] &&
-   [ -s "$out/vmlinuz" ] && [ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio.gz" ] && [ -s "$out/cmdline" ]; then
+   [ -s "$out/vmlinuz" ] && [ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio.gz" ] && [ -s "$out/cmdline" ] &&
+   [ -s "$out/orrery-guest.json" ]; then
   echo "build-guest: cached ($out, stamp ${stamp_val:0:12})"
   exit 0
 fi
@@ -549,6 +551,24 @@ mv "$out/cmdline.tmp" "$out/cmdline"
   echo "vmlinux: $(stat -c %s "$out/vmlinux") bytes"
   echo "initramfs.cpio.gz: $(stat -c %s "$out/initramfs.cpio.gz") bytes ($(du -sb "$root" | cut -f1) bytes unpacked)"
 } >"$out/manifest.txt"
+
+# orrery-guest.json: what makes this directory the default guest, wherever it is installed
+# (engine/include/orrery/guest_image.h reads it). The engine gives a VM booting the kernel
+# named here its guest agent port; orrery.default_guest() boots it with this cmdline.
+json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+cat >"$out/orrery-guest.json.tmp" <<EOF
+{
+  "orrery_guest": 1,
+  "kernel": "vmlinux",
+  "bzimage": "vmlinuz",
+  "initrd": "initramfs.cpio.gz",
+  "cmdline": $(json_str "$cmdline"),
+  "agent": "org.qemu.guest_agent.0",
+  "ready_line": "orrery-guest: ready",
+  "kernel_release": $(json_str "$kver")
+}
+EOF
+mv "$out/orrery-guest.json.tmp" "$out/orrery-guest.json"
 rm -rf "$work"
 printf '%s\n' "$stamp_val" >"$out/stamp"
 

@@ -31,7 +31,7 @@ typedef struct {
 
 typedef struct {
   const char *qemu_binary; /* NULL: qemu-system-x86_64 from PATH */
-  const char *guest_dir;   /* NULL: $ORRERY_GUEST_DIR, else the build's */
+  const char *guest_dir;   /* NULL: the default guest */
   uint64_t timeout_ms;     /* 0: 15 s */
   int write_cache;         /* store the verdict */
   /* Called about every 100 ms while the guest boots (may be NULL): for a

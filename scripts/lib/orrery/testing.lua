@@ -53,9 +53,16 @@ function M.tmpdir()
   return d
 end
 
--- The build directory under test, from ORRERY_BUILD_DIR or busted's cpath.
+-- The build directory under test (absolute), from ORRERY_BUILD_DIR or busted's cpath.
 function M.build_dir()
-  return os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+  local dir = os.getenv("ORRERY_BUILD_DIR") or package.cpath:match("^([^;]*)/%?%.so") or "build"
+  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end
+  return dir
+end
+
+-- The orrery executable under test: $ORRERY_BIN, else the build's.
+function M.orrery_bin()
+  return os.getenv("ORRERY_BIN") or (M.build_dir() .. "/orrery")
 end
 
 -- True while process pid exists.
