@@ -134,6 +134,96 @@ static void test_quickstart_manifest(void) {
   json_decref(doc);
 }
 
+/* Every field the translation uses, in one document. */
+static void test_whole_mapping(void) {
+  orr_kv_config cfg = config();
+  json_t *doc, *norm = NULL, *vm = NULL, *ignored = NULL;
+  orr_error e = {0, ""};
+  json_error_t je;
+  const json_t *d;
+  char *t;
+  doc = json_loads(
+      "{\"Owner\":\"full\",\"SchemaVersion\":{\"Major\":2,\"Minor\":1},"
+      "\"VirtualMachine\":{\"StopOnReset\":true,"
+      "\"Chipset\":{\"Uefi\":{\"ApplySecureBootTemplate\":\"Apply\","
+      "\"BootThis\":{\"DeviceType\":\"ScsiDrive\",\"DevicePath\":"
+      "\"" C0 "/1\"}},\"UseUtc\":true,\"BaseBoardSerialNumber\":\"SN1\"},"
+      "\"ComputeTopology\":{\"Memory\":{\"SizeInMB\":2048,\"Backing\":"
+      "\"Virtual\"},\"Processor\":{\"Count\":4,\"Limit\":50000,"
+      "\"Reservation\":25000}},"
+      "\"Devices\":{\"Scsi\":{\"" C0 "\":{\"Attachments\":{"
+      "\"0\":{\"Type\":\"Iso\",\"Path\":\"/srv/install.iso\"},"
+      "\"1\":{\"Type\":\"VirtualDisk\",\"Path\":\"/srv/orrery/root.qcow2\","
+      "\"CachingMode\":\"Cached\"},"
+      "\"2\":{\"Type\":\"PassThru\",\"Path\":\"/dev/sdz\"}}}},"
+      "\"NetworkAdapters\":{\"" NIC1 "\":{\"EndpointId\":\"pod\"},"
+      "\"" NIC2 "\":{\"EndpointId\":\"storage-endpoint\",\"MacAddress\":"
+      "\"00-15-5D-52-C0-0B\"}},"
+      "\"VirtualPci\":{\"11111111-2222-3333-4444-555555555555\":{"
+      "\"Functions\":[{\"DeviceInstancePath\":\"qemu:virtio-rng-pci\"}]},"
+      "\"11111111-2222-3333-4444-666666666666\":{\"Functions\":[{"
+      "\"DeviceInstancePath\":\"0000:65:00.0\"}],"
+      "\"PropagateNumaAffinity\":true}},"
+      "\"Plan9\":{\"Shares\":[{\"Name\":\"src\",\"AccessName\":"
+      "\"src\",\"Path\":\"/srv/src\",\"Port\":564,\"ReadOnly\":true}]},"
+      "\"Keyboard\":{},\"VideoMonitor\":{}}}}",
+      0, &je);
+  ASSERT_NOT_NULL(doc);
+  json_object_set_new(sources, "/srv/install.iso",
+                      json_string("containerdisk:registry.example/iso:1"));
+  json_object_set_new(sources, "/dev/sdz", json_string("pvc:san-lun"));
+  json_object_set_new(sources, "storage-endpoint",
+                      json_string("multus:infra/storage"));
+  json_object_set_new(sources, "0000:65:00.0",
+                      json_string("hostdevice:nvidia.com/GA102GL"));
+  json_object_set_new(sources, "/srv/src", json_string("pvc:sources"));
+  if (orr_doc_check(doc, &norm, &e) != 0)
+    TEST_FAIL_("document: %s", e.msg);
+  ASSERT_OK(orr__kv_manifest(norm, &cfg, &vm, &ignored, &e));
+  check_vm(vm);
+  d = at(vm, "spec.template.spec.domain");
+  ASSERT(json_is_true(at(d, "firmware.bootloader.efi.secureBoot")));
+  ASSERT(json_is_true(at(d, "features.smm.enabled")));
+  ASSERT_AT_STR(d, "firmware.serial", "SN1");
+  ASSERT_NOT_NULL(at(d, "clock.utc"));
+  ASSERT_AT_STR(d, "memory.guest", "2048Mi");
+  ASSERT_EQ(json_integer_value(at(d, "cpu.cores")), 4);
+  /* 50% of 4 CPUs, 25% of 4 CPUs */
+  ASSERT_AT_STR(d, "resources.limits.cpu", "2000m");
+  ASSERT_AT_STR(d, "resources.requests.cpu", "1000m");
+  ASSERT_AT_STR(d, "devices.disks.0.cdrom.bus", "scsi");
+  ASSERT_AT_STR(d, "devices.disks.1.name", "scsi-0-1");
+  ASSERT_EQ(json_integer_value(at(d, "devices.disks.1.bootOrder")), 1);
+  ASSERT_AT_STR(d, "devices.disks.2.lun.bus", "scsi");
+  ASSERT_NOT_NULL(at(d, "devices.interfaces.0.masquerade"));
+  ASSERT_NOT_NULL(at(d, "devices.interfaces.1.bridge"));
+  ASSERT_AT_STR(d, "devices.interfaces.1.macAddress", "00:15:5d:52:c0:0b");
+  ASSERT_AT_STR(vm, "spec.template.spec.networks.1.multus.networkName",
+                "infra/storage");
+  ASSERT_NOT_NULL(at(d, "devices.rng"));
+  ASSERT_AT_STR(d, "devices.hostDevices.0.deviceName", "nvidia.com/GA102GL");
+  ASSERT_AT_STR(d, "devices.hostDevices.0.name",
+                "pci-11111111-2222-3333-4444-666666666666");
+  ASSERT_AT_STR(d, "devices.filesystems.0.name", "src");
+  ASSERT_NOT_NULL(at(d, "devices.filesystems.0.virtiofs"));
+  ASSERT(json_is_true(at(d, "devices.autoattachGraphicsDevice")));
+  ASSERT(json_is_false(at(d, "devices.autoattachSerialConsole")));
+  t = json_dumps(ignored, JSON_COMPACT);
+  ASSERT_STR_CONTAINS(t, "Memory.Backing");
+  ASSERT_STR_CONTAINS(t, "Attachments.1.CachingMode");
+  ASSERT_STR_CONTAINS(t, "PropagateNumaAffinity");
+  ASSERT_STR_CONTAINS(t, "Shares[0].Port");
+  free(t);
+  json_decref(ignored);
+  json_decref(vm);
+  /* Two NICs on the pod network: KubeVirt gives one. */
+  json_object_set_new(sources, "storage-endpoint", json_string("pod"));
+  ASSERT_ERR(orr__kv_manifest(norm, &cfg, &vm, NULL, &e), ORR_ENOTSUP);
+  ASSERT_STR_CONTAINS(e.msg, "one pod network");
+  json_decref(norm);
+  json_decref(doc);
+}
+
 static void test_every_verb(void) {
   orr_kv_config cfg = config();
   json_t *doc = quickstart_doc(), *vm = NULL, *req;
@@ -614,6 +704,7 @@ int main(void) {
       "/srv/orrery/root.qcow2", "pvc:quickstart-root", DATA,
       "pvc:quickstart-data");
   test_quickstart_manifest();
+  test_whole_mapping();
   test_every_verb();
   test_scsi_hotplug();
   test_nic_hotplug();
