@@ -341,7 +341,10 @@ typedef json_t *(*orr_kv_replan_fn)(void *arg, const json_t *vm, orr_error *e);
 int orr__kv_client_new(uv_loop_t *loop, const orr_kv_kubeconfig *kc,
                        const orr_kv_retry *retry, orr_kv_client **out,
                        orr_error *e);
-/* Sends one request (orr__kv_verb, orr__kv_plan_modify) with retries. */
+/* Sends one request (orr__kv_verb, a step of orr__kv_plan_modify: its
+** "undo" key is ignored) with retries. cb runs exactly once, from the loop;
+** only a request that cannot be sent at all (no method or path, the client
+** closing, out of memory) calls it from inside this call. */
 void orr__kv_client_send(orr_kv_client *c, const json_t *req,
                          orr_kv_result_cb cb, void *arg);
 /*
