@@ -135,9 +135,16 @@ static void test_load_file(void) {
   ASSERT_STR_CONTAINS(e.msg, "nope");
 }
 
-int main(void) {
+static void remove_dir(void) {
   char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(void) {
   ASSERT_NOT_NULL(mkdtemp(dir));
+  atexit(remove_dir); /* a failed check exits: the files go too */
   put("ca.pem", "CA PEM\n");
   put("token", "s3cret\n");
   put("client.pem", "CLIENT PEM\n");
@@ -145,8 +152,6 @@ int main(void) {
   test_contexts();
   test_refusals();
   test_load_file();
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  ASSERT_EQ(system(cmd), 0);
   printf("ok\n");
   return 0;
 }
