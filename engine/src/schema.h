@@ -62,9 +62,14 @@ extern const orr_type orr__t_vpmem_device;
 extern const orr_type orr__t_vsmb;
 extern const orr_type orr__t_vsmb_share;
 extern const orr_type orr__t_plan9_share;
+extern const orr_type orr__t_plan9_share_ref;
 extern const orr_type orr__t_network_adapter;
 extern const orr_type orr__t_processor_limits;
 extern const orr_type orr__t_modify_request;
+
+/* The Settings type of a GuestRequest of this ResourceType, or NULL for
+** one whose Settings Orrery does not check. */
+const orr_type *orr__guest_settings_type(const char *resource_type);
 
 /* String rules shared with the builder. */
 const char *orr__check_guid(const char *s, size_t len);

@@ -376,6 +376,20 @@ static const orr_field plan9_share_fields[] = {
     {"AllowedFiles", &t_string_list, 0},
     END};
 const orr_type orr__t_plan9_share = OBJ("Plan9Share", plan9_share_fields);
+/* A share named for removal: hcsshim sends {Name, AccessName, Port}, no
+** Path. */
+static const orr_field plan9_share_ref_fields[] = {
+    {"Name", &t_string, 1},
+    {"AccessName", &t_string, 0},
+    {"Path", &t_path, 0},
+    {"Port", &t_u16, 0},
+    {"Flags", &t_u32, 0},
+    {"ReadOnly", &t_bool, 0},
+    {"UseShareRootIdentity", &t_bool, 0},
+    {"AllowedFiles", &t_string_list, 0},
+    END};
+const orr_type orr__t_plan9_share_ref =
+    OBJ("Plan9Share", plan9_share_ref_fields);
 static const orr_type t_plan9_shares =
     ARR("[]Plan9Share", &orr__t_plan9_share, 0);
 static const orr_field plan9_fields[] = {{"Shares", &t_plan9_shares, 0}, END};
@@ -476,10 +490,120 @@ const orr_type orr__t_compute_system =
 static const char *const request_types[] = {"Add", "Remove", "PreAdd", "Update",
                                             NULL};
 static const orr_type t_request_type = ENUM("RequestType", request_types);
-static const orr_field modify_fields[] = {{"ResourcePath", &t_string, 1},
+
+/* ---- GuestRequest (hcsshim's guestrequest.ModificationRequest) ---- */
+/* The resource types of hcsshim's guestresource package. */
+static const char *const guest_resource_types[] = {
+    "MappedDirectory",
+    "SCSIDevice",
+    "MappedVirtualDisk",
+    "MappedVirtualDiskForContainerScratch",
+    "WCOWBlockCims",
+    "Network",
+    "NetworkNamespace",
+    "CombinedLayers",
+    "CWCOWCombinedLayers",
+    "VPMemDevice",
+    "VPCIDevice",
+    "ContainerConstraints",
+    "HvSocket",
+    "SecurityPolicy",
+    "SecurityPolicyFragment",
+    "PodCgroupMemoryLimit",
+    NULL};
+static const orr_type t_guest_resource_type =
+    ENUM("ResourceType", guest_resource_types);
+static const orr_field guest_request_fields[] = {
+    {"RequestType", &t_request_type, 1},
+    {"ResourceType", &t_guest_resource_type, 1},
+    {"Settings", &t_any, 0},
+    END};
+static const orr_type t_guest_request =
+    OBJ("ModificationRequest", guest_request_fields);
+
+/* The Settings of the guest requests hcsshim sends with Plan9, SCSI, VPMem,
+** VPCI and network changes of a Linux guest (guestresource.LCOW...). */
+static const orr_type t_u8 = INT("uint8", 0, 255);
+static const orr_type t_i32 = INT("int32", 0, 2147483647LL);
+static const orr_field lcow_mapped_directory_fields[] = {
+    {"MountPath", &t_path, 0},
+    {"Port", &t_i32, 0},
+    {"ShareName", &t_string, 0},
+    {"ReadOnly", &t_bool, 0},
+    END};
+static const orr_type t_lcow_mapped_directory =
+    OBJ("LCOWMappedDirectory", lcow_mapped_directory_fields);
+static const orr_field verity_fields[] = {
+    {"Ext4SizeInBytes", &t_u64, 0}, {"Version", &t_i32, 0},
+    {"Algorithm", &t_string, 0},    {"SuperBlock", &t_bool, 0},
+    {"RootDigest", &t_string, 0},   {"Salt", &t_string, 0},
+    {"BlockSize", &t_i32, 0},       END};
+static const orr_type t_verity = OBJ("DeviceVerityInfo", verity_fields);
+static const orr_field lcow_mapped_disk_fields[] = {
+    {"MountPath", &t_path, 0},      {"Lun", &t_u8, 0},
+    {"Controller", &t_u8, 0},       {"Partition", &t_u64, 0},
+    {"ReadOnly", &t_bool, 0},       {"Encrypted", &t_bool, 0},
+    {"Options", &t_string_list, 0}, {"BlockDev", &t_bool, 0},
+    {"VerityInfo", &t_verity, 0},   {"EnsureFilesystem", &t_bool, 0},
+    {"Filesystem", &t_string, 0},   END};
+static const orr_type t_lcow_mapped_disk =
+    OBJ("LCOWMappedVirtualDisk", lcow_mapped_disk_fields);
+static const orr_field vpmem_mapping_info_fields[] = {
+    {"DeviceOffsetInBytes", &t_u64, 0}, {"DeviceSizeInBytes", &t_u64, 0}, END};
+static const orr_type t_vpmem_mapping_info =
+    OBJ("LCOWVPMemMappingInfo", vpmem_mapping_info_fields);
+static const orr_field lcow_vpmem_fields[] = {
+    {"DeviceNumber", &t_u32, 0},
+    {"MountPath", &t_path, 0},
+    {"MappingInfo", &t_vpmem_mapping_info, 0},
+    {"VerityInfo", &t_verity, 0},
+    END};
+static const orr_type t_lcow_vpmem =
+    OBJ("LCOWMappedVPMemDevice", lcow_vpmem_fields);
+static const orr_field lcow_vpci_fields[] = {{"VMBusGUID", &t_guid, 0}, END};
+static const orr_type t_lcow_vpci =
+    OBJ("LCOWMappedVPCIDevice", lcow_vpci_fields);
+static const orr_field ip_config_fields[] = {
+    {"IPAddress", &t_string, 0}, {"PrefixLength", &t_u8, 0}, END};
+static const orr_type t_ip_config = OBJ("LCOWIPConfig", ip_config_fields);
+static const orr_type t_ip_configs = ARR("[]LCOWIPConfig", &t_ip_config, 0);
+static const orr_field route_fields[] = {{"NextHop", &t_string, 0},
+                                         {"DestinationPrefix", &t_string, 0},
+                                         {"Metric", &t_u16, 0},
+                                         END};
+static const orr_type t_route = OBJ("LCOWRoute", route_fields);
+static const orr_type t_routes = ARR("[]LCOWRoute", &t_route, 0);
+static const orr_field lcow_network_fields[] = {
+    {"NamespaceID", &t_string, 0},   {"ID", &t_string, 0},
+    {"MacAddress", &t_string, 0},    {"DNSSuffix", &t_string, 0},
+    {"DNSServerList", &t_string, 0}, {"EncapOverhead", &t_u16, 0},
+    {"VPCIAssigned", &t_bool, 0},    {"IPConfigs", &t_ip_configs, 0},
+    {"Routes", &t_routes, 0},        {"PolicyBasedRouting", &t_bool, 0},
+    {"EnableLowMetric", &t_bool, 0}, END};
+static const orr_type t_lcow_network =
+    OBJ("LCOWNetworkAdapter", lcow_network_fields);
+
+const orr_type *orr__guest_settings_type(const char *resource_type) {
+  static const struct {
+    const char *name;
+    const orr_type *type;
+  } known[] = {{"MappedDirectory", &t_lcow_mapped_directory},
+               {"MappedVirtualDisk", &t_lcow_mapped_disk},
+               {"VPMemDevice", &t_lcow_vpmem},
+               {"VPCIDevice", &t_lcow_vpci},
+               {"Network", &t_lcow_network}};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (resource_type && strcmp(known[i].name, resource_type) == 0)
+      return known[i].type;
+  return NULL;
+}
+
+/* ResourcePath is optional: a guest-only request carries just the
+** GuestRequest (hcsshim's guest manager sends those). */
+static const orr_field modify_fields[] = {{"ResourcePath", &t_string, 0},
                                           {"RequestType", &t_request_type, 0},
                                           {"Settings", &t_any, 0},
-                                          {"GuestRequest", &t_unsupported, 0},
+                                          {"GuestRequest", &t_guest_request, 0},
                                           END};
 const orr_type orr__t_modify_request =
     OBJ("ModifySettingRequest", modify_fields);

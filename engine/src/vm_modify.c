@@ -384,39 +384,78 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
   return 0;
 }
 
-static bool has_share(orr_vm *vm, const json_t *name) {
+/* The live document's Plan9 share of that Name, or NULL. */
+static json_t *find_share(orr_vm *vm, const json_t *name) {
   size_t i;
   json_t *s;
   json_array_foreach(
       json_object_get(vm_obj(vm->doc, "Devices", "Plan9"), "Shares"), i, s) {
     if (json_equal(json_object_get(s, "Name"), name))
-      return true;
+      return s;
   }
-  return false;
+  return NULL;
+}
+
+static bool has_share(orr_vm *vm, const json_t *name) {
+  return find_share(vm, name) != NULL;
+}
+
+/*
+** A Remove names the share by Name (hcsshim sends {Name, AccessName, Port},
+** without Path). AccessName (the mount tag, Name when absent) and Path,
+** when given, must be the share's: a mismatch means the caller meant
+** another share. Port, Flags and AllowedFiles do not identify a share.
+*/
+static int share_matches(modify_ctx *c, const json_t *want,
+                         const json_t *have) {
+  const json_t *access = json_object_get(want, "AccessName");
+  const json_t *path = json_object_get(want, "Path");
+  const json_t *tag = json_object_get(have, "AccessName");
+  if (tag == NULL)
+    tag = json_object_get(have, "Name");
+  if (access && !json_equal(access, tag))
+    return fail(c, ORR_EINVAL,
+                "Settings.AccessName \"%s\" is not the AccessName of the "
+                "share of that Name (\"%s\")",
+                json_string_value(access), json_string_value(tag));
+  if (path && !json_equal(path, json_object_get(have, "Path")))
+    return fail(c, ORR_EINVAL,
+                "Settings.Path %s is not the Path of the share of that Name "
+                "(%s)",
+                json_string_value(path),
+                json_string_value(json_object_get(have, "Path")));
+  return 0;
 }
 
 static int plan9(modify_ctx *c) {
   json_t *share, *plan = NULL, *k;
   orr_error e = {0, ""};
   int rc;
+  json_t *have;
   if (need_type(c, ",Add,Remove,"))
     return -1;
-  if ((share = settings_as(c, &orr__t_plan9_share)) == NULL)
-    return -1;
   if (strcmp(c->type, "Add") == 0) {
+    if ((share = settings_as(c, &orr__t_plan9_share)) == NULL)
+      return -1;
     rc = orr__qemu_plan_plan9_add(share, &plan, &e);
     json_decref(share);
     json_decref(plan);
     return fail(c, rc ? rc : ORR_ENOTSUP, "%s%s", e.msg, NULL);
   }
+  if ((share = settings_as(c, &orr__t_plan9_share_ref)) == NULL)
+    return -1;
   k = json_object_get(c->r->vm->p9_index,
                       json_string_value(json_object_get(share, "Name")));
+  have = find_share(c->r->vm, json_object_get(share, "Name"));
   /* The index keeps the boot-time qdev of every share, removed ones too:
   ** whether the share is still there is the live document's to say. */
-  if (k == NULL || !json_is_integer(k) ||
-      !has_share(c->r->vm, json_object_get(share, "Name"))) {
+  if (k == NULL || !json_is_integer(k) || have == NULL) {
     fail(c, ORR_ENOENT, "no Plan9 share named \"%s\" in the document%s",
          json_string_value(json_object_get(share, "Name")), NULL);
+    json_decref(share);
+    return -1;
+  }
+  if (share_matches(c, share, have) != 0) {
     json_decref(share);
     return -1;
   }
@@ -636,6 +675,46 @@ static void dispatch(modify_ctx *c) {
        NULL, NULL);
 }
 
+/*
+** The GuestRequest half of a request (hcsshim sends one with Plan9, SCSI,
+** VPMem and network changes, and alone from its guest manager). Its shape
+** is checked like any field; carrying it out inside the guest is not done
+** yet, so a request that has one is refused whole with ENOTSUP before
+** anything changes, and the host half is not done either.
+*/
+static int guest_request(orr_req *r, const json_t *req) {
+  const json_t *g = json_object_get(req, "GuestRequest");
+  const char *rtype, *what;
+  const orr_type *type;
+  json_t *norm = NULL;
+  orr_error e = {0, ""};
+  if (g == NULL) {
+    if (json_object_get(req, "ResourcePath") != NULL)
+      return 0;
+    orr__req_fail(r, ORR_EINVAL,
+                  "modify: request.ResourcePath is required (or a "
+                  "GuestRequest)");
+    return -1;
+  }
+  rtype = json_string_value(json_object_get(g, "ResourceType"));
+  what = json_string_value(json_object_get(g, "RequestType"));
+  type = orr__guest_settings_type(rtype);
+  if (type != NULL && json_object_get(g, "Settings") != NULL &&
+      orr__schema_normalize(type, json_object_get(g, "Settings"),
+                            "request.GuestRequest.Settings", &norm, &e) != 0) {
+    orr__req_fail(r, e.code, "modify: %s", e.msg);
+    return -1;
+  }
+  json_decref(norm);
+  orr__req_fail(r, ORR_ENOTSUP,
+                "modify: request.GuestRequest (%s %s) asks for a change inside "
+                "the guest, which the VM manager does not carry out; nothing "
+                "was changed (send the host part without it, and act in the "
+                "guest through vm:guest())",
+                what, rtype);
+  return -1;
+}
+
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg) {
   orr_req *r = orr__req_new(vm, cb, arg);
@@ -662,6 +741,10 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
     json_decref(norm);
     orr__req_fail(r, vm->exited ? ORR_EVMGONE : ORR_ESTATE,
                   "modify: VM %s is %s", vm->id, orr_vm_state(vm));
+    return;
+  }
+  if (guest_request(r, norm) != 0) {
+    json_decref(norm);
     return;
   }
   c.path = json_string_value(json_object_get(norm, "ResourcePath"));
