@@ -1,15 +1,16 @@
--- Builder throughput: 10,000 four-disk documents built and serialised to
--- JSON, median of 5 runs, against a baseline that builds the same document
--- as a plain Lua table and cjson.encode-s it.
+-- Builder throughput: four-disk documents built and serialised to JSON
+-- through the Lua API, against a baseline that builds the same document as
+-- a plain Lua table and cjson.encode-s it. Runs of both alternate (the host
+-- is shared and noisy); each side's figure is the median of its runs.
 --   lua5.4 bench/builder_bench.lua [docs-per-run] [runs]
-package.cpath = "build/?.so;" .. package.cpath
-package.path = "scripts/lib/?.lua;scripts/lib/?/init.lua;" .. package.path
+local B = dofile("bench/lib.lua")
+B.use_build()
 
 local orrery = require("orrery")
 local cjson = require("cjson")
 
 local N = tonumber(arg[1]) or 10000
-local RUNS = tonumber(arg[2]) or 5
+local RUNS = tonumber(arg[2]) or 9
 local C0 = orrery.scsi_controller_guids[0]
 local PATHS = { "/srv/bench/disk0.img", "/srv/bench/disk1.img",
                 "/srv/bench/disk2.img", "/srv/bench/disk3.img" }
@@ -60,31 +61,26 @@ local function same(x, y)
 end
 assert(same(a, t), "the baseline does not build the same document")
 
+-- CPU seconds for N documents.
 local function time(fn)
   collectgarbage("collect")
   local bytes = 0
   local t0 = os.clock()
   for _ = 1, N do bytes = bytes + #fn() end
-  return os.clock() - t0, bytes
+  return os.clock() - t0
 end
 
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
+print(string.format("orrery %s, %s, %d bytes of JSON per document; %d runs of %d documents each",
+                    orrery.version, _VERSION, #with_orrery(), RUNS, N))
+time(with_orrery) -- warm up both
+time(with_tables)
+local so, sb = B.interleave(RUNS, function() return time(with_orrery) end,
+                            function() return time(with_tables) end)
+local mo, mb = B.median(so), B.median(sb)
+local function line(name, m)
+  print(string.format("%-22s %10.0f docs/s %8.2f us/doc (median)", name, N / m, m / N * 1e6))
 end
-
-local function measure(name, fn)
-  time(fn) -- warm up
-  local secs = {}
-  for i = 1, RUNS do secs[i] = time(fn) end
-  local m = median(secs)
-  print(string.format("%-22s %10.0f docs/s %8.2f us/doc  (median of %d runs of %d)",
-                      name, N / m, m / N * 1e6, RUNS, N))
-  return m
-end
-
-print(string.format("orrery %s, %s, %d bytes of JSON per document",
-                    orrery.version, _VERSION, #with_orrery()))
-local mo = measure("orrery builder + json", with_orrery)
-local mb = measure("lua table + cjson", with_tables)
-print(string.format("ratio orrery/baseline: %.2fx the time per document", mo / mb))
+line("orrery builder + json", mo)
+line("lua table + cjson", mb)
+print(string.format("orrery: %.0f documents per second (target >= 100000)", N / mo))
+print("ratio orrery/baseline, time per document: " .. B.ratio(mo, mb, 3))

@@ -261,6 +261,20 @@ static const luaL_Reg meta[] = {{"__gc", l_gc},
                                 {"__index", NULL},
                                 {NULL, NULL}};
 
+/* True when the options table at 1 holds at most owner, as a string. */
+static int owner_only(lua_State *L) {
+  int n = 0, ok = 1;
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    n++;
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -2), "owner") != 0)
+      ok = 0;
+    lua_pop(L, 1);
+  }
+  return ok && n <= 1;
+}
+
 /* orrery.builder{ owner = "demo", ShouldTerminateOnLastHandleClosed = b }
 ** or orrery.builder("demo"). */
 static int l_builder(lua_State *L) {
@@ -271,6 +285,11 @@ static int l_builder(lua_State *L) {
   int rc;
   if (lua_type(L, 1) == LUA_TSTRING) {
     owner = lua_tostring(L, 1);
+  } else if (lua_istable(L, 1) && owner_only(L)) {
+    /* The common { owner = "x" } (or {}) needs no conversion. */
+    lua_getfield(L, 1, "owner");
+    if (lua_type(L, -1) == LUA_TSTRING)
+      owner = lua_tostring(L, -1); /* stays on the stack, so alive */
   } else if (lua_istable(L, 1)) {
     opts = orr_l_checkjson(L, 1, "builder");
     if (!json_is_object(opts) && json_array_size(opts) > 0) {

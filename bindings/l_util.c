@@ -7,13 +7,50 @@
 /* Deeper than any document; stops a cyclic table. */
 #define MAX_DEPTH 32
 
-static json_t *tojson(lua_State *L, int idx, const char *path, int depth,
+/*
+** Where a value sits, as frames on the C stack; the text is formatted only
+** for a message, never on the way down.
+*/
+typedef struct frame {
+  const struct frame *up;
+  const char *key; /* NULL: a list entry */
+  size_t index;
+} frame;
+
+static size_t render(const frame *f, char *buf, size_t len) {
+  size_t n = 0;
+  int w;
+  if (f == NULL)
+    return 0;
+  n = render(f->up, buf, len);
+  if (n >= len)
+    return n;
+  if (f->key == NULL)
+    w = snprintf(buf + n, len - n, "[%zu]", f->index);
+  else
+    w = snprintf(buf + n, len - n, "%s%s", n ? "." : "", f->key);
+  return w < 0 ? n : n + (size_t)w;
+}
+
+static const char *path_of(const frame *f, char *buf, size_t len) {
+  buf[0] = '\0';
+  render(f, buf, len);
+  return buf;
+}
+
+static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
                       char *err, size_t errlen);
 
 static int is_sequence(lua_State *L, int idx, size_t *n_out) {
   size_t count = 0;
   lua_Integer maxkey = 0;
   int seq = 1;
+  /* Keys exactly 1..n put t[1] in the table, so its length is not 0: a
+  ** table of named fields is known without a pass over it. */
+  if (lua_rawlen(L, idx) == 0) {
+    *n_out = 0;
+    return 0;
+  }
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     lua_pop(L, 1);
@@ -30,13 +67,14 @@ static int is_sequence(lua_State *L, int idx, size_t *n_out) {
   return count > 0 && seq && (size_t)maxkey == count;
 }
 
-static json_t *table_tojson(lua_State *L, int idx, const char *path, int depth,
+static json_t *table_tojson(lua_State *L, int idx, const frame *at, int depth,
                             char *err, size_t errlen) {
   size_t n;
-  char sub[512];
+  char path[512];
   json_t *res;
   if (depth > MAX_DEPTH) {
-    snprintf(err, errlen, "%s is nested too deeply (a cycle?)", path);
+    snprintf(err, errlen, "%s is nested too deeply (a cycle?)",
+             path_of(at, path, sizeof path));
     return NULL;
   }
   luaL_checkstack(L, 4, "orrery: table too deep");
@@ -44,9 +82,9 @@ static json_t *table_tojson(lua_State *L, int idx, const char *path, int depth,
     res = json_array();
     for (size_t i = 1; i <= n; i++) {
       json_t *v;
+      frame sub = {at, NULL, i};
       lua_geti(L, idx, (lua_Integer)i);
-      snprintf(sub, sizeof sub, "%s[%zu]", path, i);
-      v = tojson(L, lua_gettop(L), sub, depth + 1, err, errlen);
+      v = tojson(L, lua_gettop(L), &sub, depth + 1, err, errlen);
       lua_pop(L, 1);
       if (v == NULL) {
         json_decref(res);
@@ -68,14 +106,14 @@ static json_t *table_tojson(lua_State *L, int idx, const char *path, int depth,
       snprintf(key, sizeof key, "%lld", (long long)lua_tointeger(L, -2));
       k = key;
     } else {
-      snprintf(err, errlen, "%s has a %s key; keys must be strings", path,
-               luaL_typename(L, -2));
+      snprintf(err, errlen, "%s has a %s key; keys must be strings",
+               path_of(at, path, sizeof path), luaL_typename(L, -2));
       lua_pop(L, 2);
       json_decref(res);
       return NULL;
     }
-    snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", k);
-    v = tojson(L, lua_gettop(L), sub, depth + 1, err, errlen);
+    frame sub = {at, k, 0};
+    v = tojson(L, lua_gettop(L), &sub, depth + 1, err, errlen);
     if (v == NULL) {
       lua_pop(L, 2);
       json_decref(res);
@@ -87,10 +125,11 @@ static json_t *table_tojson(lua_State *L, int idx, const char *path, int depth,
   return res;
 }
 
-static json_t *tojson(lua_State *L, int idx, const char *path, int depth,
+static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
                       char *err, size_t errlen) {
   size_t len;
   const char *s;
+  char path[512];
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
     return json_null();
@@ -100,7 +139,8 @@ static json_t *tojson(lua_State *L, int idx, const char *path, int depth,
     if (lua_isinteger(L, idx))
       return json_integer(lua_tointeger(L, idx));
     if (!isfinite(lua_tonumber(L, idx))) {
-      snprintf(err, errlen, "%s must be a finite number", path);
+      snprintf(err, errlen, "%s must be a finite number",
+               path_of(at, path, sizeof path));
       return NULL;
     }
     return json_real(lua_tonumber(L, idx));
@@ -108,8 +148,9 @@ static json_t *tojson(lua_State *L, int idx, const char *path, int depth,
     s = lua_tolstring(L, idx, &len);
     return json_stringn(s, len);
   case LUA_TTABLE:
-    return table_tojson(L, idx, path, depth, err, errlen);
+    return table_tojson(L, idx, at, depth, err, errlen);
   default:
+    path_of(at, path, sizeof path);
     snprintf(err, errlen,
              "%s must be a table, string, number or boolean, "
              "got a %s",
@@ -120,7 +161,9 @@ static json_t *tojson(lua_State *L, int idx, const char *path, int depth,
 
 json_t *orr_l_tojson(lua_State *L, int idx, const char *path, char *err,
                      size_t errlen) {
-  json_t *v = tojson(L, lua_absindex(L, idx), path, 0, err, errlen);
+  frame top = {NULL, path, 0};
+  json_t *v =
+      tojson(L, lua_absindex(L, idx), path[0] ? &top : NULL, 0, err, errlen);
   if (v != NULL && json_is_null(v)) {
     snprintf(err, errlen, "%s is required", path[0] ? path : "a value");
     return NULL;

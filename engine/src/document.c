@@ -31,17 +31,29 @@ int orr_scsi_controller_index(const char *guid) {
 
 json_t *orr_doc_new(const char *owner) {
   /* The same defaults hcsshim's builder.New writes; Go omits an empty
-  ** Owner (omitempty), and so do we. */
-  json_t *doc = json_pack(
-      "{s:s, s:{s:i, s:i}, s:{s:b, s:{}, s:{s:{}, s:{}}, "
-      "s:{s:{s:{s:s}}}}, s:b}",
-      "Owner", owner ? owner : "", "SchemaVersion", "Major", 2, "Minor", 1,
-      "VirtualMachine", "StopOnReset", 1, "Chipset", "ComputeTopology",
-      "Memory", "Processor", "Devices", "HvSocket", "HvSocketConfig",
-      "DefaultBindSecurityDescriptor", "D:P(A;;FA;;;SY)(A;;FA;;;BA)",
-      "ShouldTerminateOnLastHandleClosed", 1);
-  if (owner == NULL || owner[0] == '\0')
-    json_object_del(doc, "Owner");
+  ** Owner (omitempty), and so do we. Built member by member: a builder
+  ** starts here for every document. */
+  json_t *doc = json_object(), *vm = json_object(), *topo = json_object(),
+         *dev = json_object(), *hv = json_object(), *cfg = json_object(),
+         *ver = json_object();
+  if (owner != NULL && owner[0] != '\0')
+    json_object_set_new_nocheck(doc, "Owner", json_string(owner));
+  json_object_set_new_nocheck(ver, "Major", json_integer(2));
+  json_object_set_new_nocheck(ver, "Minor", json_integer(1));
+  json_object_set_new_nocheck(doc, "SchemaVersion", ver);
+  json_object_set_new_nocheck(vm, "StopOnReset", json_true());
+  json_object_set_new_nocheck(vm, "Chipset", json_object());
+  json_object_set_new_nocheck(topo, "Memory", json_object());
+  json_object_set_new_nocheck(topo, "Processor", json_object());
+  json_object_set_new_nocheck(vm, "ComputeTopology", topo);
+  json_object_set_new_nocheck(cfg, "DefaultBindSecurityDescriptor",
+                              json_string("D:P(A;;FA;;;SY)(A;;FA;;;BA)"));
+  json_object_set_new_nocheck(hv, "HvSocketConfig", cfg);
+  json_object_set_new_nocheck(dev, "HvSocket", hv);
+  json_object_set_new_nocheck(vm, "Devices", dev);
+  json_object_set_new_nocheck(doc, "VirtualMachine", vm);
+  json_object_set_new_nocheck(doc, "ShouldTerminateOnLastHandleClosed",
+                              json_true());
   return doc;
 }
 
@@ -68,14 +80,9 @@ static int rule_boot(const json_t *doc, orr_error *e) {
 }
 
 static int rule_numa(const json_t *doc, int complete, orr_error *e) {
-  json_t *numa = at(doc, "ComputeTopology", "Numa", NULL);
-  json_t *mem = at(doc, "ComputeTopology", "Memory", "SizeInMB");
-  json_t *cpus = at(doc, "ComputeTopology", "Processor", "Count");
-  json_t *perproc =
-      json_object_get(json_object_get(at(doc, "ComputeTopology", "Processor",
-                                         "NumaProcessorsSettings"),
-                                      "count_per_node"),
-                      "max");
+  json_t *topo = at(doc, "ComputeTopology", NULL, NULL);
+  json_t *numa = json_object_get(topo, "Numa");
+  json_t *mem, *cpus, *perproc, *proc;
   json_t *settings, *s;
   json_int_t nodes, sum_cpu = 0, sum_mem = 0;
   unsigned long long seen = 0;
@@ -83,6 +90,13 @@ static int rule_numa(const json_t *doc, int complete, orr_error *e) {
   const char *P = "VirtualMachine.ComputeTopology.Numa";
   if (numa == NULL)
     return 0;
+  proc = json_object_get(topo, "Processor");
+  mem = json_object_get(json_object_get(topo, "Memory"), "SizeInMB");
+  cpus = json_object_get(proc, "Count");
+  perproc = json_object_get(
+      json_object_get(json_object_get(proc, "NumaProcessorsSettings"),
+                      "count_per_node"),
+      "max");
   nodes = json_integer_value(json_object_get(numa, "VirtualNodeCount"));
   settings = json_object_get(numa, "Settings");
   if (settings == NULL || json_array_size(settings) == 0) {
@@ -213,33 +227,53 @@ static int rule_nics(const json_t *doc, orr_error *e) {
   return 0;
 }
 
-static int rule_scsi_paths(const json_t *doc, orr_error *e) {
-  json_t *scsi = at(doc, "Devices", "Scsi", NULL);
-  const char *c1, *c2, *l1, *l2;
-  json_t *ctl1, *ctl2, *a1, *a2;
-  /* The same image writable in two places corrupts it. */
-  json_object_foreach(scsi, c1, ctl1) {
-    json_object_foreach(json_object_get(ctl1, "Attachments"), l1, a1) {
-      const char *p1 = json_string_value(json_object_get(a1, "Path"));
-      int ro1 = json_is_true(json_object_get(a1, "ReadOnly"));
-      json_object_foreach(scsi, c2, ctl2) {
-        json_object_foreach(json_object_get(ctl2, "Attachments"), l2, a2) {
-          if (a2 == a1)
-            goto next;
-          if (strcmp(p1, json_string_value(json_object_get(a2, "Path"))) == 0 &&
-              !(ro1 && json_is_true(json_object_get(a2, "ReadOnly"))))
-            return orr_error_set(
-                e, ORR_EEXIST,
-                "VirtualMachine.Devices.Scsi.%s.Attachments.%s.Path %s is "
-                "already attached at controller %d LUN %s; an image may be "
-                "attached twice only if every attachment is ReadOnly",
-                c1, l1, p1, orr_scsi_controller_index(c2), l2);
-        }
+/* The same image writable in two places corrupts it: the attachment a1
+** (controller c1, LUN l1) against every attachment before it in the
+** document, or against every other one when `all` is set. */
+static int scsi_path_conflict(const json_t *scsi, const char *c1,
+                              const char *l1, const json_t *a1, int all,
+                              orr_error *e) {
+  const char *p1 = json_string_value(json_object_get(a1, "Path"));
+  int ro1 = json_is_true(json_object_get(a1, "ReadOnly"));
+  const char *c2, *l2;
+  json_t *ctl2, *a2;
+  json_object_foreach((json_t *)scsi, c2, ctl2) {
+    json_object_foreach(json_object_get(ctl2, "Attachments"), l2, a2) {
+      if (a2 == a1) {
+        if (!all)
+          return 0;
+        continue;
       }
-    next:;
+      if (strcmp(p1, json_string_value(json_object_get(a2, "Path"))) == 0 &&
+          !(ro1 && json_is_true(json_object_get(a2, "ReadOnly"))))
+        return orr_error_set(
+            e, ORR_EEXIST,
+            "VirtualMachine.Devices.Scsi.%s.Attachments.%s.Path %s is "
+            "already attached at controller %d LUN %s; an image may be "
+            "attached twice only if every attachment is ReadOnly",
+            c1, l1, p1, orr_scsi_controller_index(c2), l2);
     }
   }
   return 0;
+}
+
+static int rule_scsi_paths(const json_t *doc, orr_error *e) {
+  json_t *scsi = at(doc, "Devices", "Scsi", NULL);
+  const char *c1, *l1;
+  json_t *ctl1, *a1;
+  int rc;
+  json_object_foreach(scsi, c1, ctl1) {
+    json_object_foreach(json_object_get(ctl1, "Attachments"), l1, a1) {
+      if ((rc = scsi_path_conflict(scsi, c1, l1, a1, 0, e)) != 0)
+        return rc;
+    }
+  }
+  return 0;
+}
+
+int orr__rule_scsi_path(const json_t *scsi, const char *ctrl, const char *lun,
+                        const json_t *attachment, orr_error *e) {
+  return scsi_path_conflict(scsi, ctrl, lun, attachment, 1, e);
 }
 
 static int rule_unique_strings(const json_t *list, const char *key,
@@ -317,14 +351,23 @@ static int rule_com(const json_t *doc, orr_error *e) {
   return 0;
 }
 
-int orr_doc_rules(const json_t *doc, int complete, orr_error *e) {
-  int rc;
-  if ((rc = rule_boot(doc, e)) || (rc = rule_numa(doc, complete, e)) ||
-      (rc = rule_vpci(doc, e)) || (rc = rule_nics(doc, e)) ||
-      (rc = rule_scsi_paths(doc, e)) || (rc = rule_shares(doc, e)) ||
-      (rc = rule_vpmem(doc, e)) || (rc = rule_com(doc, e)))
+int orr__doc_rules_some(const json_t *doc, int complete, unsigned mask,
+                        orr_error *e) {
+  int rc = 0;
+  if (((mask & ORR_RULE_BOOT) && (rc = rule_boot(doc, e))) ||
+      ((mask & ORR_RULE_NUMA) && (rc = rule_numa(doc, complete, e))) ||
+      ((mask & ORR_RULE_VPCI) && (rc = rule_vpci(doc, e))) ||
+      ((mask & ORR_RULE_NICS) && (rc = rule_nics(doc, e))) ||
+      ((mask & ORR_RULE_SCSI) && (rc = rule_scsi_paths(doc, e))) ||
+      ((mask & ORR_RULE_SHARES) && (rc = rule_shares(doc, e))) ||
+      ((mask & ORR_RULE_VPMEM) && (rc = rule_vpmem(doc, e))) ||
+      ((mask & ORR_RULE_COM) && (rc = rule_com(doc, e))))
     return rc;
   return 0;
+}
+
+int orr_doc_rules(const json_t *doc, int complete, orr_error *e) {
+  return orr__doc_rules_some(doc, complete, ORR_RULES_ALL, e);
 }
 
 int orr_doc_check(const json_t *doc, json_t **out, orr_error *e) {
@@ -354,12 +397,18 @@ int orr_doc_parse(const char *text, size_t len, json_t **out, orr_error *e) {
 
 char *orr_doc_dump(const json_t *doc, int pretty) {
   json_t *norm = NULL;
-  char *text;
-  /* Re-normalize so keys come out in HCS order whatever order the
-  ** builder inserted them in; a document that fails here is dumped as is. */
-  if (orr__schema_normalize(&orr__t_compute_system, doc, "", &norm, NULL) != 0)
-    norm = json_incref((json_t *)doc);
-  text = json_dumps(norm, pretty ? JSON_INDENT(2) : JSON_COMPACT);
+  char *text = NULL;
+  if (orr__schema_dump(&orr__t_compute_system, doc, pretty ? 2 : 0, &text) == 0)
+    return text;
+  /* Not in normal form (a document built by hand): normalize it, so keys
+  ** come out in HCS order whatever order they were inserted in; a document
+  ** that fails here is dumped as is. */
+  if (orr__schema_normalize(&orr__t_compute_system, doc, "", &norm, NULL) !=
+          0 ||
+      orr__schema_dump(&orr__t_compute_system, norm, pretty ? 2 : 0, &text) !=
+          0)
+    text =
+        json_dumps(norm ? norm : doc, pretty ? JSON_INDENT(2) : JSON_COMPACT);
   json_decref(norm);
   return text;
 }

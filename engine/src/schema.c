@@ -111,137 +111,182 @@ void orr__json_brief(const json_t *v, char *buf, size_t len) {
   }
 }
 
-/* Appends ".name" (or "name" at the top) to a path for messages. */
-static void path_join(char *out, size_t len, const char *path,
-                      const char *name) {
-  snprintf(out, len, "%s%s%s", path, path[0] ? "." : "", name);
+/*
+** Where a value sits, as a chain of frames on the C stack: the text
+** ("VirtualMachine.Devices.Scsi[2]") is only formatted when a message needs
+** it, never on the way down.
+*/
+typedef struct frame {
+  const struct frame *up;
+  const char *key; /* a field or map key; NULL for a list entry */
+  size_t index;    /* 1-based list index when key is NULL */
+} frame;
+
+static size_t render(const frame *f, char *buf, size_t len) {
+  size_t n = 0;
+  int w;
+  if (f == NULL)
+    return 0;
+  if (f->up != NULL)
+    n = render(f->up, buf, len);
+  if (n >= len)
+    return n;
+  if (f->key == NULL)
+    w = snprintf(buf + n, len - n, "[%zu]", f->index);
+  else
+    w = snprintf(buf + n, len - n, "%s%s", n ? "." : "", f->key);
+  return w < 0 ? n : n + (size_t)w;
 }
 
-static int fail(orr_error *e, const char *path, const char *rule,
+/* The path text of f; "" at the top. */
+static const char *path_text(const frame *f, char *buf, size_t len) {
+  buf[0] = '\0';
+  render(f, buf, len);
+  return buf;
+}
+
+static int fail(orr_error *e, const frame *at, const char *rule,
                 const json_t *got) {
-  char brief[80];
+  char brief[80], path[512];
+  if (e == NULL)
+    return ORR_EINVAL;
   orr__json_brief(got, brief, sizeof brief);
+  path_text(at, path, sizeof path);
   return orr_error_set(e, ORR_EINVAL, "%s %s, got %s", path[0] ? path : "value",
                        rule, brief);
 }
 
+static int normalize(const orr_type *t, const json_t *in, const frame *at,
+                     json_t **out, orr_error *e);
+
 static int normalize_string(const orr_type *t, const json_t *in,
-                            const char *path, json_t **out, orr_error *e) {
+                            const frame *at, json_t **out, orr_error *e) {
   const char *s;
   size_t n;
   const char *rule;
-  char buf[512];
   if (!json_is_string(in))
-    return fail(e, path, "must be a string", in);
+    return fail(e, at, "must be a string", in);
   s = json_string_value(in);
   n = json_string_length(in);
   if (memchr(s, '\0', n) != NULL)
-    return fail(e, path, "must not contain a NUL byte", in);
+    return fail(e, at, "must not contain a NUL byte", in);
   if (t->values != NULL) {
+    char buf[512], rule_text[600];
     size_t off = 0;
-    for (const char *const *v = t->values; *v; v++) {
+    for (const char *const *v = t->values; *v; v++)
       if (strcmp(*v, s) == 0)
         goto ok;
+    for (const char *const *v = t->values; *v && off < sizeof buf; v++)
       off += (size_t)snprintf(buf + off, sizeof buf - off, "%s\"%s\"",
                               off ? ", " : "", *v);
-      if (off >= sizeof buf)
-        break;
-    }
-    char rule_text[600];
     snprintf(rule_text, sizeof rule_text, "must be one of %s", buf);
-    return fail(e, path, rule_text, in);
+    return fail(e, at, rule_text, in);
   }
   if (t->check != NULL && (rule = t->check(s, n)) != NULL)
-    return fail(e, path, rule, in);
+    return fail(e, at, rule, in);
 ok:
-  *out = json_stringn(s, n);
+  /* Scalars are never changed in place, so the copy shares them. */
+  *out = json_incref((json_t *)in);
   return 0;
 }
 
-static int normalize_int(const orr_type *t, const json_t *in, const char *path,
+static int normalize_int(const orr_type *t, const json_t *in, const frame *at,
                          json_t **out, orr_error *e) {
   json_int_t v;
-  char rule[128];
-  snprintf(rule, sizeof rule, "must be an integer in %lld..%lld",
-           (long long)t->min, (long long)t->max);
   if (json_is_integer(in)) {
     v = json_integer_value(in);
   } else if (json_is_real(in)) {
     double d = json_real_value(in);
     /* Lua and JSON both may carry 512.0 for 512; accept exact integers. */
     if (!isfinite(d) || d != floor(d) || fabs(d) > 9.0e15)
-      return fail(e, path, rule, in);
+      goto bad;
     v = (json_int_t)d;
   } else {
-    return fail(e, path, rule, in);
+    goto bad;
   }
   if (v < t->min || v > t->max)
-    return fail(e, path, rule, in);
-  *out = json_integer(v);
+    goto bad;
+  *out = json_is_integer(in) ? json_incref((json_t *)in) : json_integer(v);
   return 0;
+bad:;
+  char rule[128];
+  snprintf(rule, sizeof rule, "must be an integer in %lld..%lld",
+           (long long)t->min, (long long)t->max);
+  return fail(e, at, rule, in);
 }
 
 static int cmp_keys(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The most fields any schema object has; checked by the schema spec. */
+#define MAX_FIELDS 32
+
 static int normalize_object(const orr_type *t, const json_t *in,
-                            const char *path, json_t **out, orr_error *e) {
+                            const frame *at, json_t **out, orr_error *e) {
+  const json_t *slot[MAX_FIELDS] = {0};
   const char *key;
-  json_t *val;
-  char sub[512];
-  json_t *res;
+  json_t *val, *res;
+  size_t nfields = 0;
   if (json_is_array(in) && json_array_size(in) == 0)
     in = NULL; /* an empty Lua table */
   else if (!json_is_object(in))
-    return fail(e, path, "must be a table", in);
-  /* Unknown keys first: a typo must not pass silently. */
+    return fail(e, at, "must be a table", in);
+  while (t->fields[nfields].name != NULL)
+    nfields++;
+  if (nfields > MAX_FIELDS)
+    return orr_error_set(e, ORR_EINVAL, "%s: bad schema (too many fields)",
+                         t->name);
+  /* One pass over the given keys: each finds its field, and an unknown one
+  ** (a typo) is refused before anything else. */
   json_object_foreach((json_t *)in, key, val) {
-    const orr_field *f = t->fields;
-    while (f->name && strcmp(f->name, key) != 0)
-      f++;
-    if (f->name == NULL) {
-      path_join(sub, sizeof sub, path, key);
+    int i = orr__field_index(t, key);
+    if (i < 0) {
+      char path[512];
+      frame sub = {at, key, 0};
       return orr_error_set(e, ORR_EINVAL,
                            "%s is not a field of %s (HCS names are "
                            "case-sensitive)",
-                           sub, t->name);
+                           path_text(&sub, path, sizeof path), t->name);
     }
+    slot[i] = val;
   }
   res = json_object();
-  for (const orr_field *f = t->fields; f->name; f++) {
-    json_t *v = in ? json_object_get(in, f->name) : NULL;
+  for (size_t i = 0; i < nfields; i++) {
+    const orr_field *f = &t->fields[i];
+    frame sub = {at, f->name, 0};
     json_t *nv = NULL;
-    path_join(sub, sizeof sub, path, f->name);
-    if (v == NULL || json_is_null(v)) {
+    if (slot[i] == NULL || json_is_null(slot[i])) {
       if (f->required) {
+        char path[512];
         json_decref(res);
-        return orr_error_set(e, ORR_EINVAL, "%s is required", sub);
+        return orr_error_set(e, ORR_EINVAL, "%s is required",
+                             path_text(&sub, path, sizeof path));
       }
       continue;
     }
-    if (orr__schema_normalize(f->type, v, sub, &nv, e) != 0) {
+    if (normalize(f->type, slot[i], &sub, &nv, e) != 0) {
       json_decref(res);
       return e ? e->code : ORR_EINVAL;
     }
-    json_object_set_new(res, f->name, nv);
+    json_object_set_new_nocheck(res, f->name, nv);
   }
   *out = res;
   return 0;
 }
 
-static int normalize_map(const orr_type *t, const json_t *in, const char *path,
+static int normalize_map(const orr_type *t, const json_t *in, const frame *at,
                          json_t **out, orr_error *e) {
   size_t n, i = 0;
-  const char **keys;
+  const char *small[16], **keys = small;
   const char *key;
   json_t *val;
   json_t *res;
-  char sub[512];
+  char path[512];
   if (json_is_array(in) && json_array_size(in) == 0)
     in = NULL;
   else if (!json_is_object(in))
-    return fail(e, path,
+    return fail(e, at,
                 "must be a table keyed by strings (HCS map keys are "
                 "strings, e.g. [\"0\"])",
                 in);
@@ -249,9 +294,10 @@ static int normalize_map(const orr_type *t, const json_t *in, const char *path,
   if (t->max_items && n > t->max_items) {
     char rule[96];
     snprintf(rule, sizeof rule, "must have at most %zu entries", t->max_items);
-    return fail(e, path, rule, in);
+    return fail(e, at, rule, in);
   }
-  keys = calloc(n ? n : 1, sizeof *keys);
+  if (n > sizeof small / sizeof *small)
+    keys = calloc(n, sizeof *keys);
   if (in)
     json_object_foreach((json_t *)in, key, val) keys[i++] = key;
   /* Go marshals maps with sorted keys; so do we. */
@@ -260,13 +306,13 @@ static int normalize_map(const orr_type *t, const json_t *in, const char *path,
   for (i = 0; i < n; i++) {
     json_t *nv = NULL;
     const char *rule;
-    path_join(sub, sizeof sub, path, keys[i]);
+    frame sub = {at, keys[i], 0};
     if (t->key_check && (rule = t->key_check(keys[i], strlen(keys[i])))) {
-      orr_error_set(e, ORR_EINVAL, "%s: key \"%s\" %s", path, keys[i], rule);
+      orr_error_set(e, ORR_EINVAL, "%s: key \"%s\" %s",
+                    path_text(at, path, sizeof path), keys[i], rule);
       goto err;
     }
-    if (orr__schema_normalize(t->elem, json_object_get(in, keys[i]), sub, &nv,
-                              e) != 0)
+    if (normalize(t->elem, json_object_get(in, keys[i]), &sub, &nv, e) != 0)
       goto err;
     if (t->key_check == orr__check_guid) {
       /* GUIDs compare case-insensitively: store one spelling, so the same
@@ -278,53 +324,54 @@ static int normalize_map(const orr_type *t, const json_t *in, const char *path,
         orr_error_set(e, ORR_EEXIST,
                       "%s: key \"%s\" is the same GUID as "
                       "another key",
-                      path, keys[i]);
+                      path_text(at, path, sizeof path), keys[i]);
         goto err;
       }
-      json_object_set_new(res, low, nv);
+      json_object_set_new_nocheck(res, low, nv);
       continue;
     }
-    json_object_set_new(res, keys[i], nv);
+    json_object_set_new_nocheck(res, keys[i], nv);
   }
-  free(keys);
+  if (keys != small)
+    free(keys);
   *out = res;
   return 0;
 err:
-  free(keys);
+  if (keys != small)
+    free(keys);
   json_decref(res);
   return e ? e->code : ORR_EINVAL;
 }
 
-static int normalize_array(const orr_type *t, const json_t *in,
-                           const char *path, json_t **out, orr_error *e) {
+static int normalize_array(const orr_type *t, const json_t *in, const frame *at,
+                           json_t **out, orr_error *e) {
   json_t *res;
-  char sub[512];
   if (json_is_object(in) && json_object_size(in) == 0) {
     if (t->min > 0)
-      return fail(e, path, "must not be empty", in);
+      return fail(e, at, "must not be empty", in);
     *out = json_array(); /* an empty Lua table */
     return 0;
   }
   if (!json_is_array(in))
-    return fail(e, path, "must be a list", in);
+    return fail(e, at, "must be a list", in);
   /* For lists, min is the fewest entries (a VPCI device needs a function). */
   if (t->min > 0 && json_array_size(in) < (size_t)t->min) {
     char rule[96];
     snprintf(rule, sizeof rule, "must have at least %lld entr%s",
              (long long)t->min, t->min == 1 ? "y" : "ies");
-    return fail(e, path, rule, in);
+    return fail(e, at, rule, in);
   }
   if (t->max_items && json_array_size(in) > t->max_items) {
     char rule[96];
     snprintf(rule, sizeof rule, "must have at most %zu entries", t->max_items);
-    return fail(e, path, rule, in);
+    return fail(e, at, rule, in);
   }
   res = json_array();
   for (size_t i = 0; i < json_array_size(in); i++) {
     json_t *nv = NULL;
     /* 1-based, as the Lua user wrote it. */
-    snprintf(sub, sizeof sub, "%s[%zu]", path, i + 1);
-    if (orr__schema_normalize(t->elem, json_array_get(in, i), sub, &nv, e)) {
+    frame sub = {at, NULL, i + 1};
+    if (normalize(t->elem, json_array_get(in, i), &sub, &nv, e)) {
       json_decref(res);
       return e ? e->code : ORR_EINVAL;
     }
@@ -334,30 +381,39 @@ static int normalize_array(const orr_type *t, const json_t *in,
   return 0;
 }
 
-int orr__schema_normalize(const orr_type *t, const json_t *in, const char *path,
-                          json_t **out, orr_error *e) {
+static int normalize(const orr_type *t, const json_t *in, const frame *at,
+                     json_t **out, orr_error *e) {
   switch (t->kind) {
   case ORR_K_STRING:
-    return normalize_string(t, in, path, out, e);
+    return normalize_string(t, in, at, out, e);
   case ORR_K_BOOL:
     if (!json_is_boolean(in))
-      return fail(e, path, "must be a boolean", in);
+      return fail(e, at, "must be a boolean", in);
     *out = json_boolean(json_is_true(in));
     return 0;
   case ORR_K_INT:
-    return normalize_int(t, in, path, out, e);
+    return normalize_int(t, in, at, out, e);
   case ORR_K_OBJECT:
-    return normalize_object(t, in, path, out, e);
+    return normalize_object(t, in, at, out, e);
   case ORR_K_MAP:
-    return normalize_map(t, in, path, out, e);
+    return normalize_map(t, in, at, out, e);
   case ORR_K_ARRAY:
-    return normalize_array(t, in, path, out, e);
+    return normalize_array(t, in, at, out, e);
   case ORR_K_ANY:
     *out = json_deep_copy(in);
     return 0;
-  case ORR_K_UNSUPPORTED:
+  case ORR_K_UNSUPPORTED: {
+    char path[512];
     return orr_error_set(e, ORR_EINVAL,
-                         "%s is an HCS field Orrery does not support", path);
+                         "%s is an HCS field Orrery does not support",
+                         path_text(at, path, sizeof path));
   }
-  return orr_error_set(e, ORR_EINVAL, "%s: bad schema", path);
+  }
+  return orr_error_set(e, ORR_EINVAL, "bad schema");
+}
+
+int orr__schema_normalize(const orr_type *t, const json_t *in, const char *path,
+                          json_t **out, orr_error *e) {
+  frame top = {NULL, path, 0};
+  return normalize(t, in, path[0] ? &top : NULL, out, e);
 }

@@ -45,6 +45,20 @@ struct orr_type {
   size_t max_items;          /* ORR_K_MAP / ORR_K_ARRAY, 0 = unbounded */
 };
 
+/* The index of the field `key` of an object type t, or -1. */
+static inline int orr__field_index(const orr_type *t, const char *key) {
+  /* An inline byte loop: field names are short and most differ in the
+  ** first byte, and this runs for every key of every document. */
+  for (int i = 0; t->fields[i].name != NULL; i++) {
+    const char *a = t->fields[i].name, *b = key;
+    while (*a != '\0' && *a == *b)
+      a++, b++;
+    if (*a == *b)
+      return i;
+  }
+  return -1;
+}
+
 /* The types the builder and the VM manager need by name. */
 extern const orr_type orr__t_compute_system;
 extern const orr_type orr__t_memory;
@@ -92,6 +106,41 @@ const char *orr__check_lun_key(const char *s, size_t len);
 */
 int orr__schema_normalize(const orr_type *type, const json_t *in,
                           const char *path, json_t **out, orr_error *e);
+
+/*
+** The cross-field rules of orr_doc_rules, one bit each. Each rule reads one
+** part of the document only (named here); a builder operation runs the
+** rules of the parts it writes, since the document it starts from already
+** satisfies all of them.
+*/
+enum {
+  ORR_RULE_BOOT = 1 << 0,   /* Chipset.Uefi, Chipset.LinuxKernelDirect */
+  ORR_RULE_NUMA = 1 << 1,   /* Numa; Memory.SizeInMB; Processor.Count and
+                               .NumaProcessorsSettings */
+  ORR_RULE_VPCI = 1 << 2,   /* Devices.VirtualPci */
+  ORR_RULE_NICS = 1 << 3,   /* Devices.NetworkAdapters */
+  ORR_RULE_SCSI = 1 << 4,   /* Devices.Scsi.*.Attachments */
+  ORR_RULE_SHARES = 1 << 5, /* Devices.Plan9.Shares, Devices.VirtualSmb */
+  ORR_RULE_VPMEM = 1 << 6,  /* Devices.VirtualPMem */
+  ORR_RULE_COM = 1 << 7,    /* Devices.ComPorts */
+  ORR_RULES_ALL = 0xff
+};
+int orr__doc_rules_some(const json_t *doc, int complete, unsigned mask,
+                        orr_error *e);
+/* ORR_RULE_SCSI for one attachment of the Devices.Scsi map `scsi` (at
+** controller GUID ctrl, LUN key lun) against all the others: what adding it
+** can break. */
+int orr__rule_scsi_path(const json_t *scsi, const char *ctrl, const char *lun,
+                        const json_t *attachment, orr_error *e);
+
+/*
+** Writes v as JSON text of `type` in one pass: object keys in schema order,
+** map keys sorted, `indent` spaces per level (0: one line). v must already
+** be in normal form (as orr__schema_normalize returns it); otherwise
+** returns ORR_EINVAL and the caller normalizes first. *text is malloc'd.
+*/
+int orr__schema_dump(const orr_type *type, const json_t *v, int indent,
+                     char **text);
 
 /* A short human rendering of a JSON value for messages. */
 void orr__json_brief(const json_t *v, char *buf, size_t len);
