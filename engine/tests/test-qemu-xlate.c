@@ -425,6 +425,7 @@ static void test_full_example(void) {
 
   /* kernel direct, verbatim */
   ASSERT(find_opt(argv, "-kernel", "/srv/boot/vmlinux") > 0);
+  ASSERT(find_opt(argv, "-bios", "qboot.rom") > 0);
   ASSERT(find_opt(argv, "-initrd", "/srv/boot/initrd.img") > 0);
   ASSERT(find_opt(argv, "-append", "8250_core.nr_uarts=1 "
                                    "console=ttyS0,115200 -- -e 1 /bin/gcs") >
@@ -651,6 +652,7 @@ static void test_decisions(void) {
   ASSERT(in_list(json_object_get(layout, "ignored"),
                  "VirtualMachine.Chipset.Uefi.BootThis"));
   ASSERT_NULL(opt_with(argv, "-kernel", ""));
+  ASSERT_NULL(opt_with(argv, "-bios", "")); /* OVMF is in pflash */
   json_decref(argv);
   json_decref(layout);
 
