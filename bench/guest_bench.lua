@@ -7,6 +7,13 @@
 --    way) minus -S, timed by bench/guest_bare (spawn, then the engine's
 --    agent client until guest-ping answers). Runs alternate which side goes
 --    first; the medians and their ratio are printed (target <= 1.05).
+--    Each Orrery boot also says where its time went (medians printed):
+--    create + start (QEMU spawned paused, QMP, document, cont), firmware and
+--    early kernel (cont until the guest's clock starts), kernel (until /init
+--    runs), modules, the rest of /init until qemu-ga is exec'd, and qemu-ga
+--    until guest-ping answers. The guest side comes from the marks /init
+--    writes to /run/orrery/boot-times; the guest clock is placed on the
+--    host's by reading /proc/uptime right after the agent answered.
 -- 2. Hot-add latency: the time from vm:add_scsi_disk returning to
 --    g:wait_scsi_disk seeing the disk in the guest's /sys (median).
 --
@@ -48,15 +55,36 @@ local function bare_argv(dir)
   return out
 end
 
+-- The phases of one boot, in ms, from host times t0 (before create),
+-- t_start (start returned) and t_ready (the agent answered), and the guest.
+local PHASES = { "create + start", "firmware + early kernel", "kernel", "modules", "init", "qemu-ga" }
+local function phases(g, t0, t_start, t_ready)
+  local marks = {}
+  for name, up in assert(g:read_file("/run/orrery/boot-times")):gmatch("(%S+) ([%d.]+)") do
+    marks[name] = tonumber(up) * 1000
+  end
+  local ta = orrery.now()
+  local up = tonumber(assert(g:read_file("/proc/uptime")):match("^[%d.]+")) * 1000
+  local zero = (ta + orrery.now()) / 2 - up -- host time of guest uptime 0
+  assert(marks.init and marks.modules and marks.agent, "incomplete /run/orrery/boot-times")
+  return {
+    t_start - t0, zero - t_start, marks.init, marks.modules - marks.init,
+    marks.agent - marks.modules, t_ready - zero - marks.agent,
+  }
+end
+
 local nrun = 0
+local boot_phases = {}
 local function orrery_boot()
   nrun = nrun + 1
   local t0 = orrery.now()
   local vm = assert(orrery.create("bench-" .. nrun, builder(),
     { accel = "tcg", runtime_dir = ROOT .. "/o" .. nrun }))
   assert(vm:start())
+  local t_start = orrery.now()
   local g = assert(vm:guest{ timeout_ms = 60000 })
   local ms = orrery.now() - t0
+  boot_phases[#boot_phases + 1] = phases(g, t0, t_start, t0 + ms)
   g:close()
   vm:terminate()
   vm:close()
@@ -84,6 +112,12 @@ if RUNS > 0 then
   local mo, mb = median(o), median(b)
   print(string.format("median: orrery %.0f ms, bare qemu %.0f ms, ratio %.3f (target <= 1.05)",
     mo, mb, mo / mb))
+  print("where an Orrery boot goes (medians of the same runs):")
+  for i, name in ipairs(PHASES) do
+    local v = {}
+    for r, p in ipairs(boot_phases) do v[r] = p[i] end
+    print(string.format("  %-24s %6.0f ms", name, median(v)))
+  end
 end
 
 print(string.format("\nadd_scsi_disk returned -> disk visible in the guest, %d hot-adds", ADDS))

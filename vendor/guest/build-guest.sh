@@ -42,10 +42,14 @@ self=$(realpath "${BASH_SOURCE[0]}")
 # the chosen kernel has no 9p modules.
 kernel_meta=linux-image-amd64
 
-# Modules to load at boot, in this order, each after its dependencies (resolved from the
-# modules' own `depends=` records, the same data depmod writes into modules.dep; the
-# Debian package ships no modules.dep because depmod runs in its postinst). Names use
-# the kernel's module names (underscores); file names may use dashes (virtio-rng.ko).
+# Modules the guest carries, each with its dependencies (resolved from the modules' own
+# `depends=` records, the same data depmod writes into modules.dep; the Debian package ships
+# no modules.dep because depmod runs in its postinst). Names use the kernel's module names
+# (underscores); file names may use dashes (virtio-rng.ko). None is loaded unconditionally:
+# /init loads what the machine's devices ask for (their modalias, matched against the
+# modules' `alias=` records, which the script writes as modules.alias), and the kernel
+# (request_module: mount -t ext4/9p, crypto crc32c) or the uevent helper (a hot-added
+# controller, disk, NIC, ...) load the rest when first needed. See "How /init works".
 modules=(
   virtio_pci            # virtio over PCI (pulls virtio, virtio_ring, virtio_pci_*_dev)
   virtio_scsi sd_mod sr_mod   # HCS SCSI controller/disks/ISOs → virtio-scsi-pci + scsi-hd/cd
@@ -53,7 +57,7 @@ modules=(
   virtio_console        # virtio-serial: the guest agent port, virtconsole
   9pnet_virtio 9p       # Plan9 shares (virtio-9p-pci)
   virtio_rng virtio_balloon virtio_mem
-  crc32c_generic        # preloaded: ext4/jbd2 ask the crypto API for crc32c (metadata_csum)
+  crc32c_generic        # ext4/jbd2 ask the crypto API for crc32c (metadata_csum)
   ext4                  # ext4 and ext2 (CONFIG_EXT4_USE_FOR_EXT2) so the guest can mkfs+mount
   button evdev          # ACPI power button → busybox acpid → poweroff (system_powerdown)
 )
@@ -66,7 +70,16 @@ guest_pkgs=(busybox-static qemu-guest-agent)
 # prints none. cryptomgr.notests skips the crypto self-tests (~0.1 s under TCG).
 # mitigations=off: no Spectre/Meltdown work inside this single-user test guest (~0.2 s).
 # memhp_default_state=online_movable: hot-added DIMMs come online, and can be removed again.
+# The rest only saves boot time (measurements in docs/guest.md):
+# no_timer_check: no probing whether the 8254 timer reaches the IO-APIC (a busy host made it
+#   fail and fall back, with "MP-BIOS bug" on the console).
+# pcie_ports=compat: no native PCIe port services (AER, PME, pciehp) on the root ports; PCI
+#   hot-plug is ACPI's (acpiphp), which this leaves alone.
+# lsm=capability audit=0: no AppArmor, SELinux, TOMOYO, Landlock or audit set-up.
+# initcall_blacklist=crypto_kdf108_init: that initcall is only a self-test of a KDF, and
+#   it has to wait until the initramfs is unpacked.
 cmdline="console=ttyS0 loglevel=4 cryptomgr.notests mitigations=off memhp_default_state=online_movable"
+cmdline+=" no_timer_check pcie_ports=compat lsm=capability audit=0 initcall_blacklist=crypto_kdf108_init"
 
 # --- Cache check ------------------------------------------------------------------------------
 stamp_val=$( { sha256sum <"$self"; printf '%s\n' "$cmdline"; } | sha256sum | cut -d' ' -f1)
@@ -173,13 +186,14 @@ while IFS= read -r f; do
 done < <(cd "$moddir" && find kernel -name '*.ko' -o -name '*.ko.xz')
 builtin_mods=" $(sed -e 's#.*/##' -e 's/\.ko$//' -e 's/-/_/g' "$moddir/modules.builtin" | tr '\n' ' ') "
 
-modinfo_depends() {  # the `depends=` record of the module's .modinfo section
+modinfo() {  # modinfo FILE KEY: the KEY= records of the module's .modinfo section, one a line
   local f="$moddir/$1"
   case $f in
     *.xz) xz -dc "$f" ;;
     *) cat "$f" ;;
-  esac | tr '\0' '\n' | grep -a -m1 '^depends=' | cut -d= -f2 | tr ',' ' ' || true
+  esac | tr '\0' '\n' | { grep -a "^$2=" || true; } | cut -d= -f2-
 }
+modinfo_depends() { modinfo "$1" depends | head -n1 | tr ',' ' '; }
 
 order=()
 visit() {
@@ -195,6 +209,15 @@ visit() {
   order+=("$m")
 }
 for m in "${modules[@]}"; do visit "$m"; done
+closure_of() {  # marks in need[] every module $1 needs (loadable ones, not built in)
+  local d
+  for d in ${moddeps[$1]}; do
+    d=${d//-/_}
+    [ -n "${modpath[$d]:-}" ] && [ -z "${need[$d]:-}" ] || continue
+    need[$d]=1
+    closure_of "$d"
+  done
+}
 
 mkdir -p "$root/lib/modules/$kver"
 : >"$root/lib/modules/$kver/modules.dep"
@@ -206,16 +229,27 @@ for m in "${order[@]}"; do
     *.xz) xz -dc "$moddir/$src" >"$root/lib/modules/$kver/$dst" ;;  # busybox insmod can't do xz
     *) cp "$moddir/$src" "$root/lib/modules/$kver/$dst" ;;
   esac
+  # modules.dep lists every module m needs, directly or not, as depmod does: modprobe loads
+  # them from the last to the first, so a module comes before the ones it needs.
+  declare -A need=()
+  closure_of "$m"
   deps=""
-  for d in ${moddeps[$m]}; do
-    d=${d//-/_}
-    if [ -n "${modpath[$d]:-}" ]; then deps+=" ${modpath[$d]%.xz}"; fi
+  for ((i = ${#order[@]} - 1; i >= 0; i--)); do
+    d=${order[$i]}
+    [ "$d" != "$m" ] && [ -n "${need[$d]:-}" ] && deps+=" ${modpath[$d]%.xz}"
   done
+  unset need
   printf '%s:%s\n' "$dst" "$deps" >>"$root/lib/modules/$kver/modules.dep"
-  printf '%s\n' "$dst" >>"$root/lib/modules/$kver/load-order"
+  # modules.alias as depmod writes it: "alias PATTERN MODULE" (busybox modprobe matches the
+  # patterns against a modalias or a request_module name such as fs-ext4).
+  modinfo "$src" alias | sed "s/^/alias /; s/\$/ $m/" >>"$root/lib/modules/$kver/modules.alias"
 done
 cp "$moddir/modules.builtin" "$root/lib/modules/$kver/"
-step "modules (${#order[@]}, load order): ${order[*]}"
+for need in 'pci:v00001AF4' 'virtio:d00000003v' 'fs-ext4' 'fs-9p' 'crypto-crc32c' 'scsi:t-0x00' 'acpi\*:LNXPWRBN:'; do
+  grep -q "^alias $need" "$root/lib/modules/$kver/modules.alias" ||
+    die "no module alias $need: the guest could not load its driver on demand"
+done
+step "modules (${#order[@]}, dependencies first): ${order[*]}"
 
 # --- Userland packages and the libraries qemu-ga needs ---------------------------------------
 # Walk Depends/Pre-Depends from the guest packages (downloading each), unpack them all into
@@ -389,10 +423,13 @@ done
 EOF
 
 # uevent helper (run by busybox `uevent` for each kernel uevent once boot is done): devtmpfs
-# makes the device nodes; this adds what udev would: virtio port names, onlining hot-added
-# CPUs, DHCP on hot-added NICs. Hot-added memory is onlined by memhp_default_state.
+# makes the device nodes; this adds what udev would: the driver module a new device asks
+# for, virtio port names, onlining hot-added CPUs, DHCP on hot-added NICs. Hot-added memory
+# is onlined by memhp_default_state.
 cat <<'EOF' | wr 0755 /sbin/orrery-hotplug
 #!/bin/sh
+# The driver a new device asks for (a hot-added controller, disk, NIC, rng, ...).
+[ "$ACTION" = add ] && [ -n "$MODALIAS" ] && modprobe -q "$MODALIAS"
 case "$SUBSYSTEM:$ACTION" in
   virtio-ports:add|virtio-ports:change) /sbin/orrery-vports ;;
   cpu:add) [ -w "/sys$DEVPATH/online" ] && echo 1 >"/sys$DEVPATH/online" ;;
@@ -408,6 +445,8 @@ port=/dev/virtio-ports/org.qemu.guest_agent.0
 while [ ! -e "$port" ]; do sleep 1; /sbin/orrery-vports; done
 if [ ! -e /run/orrery/ready ]; then
   : >/run/orrery/ready
+  read -r up _ </proc/uptime
+  echo "agent $up" >>/run/orrery/boot-times
   echo "orrery-guest: ready" >/dev/console
 fi
 exec /usr/sbin/qemu-ga -m virtio-serial -p "$port" -l /run/qemu-ga.log -t /run
@@ -439,6 +478,7 @@ cat <<'EOF' | wr 0755 /init
 # Orrery default guest: PID 1 until the system is set up, then exec busybox init.
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
+read -r t_init _ </proc/uptime
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
@@ -447,28 +487,37 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mkdir -p /run/orrery
 exec </dev/console >/dev/console 2>&1
-debug=
-for a in $(cat /proc/cmdline); do
-  case $a in orrery.debug=1) debug=1 ;; esac
+debug= host=orrery
+read -r cmdline </proc/cmdline
+for a in $cmdline; do
+  case $a in
+    orrery.debug=1) debug=1 ;;
+    orrery.hostname=*) host=${a#orrery.hostname=} ;;
+  esac
 done
-dbg() { [ -z "$debug" ] || { read -r up _ </proc/uptime; echo "orrery-guest: [$up] $*"; }; }
-dbg "init started"
+# mark NAME: "NAME UPTIME" in /run/orrery/boot-times (where the boot went, for
+# bench/guest_bench.lua and docs/guest.md); with orrery.debug=1 on the console too.
+mark() {
+  read -r up _ </proc/uptime
+  echo "$1 $up" >>/run/orrery/boot-times
+  [ -z "$debug" ] || echo "orrery-guest: [$up] $1"
+}
+echo "init $t_init" >/run/orrery/boot-times
+[ -z "$debug" ] || echo "orrery-guest: [$t_init] init started"
 
-# No module autoloading while we insmod everything ourselves: each request_module would
-# fork a usermode helper, which is slow under TCG.
+# Modules by modalias, as udev's coldplug does: first what the PCI, ACPI and platform
+# devices ask for (virtio_pci, button), then what the virtio devices virtio_pci created and
+# the input devices ask for (virtio_scsi, virtio_console, virtio_balloon, evdev, ...).
+# Filesystems and everything hot-plugged later come on demand (request_module, uevents).
+# No autoloading while this runs: each request_module would fork a usermode helper, which
+# is slow under TCG.
 echo >/proc/sys/kernel/modprobe
-kver=$(uname -r)
-while read -r m; do
-  insmod "/lib/modules/$kver/$m" 2>/dev/null || echo "orrery-guest: insmod $m failed"
-  [ -z "$debug" ] || dbg "insmod ${m##*/}"
-done <"/lib/modules/$kver/load-order"
+read -r kver </proc/sys/kernel/osrelease
+modprobe -qa $(cat /sys/bus/*/devices/*/modalias 2>/dev/null)
+modprobe -qa $(cat /sys/bus/virtio/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
-dbg "modules loaded"
+mark modules
 
-host=orrery
-for a in $(cat /proc/cmdline); do
-  case $a in orrery.hostname=*) host=${a#orrery.hostname=} ;; esac
-done
 hostname "$host"; echo "$host" >/etc/hostname
 ip link set lo up
 
@@ -483,29 +532,36 @@ done
 
 # Guest agent port: with a virtio console device present, wait (at most ~3 s) until the
 # kernel has learned the port names from QEMU, then make /dev/virtio-ports/* links.
-if grep -qx 0x0003 /sys/bus/virtio/devices/*/device 2>/dev/null; then
+for d in /sys/bus/virtio/devices/*/device; do
+  [ -e "$d" ] && read -r id <"$d" || continue
+  [ "$id" = 0x0003 ] || continue
   n=0
-  while [ $n -lt 30 ]; do
+  while [ $n -lt 150 ]; do
     /sbin/orrery-vports
     [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ] && break
-    sleep 0.1; n=$((n+1))
+    sleep 0.02; n=$((n+1))
   done
-fi
-dbg "virtio ports: $(ls /dev/virtio-ports 2>/dev/null | tr '\n' ' ')"
+  break
+done
+mark ports
 n=0
 for i in $nics; do
-  while [ ! -e "/run/orrery/net-$i" ] && [ $n -lt 10 ]; do sleep 0.1; n=$((n+1)); done
+  while [ ! -e "/run/orrery/net-$i" ] && [ $n -lt 50 ]; do sleep 0.02; n=$((n+1)); done
 done
-dbg "network:$nics"
+mark network
 # Debian's kernel has no CONFIG_UEVENT_HELPER (/proc/sys/kernel/hotplug), so uevents
 # come from netlink through busybox `uevent`.
 uevent /sbin/orrery-hotplug </dev/null >/dev/null 2>&1 &
 /sbin/orrery-vports
+# Coldplug once more, now that the helper listens: a disk the SCSI scan found, or a device
+# hot-added, after the passes above (their uevents came before anyone listened).
+modprobe -qa $(cat /sys/bus/*/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid 2>/dev/null
 
 read -r up _ </proc/uptime
 echo
-ip4=$(cat /run/orrery/net-* 2>/dev/null | tr '\n' ' '); ip4=${ip4% }
+ip4=
+for f in /run/orrery/net-*; do [ -e "$f" ] && read -r a <"$f" && ip4="$ip4${ip4:+ }$a"; done
 echo "orrery-guest: up ${up}s, kernel $kver, agent $(readlink /dev/virtio-ports/org.qemu.guest_agent.0 2>/dev/null || echo none), ipv4 ${ip4:-none}"
 if [ ! -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
   : >/run/orrery/ready
