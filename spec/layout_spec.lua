@@ -27,7 +27,7 @@ local function copy_guest(dir)
   local g = orrery.default_guest()
   local src = g.KernelFilePath:match("^(.*)/[^/]+$")
   assert(T.run("mkdir -p " .. q(dir)))
-  for _, f in ipairs{ "vmlinux", "initramfs.cpio.gz", "orrery-guest.json" } do
+  for _, f in ipairs{ "vmlinux", "initramfs.cpio", "orrery-guest.json" } do
     assert(T.run(string.format("cp -l %s/%s %s/ 2>/dev/null || cp %s/%s %s/",
       q(src), f, q(dir), q(src), f, q(dir))))
   end
@@ -70,7 +70,7 @@ describe("the default guest", function()
     -- Through a symlink to the kernel from elsewhere: the same kernel.
     assert(T.run("ln -s " .. q(dir .. "/moved/vmlinux") .. " " .. q(dir .. "/k")))
     out, err, code = run(ORRERY .. " -e " .. q("KERNEL = { KernelFilePath = '" .. dir
-      .. "/k', InitRdPath = '" .. dir .. "/moved/initramfs.cpio.gz' }") .. " " .. q(recipe))
+      .. "/k', InitRdPath = '" .. dir .. "/moved/initramfs.cpio' }") .. " " .. q(recipe))
     assert.equal(0, code, err)
     assert.equal(dir .. "/k\nagent\n", out)
   end)
@@ -82,7 +82,7 @@ describe("the default guest", function()
     for _, kernel in ipairs{ dir .. "/g/other", dir .. "/bare" } do
       spit(dir .. "/bare", "not a kernel")
       local out, err, code = run(ORRERY .. " -e " .. q("KERNEL = { KernelFilePath = '"
-        .. kernel .. "', InitRdPath = '" .. dir .. "/g/initramfs.cpio.gz' }") .. " " .. q(recipe))
+        .. kernel .. "', InitRdPath = '" .. dir .. "/g/initramfs.cpio' }") .. " " .. q(recipe))
       assert.equal(0, code, err)
       assert.equal(kernel .. "\nno agent\n", out)
     end

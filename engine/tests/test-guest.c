@@ -72,7 +72,7 @@ static orr_vm *make_vm(const char *id, const char *backend, int agent) {
   json_decref(v);
   v = json_pack("{s:s, s:s, s:s}", "KernelFilePath",
                 ORR_BUILD_DIR "/guest/vmlinux", "InitRdPath",
-                ORR_BUILD_DIR "/guest/initramfs.cpio.gz", "KernelCmdLine",
+                ORR_BUILD_DIR "/guest/initramfs.cpio", "KernelCmdLine",
                 cmdline);
   ASSERT_OK(orr_builder_set_linux_kernel_direct_boot(b, v, &e));
   json_decref(v);

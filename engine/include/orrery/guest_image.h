@@ -4,7 +4,7 @@
 ** names (vendor/guest/build-guest.sh writes it):
 **
 **   {"orrery_guest": 1, "kernel": "vmlinux", "bzimage": "vmlinuz",
-**    "initrd": "initramfs.cpio.gz", "cmdline": "console=ttyS0 ...",
+**    "initrd": "initramfs.cpio", "cmdline": "console=ttyS0 ...",
 **    "agent": "org.qemu.guest_agent.0", "ready_line": "orrery-guest: ready",
 **    "kernel_release": "6.1.0-56-amd64"}
 **
