@@ -275,6 +275,7 @@ static int boot(const orr_kvm_probe_options *o, const char *qemu,
   ** where KVM cannot boot; nothing else should. */
   const char *accel = getenv("ORRERY_PROBE_ACCEL");
   int tcg = accel != NULL && strcmp(accel, "tcg") == 0;
+  /* qboot: the firmware VMs boot this kernel with (qemu_argv.c). */
   const char *argv[] = {qemu,
                         "-accel",
                         tcg ? "tcg" : "kvm",
@@ -293,6 +294,8 @@ static int boot(const orr_kvm_probe_options *o, const char *qemu,
                         "-serial",
                         "stdio",
                         "-no-reboot",
+                        "-bios",
+                        "qboot.rom",
                         "-kernel",
                         img.kernel,
                         "-initrd",
