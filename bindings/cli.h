@@ -42,6 +42,27 @@ int orr_cli_is_help(const char *arg);
 int orr_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* After getopt_long returned '?': the usage error naming the option
+** (unknown, or a long one given an argument it does not take). */
+struct option;
+int orr_cli_bad_option(const char *cmd, char **argv,
+                       const struct option *longopts);
+/*
+** The options of a command that takes only flags (--json, --compact, ...)
+** and -h/--help, through getopt_long: each flag given sets *flag to 1;
+** --help prints help (a format taking the program name twice) and sets
+** *done. Stops at the first argument that is not an option (*first).
+** Returns ORR_EXIT_OK or, for a bad option, ORR_EXIT_USAGE.
+*/
+#define ORR_CLI_MAX_FLAGS 8
+typedef struct {
+  const char *name; /* without the dashes; NULL ends the list */
+  int *flag;
+} orr_cli_flag;
+int orr_cli_parse_flags(const char *cmd, int argc, char **argv,
+                        const orr_cli_flag *flags, const char *help, int *done,
+                        int *first);
+
 /* A Lua state with the standard libraries, package.path reaching the Lua
 ** library, orrery.core preloaded and the global orrery; NULL (after saying
 ** why) when out of memory or the Lua library cannot be loaded. */

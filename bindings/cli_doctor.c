@@ -304,20 +304,16 @@ static void check_device(report *r, const char *name, const char *dev,
 int orr_cli_doctor(int argc, char **argv) {
   report r = {json_array(), NULL, 0, 0};
   char qemu[512] = "";
-  int refresh = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0) {
-      r.json = 1;
-    } else if (strcmp(argv[i], "--refresh") == 0) {
-      refresh = 1;
-    } else if (orr_cli_is_help(argv[i])) {
-      json_decref(r.checks);
-      printf(doctor_help, orr_cli_progname);
-      return ORR_EXIT_OK;
-    } else {
-      json_decref(r.checks);
-      return orr_cli_usage_error("doctor", "unknown argument %s", argv[i]);
-    }
+  int refresh = 0, done, first, rc;
+  const orr_cli_flag flags[] = {
+      {"json", &r.json}, {"refresh", &refresh}, {NULL, NULL}};
+  rc = orr_cli_parse_flags("doctor", argc, argv, flags, doctor_help, &done,
+                           &first);
+  if (rc == ORR_EXIT_OK && !done && first < argc)
+    rc = orr_cli_usage_error("doctor", "unknown argument %s", argv[first]);
+  if (rc != ORR_EXIT_OK || done) {
+    json_decref(r.checks);
+    return rc;
   }
   check_qemu(&r, qemu, sizeof qemu);
   check_kvm(&r, qemu, refresh);

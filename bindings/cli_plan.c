@@ -5,6 +5,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "l_orrery.h"
@@ -18,7 +19,8 @@ static const char plan_help[] =
     "started) and prints, as JSON, the document it returns (end the recipe\n"
     "with `return b`) or, when it creates VMs, {\"document\": ..., \"vms\":\n"
     "[{\"id\", \"document\", \"plan_log\"}]} with the QEMU argv and every QMP\n"
-    "command the qemu backend would send.\n"
+    "command the qemu backend would send. Standard output carries the JSON\n"
+    "alone: what the recipe prints goes to standard error.\n"
     "\n"
     "options:\n"
     "  --compact   one line of JSON\n"
@@ -66,8 +68,57 @@ static char *plan_text(lua_State *L, orr_builder *b, json_t *vms, int compact) {
   return text;
 }
 
+/*
+** Standard output is the plan's alone: while the recipe and its tasks run,
+** file descriptor 1 is standard error, so whatever they print (print,
+** io.write, a program they run) goes there. Returns the descriptor to give
+** back to restore_stdout, or -1 when stdout could not be moved (then the
+** recipe simply shares it).
+*/
+static int divert_stdout(void) {
+  int saved;
+  fflush(stdout);
+  if ((saved = dup(STDOUT_FILENO)) < 0)
+    return -1;
+  if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+    close(saved);
+    return -1;
+  }
+  return saved;
+}
+
+static void restore_stdout(int saved) {
+  if (saved < 0)
+    return;
+  fflush(stdout);
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+}
+
+/* Runs the recipe and its tasks with stdout diverted; leaves the recipe's
+** results on the stack (*nres) and returns the Lua status (the error on
+** top), or LUA_OK with the count of failed tasks in *failed. */
+static int run_diverted(lua_State *L, int argc, char **argv, int *nres,
+                        int *failed) {
+  int saved = divert_stdout(), status;
+  status = run_recipe(L, argc, argv, nres);
+  if (status == LUA_OK) {
+    lua_pushcfunction(L, orr_l_msghandler);
+    lua_pushcfunction(L, run_tasks);
+    status = lua_pcall(L, 0, 1, -2);
+    if (status == LUA_OK) {
+      *failed = (int)lua_tointeger(L, -1);
+      lua_pop(L, 2);
+    } else {
+      lua_remove(L, -2);
+    }
+  }
+  restore_stdout(saved);
+  return status;
+}
+
 static int plan(lua_State *L, int compact, int argc, char **argv) {
-  int nres = 0, status;
+  int nres = 0, failed = 0, status;
   orr_builder *b;
   orr_error e = {0, ""};
   json_t *vms;
@@ -75,18 +126,12 @@ static int plan(lua_State *L, int compact, int argc, char **argv) {
   /* VMs the recipe creates default to the plan backend and are recorded,
   ** so the output shows what the qemu backend would have sent. */
   orr_l_set_default_backend(L, "plan");
-  status = run_recipe(L, argc, argv, &nres);
+  status = run_diverted(L, argc, argv, &nres, &failed);
   if (status != LUA_OK)
     return orr_cli_report(L, status);
   b = nres >= 1 ? orr_l_testbuilder(L, -nres) : NULL;
-  lua_pushcfunction(L, orr_l_msghandler);
-  lua_pushcfunction(L, run_tasks);
-  status = lua_pcall(L, 0, 1, -2);
-  if (status != LUA_OK)
-    return orr_cli_report(L, status);
-  if (lua_tointeger(L, -1) > 0) {
-    fprintf(stderr, "%s plan: %d task(s) failed\n", orr_cli_progname,
-            (int)lua_tointeger(L, -1));
+  if (failed > 0) {
+    fprintf(stderr, "%s plan: %d task(s) failed\n", orr_cli_progname, failed);
     return ORR_EXIT_FAIL;
   }
   /* The document must be one create would accept, not just well-formed
@@ -112,26 +157,17 @@ static int plan(lua_State *L, int compact, int argc, char **argv) {
 }
 
 int orr_cli_plan(int argc, char **argv) {
-  int compact = 0, i, rc;
+  int compact = 0, done, first, rc;
+  const orr_cli_flag flags[] = {{"compact", &compact}, {NULL, NULL}};
   lua_State *L;
-  for (i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "-") != 0; i++) {
-    if (strcmp(argv[i], "--compact") == 0) {
-      compact = 1;
-    } else if (orr_cli_is_help(argv[i])) {
-      printf(plan_help, orr_cli_progname);
-      return ORR_EXIT_OK;
-    } else if (strcmp(argv[i], "--") == 0) {
-      i++;
-      break;
-    } else {
-      return orr_cli_usage_error("plan", "unknown option %s", argv[i]);
-    }
-  }
-  if (i >= argc)
+  rc = orr_cli_parse_flags("plan", argc, argv, flags, plan_help, &done, &first);
+  if (rc != ORR_EXIT_OK || done)
+    return rc;
+  if (first >= argc)
     return orr_cli_usage_error("plan", "missing RECIPE");
   if ((L = orr_cli_newstate()) == NULL)
     return ORR_EXIT_FAIL;
-  rc = plan(L, compact, argc - i, argv + i);
+  rc = plan(L, compact, argc - first, argv + first);
   lua_close(L);
   return rc;
 }

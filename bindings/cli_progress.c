@@ -5,7 +5,10 @@
 ** redrawn in place and erased when the wait ends; otherwise two plain
 ** lines, one when the wait gets long and one when it ends, so logs stay
 ** readable. The name and line come from the waiting coroutine's own stack,
-** so no waiting call has to describe itself.
+** so no waiting call has to describe itself. Waits are told apart by the
+** task's count of them, and the loop says when one ends (before the task
+** runs again), so the line always names the current call and is gone
+** before anything else is printed.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,9 @@ struct orr_progress {
   uv_timer_t timer;
   orr_l_task *task;
   const char *hint; /* appended to the spinner ("Ctrl-C interrupts") */
-  orr_l_op *op;     /* the wait being timed */
+  unsigned wait;    /* the task's wait being timed (its waits count); ops
+                       are freed and reused, so never their address */
+  int waiting;      /* a wait is being timed */
   uint64_t since;
   int tty, shown, frame;
   char what[160];
@@ -62,23 +67,36 @@ static void wait_over(orr_progress *p, uint64_t now) {
             (double)(now - p->since) / 1000);
   orr_progress_clear(p);
   p->shown = 0;
-  p->op = NULL;
+  p->waiting = 0;
+}
+
+/* The loop is about to resume task t, whose wait has ended: the spinner
+** goes now, before t prints anything, not on the next tick. */
+static void on_resume(void *arg, orr_l_task *t) {
+  orr_progress *p = arg;
+  if (t == p->task && p->waiting) {
+    uv_update_time(p->timer.loop);
+    wait_over(p, uv_now(p->timer.loop));
+  }
 }
 
 static void on_tick(uv_timer_t *t) {
   static const char frames[] = "|/-\\";
   orr_progress *p = t->data;
-  orr_l_op *op = p->task != NULL ? p->task->waiting : NULL;
+  int waiting = p->task != NULL && p->task->waiting != NULL;
   uint64_t now = uv_now(t->loop);
-  if (op != p->op) {
+  if (waiting != p->waiting || (waiting && p->task->waits != p->wait)) {
     wait_over(p, now);
-    p->op = op;
+    p->waiting = waiting;
     p->since = now;
-    if (op != NULL && p->task->co != NULL)
-      describe(p->task->co, p->what, sizeof p->what);
+    if (waiting) {
+      p->wait = p->task->waits;
+      if (p->task->co != NULL)
+        describe(p->task->co, p->what, sizeof p->what);
+    }
     return;
   }
-  if (op == NULL)
+  if (!waiting)
     return;
   if (p->tty && now - p->since >= TTY_AFTER_MS) {
     fprintf(stderr, "\r\033[K%c waiting: %s (%.0f s%s%s)",
@@ -93,6 +111,29 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
+/* registry[&print_key]: the progress whose spinner print erases first. */
+static const char print_key = 'p';
+
+/* print, wrapped while a spinner may be on screen: other tasks printing
+** during a long wait start on a clean line. */
+static int l_print(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &print_key);
+  orr_progress_clear(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 0);
+  return 0;
+}
+
+static void wrap_print(lua_State *L, orr_progress *p) {
+  lua_pushlightuserdata(L, p);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &print_key);
+  lua_getglobal(L, "print");
+  lua_pushcclosure(L, l_print, 1);
+  lua_setglobal(L, "print");
+}
+
 orr_progress *orr_progress_start(lua_State *L, int quiet) {
   orr_progress *p;
   const char *env = getenv("ORRERY_PROGRESS");
@@ -103,10 +144,13 @@ orr_progress *orr_progress_start(lua_State *L, int quiet) {
     return NULL;
   p->tty = isatty(STDERR_FILENO);
   uv_timer_init(orr_l_loop(orr_l_ctx_get(L)), &p->timer);
+  orr_l_set_resume_hook(orr_l_ctx_get(L), on_resume, p);
   p->timer.data = p;
   uv_timer_start(&p->timer, on_tick, TICK_MS, TICK_MS);
   /* Progress alone must never keep the loop (and the program) alive. */
   uv_unref((uv_handle_t *)&p->timer);
+  if (p->tty)
+    wrap_print(L, p);
   return p;
 }
 
@@ -122,6 +166,9 @@ void orr_progress_stop(lua_State *L, orr_progress *p) {
   if (p == NULL)
     return;
   orr_progress_watch(p, NULL, NULL);
+  orr_l_set_resume_hook(orr_l_ctx_get(L), NULL, NULL);
+  lua_pushnil(L); /* the print wrapper now just prints */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &print_key);
   uv_timer_stop(&p->timer);
   orr_cli_close_handle(L, (uv_handle_t *)&p->timer);
   free(p);

@@ -5,6 +5,7 @@
 ** then either every task to its end, or (-i) the REPL with the recipe's
 ** VMs still alive.
 */
+#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,12 @@ static const char run_help[] =
     "Runs RECIPE as a task (its waiting calls yield, the tasks it spawns run\n"
     "meanwhile), then every task it spawned to its end. ARGS reach the\n"
     "recipe as `...` and as the global `arg` (arg[0] is RECIPE). RECIPE `-`\n"
-    "reads the recipe from stdin.\n"
+    "reads the recipe from stdin. The global `orrery` is the library.\n"
     "\n"
-    "options:\n"
+    "options (short ones combine: -qe CHUNK):\n"
     "  -e CHUNK    run the Lua CHUNK first, at top level (repeatable)\n"
+    "  -l MOD      require MOD into the global MOD; -l G=MOD into the\n"
+    "              global G (repeatable; -e and -l run in their order)\n"
     "  -i          after the recipe, enter the REPL with its VMs alive\n"
     "              (without RECIPE: after the -e chunks), even when the\n"
     "              recipe failed, to look at what it left\n"
@@ -38,15 +41,23 @@ static const char run_help[] =
     "  -h, --help  this help\n"
     "\n"
     "Ctrl-C interrupts the recipe's current waiting call (it returns nil,\n"
-    "\"ECANCELED: interrupted\", \"ECANCELED\"); a second Ctrl-C kills.\n"
+    "\"ECANCELED: interrupted\", \"ECANCELED\") and the run exits 130 once\n"
+    "the recipe is over; a second Ctrl-C kills. A recipe that returns an\n"
+    "orrery.Builder and creates no VM fails, saying how to boot it.\n"
     "\n"
     "exit codes: 0 success, 1 the recipe, a chunk or a task failed,\n"
     "2 usage error, 130 interrupted by Ctrl-C\n";
 
+/* What -e and -l ask for, in command-line order. */
 typedef struct {
-  const char *cmd;     /* "run", or NULL at the top level */
-  const char **chunks; /* -e, in order */
-  int nchunks;
+  char kind; /* 'e' or 'l' */
+  const char *arg;
+} action;
+
+typedef struct {
+  const char *cmd; /* "run", or NULL at the top level */
+  action *actions; /* -e and -l, in order */
+  int nactions;
   int interactive; /* -i */
   int quiet;       /* -q */
   int argc;        /* RECIPE [ARGS...]; 0: no recipe */
@@ -70,50 +81,65 @@ static void help(const char *cmd) {
   printf(run_help, orr_cli_progname, orr_cli_progname);
 }
 
+enum { OPT_SANDBOX = 256, OPT_ALLOW_WRITE };
+
+static const struct option longopts[] = {
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"sandbox", no_argument, NULL, OPT_SANDBOX},
+    {"allow-write", required_argument, NULL, OPT_ALLOW_WRITE},
+    {NULL, 0, NULL, 0},
+};
+
 /*
-** Options stop at the first argument that is not one (the recipe), so the
-** recipe's own arguments pass through untouched, as with lua5.4. To add an
-** option, add a branch here and a field to run_opts.
+** getopt_long in POSIX order ("+"): options stop at the first argument
+** that is not one (the recipe), so the recipe's own arguments pass
+** through untouched, as with lua5.4. To add an option, add it to the
+** short string or longopts, a case here and a field to run_opts.
 */
 static int parse(run_opts *o, int argc, char **argv, int *done) {
-  int i;
+  int c;
   *done = 0;
-  for (i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (a[0] != '-' || strcmp(a, "-") == 0)
+  optind = 0; /* glibc: start afresh */
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:e:l:iqh", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'e':
+    case 'l':
+      o->actions[o->nactions].kind = (char)c;
+      o->actions[o->nactions++].arg = optarg;
       break;
-    if (strcmp(a, "--") == 0) {
-      i++;
+    case 'i':
+      o->interactive = 1;
       break;
-    }
-    if (orr_cli_is_help(a)) {
+    case 'q':
+      o->quiet = 1;
+      break;
+    case 'h':
       help(o->cmd);
       *done = 1;
       return ORR_EXIT_OK;
-    } else if (strncmp(a, "-e", 2) == 0) {
-      const char *chunk = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-      if (chunk == NULL)
-        return orr_cli_usage_error(o->cmd, "-e needs a chunk");
-      o->chunks[o->nchunks++] = chunk;
-    } else if (strcmp(a, "-i") == 0) {
-      o->interactive = 1;
-    } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-      o->quiet = 1;
-    } else if (strcmp(a, "--sandbox") == 0) {
+    case OPT_SANDBOX:
       o->sandbox = 1;
-    } else if (strncmp(a, "--allow-write", 13) == 0 &&
-               (a[13] == '=' || a[13] == '\0')) {
-      const char *dir = a[13] ? a + 14 : (i + 1 < argc ? argv[++i] : NULL);
-      if (dir == NULL || dir[0] == '\0')
+      break;
+    case OPT_ALLOW_WRITE:
+      if (optarg[0] == '\0')
         return orr_cli_usage_error(o->cmd, "--allow-write needs a directory");
-      o->allow_write[o->nallow++] = dir;
+      o->allow_write[o->nallow++] = optarg;
       o->sandbox = 1;
-    } else {
-      return orr_cli_usage_error(o->cmd, "unknown option %s", a);
+      break;
+    case ':':
+      return orr_cli_usage_error(o->cmd, "%s",
+                                 optopt == 'e'   ? "-e needs a chunk"
+                                 : optopt == 'l' ? "-l needs a module"
+                                                 : "--allow-write needs a "
+                                                   "directory");
+    default:
+      return orr_cli_bad_option(o->cmd, argv, longopts);
     }
   }
-  o->argc = argc - i;
-  o->argv = argv + i;
+  o->argc = argc - optind;
+  o->argv = argv + optind;
   return ORR_EXIT_OK;
 }
 
@@ -138,6 +164,50 @@ static void on_sigint(void *arg, int signals, int hook_fired) {
     orr_interrupt_waits(st->L, st->task);
 }
 
+/* A recipe that returned a builder and made no VM expected `run` to boot
+** it: say how. Returns the exit status. */
+static int returned_builder(lua_State *L, int task, const char *recipe) {
+  int is_builder;
+  if (orr_l_vm_created(L) > 0)
+    return ORR_EXIT_OK;
+  lua_getiuservalue(L, task, 2); /* the outcome: {n = N, v1, ...} */
+  lua_rawgeti(L, -1, 1);
+  is_builder = orr_l_testbuilder(L, -1) != NULL;
+  lua_pop(L, 2);
+  if (!is_builder)
+    return ORR_EXIT_OK;
+  fprintf(stderr,
+          "%s: %s returned an orrery.Builder and created no VM: `run` boots "
+          "only the VMs a recipe creates. Create one in the recipe\n"
+          "  local vm <close> = assert(orrery.create(\"NAME\", b))\n"
+          "  assert(vm:start())\n"
+          "or print the document it describes with `%s plan %s`.\n",
+          orr_cli_progname, recipe, orr_cli_progname, recipe);
+  return ORR_EXIT_FAIL;
+}
+
+/* -l [G=]MOD: G = require(MOD), G defaulting to MOD, as lua5.4 does. */
+static int dolibrary(lua_State *L, const char *spec) {
+  const char *eq = strchr(spec, '=');
+  int base, status;
+  lua_pushcfunction(L, orr_l_msghandler);
+  base = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, eq != NULL ? eq + 1 : spec);
+  status = lua_pcall(L, 1, 1, base);
+  if (status == LUA_OK) {
+    if (eq != NULL)
+      lua_pushlstring(L, spec, (size_t)(eq - spec));
+    else
+      lua_pushstring(L, spec);
+    lua_insert(L, -2);
+    lua_setglobal(L, lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_remove(L, base);
+  return status;
+}
+
 /* Under lua_pcall: the -e chunks, then the recipe. */
 static int run_protected(lua_State *L) {
   run_state *st = lua_touserdata(L, 1);
@@ -153,8 +223,10 @@ static int run_protected(lua_State *L) {
   st->progress = orr_progress_start(L, o->quiet);
   if (o->interactive)
     orr_repl_session(L);
-  for (int i = 0; i < o->nchunks; i++) {
-    if (orr_cli_dochunk(L, o->chunks[i], "=(command line)") != LUA_OK) {
+  for (int i = 0; i < o->nactions; i++) {
+    const action *a = &o->actions[i];
+    if ((a->kind == 'e' ? orr_cli_dochunk(L, a->arg, "=(command line)")
+                        : dolibrary(L, a->arg)) != LUA_OK) {
       st->status = orr_cli_report(L, LUA_ERRRUN);
       return 0;
     }
@@ -185,6 +257,8 @@ static int run_protected(lua_State *L) {
   orr_progress_watch(st->progress, NULL, NULL);
   if (orr_l_task_failed(L, task))
     st->status = orr_cli_report(L, LUA_ERRRUN);
+  else if (!o->interactive)
+    st->status = returned_builder(L, task, o->argv[0]);
   st->task = NULL;
   return 0;
 }
@@ -211,7 +285,9 @@ static int run_main(run_opts *o) {
   if (o->interactive)
     st.status = orr_repl_main(L);
   lua_close(L);
-  if (st.interrupted && st.status != ORR_EXIT_OK)
+  /* Interrupted is interrupted, even when the recipe took the ECANCELED
+  ** in its stride (with -i the REPL's own status counts instead). */
+  if (st.interrupted && !o->interactive)
     return ORR_EXIT_INTERRUPTED;
   return st.status;
 }
@@ -224,12 +300,12 @@ static int looks_like_command(const char *arg) {
 }
 
 static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
-  const char **chunks = calloc((size_t)argc + 1, sizeof *chunks);
+  action *actions = calloc((size_t)argc + 1, sizeof *actions);
   const char **allow = calloc((size_t)argc + 1, sizeof *allow);
-  run_opts o = {cmd, chunks, 0, 0, 0, 0, NULL, 0, allow, 0};
+  run_opts o = {cmd, actions, 0, 0, 0, 0, NULL, 0, allow, 0};
   int done, rc;
-  if (chunks == NULL || allow == NULL) {
-    free(chunks);
+  if (actions == NULL || allow == NULL) {
+    free(actions);
     free(allow);
     return ORR_EXIT_FAIL;
   }
@@ -239,12 +315,20 @@ static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
       rc = orr_cli_usage_error(cmd, "missing RECIPE");
     else if (cmd == NULL && o.argc > 0 && looks_like_command(o.argv[0]))
       rc = orr_cli_usage_error(NULL, "no command '%s'", o.argv[0]);
-    else if (o.argc == 0 && o.nchunks == 0)
+    else if (o.argc == 0 && o.nactions == 0)
       rc = orr_cli_repl(1, argv); /* plain `orrery` or `orrery -i` */
-    else
+    else {
+      /* As lua5.4: with neither a recipe nor a chunk (`orrery -l MOD`),
+      ** the REPL comes after the libraries. */
+      int chunks = 0;
+      for (int i = 0; i < o.nactions; i++)
+        chunks += o.actions[i].kind == 'e';
+      if (o.argc == 0 && chunks == 0)
+        o.interactive = 1;
       rc = run_main(&o);
+    }
   }
-  free(chunks);
+  free(actions);
   free(allow);
   return rc;
 }

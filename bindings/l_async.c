@@ -29,6 +29,8 @@ struct orr_l_ctx {
   int closing;            /* lua_close is tearing us down: no more Lua */
   orr_l_report_fn report; /* where failures in callbacks and tasks go */
   void *report_arg;
+  orr_l_resume_fn resume_hook; /* told before a waiting task resumes */
+  void *resume_arg;
   int live_tasks; /* scheduled or started, not finished */
   int uncaught;   /* failed tasks whose error nobody has read */
   orr_l_op *ops;  /* every live op, freed at teardown if still here */
@@ -486,6 +488,7 @@ int orr_l_op_waitk(lua_State *L, orr_l_op *op, lua_KFunction k,
     op->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     op->task = ctx->running;
     ctx->running->waiting = op;
+    ctx->running->waits++;
     if (op->done && !op->queued)
       enqueue(ctx, op); /* completed already (out of memory paths) */
     return lua_yieldk(L, 0, (lua_KContext)op, op_k);
@@ -568,6 +571,11 @@ void orr_l_task_start(lua_State *L, orr_l_task *t, int idx) {
   op->task = t;
   ctx->live_tasks++;
   enqueue(ctx, op);
+}
+
+void orr_l_set_resume_hook(orr_l_ctx *ctx, orr_l_resume_fn fn, void *arg) {
+  ctx->resume_hook = fn;
+  ctx->resume_arg = arg;
 }
 
 void orr_l_task_retrieved(orr_l_task *t) {
@@ -711,6 +719,8 @@ static int process_ready(lua_State *L) {
     return 0;
   }
   if (t != NULL && t->waiting == op && lua_status(t->co) == LUA_YIELD) {
+    if (op->ctx->resume_hook != NULL)
+      op->ctx->resume_hook(op->ctx->resume_arg, t);
     run_task(L, t, 0); /* op_k consumes and frees the op */
     return 0;
   }

@@ -88,6 +88,8 @@ struct orr_l_task {
   int ref;           /* registry anchor of the userdata until finished */
   int nargs;         /* arguments on co's stack for the first resume */
   orr_l_op *waiting; /* the op the task is blocked on */
+  unsigned waits;    /* how many waits it has begun: tells two waits apart
+                        even when their ops share an address */
   orr_l_op *waiters; /* task:wait() ops on this task */
   int watched;       /* its outcome is always read: never "task failed" */
   int unretrieved;   /* failed unseen: counted in the context */
@@ -142,6 +144,11 @@ orr_l_task *orr_l_current_task(lua_State *L);
 void orr_l_task_start(lua_State *L, orr_l_task *t, int idx);
 /* The outcome's error was read: no longer counted as unseen. */
 void orr_l_task_retrieved(orr_l_task *t);
+/* Called from the loop when task t's wait has ended, just before t runs
+** again (a progress line is erased there, before t prints anything). One
+** hook per context; fn NULL removes it. */
+typedef void (*orr_l_resume_fn)(void *arg, orr_l_task *t);
+void orr_l_set_resume_hook(orr_l_ctx *ctx, orr_l_resume_fn fn, void *arg);
 
 /*
 ** Drives the loop until every task has finished (top level only; raises if

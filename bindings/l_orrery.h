@@ -53,6 +53,8 @@ void orr_l_set_default_backend(lua_State *L, const char *backend);
 /* [{"id":..., "document":..., "plan_log":[...]}] for the recorded plan VMs
 ** (new reference; an empty array when none). */
 json_t *orr_l_vm_plan_report(lua_State *L);
+/* How many VMs orrery.create has made in this state (any backend). */
+size_t orr_l_vm_created(lua_State *L);
 
 /* orrery.Guest (l_guest.c). vm:guest{timeout_ms}: the VM userdata is at
 ** 1 and is open (vm). Pushes the methods table (orrery.Guest in the

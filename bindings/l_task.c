@@ -259,11 +259,16 @@ static int l_run(lua_State *L) {
   return 2;
 }
 
-/* orrery.now() -> milliseconds on the loop's monotonic clock. */
+/*
+** orrery.now() -> milliseconds on the loop's monotonic clock, as a float
+** with sub-millisecond precision (libuv's loop time is its hrtime in whole
+** milliseconds). The loop time is brought up to date too, so a timer armed
+** next (orrery.sleep) counts from now.
+*/
 static int l_now(lua_State *L) {
   uv_loop_t *loop = orr_l_loop(orr_l_ctx_get(L));
   uv_update_time(loop);
-  lua_pushinteger(L, (lua_Integer)uv_now(loop));
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
   return 1;
 }
 

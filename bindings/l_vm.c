@@ -30,6 +30,7 @@ typedef struct {
   char *backend; /* the default backend, or NULL */
   plan_rec *recs;
   size_t n, cap;
+  size_t created; /* orrery.create calls that made a VM */
 } vm_state;
 
 typedef struct lvm {
@@ -78,6 +79,11 @@ static vm_state *get_state(lua_State *L, int create) {
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
   return s;
+}
+
+size_t orr_l_vm_created(lua_State *L) {
+  vm_state *s = get_state(L, 0);
+  return s != NULL ? s->created : 0;
 }
 
 void orr_l_set_default_backend(lua_State *L, const char *backend) {
@@ -775,6 +781,7 @@ static void bind_vm(lua_State *L, lvm *v, int ud, orr_vm *vm) {
 
 static int l_create(lua_State *L) {
   const char *id = luaL_checkstring(L, 1);
+  vm_state *s;
   orr_error e = {0, ""};
   orr_vm_options o;
   orr_engine *eng;
@@ -789,6 +796,7 @@ static int l_create(lua_State *L) {
   create_opts(L, 3, &o); /* leaves its strings on the stack */
   eng = orr_l_engine(L); /* before the userdata: finalizer order */
   orr_l_check_wait(L);
+  s = get_state(L, 1); /* before the VM's userdata: finalizer order */
   doc = doc_arg(L, 2, &e);
   if (doc == NULL)
     return orr_l_fail(L, &e);
@@ -799,6 +807,7 @@ static int l_create(lua_State *L) {
     orr_l_op_cancel(L, op);
     return orr_l_fail(L, &e);
   }
+  s->created++;
   bind_vm(L, v, ud, vm);
   if (o.backend != NULL && strcmp(o.backend, "plan") == 0)
     record(L, v, id);
@@ -878,5 +887,16 @@ void orr_l_open_vm(lua_State *L) {
   orr_l_weak_registry(L, &vms_key, "v");
 }
 
-const luaL_Reg orr_l_vm_funcs[] = {
-    {"create", l_create}, {"open", l_open}, {NULL, NULL}};
+/* orrery.default_backend() -> the backend orrery.create uses without
+** opts.backend: "plan" under `orrery plan`, else "qemu". Lets a recipe
+** skip making files that only a real VM needs. */
+static int l_default_backend(lua_State *L) {
+  vm_state *s = get_state(L, 0);
+  lua_pushstring(L, s != NULL && s->backend != NULL ? s->backend : "qemu");
+  return 1;
+}
+
+const luaL_Reg orr_l_vm_funcs[] = {{"create", l_create},
+                                   {"open", l_open},
+                                   {"default_backend", l_default_backend},
+                                   {NULL, NULL}};

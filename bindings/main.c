@@ -31,7 +31,7 @@ static const command commands[] = {
 static void usage(FILE *out) {
   fprintf(out,
           "usage: %s COMMAND [OPTIONS] [ARGS...]\n"
-          "       %s [-e CHUNK] [-i] [-q] [RECIPE.lua [ARGS...]]\n"
+          "       %s [-e CHUNK] [-l MOD] [-i] [-q] [RECIPE.lua [ARGS...]]\n"
           "\n"
           "commands:\n",
           orr_cli_progname, orr_cli_progname);
@@ -40,12 +40,14 @@ static void usage(FILE *out) {
   fprintf(out,
           "  help CMD  the help of CMD (also `%s CMD --help`)\n"
           "\n"
-          "Without a command, %s works like lua5.4: -e runs a chunk, -i "
-          "enters the\n"
-          "REPL afterwards, RECIPE runs as with `run`; with no arguments it "
-          "opens the\n"
-          "REPL (or, when stdin is not a terminal, runs the script read from "
-          "it).\n"
+          "Without a command, %s works like lua5.4: -e runs a chunk, -l "
+          "requires a\n"
+          "module, -i enters the REPL afterwards, RECIPE runs as with `run`; "
+          "with no\n"
+          "arguments it opens the REPL (or, when stdin is not a terminal, runs "
+          "the\n"
+          "script read from it). The global `orrery` is the library; see "
+          "orrery(1).\n"
           "\n"
           "exit codes:\n"
           "  0    success\n"

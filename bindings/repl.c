@@ -206,15 +206,14 @@ int orr_repl_main(lua_State *L) {
 int orr_cli_repl(int argc, char **argv) {
   char dash[] = "-";
   char *script[] = {argv[0], dash, NULL};
+  const orr_cli_flag flags[] = {{NULL, NULL}};
   lua_State *L;
-  int rc;
-  for (int i = 1; i < argc; i++) {
-    if (orr_cli_is_help(argv[i])) {
-      printf(repl_help, orr_cli_progname, orr_cli_progname);
-      return ORR_EXIT_OK;
-    }
-    return orr_cli_usage_error("repl", "unknown argument %s", argv[i]);
-  }
+  int rc, done, first;
+  rc = orr_cli_parse_flags("repl", argc, argv, flags, repl_help, &done, &first);
+  if (rc == ORR_EXIT_OK && !done && first < argc)
+    rc = orr_cli_usage_error("repl", "unknown argument %s", argv[first]);
+  if (rc != ORR_EXIT_OK || done)
+    return rc;
   /* As lua5.4: without a terminal, stdin is a script. */
   if (!isatty(STDIN_FILENO))
     return orr_cli_toplevel(2, script);

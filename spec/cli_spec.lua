@@ -6,8 +6,7 @@ local cjson = require("cjson")
 local T = require("orrery.testing")
 local quote, slurp, spit, tmpdir = T.q, T.slurp, T.spit, T.tmpdir
 
-local BUILD = T.build_dir()
-local ORRERY = BUILD .. "/orrery"
+local ORRERY = T.orrery_bin()
 
 -- Runs orrery with args (and env, stdin text); returns stdout, stderr, code.
 local function run(args, opts)
@@ -86,7 +85,14 @@ describe("orrery help and version", function()
       { { "run", "--bogus", "x.lua" }, "unknown option --bogus" },
       { { "-e" }, "-e needs a chunk" },
       { { "plan" }, "missing RECIPE" },
-      { { "doctor", "--bogus" }, "unknown argument --bogus" },
+      { { "doctor", "--bogus" }, "unknown option --bogus" },
+      { { "doctor", "extra" }, "unknown argument extra" },
+      { { "doctor", "--json=yes" }, "option --json takes no argument" },
+      { { "-qz" }, "unknown option -z" },
+      { { "run", "-l" }, "-l needs a module" },
+      { { "run", "--allow-write" }, "--allow-write needs a directory" },
+      { { "run", "--allow-write=" }, "--allow-write needs a directory" },
+      { { "plan", "-x", "r.lua" }, "unknown option -x" },
       { { "version", "extra" }, "unknown argument extra" },
       { { "repl", "extra" }, "unknown argument extra" },
       { { "help", "nope" }, "no command 'nope'" },
@@ -155,6 +161,89 @@ require("orrery").spawn(function() error("task broke") end)
     assert.truthy(err:find("syntax.lua:1:", 1, true), err)
   end)
 
+  it("combines short options and takes their arguments attached, as getopt does", function()
+    local out, err, code = run({ "-qe", "print('qe', orrery ~= nil)" })
+    assert.equal(0, code, err)
+    assert.equal("qe\ttrue\n", out)
+    out, err, code = run({ "-e" .. "print('attached')", "-iq" }, { stdin = "print('then stdin')" })
+    assert.equal(0, code, err)
+    assert.equal("attached\nthen stdin\n", out)
+    -- Options stop at the recipe: its own arguments pass untouched.
+    local r = spit(dir .. "/args.lua", "print(...)\n")
+    out, err, code = run({ "run", "-q", r, "-e", "--quiet", "-x" })
+    assert.equal(0, code, err)
+    assert.equal("-e\t--quiet\t-x\n", out)
+    out, err, code = run({ "run", "--", r, "a" })
+    assert.equal(0, code, err)
+    assert.equal("a\n", out)
+  end)
+
+  it("-l requires a module into a global, as lua5.4 -l does, in order with -e", function()
+    local out, err, code = run({ "-l", "cjson", "-e", "print(cjson.encode{ 1 })" })
+    assert.equal(0, code, err)
+    assert.equal("[1]\n", out)
+    out, err, code = run({ "-e", "print(j)", "-lj=cjson", "-e", "print(j.encode{ 2 })" })
+    assert.equal(0, code, err)
+    assert.equal("nil\n[2]\n", out)
+    -- With no recipe and no chunk the REPL follows (here: stdin's script).
+    out, err, code = run({ "-l", "cjson" }, { stdin = "print(cjson.encode{ 3 })" })
+    assert.equal(0, code, err)
+    assert.equal("[3]\n", out)
+    out, err, code = run({ "-l", "no.such.module", "-e", "print('not reached')" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.truthy(err:find("module 'no.such.module' not found", 1, true), err)
+  end)
+
+  it("has the orrery global wherever user code runs", function()
+    local check = "assert(orrery == require('orrery') and orrery.create, 'no orrery global') "
+      .. "print('global')"
+    local r = spit(dir .. "/global.lua", check .. "\n")
+    for _, c in ipairs{
+      { { "-e", check } },
+      { { r } },
+      { { "run", r } },
+      { {}, { stdin = check } },
+      { { "repl" }, { stdin = check } },
+      { { "run", "-" }, { stdin = check } },
+    } do
+      local out, err, code = run(c[1], c[2])
+      assert.equal(0, code, table.concat(c[1], " ") .. ": " .. err)
+      assert.equal("global\n", out, table.concat(c[1], " "))
+    end
+    -- And in a recipe under plan, whose output goes to stderr.
+    local p = spit(dir .. "/global_plan.lua", check .. "\nreturn orrery.builder('g')\n")
+    local out, err, code = run({ "plan", "--compact", p })
+    assert.equal(0, code, err)
+    assert.equal("global\n", err)
+    assert.matches('"Owner":"g"', out)
+  end)
+
+  it("tells a recipe that returns a builder and creates no VM what to do (exit 1)", function()
+    local r = spit(dir .. "/builder.lua", [[
+local b = orrery.builder{ owner = "only-a-builder" }
+b:set_memory{ SizeInMB = 64 }
+return b
+]])
+    local out, err, code = run({ "run", r })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.truthy(err:find(r .. " returned an orrery.Builder and created no VM", 1, true), err)
+    assert.truthy(err:find("orrery.create(", 1, true), err)
+    assert.truthy(err:find("orrery plan " .. r, 1, true), err)
+    -- The same recipe creating its VM as well (the shipped recipes do, so
+    -- that plan shows both): nothing to say.
+    local both = spit(dir .. "/both.lua", [[
+local b = orrery.builder{ owner = "both" }
+b:set_memory{ SizeInMB = 64 }
+local vm <close> = assert(orrery.create("both", b, { backend = "plan" }))
+return b
+]])
+    out, err, code = run({ "run", both })
+    assert.equal(0, code, err)
+    assert.equal("", err)
+  end)
+
   it("runs -e chunks first, in order, like lua5.4", function()
     local r = spit(dir .. "/e.lua", "print('recipe sees', x)\n")
     local out, err, code = run({ "-e", "x = 1", "-e", "x = x + 1; print('chunk', x)", r })
@@ -210,6 +299,56 @@ error("interrupted, so this fails")
     assert.equal("nil\tECANCELED: interrupted\tECANCELED\n", slurp(dir .. "/out"))
     local err = slurp(dir .. "/err")
     assert.truthy(err:find("interrupted (Ctrl-C again to kill)", 1, true), err)
+  end)
+
+  -- Runs orrery with args in the background, sends one SIGINT once the
+  -- file `started` exists; returns the exit code and stdout.
+  local function interrupt(args)
+    local cmd = string.format(
+      "%s %s >%s 2>%s & pid=$!; "
+        .. "for i in $(seq 300); do [ -e %s ] && break; sleep 0.05; done; "
+        .. "sleep 0.2; kill -INT $pid; wait $pid; echo $?",
+      ORRERY, args, quote(dir .. "/out"), quote(dir .. "/err"), quote(dir .. "/started"))
+    local p = assert(io.popen(cmd))
+    local code = tonumber(p:read("l"))
+    p:close()
+    return code, slurp(dir .. "/out")
+  end
+
+  it("exits 130 after one Ctrl-C even when the recipe takes the ECANCELED in its stride", function()
+    local r = spit(dir .. "/calm.lua", string.format([[
+io.open(%q, "w"):close()
+local ok, msg, code = orrery.sleep(60000)
+print("carried on after", code)
+]], dir .. "/started"))
+    local code, out = interrupt("run " .. quote(r))
+    assert.equal(130, code)
+    assert.equal("carried on after\tECANCELED\n", out)
+    -- A waiting -e chunk at top level, too.
+    code, out = interrupt("-e " .. quote(string.format(
+      "io.open(%q, 'w'):close() print(select(3, orrery.sleep(60000)))", dir .. "/started")))
+    assert.equal(130, code)
+    assert.equal("ECANCELED\n", out)
+  end)
+
+  it("on a terminal erases the spinner when a wait ends and names each wait's own call", function()
+    if not T.run("command -v script >/dev/null") then return pending("needs script(1)") end
+    -- Two waits in a row: the second one's op may reuse the first one's
+    -- memory, which must not make the spinner keep the first one's name.
+    local r = spit(dir .. "/spin.lua", "orrery.sleep(1600)\norrery.sleep(1600)\nprint('after')\n")
+    local typescript = dir .. "/typescript"
+    assert(T.run(string.format("script -qec %s %s >/dev/null 2>&1",
+      quote(ORRERY .. " run " .. quote(r)), quote(typescript))))
+    local text = slurp(typescript)
+    assert.truthy(text:find("waiting: sleep at " .. r .. ":1", 1, true), text)
+    assert.truthy(text:find("waiting: sleep at " .. r .. ":2", 1, true), text)
+    -- Once the second wait began, the first one's name is never drawn.
+    local second = text:find("waiting: sleep at " .. r .. ":2", 1, true)
+    assert.is_nil(text:find("waiting: sleep at " .. r .. ":1", second, true))
+    -- The line is erased before the recipe prints: "after" starts a clean line.
+    local after = text:find("after", second, true)
+    assert.truthy(after, text)
+    assert.equal("\r\27[K", text:sub(after - 4, after - 1))
   end)
 end)
 

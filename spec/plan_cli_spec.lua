@@ -1,15 +1,19 @@
--- `orrery plan RECIPE`: runs a recipe and prints the document it returns.
+-- `orrery plan RECIPE`: runs a recipe and prints the document it returns
+-- (and the VMs it created, with what the qemu backend would send), as
+-- JSON alone on stdout: whatever the recipe prints goes to stderr. Every
+-- shipped recipe plans, making no files.
 local cjson = require("cjson")
 
-local ORRERY = require("orrery").build_dir .. "/orrery"
-local RECIPE = "scripts/recipes/linux-vm.lua"
+local T = require("orrery.testing")
+local quote, slurp = T.q, T.slurp
+
+local ORRERY = T.orrery_bin()
+local RECIPE = T.recipe("linux-vm.lua")
+local RECIPES = { "quickstart.lua", "minimal.lua", "linux-vm.lua" }
 local C0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"
 local C1 = "0110f83b-de10-5172-a266-78bca56bf50a"
 local VPCI = "6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f"
 local NIC = "2b4a8c1e-3d5f-4a6b-8c7d-9e0f1a2b3c4d"
-
-local T = require("orrery.testing")
-local quote, slurp = T.q, T.slurp
 
 -- Runs `orrery <args>`; returns stdout, stderr and the exit code.
 local function orrery(...)
@@ -42,76 +46,125 @@ describe("orrery plan", function()
     return p
   end
 
-  it("prints the recipe's document as JSON with the HCS keys", function()
+  it("prints the recipe's document and its VM as JSON with the HCS keys", function()
     local out, err, code = orrery("plan", RECIPE)
-    assert.equal(0, code)
-    assert.equal("", err)
-    local doc = cjson.decode(out)
+    assert.equal(0, code, err)
+    local plan = cjson.decode(out)
+    local doc = plan.document
     local vm = doc.VirtualMachine
     assert.equal("linux-vm", doc.Owner)
     assert.same({ Major = 2, Minor = 1 }, doc.SchemaVersion)
     assert.is_true(doc.ShouldTerminateOnLastHandleClosed)
 
+    -- Under plan the recipe makes no files: the paths are its placeholders.
+    local dir = "/tmp/orrery-linux-vm"
     local scsi = vm.Devices.Scsi
     assert.same({ [C0] = true, [C1] = true },
                 (function() local s = {} for k in pairs(scsi) do s[k] = true end return s end)())
-    assert.same({ Type = "VirtualDisk", Path = "/var/lib/orrery/linux-vm/root.img",
-                  ReadOnly = true }, scsi[C0].Attachments["0"])
-    assert.same({ Type = "VirtualDisk", Path = "/var/lib/orrery/linux-vm/data.img" },
-                scsi[C1].Attachments["0"])
+    assert.same({ Type = "VirtualDisk", Path = dir .. "/root.img", ReadOnly = true },
+                scsi[C0].Attachments["0"])
+    assert.same({ Type = "VirtualDisk", Path = dir .. "/data.img" }, scsi[C1].Attachments["0"])
 
     assert.same({ Functions = { { DeviceInstancePath = "qemu:virtio-rng-pci" } },
                   PropagateNumaAffinity = true }, vm.Devices.VirtualPci[VPCI])
     assert.same({ EndpointId = "user", MacAddress = "00-15-5D-52-C0-0A" },
                 vm.Devices.NetworkAdapters[NIC])
-    assert.same({ { Name = "src", AccessName = "src", Path = "/srv/src", Port = 564,
+    assert.same({ { Name = "src", AccessName = "src", Path = dir .. "/share", Port = 564,
                     ReadOnly = true } }, vm.Devices.Plan9.Shares)
-    assert.matches("^/tmp/.+%.sock$", vm.Devices.ComPorts["0"].NamedPipe)
+    assert.equal(dir .. "/com1.sock", vm.Devices.ComPorts["0"].NamedPipe)
 
     local topo = vm.ComputeTopology
-    assert.equal(1024, topo.Memory.SizeInMB)
-    assert.equal(4, topo.Processor.Count)
-    assert.same({ count_per_node = { max = 2 }, node_per_socket = 1 },
+    assert.equal(512, topo.Memory.SizeInMB)
+    assert.equal(2, topo.Processor.Count)
+    assert.same({ count_per_node = { max = 1 }, node_per_socket = 1 },
                 topo.Processor.NumaProcessorsSettings)
     assert.equal(2, topo.Numa.VirtualNodeCount)
-    assert.equal(2, #topo.Numa.Settings)
     local cpus, mem = 0, 0
     for _, node in ipairs(topo.Numa.Settings) do
       cpus = cpus + node.CountOfProcessors
       mem = mem + node.CountOfMemoryBlocks
     end
-    assert.equal(4, cpus)
-    assert.equal(1024, mem)
-
+    assert.equal(2, cpus)
+    assert.equal(512, mem)
     assert.matches("^/", vm.Chipset.LinuxKernelDirect.KernelFilePath)
-    assert.matches("^/", vm.Chipset.LinuxKernelDirect.InitRdPath)
     assert.is_nil(vm.Chipset.Uefi)
     assert.same({ IopsMaximum = 5000, BandwidthMaximum = 100000000 }, vm.StorageQoS)
+
+    -- The VM it created, with the argv the qemu backend would run.
+    assert.equal(1, #plan.vms)
+    assert.equal("linux-vm", plan.vms[1].id)
+    assert.equal("argv", plan.vms[1].plan_log[1].kind)
+    assert.equal("/tmp/orrery-linux-vm/root.img",
+                 plan.vms[1].document.VirtualMachine.Devices.Scsi[C0].Attachments["0"].Path)
   end)
 
   it("prints the same document the recipe builds in-process", function()
-    local b = dofile(RECIPE)
+    local path = temp_recipe([[
+local b = require("orrery").builder{ owner = "same" }
+b:set_memory{ SizeInMB = 256 }
+b:set_processor{ Count = 2 }
+b:add_scsi_controller(0)
+b:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = "/srv/a.img", ReadOnly = true })
+return b
+]])
+    local b = dofile(path)
     assert.is_true(b:validate())
-    local out = orrery("plan", RECIPE)
-    assert.equal(b:json{ pretty = true } .. "\n", out)
-  end)
-
-  it("prints one line with --compact", function()
-    local out, _, code = orrery("plan", "--compact", RECIPE)
+    assert.equal(b:json{ pretty = true } .. "\n", (orrery("plan", path)))
+    -- --compact: one line, the same document.
+    local out, _, code = orrery("plan", "--compact", path)
     assert.equal(0, code)
     assert.matches("^{[^\n]*}\n$", out)
-    assert.equal(dofile(RECIPE):json() .. "\n", out)
-    local pretty = orrery("plan", RECIPE)
-    assert.same(cjson.decode(pretty), cjson.decode(out))
+    assert.equal(b:json() .. "\n", out)
   end)
 
-  it("plans the minimal recipe", function()
-    local out, _, code = orrery("plan", "--compact", "scripts/recipes/minimal.lua")
-    assert.equal(0, code)
-    local vm = cjson.decode(out).VirtualMachine
-    assert.equal(1, vm.ComputeTopology.Processor.Count)
-    assert.is_number(vm.ComputeTopology.Memory.SizeInMB)
-    assert.matches("^/", vm.Chipset.LinuxKernelDirect.KernelFilePath)
+  it("plans every shipped recipe: JSON alone on stdout, python3's json.tool agrees", function()
+    local python = io.open("/usr/bin/python3") and "/usr/bin/python3"
+    for _, name in ipairs(RECIPES) do
+      local out, err, code = orrery("plan", "--compact", T.recipe(name))
+      assert.equal(0, code, name .. ": " .. err)
+      assert.matches("^{[^\n]*}\n$", out, name)
+      local plan = cjson.decode(out)
+      assert.is_true(#plan.vms >= 1, name)
+      for _, vm in ipairs(plan.vms) do
+        assert.equal("argv", vm.plan_log[1].kind, name)
+      end
+      if python then
+        local tmp = os.tmpname()
+        T.spit(tmp, out)
+        assert.is_true(T.run(python .. " -m json.tool " .. quote(tmp) .. " >/dev/null"), name)
+        os.remove(tmp)
+      end
+    end
+  end)
+
+  it("plans the recipes without making any file (a private /tmp stays empty)", function()
+    if not T.run("unshare -m true 2>/dev/null") then
+      return pending("needs unshare -m (root)")
+    end
+    for _, name in ipairs(RECIPES) do
+      local out = T.sh("unshare -m sh -c " .. quote("mount -t tmpfs none /tmp && "
+        .. ORRERY .. " plan " .. quote(T.sh("realpath " .. quote(T.recipe(name))):gsub("\n$", ""))
+        .. " >/dev/null 2>&1; echo rc=$?; ls -A /tmp"))
+      assert.equal("rc=0\n", out, name)
+    end
+  end)
+
+  it("sends the recipe's own output to stderr: print, io.write, programs it runs", function()
+    local path = temp_recipe([[
+print("from print")
+io.write("from io.write\n")
+io.stdout:write("from io.stdout\n")
+os.execute("echo from a child")
+orrery.spawn(function() print("from a task") end)
+return orrery.builder{ owner = "noisy" }
+]])
+    local out, err, code = orrery("plan", "--compact", path)
+    assert.equal(0, code, err)
+    assert.equal("noisy", cjson.decode(out).Owner)
+    for _, line in ipairs{ "from print", "from io.write", "from io.stdout", "from a child",
+                           "from a task" } do
+      assert.truthy(err:find(line, 1, true), line .. " not in stderr: " .. err)
+    end
   end)
 
   it("exits non-zero on a builder error, naming the recipe's file:line and the message", function()

@@ -139,12 +139,23 @@ describe("orrery tasks", function()
     assert.is_true(ticked) -- the loop ran the task while we slept
   end)
 
-  it("orrery.now is an integer clock that increases", function()
+  it("orrery.now is a millisecond clock with sub-millisecond precision", function()
     local a = orrery.now()
     orrery.sleep(15)
     local b = orrery.now()
-    assert.equal("integer", math.type(a))
-    assert.is_true(b > a)
+    assert.equal("float", math.type(a))
+    assert.is_true(b - a >= 14, b - a)
+    -- Readings taken back to back never go backwards, and some two of them
+    -- differ by less than a millisecond but not by nothing: whole
+    -- milliseconds were all it had before.
+    local fine, prev = 0, orrery.now()
+    for _ = 1, 50 do
+      local t = orrery.now()
+      assert.is_true(t >= prev)
+      if t > prev and t - prev < 1 then fine = fine + 1 end
+      prev = t
+    end
+    assert.is_true(fine > 0)
   end)
 
   it("refuses a bad sleep duration", function()

@@ -65,6 +65,11 @@ function M.orrery_bin()
   return os.getenv("ORRERY_BIN") or (M.build_dir() .. "/orrery")
 end
 
+-- A shipped recipe: $ORRERY_EXAMPLES/name (the installed examples), else scripts/recipes/name.
+function M.recipe(name)
+  return (os.getenv("ORRERY_EXAMPLES") or "scripts/recipes") .. "/" .. name
+end
+
 -- True while process pid exists.
 function M.alive(pid)
   return M.run("kill -0 " .. pid .. " 2>/dev/null")
