@@ -42,14 +42,14 @@ typedef struct {
 
 /* Where the verdict is cached (empty when neither XDG_CACHE_HOME nor HOME
 ** is set). */
-void orr_kvm_verdict_path(char *buf, size_t size);
+ORR_API void orr_kvm_verdict_path(char *buf, size_t size);
 
 /*
 ** Reads the cached verdict into v. Returns 0, ORR_ENOENT when there is
 ** none, or ORR_ESTATE when there is one but the kernel or the QEMU binary
 ** changed since (v is filled either way, for display).
 */
-int orr_kvm_verdict_read(orr_kvm_verdict *v);
+ORR_API int orr_kvm_verdict_read(orr_kvm_verdict *v);
 
 /*
 ** Boots the default guest with -accel kvm -cpu host and waits (bounded) for
@@ -59,14 +59,15 @@ int orr_kvm_verdict_read(orr_kvm_verdict *v);
 ** *v filled (and cached when asked), or an error when no probe could run
 ** (no QEMU binary, no default guest); those are never cached.
 */
-int orr_kvm_probe(const orr_kvm_probe_options *o, orr_kvm_verdict *v,
-                  orr_error *e);
+ORR_API int orr_kvm_probe(const orr_kvm_probe_options *o, orr_kvm_verdict *v,
+                          orr_error *e);
 
 /* QEMU's version ("7.2.22") from `BINARY --version`; 0 or an error. */
-int orr_qemu_version(const char *binary, char *buf, size_t size, orr_error *e);
+ORR_API int orr_qemu_version(const char *binary, char *buf, size_t size,
+                             orr_error *e);
 
 /* The binary's absolute path through PATH (binary may be a path); 0 or
 ** ORR_ENOENT. */
-int orr_find_program(const char *binary, char *buf, size_t size);
+ORR_API int orr_find_program(const char *binary, char *buf, size_t size);
 
 #endif

@@ -15,32 +15,33 @@
 #define ORR_COM_PORTS 4
 
 /* HCS's fixed GUID for SCSI controller 0..3; NULL outside that range. */
-const char *orr_scsi_controller_guid(int index);
+ORR_API const char *orr_scsi_controller_guid(int index);
 /* The index of a controller GUID, or -1. */
-int orr_scsi_controller_index(const char *guid);
+ORR_API int orr_scsi_controller_index(const char *guid);
 
 /* A new document with hcsshim's defaults (SchemaVersion 2.1, StopOnReset,
 ** ShouldTerminateOnLastHandleClosed, the HvSocket bind descriptor). */
-json_t *orr_doc_new(const char *owner);
+ORR_API json_t *orr_doc_new(const char *owner);
 
 /*
 ** Validates a whole document: every field against the schema, then every
 ** cross-field rule (boot exclusivity, NUMA sums, unique PCI functions and
 ** MACs, ...). On success *out is a new normalized copy (keys in HCS order).
 */
-int orr_doc_check(const json_t *doc, json_t **out, orr_error *e);
+ORR_API int orr_doc_check(const json_t *doc, json_t **out, orr_error *e);
 
 /* Parses JSON text and checks it as above. */
-int orr_doc_parse(const char *text, size_t len, json_t **out, orr_error *e);
+ORR_API int orr_doc_parse(const char *text, size_t len, json_t **out,
+                          orr_error *e);
 
 /* JSON text of a document in HCS key order; free() the result. */
-char *orr_doc_dump(const json_t *doc, int pretty);
+ORR_API char *orr_doc_dump(const json_t *doc, int pretty);
 
 /*
 ** Cross-field rules alone, on a document whose fields are already valid.
 ** With `complete` unset, a rule whose other half is still missing (NUMA
 ** nodes before memory is set) passes; the builder uses that between calls.
 */
-int orr_doc_rules(const json_t *doc, int complete, orr_error *e);
+ORR_API int orr_doc_rules(const json_t *doc, int complete, orr_error *e);
 
 #endif

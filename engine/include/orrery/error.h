@@ -6,6 +6,10 @@
 #ifndef ORRERY_ERROR_H
 #define ORRERY_ERROR_H
 
+#include "orrery/api.h"
+
+#include "orrery/api.h"
+
 #define ORR_ERRNO_MAP(XX)                                                      \
   XX(EINVAL, -22, "invalid argument")                                          \
   XX(EEXIST, -17, "already exists")                                            \
@@ -29,9 +33,9 @@ typedef enum {
 } orr_err;
 
 /* Short text for a code ("already exists"); never NULL. */
-const char *orr_strerror(int err);
+ORR_API const char *orr_strerror(int err);
 /* Stable name for a code ("EEXIST"); never NULL. */
-const char *orr_err_name(int err);
+ORR_API const char *orr_err_name(int err);
 
 /*
 ** An error with its message, filled by calls that can fail for a reason the
@@ -44,10 +48,10 @@ typedef struct {
 
 /* Sets e->code and formats e->msg; returns code so callers can
 ** `return orr_error_set(e, ORR_EINVAL, "...")`. e may be NULL. */
-int orr_error_set(orr_error *e, int code, const char *fmt, ...)
+ORR_API int orr_error_set(orr_error *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Turns e->msg into "<prefix>: <msg>", truncating if it must. */
-void orr_error_prefix(orr_error *e, const char *prefix);
+ORR_API void orr_error_prefix(orr_error *e, const char *prefix);
 
 #endif

@@ -8,6 +8,8 @@
 #ifndef ORRERY_FRAMER_H
 #define ORRERY_FRAMER_H
 
+#include "orrery/api.h"
+
 #include <stddef.h>
 
 /* QMP replies such as query-qmp-schema are a few hundred KiB; anything near
@@ -37,8 +39,8 @@ typedef struct {
 } orr_framer;
 
 /* max 0 means ORR_FRAMER_DEFAULT_MAX. Allocates nothing. */
-void orr_framer_init(orr_framer *f, size_t max, orr_framer_line_cb cb,
-                     void *arg);
+ORR_API void orr_framer_init(orr_framer *f, size_t max, orr_framer_line_cb cb,
+                             void *arg);
 
 /*
 ** Splits data into lines and calls cb for each. Returns 0, the callback's
@@ -46,22 +48,22 @@ void orr_framer_init(orr_framer *f, size_t max, orr_framer_line_cb cb,
 ** broken: drop the connection) or ORR_ENOMEM. After an error every later
 ** call returns the same error until orr_framer_reset().
 */
-int orr_framer_feed(orr_framer *f, const char *data, size_t len);
+ORR_API int orr_framer_feed(orr_framer *f, const char *data, size_t len);
 
 /*
 ** Drops the partial line and all further input up to and including the
 ** next 0xFF byte. The guest agent's guest-sync-delimited writes 0xFF just
 ** before its reply, so whatever stale output preceded it is skipped.
 */
-void orr_framer_resync(orr_framer *f);
+ORR_API void orr_framer_resync(orr_framer *f);
 
 /* Nonzero while a resync is still waiting for its 0xFF. */
-int orr_framer_resyncing(const orr_framer *f);
+ORR_API int orr_framer_resyncing(const orr_framer *f);
 
 /* Forgets the partial line, the resync and a sticky error (a new stream). */
-void orr_framer_reset(orr_framer *f);
+ORR_API void orr_framer_reset(orr_framer *f);
 
 /* Frees the buffer; the framer may be initialized again. */
-void orr_framer_free(orr_framer *f);
+ORR_API void orr_framer_free(orr_framer *f);
 
 #endif

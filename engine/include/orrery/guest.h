@@ -54,7 +54,7 @@ typedef struct {
   void *log_arg;
 } orr_guest_options;
 
-void orr_guest_options_init(orr_guest_options *o);
+ORR_API void orr_guest_options_init(orr_guest_options *o);
 
 /*
 ** Connects to a qemu-ga socket on loop, retrying until the deadline while
@@ -67,9 +67,9 @@ void orr_guest_options_init(orr_guest_options *o);
 ** for a unix socket) or ORR_ENOMEM with e set: then cb never runs. After a
 ** failure the object must still be released with orr_guest_close().
 */
-int orr_guest_connect(uv_loop_t *loop, const char *path,
-                      const orr_guest_options *opts, orr_vm_cb cb, void *arg,
-                      orr_guest **out, orr_error *e);
+ORR_API int orr_guest_connect(uv_loop_t *loop, const char *path,
+                              const orr_guest_options *opts, orr_vm_cb cb,
+                              void *arg, orr_guest **out, orr_error *e);
 
 /*
 ** orr_guest_connect() to vm's agent port on its engine's loop. Returns
@@ -78,16 +78,17 @@ int orr_guest_connect(uv_loop_t *loop, const char *path,
 ** has stopped; then cb never runs. The guest does not keep vm: it may be
 ** closed before the guest.
 */
-int orr_guest_open(orr_vm *vm, const orr_guest_options *opts, orr_vm_cb cb,
-                   void *arg, orr_guest **out, orr_error *e);
+ORR_API int orr_guest_open(orr_vm *vm, const orr_guest_options *opts,
+                           orr_vm_cb cb, void *arg, orr_guest **out,
+                           orr_error *e);
 
 /* Nonzero once the open's ping answered and until the connection ends. */
-int orr_guest_is_ready(const orr_guest *g);
+ORR_API int orr_guest_is_ready(const orr_guest *g);
 /* Nonzero until the connection ends (connecting, opening or ready):
 ** commands sent meanwhile wait for the open and then run. */
-int orr_guest_is_open(const orr_guest *g);
+ORR_API int orr_guest_is_open(const orr_guest *g);
 /* The agent socket's path. */
-const char *orr_guest_path(const orr_guest *g);
+ORR_API const char *orr_guest_path(const orr_guest *g);
 
 /*
 ** Sends one agent command, {"execute": command, "arguments": arguments}:
@@ -96,11 +97,13 @@ const char *orr_guest_path(const orr_guest *g);
 ** command timeout of the options. Commands that never answer by design
 ** (guest-shutdown, guest-suspend-*) end with ORR_ETIMEDOUT.
 */
-void orr_guest_command(orr_guest *g, const char *command, json_t *arguments,
-                       uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+ORR_API void orr_guest_command(orr_guest *g, const char *command,
+                               json_t *arguments, uint64_t timeout_ms,
+                               orr_vm_cb cb, void *arg);
 
 /* guest-ping; result NULL. */
-void orr_guest_ping(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+ORR_API void orr_guest_ping(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
+                            void *arg);
 
 typedef struct {
   const char *const *argv; /* NULL-terminated, argv[0] looked up in PATH */
@@ -123,29 +126,29 @@ typedef struct {
 ** timeout the process is sent SIGKILL (best effort) and cb gets
 ** ORR_ETIMEDOUT. The request is copied: it need not outlive the call.
 */
-void orr_guest_exec(orr_guest *g, const orr_guest_exec_req *req, orr_vm_cb cb,
-                    void *arg);
+ORR_API void orr_guest_exec(orr_guest *g, const orr_guest_exec_req *req,
+                            orr_vm_cb cb, void *arg);
 
 /* Reads a whole file (guest-file-open/read/close, 1 MiB per read, at most
 ** 64 MiB); result {"content": bytes}. */
-void orr_guest_read_file(orr_guest *g, const char *path, uint64_t timeout_ms,
-                         orr_vm_cb cb, void *arg);
+ORR_API void orr_guest_read_file(orr_guest *g, const char *path,
+                                 uint64_t timeout_ms, orr_vm_cb cb, void *arg);
 
 /* Creates or truncates a file and writes len bytes to it; result NULL. The
 ** data is copied. */
-void orr_guest_write_file(orr_guest *g, const char *path, const void *data,
-                          size_t len, uint64_t timeout_ms, orr_vm_cb cb,
-                          void *arg);
+ORR_API void orr_guest_write_file(orr_guest *g, const char *path,
+                                  const void *data, size_t len,
+                                  uint64_t timeout_ms, orr_vm_cb cb, void *arg);
 
 /* guest-get-osinfo; result is the agent's object ("kernel-release",
 ** "machine", and "id"/"name"/... when the guest has /etc/os-release). */
-void orr_guest_os_info(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
-                       void *arg);
+ORR_API void orr_guest_os_info(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
+                               void *arg);
 
 /* guest-network-get-interfaces; result is the agent's array of {"name",
 ** "hardware-address", "ip-addresses": [...], "statistics"}. */
-void orr_guest_interfaces(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
-                          void *arg);
+ORR_API void orr_guest_interfaces(orr_guest *g, uint64_t timeout_ms,
+                                  orr_vm_cb cb, void *arg);
 
 /*
 ** Closes the connection and releases g. Everything pending (the open,
@@ -155,6 +158,6 @@ void orr_guest_interfaces(orr_guest *g, uint64_t timeout_ms, orr_vm_cb cb,
 ** callbacks it triggers, where calling it again does nothing. Safe to
 ** call from any callback.
 */
-void orr_guest_close(orr_guest *g);
+ORR_API void orr_guest_close(orr_guest *g);
 
 #endif

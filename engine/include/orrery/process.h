@@ -55,27 +55,27 @@ typedef struct {
 ** program was not found or could not be executed (reported here, not in a
 ** callback, as uv_spawn does). No callback runs before this returns.
 */
-int orr_process_spawn(uv_loop_t *loop, const orr_process_options *opts,
-                      orr_process **out, orr_error *e);
+ORR_API int orr_process_spawn(uv_loop_t *loop, const orr_process_options *opts,
+                              orr_process **out, orr_error *e);
 
 /* The child's pid, also after it exited (it may then belong to another). */
-int orr_process_pid(const orr_process *p);
+ORR_API int orr_process_pid(const orr_process *p);
 
 /* Nonzero once the child was reaped and exit_cb ran. */
-int orr_process_exited(const orr_process *p);
+ORR_API int orr_process_exited(const orr_process *p);
 
 /*
 ** Sends signum to the child. Returns ORR_ESTATE once the child was reaped:
 ** the pid may have been reused, so it is never signalled after that.
 */
-int orr_process_kill(orr_process *p, int signum);
+ORR_API int orr_process_kill(orr_process *p, int signum);
 
 /*
 ** Copies the last bytes of the child's output (stdout and stderr in the
 ** order written) into buf, at most size - 1 of them, and NUL-terminates.
 ** Returns the number of bytes copied.
 */
-size_t orr_process_output(const orr_process *p, char *buf, size_t size);
+ORR_API size_t orr_process_output(const orr_process *p, char *buf, size_t size);
 
 /*
 ** Releases the process. A child still running is sent SIGKILL and reaped
@@ -83,7 +83,7 @@ size_t orr_process_output(const orr_process *p, char *buf, size_t size);
 ** not called after close. cb (may be NULL) runs once everything is freed,
 ** from the loop; p is invalid from this call on.
 */
-void orr_process_close(orr_process *p, orr_process_close_cb cb);
+ORR_API void orr_process_close(orr_process *p, orr_process_close_cb cb);
 
 /*
 ** Releases the process WITHOUT killing it: for a child meant to outlive the
@@ -92,6 +92,6 @@ void orr_process_close(orr_process *p, orr_process_close_cb cb);
 ** the engine still runs it stays a zombie until the engine exits; watch it
 ** with a pidfd meanwhile). cb as for orr_process_close.
 */
-void orr_process_detach(orr_process *p, orr_process_close_cb cb);
+ORR_API void orr_process_detach(orr_process *p, orr_process_close_cb cb);
 
 #endif

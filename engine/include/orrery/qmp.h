@@ -78,8 +78,8 @@ typedef struct {
 ** Returns 0 and *out, or ORR_EINVAL (no path, or longer than a unix socket
 ** path can be) or ORR_ENOMEM; on error no callback will ever run.
 */
-int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *opts,
-                    orr_qmp **out);
+ORR_API int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *opts,
+                            orr_qmp **out);
 
 /*
 ** Sends {"execute": command, "arguments": arguments, "id": N}. arguments is
@@ -92,18 +92,19 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *opts,
 ** ORR_EINVAL, ORR_ENOMEM, ORR_EIO (the write could not be queued) or
 ** ORR_ECANCELED (after orr_qmp_close()): then cb never runs.
 */
-int orr_qmp_send(orr_qmp *qmp, const char *command, json_t *arguments,
-                 orr_qmp_reply_cb cb, void *arg);
+ORR_API int orr_qmp_send(orr_qmp *qmp, const char *command, json_t *arguments,
+                         orr_qmp_reply_cb cb, void *arg);
 
 /* Sets the one event subscriber, replacing the previous one; cb NULL
 ** unsubscribes. Events that arrive during the handshake are delivered. */
-void orr_qmp_on_event(orr_qmp *qmp, orr_qmp_event_cb cb, void *arg);
+ORR_API void orr_qmp_on_event(orr_qmp *qmp, orr_qmp_event_cb cb, void *arg);
 
 /* QEMU's version from the greeting; ORR_ESTATE before the greeting. */
-int orr_qmp_version(const orr_qmp *qmp, int *major, int *minor, int *micro);
+ORR_API int orr_qmp_version(const orr_qmp *qmp, int *major, int *minor,
+                            int *micro);
 
 /* Nonzero between ready_cb(0) and the end of the connection. */
-int orr_qmp_is_ready(const orr_qmp *qmp);
+ORR_API int orr_qmp_is_ready(const orr_qmp *qmp);
 
 /*
 ** Closes the connection and releases qmp. Requests still pending fail with
@@ -114,6 +115,6 @@ int orr_qmp_is_ready(const orr_qmp *qmp);
 ** freed. qmp must not be used after this call, except that it stays valid
 ** inside the callbacks it triggers. Safe to call from any callback.
 */
-void orr_qmp_close(orr_qmp *qmp, orr_qmp_close_cb cb);
+ORR_API void orr_qmp_close(orr_qmp *qmp, orr_qmp_close_cb cb);
 
 #endif

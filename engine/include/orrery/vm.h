@@ -34,15 +34,15 @@ typedef void (*orr_vm_event_cb)(void *arg, orr_vm *vm, const char *event,
                                 json_t *data);
 
 /* The engine owns the loop (or borrows the caller's) and every VM. */
-int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e);
-uv_loop_t *orr_engine_loop(orr_engine *eng);
+ORR_API int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e);
+ORR_API uv_loop_t *orr_engine_loop(orr_engine *eng);
 /* Terminates VMs that terminate on last handle close, waits (running the
 ** loop, bounded) until their processes are gone, and frees everything. Must
 ** not be called from a loop callback. */
-void orr_engine_free(orr_engine *eng);
+ORR_API void orr_engine_free(orr_engine *eng);
 /* Number of VMs the engine still holds (closed ones included until their
 ** process is gone). */
-int orr_engine_vm_count(const orr_engine *eng);
+ORR_API int orr_engine_vm_count(const orr_engine *eng);
 
 typedef struct {
   const char *backend;     /* "qemu" (default) or "plan" */
@@ -58,7 +58,7 @@ typedef struct {
                               0: 10 s for the one, 60 s for the other */
 } orr_vm_options;
 
-void orr_vm_options_init(orr_vm_options *o);
+ORR_API void orr_vm_options_init(orr_vm_options *o);
 
 /*
 ** Creates the VM, not started: for qemu, QEMU runs paused (-S) with QMP
@@ -67,9 +67,9 @@ void orr_vm_options_init(orr_vm_options *o);
 ** returned, *out is set, and cb reports the outcome (on failure the VM is
 ** already torn down: just orr_vm_close() it).
 */
-int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
-                  const orr_vm_options *opts, orr_vm_cb cb, void *arg,
-                  orr_vm **out, orr_error *e);
+ORR_API int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
+                          const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                          orr_vm **out, orr_error *e);
 
 /*
 ** Re-attaches to a qemu VM another engine process created with
@@ -79,22 +79,24 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
 ** returned (ORR_ENOENT: no such VM or it is not running); otherwise cb
 ** reports the outcome as for create.
 */
-int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
-                orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e);
+ORR_API int orr_vm_open(orr_engine *eng, const char *id,
+                        const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                        orr_vm **out, orr_error *e);
 
-void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg);
-void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg);
-void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg);
 /* options: {SaveStateFilePath = "/abs/path"}; the VM must be paused. */
-void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb,
+                         void *arg);
 /* ACPI power-down, then terminate after timeout_ms (0: 10 s); result is the
 ** exit info. */
-void orr_vm_shutdown(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
-                     void *arg);
-void orr_vm_terminate(orr_vm *vm, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_shutdown(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                             void *arg);
+ORR_API void orr_vm_terminate(orr_vm *vm, orr_vm_cb cb, void *arg);
 /* Completes when the VM's process is gone; result {ExitCode, Signal,
 ** Reason}. */
-void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg);
 
 /*
 ** A run-time change as an HCS ModifySettingRequest {ResourcePath,
@@ -102,31 +104,33 @@ void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg);
 ** removal QEMU completes only with the guest's help (PCI unplug; default
 ** 10 s). The live document changes only on success.
 */
-void orr_vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
-                   orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
+                           const json_t *options, orr_vm_cb cb, void *arg);
 
 /*
 ** Sends one raw QMP command and returns QEMU's answer as result: the escape
 ** hatch (like virsh qemu-monitor-command) and how tests check QEMU's own
 ** view (query-block, query-pci). It bypasses the live document.
 */
-void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
-                orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_qmp(orr_vm *vm, const char *command,
+                        const json_t *arguments, orr_vm_cb cb, void *arg);
 
 /* Sync queries. */
-const char *orr_vm_id(const orr_vm *vm);
-const char *orr_vm_state(const orr_vm *vm); /* "Created", "Running", ... */
-const json_t *orr_vm_document(const orr_vm *vm); /* live; do not modify */
-json_t *orr_vm_properties(const orr_vm *vm);     /* new reference */
-json_t *orr_vm_plan_log(const orr_vm *vm);       /* new reference */
+ORR_API const char *orr_vm_id(const orr_vm *vm);
+ORR_API const char *
+orr_vm_state(const orr_vm *vm); /* "Created", "Running", ... */
+ORR_API const json_t *
+orr_vm_document(const orr_vm *vm);                   /* live; do not modify */
+ORR_API json_t *orr_vm_properties(const orr_vm *vm); /* new reference */
+ORR_API json_t *orr_vm_plan_log(const orr_vm *vm);   /* new reference */
 /* The unix socket of the guest agent's virtio-serial port (QEMU is the
 ** server), or NULL when the VM has none (create option guest_agent). */
-const char *orr_vm_guest_socket(const orr_vm *vm);
+ORR_API const char *orr_vm_guest_socket(const orr_vm *vm);
 /* The engine this VM lives on (its loop runs the guest agent client). */
-orr_engine *orr_vm_engine(const orr_vm *vm);
+ORR_API orr_engine *orr_vm_engine(const orr_vm *vm);
 
 /* The one event subscriber (the bindings fan out). */
-void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg);
+ORR_API void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg);
 
 /*
 ** Releases the caller's handle. With ShouldTerminateOnLastHandleClosed the
@@ -134,6 +138,6 @@ void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg);
 ** ORR_ECANCELED (from the loop), the event callback is dropped, and the
 ** engine frees the VM once its process is gone. vm is invalid afterwards.
 */
-void orr_vm_close(orr_vm *vm);
+ORR_API void orr_vm_close(orr_vm *vm);
 
 #endif

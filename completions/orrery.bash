@@ -1,0 +1,83 @@
+# bash completion for orrery(1): commands, each command's options, recipes
+# (*.lua) where a recipe goes, directories for --allow-write. Installed as
+# PREFIX/share/bash-completion/completions/orrery.
+
+# _orrery_files: recipe files and directories below the current word.
+_orrery_files() {
+  compopt -o filenames 2>/dev/null
+  local IFS=$'\n'
+  COMPREPLY+=($(compgen -d -- "$1") $(compgen -f -X '!*.lua' -- "$1"))
+}
+
+_orrery() {
+  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+  local commands="run plan repl doctor version help"
+  local runopts="-e -l -i -q --quiet --sandbox --allow-write= -h --help"
+  local i cmd="" recipe=""
+  COMPREPLY=()
+
+  # The word before an option's argument: -e CHUNK, -l MOD, --allow-write DIR
+  # (bash splits --allow-write=DIR at the '=').
+  case $prev in
+    -e|-l) return 0 ;;
+    --allow-write) compopt -o dirnames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
+    =)
+      if [[ ${COMP_WORDS[COMP_CWORD-2]} == --allow-write ]]; then
+        compopt -o dirnames 2>/dev/null
+        COMPREPLY=($(compgen -d -- "$cur"))
+        return 0
+      fi ;;
+  esac
+
+  # The command (or, lua5.4 style, the recipe) and whether a recipe came.
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case ${COMP_WORDS[i]} in
+      -e|-l) ((i++)) ;;
+      =|--allow-write) ;;
+      -*) ;;
+      *)
+        if [[ -z $cmd ]]; then
+          cmd=${COMP_WORDS[i]}
+          case $cmd in run|plan|repl|doctor|version|help) ;; *) recipe=$cmd ;; esac
+        elif [[ ($cmd == run || $cmd == plan) && -z $recipe ]]; then
+          recipe=${COMP_WORDS[i]}
+        fi ;;
+    esac
+  done
+
+  # After the recipe, the words are its own: offer files.
+  if [[ -n $recipe ]]; then
+    COMPREPLY=($(compgen -f -- "$cur"))
+    compopt -o filenames 2>/dev/null
+    return 0
+  fi
+  case $cmd in
+    "")
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$runopts --version" -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+        _orrery_files "$cur"
+      fi ;;
+    run)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$runopts" -- "$cur"))
+      else
+        _orrery_files "$cur"
+      fi ;;
+    plan)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "--compact -h --help" -- "$cur"))
+      else
+        _orrery_files "$cur"
+      fi ;;
+    doctor) COMPREPLY=($(compgen -W "--json --refresh -h --help" -- "$cur")) ;;
+    version) COMPREPLY=($(compgen -W "--json -h --help" -- "$cur")) ;;
+    repl) COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
+    help) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "run plan repl doctor version" -- "$cur")) ;;
+  esac
+  # "--allow-write=" takes its directory right after the '='.
+  [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null
+  return 0
+}
+complete -F _orrery orrery
