@@ -72,12 +72,11 @@ Cflags: -I\\\${includedir}
   " COMPONENT dev)
 endif()
 
+# The guest: what build-guest.sh writes (its manifest names the files), not
+# its download cache, work area or stamp.
 if(ORR_BUILD_GUEST)
-  install(FILES ${CMAKE_BINARY_DIR}/guest/orrery-guest.json
-                ${CMAKE_BINARY_DIR}/guest/vmlinux
-                ${CMAKE_BINARY_DIR}/guest/vmlinuz
-                ${CMAKE_BINARY_DIR}/guest/initramfs.cpio.gz
-                ${CMAKE_BINARY_DIR}/guest/cmdline
-                ${CMAKE_BINARY_DIR}/guest/manifest.txt
-          DESTINATION ${ORR_INSTALL_GUESTDIR} COMPONENT guest)
+  install(DIRECTORY ${CMAKE_BINARY_DIR}/guest/
+          DESTINATION ${ORR_INSTALL_GUESTDIR} COMPONENT guest
+          PATTERN debs EXCLUDE PATTERN work EXCLUDE PATTERN stamp EXCLUDE
+          PATTERN "*.tmp" EXCLUDE)
 endif()

@@ -79,7 +79,7 @@ count "leak check of the C tests under ASan" $?
 scripts/leakcheck.sh asan-busted \
   scripts/run-busted.sh "$asan" >"$asan/busted.out" 2>&1
 cat "$asan/busted.out"
-summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures / [0-9]+ errors' "$asan/busted.log" | tail -1)
+summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures? / [0-9]+ errors?' "$asan/busted.log" | tail -1)
 if [ -n "$summary" ]; then
   passed=$((passed + $(echo "$summary" | awk '{print $1}')))
   failed=$((failed + $(echo "$summary" | awk '{print $4 + $7}')))

@@ -12,7 +12,7 @@ log="$build/ctest.log"
 ctest --test-dir "$build" --output-on-failure --timeout 3000 2>&1 | tee "$log"
 c_total=$(grep -cE '^ *[0-9]+/[0-9]+ Test +#[0-9]+: c/' "$log")
 c_failed=$(grep -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: c/' "$log" | grep -cv ' Passed ')
-summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures / [0-9]+ errors' "$build/busted.log" 2>/dev/null | tail -1)
+summary=$(grep -E '^[0-9]+ successes / [0-9]+ failures? / [0-9]+ errors?' "$build/busted.log" 2>/dev/null | tail -1)
 b_pass=$(echo "$summary" | awk '{print $1+0}')
 b_fail=$(echo "$summary" | awk '{print $4+$7}')
 if [ -z "$summary" ]; then

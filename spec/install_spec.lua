@@ -86,9 +86,14 @@ describe("the installed tree", function()
     -- The repository's own busted helpers are not part of the library.
     assert.is_false(exists(LUADIR .. "/orrery/testing.lua"))
     assert.is_false(exists(LUADIR .. "/orrery/leakcheck.lua"))
-    for _, f in ipairs{ "orrery-guest.json", "vmlinux", "initramfs.cpio.gz", "cmdline" } do
-      has(GUEST .. "/" .. f)
+    -- The guest: its manifest and the files it names, and not the build's
+    -- download cache or work area.
+    local manifest = require("cjson").decode((slurp(GUEST .. "/orrery-guest.json")))
+    for _, key in ipairs{ "kernel", "bzimage", "initrd" } do
+      has(GUEST .. "/" .. manifest[key])
     end
+    assert.is_false(exists(GUEST .. "/debs"))
+    assert.is_false(exists(GUEST .. "/work"))
     for _, h in ipairs{ "api", "error", "document", "builder", "vm", "guest", "guest_image",
                         "install" } do
       has(P .. "/include/orrery/" .. h .. ".h")
