@@ -121,10 +121,16 @@ describe("the installed tree", function()
     assert.is_true(#forbidden > 0, "nothing to look for: set ORRERY_FORBIDDEN_PATHS")
     assert.is_true(#FILES > 20, #FILES .. " files")
     local patterns = spit(dir .. "/forbidden", table.concat(forbidden, "\n") .. "\n")
+    -- A sanitizer build (the ASan pass runs this spec too) is never shipped,
+    -- and GCC's ASan records every source file's full name for its reports:
+    -- there only the files that are not ELF objects are held to the rule.
+    local sanitized = sh("ldd " .. q(P .. "/lib/" .. MA .. "/liborrery.so")):find("libasan", 1, true)
     local hits = {}
     for _, f in ipairs(FILES) do
+      if sanitized and T.run("head -c 4 " .. q(f) .. " | grep -q ELF") then goto next end
       local cat = f:match("%.gz$") and "zcat " or "cat "
       if T.run(cat .. q(f) .. " | grep -aqF -f " .. q(patterns)) then hits[#hits + 1] = f end
+      ::next::
     end
     assert.same({}, hits)
   end)
@@ -235,8 +241,12 @@ int main(void) {
 }
 ]])
     local pc = "PKG_CONFIG_PATH=" .. q(P .. "/lib/" .. MA .. "/pkgconfig")
-    local out, err, code = run(string.format("cc -o %s %s $(%s pkg-config --cflags --libs orrery)",
-      q(dir .. "/user"), q(src), pc))
+    -- A sanitized build's library needs its runtime first: build the program so too.
+    local lib = P .. "/lib/" .. MA .. "/liborrery.so"
+    local flags = sh("ldd " .. q(lib)):find("libasan", 1, true)
+      and "-fsanitize=address,undefined " or ""
+    local out, err, code = run(string.format("cc %s-o %s %s $(%s pkg-config --cflags --libs orrery)",
+      flags, q(dir .. "/user"), q(src), pc))
     assert.equal(0, code, out .. err)
     out, err, code = run("LD_LIBRARY_PATH=" .. q(P .. "/lib/" .. MA) .. " " .. q(dir .. "/user"))
     assert.equal(0, code, err)
