@@ -23,7 +23,12 @@ typedef struct request {
   uint64_t id;
   char *text; /* the command's JSON until it is handed to uv_write() */
   orr_qmp_reply_cb cb;
+  orr_qmp_reply_cb late; /* the outcome after cb got ORR_ETIMEDOUT */
   void *arg;
+  uint64_t deadline;   /* uv_hrtime() ns; 0: none */
+  uint64_t timeout_ms; /* for messages */
+  int timed_out;       /* cb has had ORR_ETIMEDOUT: the answer is owed */
+  char name[40];       /* the command, for messages (may be cut short) */
 } request;
 
 /* Requests in send order: QEMU answers in that order too, so the reply is
@@ -41,15 +46,21 @@ typedef struct {
 struct orr_qmp {
   uv_loop_t *loop;
   uv_pipe_t pipe;
-  uv_timer_t timer; /* connect retries, then the handshake deadline */
-  uv_idle_t idle;   /* delivers the failures of requests sent when DEAD */
-  int pipe_open;    /* initialized and not yet closing */
-  int handles;      /* not yet closed; freed at 0 when CLOSING */
+  uv_timer_t timer;  /* connect retries, then the handshake deadline */
+  uv_timer_t dtimer; /* the earliest command deadline */
+  uv_idle_t idle;    /* delivers the failures of requests sent when DEAD */
+  int pipe_open;     /* initialized and not yet closing */
+  int handles;       /* not yet closed; freed at 0 when CLOSING */
   enum state state;
+  enum state stage; /* where the handshake is, or where it stopped */
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   uint64_t deadline; /* uv_hrtime() of the end of connect + handshake */
   uint64_t retry_ms;
   uint64_t next_id;
+  uint64_t command_timeout_ms;
+  uint64_t dtimer_at; /* the deadline dtimer is armed for; 0: stopped */
+  int unresponsive;   /* a deadline passed and nothing was answered since */
+  uint64_t unresponsive_at;
   reqlist pending;  /* sent or queued, awaiting a reply */
   reqlist deferred; /* sent after the end, to fail with ORR_EVMGONE */
   int ready_done;
@@ -58,6 +69,7 @@ struct orr_qmp {
   orr_qmp_ready_cb ready_cb;
   orr_qmp_closed_cb closed_cb;
   orr_qmp_log_cb log_cb;
+  orr_qmp_health_cb health_cb;
   void *arg;
   orr_qmp_event_cb event_cb;
   void *event_arg;
@@ -116,6 +128,16 @@ static request *list_take_id(reqlist *l, uint64_t id) {
   return NULL;
 }
 
+/* The outcome of r goes to cb, or to late once cb has had its timeout
+** (nowhere, if the sender did not ask for it). */
+static void deliver(request *r, int status, json_t *result,
+                    const char *errmsg) {
+  if (!r->timed_out)
+    r->cb(r->arg, status, result, errmsg);
+  else if (r->late != NULL)
+    r->late(r->arg, status, result, errmsg);
+}
+
 /* Empties the list first, so callbacks that send again do not touch the
 ** chain being walked. */
 static void fail_all(reqlist *l, int status) {
@@ -124,7 +146,7 @@ static void fail_all(reqlist *l, int status) {
   list_init(l);
   for (; r != NULL; r = next) {
     next = r->next;
-    r->cb(r->arg, status, NULL, orr_strerror(status));
+    deliver(r, status, NULL, orr_strerror(status));
     free(r->text);
     free(r);
   }
@@ -177,6 +199,7 @@ static void die(orr_qmp *q, int reason) {
     return;
   q->state = DEAD;
   uv_timer_stop(&q->timer);
+  uv_timer_stop(&q->dtimer);
   close_pipe(q);
   report_ready(q, reason);
   fail_all(&q->pending, ORR_EVMGONE);
@@ -237,6 +260,7 @@ static request *new_request(orr_qmp *q, const char *command, json_t *args,
   r->id = q->next_id++;
   r->cb = cb;
   r->arg = arg;
+  snprintf(r->name, sizeof r->name, "%s", command);
   return r;
 }
 
@@ -253,7 +277,7 @@ static void on_capabilities(void *arg, int status, json_t *result,
   }
   if (status != 0)
     return; /* die() or close already reported the handshake's end */
-  q->state = READY;
+  q->state = q->stage = READY;
   uv_timer_stop(&q->timer);
   /* Queued commands go out before ready_cb can add more, keeping order. */
   for (r = q->pending.head; r != NULL; r = r->next) {
@@ -293,7 +317,7 @@ static void on_greeting(orr_qmp *q, json_t *greeting) {
   q->pending.head = r;
   if (q->pending.tail == &q->pending.head)
     q->pending.tail = &r->next;
-  q->state = NEGOTIATING;
+  q->state = q->stage = NEGOTIATING;
 }
 
 static void on_reply(orr_qmp *q, json_t *msg) {
@@ -312,13 +336,21 @@ static void on_reply(orr_qmp *q, json_t *msg) {
          json_integer_value(id));
     return;
   }
+  /* QEMU answers again: whatever it was stuck on is over. Said before the
+  ** answer is handed on, so its callback sees a responsive QEMU. */
+  if (q->unresponsive) {
+    q->unresponsive = 0;
+    if (q->health_cb != NULL)
+      q->health_cb(q->arg, 1, r->name,
+                   (uv_hrtime() - q->unresponsive_at) / 1000000);
+  }
   ret = json_object_get(msg, "return");
   if (ret != NULL) {
-    r->cb(r->arg, 0, ret, "");
+    deliver(r, 0, ret, "");
   } else {
     err = json_object_get(msg, "error");
     desc = json_string_value(json_object_get(err, "desc"));
-    r->cb(r->arg, ORR_EBACKEND, err, desc != NULL ? desc : "QEMU error");
+    deliver(r, ORR_EBACKEND, err, desc != NULL ? desc : "QEMU error");
   }
   free(r->text);
   free(r);
@@ -420,7 +452,7 @@ static void connected(orr_qmp *q, int fd) {
     die(q, ORR_EIO);
     return;
   }
-  q->state = GREETING;
+  q->state = q->stage = GREETING;
   uv_timer_start(&q->timer, on_handshake_timeout, ms_left(q), 0);
 }
 
@@ -466,6 +498,65 @@ static void try_connect(uv_timer_t *t) {
   die(q, err == EACCES || err == EPERM ? ORR_EPERM : ORR_EIO);
 }
 
+/* ---- command deadlines ---- */
+
+static void on_deadline(uv_timer_t *t);
+
+/* Keeps dtimer on the earliest deadline still to come. */
+static void arm_deadlines(orr_qmp *q) {
+  uint64_t next = 0, now;
+  request *r;
+
+  for (r = q->pending.head; r != NULL; r = r->next)
+    if (r->deadline != 0 && !r->timed_out && (next == 0 || r->deadline < next))
+      next = r->deadline;
+  if (next == q->dtimer_at)
+    return;
+  q->dtimer_at = next;
+  if (next == 0) {
+    uv_timer_stop(&q->dtimer);
+    return;
+  }
+  now = uv_hrtime();
+  uv_timer_start(&q->dtimer, on_deadline,
+                 next <= now ? 0 : (next - now + 999999) / 1000000, 0);
+}
+
+/* Fails each command past its deadline with ORR_ETIMEDOUT; the command
+** stays pending, as QEMU still owes its answer. */
+static void on_deadline(uv_timer_t *t) {
+  orr_qmp *q = t->data;
+  uint64_t now = uv_hrtime();
+  char msg[160];
+  request *r;
+
+  q->dtimer_at = 0;
+again:
+  for (r = q->pending.head; r != NULL; r = r->next) {
+    if (r->deadline == 0 || r->timed_out || r->deadline > now)
+      continue;
+    r->timed_out = 1;
+    qlog(q, "%s: no answer within %llu ms", r->name,
+         (unsigned long long)r->timeout_ms);
+    if (!q->unresponsive) {
+      q->unresponsive = 1;
+      q->unresponsive_at = now;
+      if (q->health_cb != NULL)
+        q->health_cb(q->arg, 0, r->name, r->timeout_ms);
+      if (q->state >= DEAD)
+        return;
+    }
+    snprintf(msg, sizeof msg, "%s: QEMU did not answer within %llu ms", r->name,
+             (unsigned long long)r->timeout_ms);
+    r->cb(r->arg, ORR_ETIMEDOUT, NULL, msg);
+    /* The callback may have sent (the list grew) or closed the client. */
+    if (q->state >= DEAD)
+      return;
+    goto again;
+  }
+  arm_deadlines(q);
+}
+
 static void on_idle(uv_idle_t *h) {
   orr_qmp *q = h->data;
 
@@ -490,6 +581,8 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   q->ready_cb = o->ready_cb;
   q->closed_cb = o->closed_cb;
   q->log_cb = o->log_cb;
+  q->health_cb = o->health_cb;
+  q->command_timeout_ms = o->command_timeout_ms;
   q->arg = o->arg;
   q->next_id = 1;
   q->retry_ms = RETRY_FIRST_MS;
@@ -500,10 +593,12 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   list_init(&q->deferred);
   orr_framer_init(&q->framer, 0, on_line, q);
   uv_timer_init(loop, &q->timer);
+  uv_timer_init(loop, &q->dtimer);
   uv_idle_init(loop, &q->idle);
   q->timer.data = q;
+  q->dtimer.data = q;
   q->idle.data = q;
-  q->handles = 2;
+  q->handles = 3;
   uv_timer_start(&q->timer, try_connect, 0, 0);
 
   /* A write to a QEMU that just died raises SIGPIPE, whose default action
@@ -516,6 +611,12 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
 
 int orr_qmp_send(orr_qmp *q, const char *command, json_t *args,
                  orr_qmp_reply_cb cb, void *arg) {
+  return orr_qmp_send_timed(q, command, args, 0, cb, NULL, arg);
+}
+
+int orr_qmp_send_timed(orr_qmp *q, const char *command, json_t *args,
+                       uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                       orr_qmp_reply_cb late, void *arg) {
   request *r;
   int rc;
 
@@ -531,6 +632,7 @@ int orr_qmp_send(orr_qmp *q, const char *command, json_t *args,
   r = new_request(q, command, args, cb, arg);
   if (r == NULL)
     return ORR_ENOMEM;
+  r->late = late;
   if (q->state == DEAD) {
     list_push(&q->deferred, r);
     uv_idle_start(&q->idle, on_idle);
@@ -546,7 +648,30 @@ int orr_qmp_send(orr_qmp *q, const char *command, json_t *args,
       return rc;
     }
   }
+  r->timeout_ms = timeout_ms ? timeout_ms : q->command_timeout_ms;
+  if (r->timeout_ms != 0) {
+    r->deadline = uv_hrtime() + r->timeout_ms * UINT64_C(1000000);
+    if (q->dtimer_at == 0 || r->deadline < q->dtimer_at)
+      arm_deadlines(q);
+  }
   return 0;
+}
+
+int orr_qmp_is_unresponsive(const orr_qmp *q) {
+  return q->unresponsive;
+}
+
+const char *orr_qmp_stage(const orr_qmp *q) {
+  switch (q->stage) {
+  case CONNECTING:
+    return "connect";
+  case GREETING:
+    return "greeting";
+  case NEGOTIATING:
+    return "capabilities";
+  default:
+    return "ready";
+  }
 }
 
 void orr_qmp_on_event(orr_qmp *q, orr_qmp_event_cb cb, void *arg) {
@@ -577,5 +702,6 @@ void orr_qmp_close(orr_qmp *q, orr_qmp_close_cb cb) {
   q->close_cb = cb;
   close_pipe(q);
   uv_close((uv_handle_t *)&q->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&q->dtimer, on_handle_closed);
   uv_close((uv_handle_t *)&q->idle, on_handle_closed);
 }

@@ -667,6 +667,159 @@ static void test_close_cancels_pending(void) {
   ASSERT_ERR(t.closed_reason, ORR_ECANCELED);
 }
 
+/* ---- deadlines: a server that stops answering, then answers late ------- */
+
+/* Holds every command after the handshake until released, then answers
+** them in order, as a QEMU stopped with SIGSTOP and continued does. */
+static json_t *held;
+
+static void hold_msg(server *s, json_t *msg, json_t *id) {
+  (void)s;
+  if (strcmp(cmd_of(msg), "qmp_capabilities") == 0)
+    server_return(s, id, NULL);
+  else
+    json_array_append(held, id);
+}
+
+static void release_held(uv_timer_t *h) {
+  size_t i;
+  json_t *id;
+
+  (void)h;
+  json_array_foreach(held, i, id) server_return(
+      &the_server, id, json_pack("{s:I}", "n", json_integer_value(id)));
+  json_array_clear(held);
+}
+
+typedef struct {
+  int calls[2]; /* [0] unresponsive, [1] responsive */
+  char command[2][40];
+  uint64_t ms[2];
+  int order; /* the late reply's position relative to responsive */
+} health_log;
+
+static health_log health;
+static reply late_r[8];
+
+static void on_health(void *arg, int responsive, const char *command,
+                      uint64_t ms) {
+  (void)arg;
+  ASSERT(!in_send);
+  /* They alternate, starting with unresponsive. */
+  ASSERT_EQ(health.calls[0], health.calls[1] + responsive);
+  health.calls[responsive]++;
+  snprintf(health.command[responsive], sizeof health.command[0], "%s", command);
+  health.ms[responsive] = ms;
+}
+
+/* Same arg as the command's cb (its t->r[i]); records into late_r[i]. */
+static void on_late(void *arg, int status, json_t *result, const char *errmsg) {
+  int i = (int)((reply *)arg - cancel_ctx->r);
+
+  ASSERT(i >= 0 && i < 8);
+  /* responsive is reported before the answer that proves it. */
+  ASSERT_GE(health.calls[1], 1);
+  on_reply(&late_r[i], status, result, errmsg);
+}
+
+/* A command whose cb records into r (one of cancel_ctx->r) and, with_late,
+** whose late outcome goes to the matching late_r. */
+static int send_timed(orr_qmp *q, const char *cmd, uint64_t ms, reply *r,
+                      int with_late) {
+  int rc;
+
+  in_send = 1;
+  rc = orr_qmp_send_timed(q, cmd, NULL, ms, on_reply,
+                          with_late ? on_late : NULL, r);
+  in_send = 0;
+  return rc;
+}
+
+static void deadline_ready(test_ctx *t) {
+  /* Three frozen: two with a deadline of their own (one wanting its late
+  ** answer, one not), one with the connection's default of 80 ms. */
+  ASSERT_OK(send_timed(t->qmp, "first", 40, &t->r[0], 1));
+  ASSERT_OK(send_timed(t->qmp, "second", 60, &t->r[1], 0));
+  ASSERT_OK(send_cmd(t->qmp, "third", NULL, &t->r[2]));
+}
+
+static void test_deadlines_and_late_replies(void) {
+  uint64_t start = uv_hrtime();
+  orr_qmp_options o = {0};
+  uv_timer_t release;
+  test_ctx t;
+
+  ctx_init(&t);
+  cancel_ctx = &t; /* send_timed finds r's index through it */
+  held = json_array();
+  memset(&health, 0, sizeof health);
+  memset(late_r, 0, sizeof late_r);
+  server_start(&the_server, &t.loop, t.sock, hold_msg);
+  o.path = t.sock;
+  o.command_timeout_ms = 80;
+  o.ready_cb = on_ready;
+  o.closed_cb = on_closed;
+  o.health_cb = on_health;
+  o.arg = &t;
+  ASSERT_OK(orr_qmp_connect(&t.loop, &o, &t.qmp));
+  t.on_ready = deadline_ready;
+  ASSERT_UV_OK(uv_timer_init(&t.loop, &release));
+  ASSERT_UV_OK(uv_timer_start(&release, release_held, 400, 0));
+
+  /* Each fails at its own deadline; the first miss marks QEMU
+  ** unresponsive, once. */
+  while (t.r[2].calls == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  ASSERT_ERR(t.r[0].status, ORR_ETIMEDOUT);
+  ASSERT_ERR(t.r[1].status, ORR_ETIMEDOUT);
+  ASSERT_ERR(t.r[2].status, ORR_ETIMEDOUT);
+  ASSERT_STR_EQ(t.r[0].errmsg, "first: QEMU did not answer within 40 ms");
+  ASSERT_GE((uv_hrtime() - start) / 1000000, 80);
+  ASSERT_LT((uv_hrtime() - start) / 1000000, 400);
+  ASSERT(orr_qmp_is_unresponsive(t.qmp));
+  ASSERT_EQ(health.calls[0], 1);
+  ASSERT_EQ(health.calls[1], 0);
+  ASSERT_STR_EQ(health.command[0], "first");
+  ASSERT_EQ(health.ms[0], 40);
+
+  /* The answers come: the late callback gets the first's, the others are
+  ** dropped, and QEMU is responsive again. */
+  while (late_r[0].calls == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  uv_run(&t.loop, UV_RUN_NOWAIT);
+  ASSERT_OK(late_r[0].status);
+  ASSERT_NOT_NULL(late_r[0].result);
+  ASSERT_EQ(health.calls[1], 1);
+  ASSERT_STR_EQ(health.command[1], "first");
+  ASSERT_GE(health.ms[1], 200);
+  ASSERT(!orr_qmp_is_unresponsive(t.qmp));
+  ASSERT_EQ(t.r[0].calls + t.r[1].calls + t.r[2].calls, 3); /* once each */
+
+  /* A command answered in time is not touched by its deadline. */
+  ASSERT_OK(send_timed(t.qmp, "prompt", 5000, &t.r[3], 1));
+  ASSERT_UV_OK(uv_timer_start(&release, release_held, 20, 0));
+  while (t.r[3].calls == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  ASSERT_OK(t.r[3].status);
+  ASSERT_EQ(late_r[3].calls, 0);
+
+  /* Timed out, then closed: the late callback gets ORR_ECANCELED. */
+  ASSERT_OK(send_timed(t.qmp, "never", 10, &t.r[4], 1));
+  while (t.r[4].calls == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  ASSERT_ERR(t.r[4].status, ORR_ETIMEDOUT);
+  ASSERT_EQ(health.calls[0], 2);
+  uv_close((uv_handle_t *)&release, NULL);
+  server_stop(&the_server);
+  ctx_finish(&t);
+  ASSERT_EQ(t.r[4].calls, 1);
+  ASSERT_EQ(late_r[4].calls, 1);
+  ASSERT_ERR(late_r[4].status, ORR_ECANCELED);
+  json_decref(held);
+  for (int i = 0; i < 8; i++)
+    reply_free(&late_r[i]);
+}
+
 int main(void) {
   alarm(120); /* a hung test fails instead of waiting for ctest */
   RUN_TEST(test_real_qemu);
@@ -675,5 +828,6 @@ int main(void) {
   RUN_TEST(test_connect_timeout);
   RUN_TEST(test_close_while_connecting);
   RUN_TEST(test_close_cancels_pending);
+  RUN_TEST(test_deadlines_and_late_replies);
   return 0;
 }

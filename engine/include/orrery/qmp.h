@@ -35,6 +35,10 @@ typedef void (*orr_qmp_ready_cb)(void *arg, int status);
 ** - 0: result is QEMU's "return" value;
 ** - ORR_EBACKEND: result is QEMU's error object ({"class","desc"}) and
 **   errmsg its desc ("The command xyz has not been found");
+** - ORR_ETIMEDOUT: the command's deadline passed first; result is NULL. The
+**   command is still owed: QEMU answers every command, in order, so its
+**   answer may come later, and goes to the late callback (see
+**   orr_qmp_send_timed()) or is read and dropped;
 ** - ORR_EVMGONE: the connection ended before the reply (QEMU died or quit),
 **   or the request was sent after it ended; result is NULL;
 ** - ORR_ECANCELED: orr_qmp_close() was called first; result is NULL.
@@ -59,6 +63,17 @@ typedef void (*orr_qmp_closed_cb)(void *arg, int reason);
 
 typedef void (*orr_qmp_close_cb)(void *arg);
 
+/*
+** QEMU's health as the deadlines show it. responsive 0: a command missed
+** its deadline (command names it, ms is the deadline it had); QEMU counts
+** as unresponsive until it answers anything again. responsive 1: the first
+** answer after that came (command is the command answered, ms how long
+** QEMU was unresponsive). Each call reports a change: they alternate,
+** starting with 0. Runs from the loop, before the answer's own callback.
+*/
+typedef void (*orr_qmp_health_cb)(void *arg, int responsive,
+                                  const char *command, uint64_t ms);
+
 /* Diagnostics (ignored garbage, unknown reply ids); may be NULL. */
 typedef void (*orr_qmp_log_cb)(void *arg, const char *msg);
 
@@ -67,9 +82,13 @@ typedef struct {
   /* How long to keep retrying while the socket does not exist yet or
   ** refuses (QEMU was just spawned), plus the handshake; 0: 10 s. */
   uint64_t timeout_ms;
+  /* The deadline of a command sent without one of its own (orr_qmp_send(),
+  ** or timeout_ms 0); 0: such commands have no deadline. */
+  uint64_t command_timeout_ms;
   orr_qmp_ready_cb ready_cb;
   orr_qmp_closed_cb closed_cb; /* may be NULL */
   orr_qmp_log_cb log_cb;       /* may be NULL */
+  orr_qmp_health_cb health_cb; /* may be NULL */
   void *arg;                   /* passed to the callbacks above */
 } orr_qmp_options;
 
@@ -95,6 +114,24 @@ ORR_API int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *opts,
 ORR_API int orr_qmp_send(orr_qmp *qmp, const char *command, json_t *arguments,
                          orr_qmp_reply_cb cb, void *arg);
 
+/*
+** orr_qmp_send() with a deadline: timeout_ms after this call (0: the
+** connection's command_timeout_ms), cb gets ORR_ETIMEDOUT unless the
+** outcome came first. The clock runs from this call, so time spent queued
+** behind the handshake counts. After an ORR_ETIMEDOUT, late (may be NULL)
+** runs exactly once with the command's real outcome when it is known: the
+** late answer (0 or ORR_EBACKEND), ORR_EVMGONE or ORR_ECANCELED, under the
+** same rules as cb; arg must stay valid until then. late never runs for a
+** command whose cb got anything but ORR_ETIMEDOUT.
+*/
+int orr_qmp_send_timed(orr_qmp *qmp, const char *command, json_t *arguments,
+                       uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                       orr_qmp_reply_cb late, void *arg);
+
+/* Nonzero while a command is past its deadline and QEMU has answered
+** nothing since (see orr_qmp_health_cb). */
+int orr_qmp_is_unresponsive(const orr_qmp *qmp);
+
 /* Sets the one event subscriber, replacing the previous one; cb NULL
 ** unsubscribes. Events that arrive during the handshake are delivered. */
 ORR_API void orr_qmp_on_event(orr_qmp *qmp, orr_qmp_event_cb cb, void *arg);
@@ -105,6 +142,12 @@ ORR_API int orr_qmp_version(const orr_qmp *qmp, int *major, int *minor,
 
 /* Nonzero between ready_cb(0) and the end of the connection. */
 ORR_API int orr_qmp_is_ready(const orr_qmp *qmp);
+
+/* How far the handshake got (where it stopped, once it failed): "connect"
+** (no connection to the socket yet), "greeting" (connected, QEMU has not
+** greeted), "capabilities" (greeted, qmp_capabilities unanswered), or
+** "ready". For a message saying what QEMU did not reach in time. */
+const char *orr_qmp_stage(const orr_qmp *qmp);
 
 /*
 ** Closes the connection and releases qmp. Requests still pending fail with
