@@ -43,8 +43,9 @@ typedef struct lvm {
 static const char state_key = 's'; /* vm_state userdata */
 static const char vms_key = 'v';   /* weak {lightuserdata(lvm) = VM} */
 
-static const char *const events[] = {"state", "exit", "device_deleted",
-                                     "console", NULL};
+static const char *const events[] = {
+    "state",        "exit",       "device_deleted", "console",
+    "unresponsive", "responsive", "settled",        NULL};
 
 /* ---- Per-state settings and the plan record ----------------------------- */
 
@@ -280,7 +281,8 @@ static int l_on(lua_State *L) {
   if (events[i] == NULL)
     return luaL_error(L,
                       "vm:on: unknown event '%s' (expected state, exit, "
-                      "device_deleted or console)",
+                      "device_deleted, console, unresponsive, responsive or "
+                      "settled)",
                       ev);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
@@ -318,60 +320,70 @@ static int push_json(lua_State *L, orr_l_op *op) {
   return 1;
 }
 
-typedef void (*vm_call)(orr_vm *, orr_vm_cb, void *);
-
-static int simple(lua_State *L, vm_call fn, orr_l_push_fn push) {
-  lvm *v = check_open(L, 1);
-  orr_l_op *op = orr_l_op_new(L, push);
-  orr_l_op_anchor(L, op, 1);
-  fn(v->vm, orr_l_op_cb, op);
-  return orr_l_op_wait(L, op);
-}
-
-static int l_start(lua_State *L) {
-  return simple(L, orr_vm_start, NULL);
-}
-static int l_pause(lua_State *L) {
-  return simple(L, orr_vm_pause, NULL);
-}
-static int l_resume(lua_State *L) {
-  return simple(L, orr_vm_resume, NULL);
-}
-static int l_terminate(lua_State *L) {
-  return simple(L, orr_vm_terminate, NULL);
-}
-static int l_wait(lua_State *L) {
-  return simple(L, orr_vm_wait, push_json);
-}
-
 /*
 ** Reads an options table that may hold only timeout_ms (raises on anything
-** else, naming the key). Returns 1 and sets *ms when given.
+** else, naming the key) into *ms; none leaves *ms alone (0: the call's
+** default).
 */
-static int timeout_opt(lua_State *L, int idx, const char *op, uint64_t *ms) {
-  int given = 0;
+static void timeout_opt(lua_State *L, int idx, const char *op, uint64_t *ms) {
   if (lua_isnoneornil(L, idx))
-    return 0;
+    return;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING ||
         strcmp(lua_tostring(L, -2), "timeout_ms") != 0) {
       lua_pop(L, 1);
-      return luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", op,
-                        luaL_tolstring(L, -1, NULL));
+      luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", op,
+                 luaL_tolstring(L, -1, NULL));
+      return;
     }
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-      return luaL_error(L, "%s: timeout_ms must be a non-negative integer", op);
+      luaL_error(L, "%s: timeout_ms must be a non-negative integer", op);
     *ms = (uint64_t)lua_tointeger(L, -1);
-    given = 1;
     lua_pop(L, 1);
   }
-  return given;
 }
 
-static json_t *timeout_json(int given, uint64_t ms) {
-  return given ? json_pack("{s:I}", "timeout_ms", (json_int_t)ms) : NULL;
+typedef void (*vm_call)(orr_vm *, uint64_t, orr_vm_cb, void *);
+
+/* vm:NAME{timeout_ms = n}: timeout_ms 0 or none is the call's default. */
+static int simple(lua_State *L, const char *name, vm_call fn,
+                  orr_l_push_fn push) {
+  lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
+  orr_l_op *op;
+  timeout_opt(L, 2, name, &ms);
+  op = orr_l_op_new(L, push);
+  orr_l_op_anchor(L, op, 1);
+  fn(v->vm, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+static int l_start(lua_State *L) {
+  return simple(L, "start", orr_vm_start, NULL);
+}
+static int l_pause(lua_State *L) {
+  return simple(L, "pause", orr_vm_pause, NULL);
+}
+static int l_resume(lua_State *L) {
+  return simple(L, "resume", orr_vm_resume, NULL);
+}
+static int l_wait(lua_State *L) {
+  return simple(L, "wait", orr_vm_wait, push_json);
+}
+/* No deadline to give: it always ends (quit, then SIGKILL). */
+static int l_terminate(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  orr_l_op *op = orr_l_op_new(L, NULL);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_terminate(v->vm, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* modify's options: none for 0, the call's default. */
+static json_t *timeout_json(uint64_t ms) {
+  return ms > 0 ? json_pack("{s:I}", "timeout_ms", (json_int_t)ms) : NULL;
 }
 
 /* vm:shutdown{timeout_ms = n} -> exit info table | fail */
@@ -386,27 +398,32 @@ static int l_shutdown(lua_State *L) {
   return orr_l_op_wait(L, op);
 }
 
-/* vm:save{SaveStateFilePath = "/abs/path"} */
+/* vm:save({SaveStateFilePath = "/abs/path"}, {timeout_ms = n}) */
 static int l_save(lua_State *L) {
   lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
   json_t *opts;
   orr_l_op *op;
   luaL_checktype(L, 2, LUA_TTABLE);
+  timeout_opt(L, 3, "save", &ms);
   orr_l_check_wait(L);
   opts = orr_l_checkjson(L, 2, "save");
   op = orr_l_op_new(L, NULL);
   orr_l_op_keep(op, opts);
   orr_l_op_anchor(L, op, 1);
-  orr_vm_save(v->vm, opts, orr_l_op_cb, op);
+  orr_vm_save(v->vm, opts, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
 
-/* vm:qmp(command, arguments) -> QEMU's answer: the escape hatch. */
+/* vm:qmp(command, arguments, {timeout_ms = n}) -> QEMU's answer: the
+** escape hatch. */
 static int l_qmp(lua_State *L) {
   lvm *v = check_open(L, 1);
   const char *cmd = luaL_checkstring(L, 2);
   json_t *args = NULL;
+  uint64_t ms = 0;
   orr_l_op *op;
+  timeout_opt(L, 4, "qmp", &ms);
   orr_l_check_wait(L);
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -415,7 +432,7 @@ static int l_qmp(lua_State *L) {
   op = orr_l_op_new(L, push_json);
   orr_l_op_keep(op, args);
   orr_l_op_anchor(L, op, 1);
-  orr_vm_qmp(v->vm, cmd, args, orr_l_op_cb, op);
+  orr_vm_qmp(v->vm, cmd, args, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
 
@@ -438,13 +455,12 @@ static int modify(lua_State *L, lvm *v, json_t *req, json_t *opts) {
 static int l_modify(lua_State *L) {
   lvm *v = check_open(L, 1);
   uint64_t ms = 0;
-  int given;
   json_t *req;
   luaL_checktype(L, 2, LUA_TTABLE);
-  given = timeout_opt(L, 3, "modify", &ms);
+  timeout_opt(L, 3, "modify", &ms);
   orr_l_check_wait(L);
   req = orr_l_checkjson(L, 2, "modify");
-  return modify(L, v, req, timeout_json(given, ms));
+  return modify(L, v, req, timeout_json(ms));
 }
 
 /* A request {ResourcePath = path, RequestType = type?, Settings = json?}. */
@@ -483,17 +499,19 @@ static void scsi_path(char *buf, size_t size, int ctrl, lua_Integer lun) {
            orr_scsi_controller_guid(ctrl), (long long)lun);
 }
 
-/* vm:add_scsi_disk(controller, lun, attachment) */
+/* vm:add_scsi_disk(controller, lun, attachment, {timeout_ms}) */
 static int l_add_scsi_disk(lua_State *L) {
   lvm *v = check_open(L, 1);
   int c = controller_arg(L, 2, "add_scsi_disk");
   lua_Integer lun = lun_arg(L, 3, "add_scsi_disk");
+  uint64_t ms = 0;
   char path[160];
   json_t *att;
+  timeout_opt(L, 5, "add_scsi_disk", &ms);
   orr_l_check_wait(L);
   att = orr_l_checkjson(L, 4, "add_scsi_disk");
   scsi_path(path, sizeof path, c, lun);
-  return modify(L, v, request(path, "Add", att), NULL);
+  return modify(L, v, request(path, "Add", att), timeout_json(ms));
 }
 
 /* vm:remove_scsi_disk(controller, lun, {timeout_ms}) */
@@ -502,24 +520,26 @@ static int l_remove_scsi_disk(lua_State *L) {
   int c = controller_arg(L, 2, "remove_scsi_disk");
   lua_Integer lun = lun_arg(L, 3, "remove_scsi_disk");
   uint64_t ms = 0;
-  int given = timeout_opt(L, 4, "remove_scsi_disk", &ms);
   char path[160];
+  timeout_opt(L, 4, "remove_scsi_disk", &ms);
   orr_l_check_wait(L);
   scsi_path(path, sizeof path, c, lun);
-  return modify(L, v, request(path, "Remove", NULL), timeout_json(given, ms));
+  return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
 }
 
-/* Add/Update with settings at "<prefix>/<guid>". */
+/* Add/Update with settings at "<prefix>/<guid>", then {timeout_ms}. */
 static int guid_with_settings(lua_State *L, const char *op, const char *prefix,
                               const char *type) {
   lvm *v = check_open(L, 1);
   const char *guid = luaL_checkstring(L, 2);
+  uint64_t ms = 0;
   json_t *settings;
   char path[256];
+  timeout_opt(L, 4, op, &ms);
   orr_l_check_wait(L);
   settings = orr_l_checkjson(L, 3, op);
   snprintf(path, sizeof path, "%s/%s", prefix, guid);
-  return modify(L, v, request(path, type, settings), NULL);
+  return modify(L, v, request(path, type, settings), timeout_json(ms));
 }
 
 /* Remove at "<prefix>/<guid>", no Settings. */
@@ -527,11 +547,11 @@ static int guid_remove(lua_State *L, const char *op, const char *prefix) {
   lvm *v = check_open(L, 1);
   const char *guid = luaL_checkstring(L, 2);
   uint64_t ms = 0;
-  int given = timeout_opt(L, 3, op, &ms);
   char path[256];
+  timeout_opt(L, 3, op, &ms);
   orr_l_check_wait(L);
   snprintf(path, sizeof path, "%s/%s", prefix, guid);
-  return modify(L, v, request(path, "Remove", NULL), timeout_json(given, ms));
+  return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
 }
 
 #define VPCI_PATH "VirtualMachine/Devices/VirtualPci"
@@ -562,11 +582,13 @@ static int l_update_nic(lua_State *L) {
 /* Plan9 add and remove both carry the share as Settings (hcsshim). */
 static int plan9(lua_State *L, const char *op, const char *type) {
   lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
   json_t *share;
   luaL_checktype(L, 2, LUA_TTABLE);
+  timeout_opt(L, 3, op, &ms);
   orr_l_check_wait(L);
   share = orr_l_checkjson(L, 2, op);
-  return modify(L, v, request(PLAN9_PATH, type, share), NULL);
+  return modify(L, v, request(PLAN9_PATH, type, share), timeout_json(ms));
 }
 static int l_add_plan9_share(lua_State *L) {
   return plan9(L, "add_plan9_share", "Add");
@@ -578,26 +600,30 @@ static int l_remove_plan9_share(lua_State *L) {
 /* Resource updates carry no RequestType, as in hcsshim. */
 static int l_update_cpu_limits(lua_State *L) {
   lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
   json_t *limits;
   luaL_checktype(L, 2, LUA_TTABLE);
+  timeout_opt(L, 3, "update_cpu_limits", &ms);
   orr_l_check_wait(L);
   limits = orr_l_checkjson(L, 2, "update_cpu_limits");
   return modify(
       L, v,
       request("VirtualMachine/ComputeTopology/Processor/Limits", NULL, limits),
-      NULL);
+      timeout_json(ms));
 }
 
 static int l_update_memory(lua_State *L) {
   lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
   if (!lua_isinteger(L, 2))
     return luaL_error(L, "update_memory: size_mb must be an integer, got %s",
                       describe(L, 2));
+  timeout_opt(L, 3, "update_memory", &ms);
   orr_l_check_wait(L);
   return modify(L, v,
                 request("VirtualMachine/ComputeTopology/Memory/SizeInMB", NULL,
                         json_integer(lua_tointeger(L, 2))),
-                NULL);
+                timeout_json(ms));
 }
 
 /* vm:guest{timeout_ms} -> orrery.Guest | fail (l_guest.c) */
@@ -657,15 +683,16 @@ static void str_opt(lua_State *L, int idx, const char *name, const char **out) {
   *out = lua_tostring(L, -1);
 }
 
-static lua_Integer int_opt(lua_State *L, int idx, const char *name,
-                           lua_Integer max, lua_Integer dflt) {
+static lua_Integer int_opt(lua_State *L, int idx, const char *op,
+                           const char *name, lua_Integer max,
+                           lua_Integer dflt) {
   lua_Integer n = 0;
   if (lua_getfield(L, idx, name) == LUA_TNIL) {
     lua_pop(L, 1);
     return dflt;
   }
   if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0 || n > max)
-    luaL_error(L, "create: opts.%s must be an integer in 0..%I, got %s", name,
+    luaL_error(L, "%s: opts.%s must be an integer in 0..%I, got %s", op, name,
                (LUAI_UACINT)max, describe(L, -1));
   lua_pop(L, 1);
   return n;
@@ -699,9 +726,10 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
     str_opt(L, idx, "qemu_binary", &o->qemu_binary);
     str_opt(L, idx, "runtime_dir", &o->runtime_dir);
     o->hotplug_ports =
-        (int)int_opt(L, idx, "hotplug_ports", 4096, o->hotplug_ports);
-    o->timeout_ms = (uint64_t)int_opt(L, idx, "timeout_ms", LUA_MAXINTEGER,
-                                      (lua_Integer)o->timeout_ms);
+        (int)int_opt(L, idx, "create", "hotplug_ports", 4096, o->hotplug_ports);
+    o->timeout_ms =
+        (uint64_t)int_opt(L, idx, "create", "timeout_ms", LUA_MAXINTEGER,
+                          (lua_Integer)o->timeout_ms);
     switch (lua_getfield(L, idx, "guest_agent")) {
     case LUA_TNIL:
       break;
@@ -815,7 +843,8 @@ static int l_create(lua_State *L) {
 }
 
 /* orrery.open(id[, opts]): re-attach to a VM another engine process left
-** running (ShouldTerminateOnLastHandleClosed = false). opts: runtime_dir. */
+** running (ShouldTerminateOnLastHandleClosed = false). opts: runtime_dir,
+** timeout_ms (the QMP handshake's deadline; 0: 10 s). */
 static int l_open(lua_State *L) {
   const char *id = luaL_checkstring(L, 1);
   orr_error e = {0, ""};
@@ -830,6 +859,8 @@ static int l_open(lua_State *L) {
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "runtime_dir");
     o.runtime_dir = luaL_optstring(L, -1, NULL);
+    o.timeout_ms =
+        (uint64_t)int_opt(L, 2, "open", "timeout_ms", LUA_MAXINTEGER, 0);
   }
   eng = orr_l_engine(L);
   orr_l_check_wait(L);

@@ -104,9 +104,9 @@ static void setup(void) {
 static void lifecycle(orr_vm *vm, const char *what) {
   outcome o = {0};
   if (strcmp(what, "pause") == 0)
-    orr_vm_pause(vm, on_done, &o);
+    orr_vm_pause(vm, 0, on_done, &o);
   else if (strcmp(what, "resume") == 0)
-    orr_vm_resume(vm, on_done, &o);
+    orr_vm_resume(vm, 0, on_done, &o);
   else if (strcmp(what, "terminate") == 0)
     orr_vm_terminate(vm, on_done, &o);
   else
@@ -156,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(orr_vm_create(eng, "fuzz", doc, &opts, on_done, &o, &vm, &e) == 0);
   CHECK(wait_for(&o) == 0);
   memset(&o, 0, sizeof o);
-  orr_vm_start(vm, on_done, &o);
+  orr_vm_start(vm, 0, on_done, &o);
   CHECK(wait_for(&o) == 0);
 
   if (json_is_array(input)) {

@@ -72,6 +72,33 @@ static void emit(orr_vm *vm, const char *event, json_t *data) {
     vm->event_cb(vm->event_arg, vm, event, data);
 }
 
+void orr__vm_emit(orr_vm *vm, const char *event, json_t *data) {
+  emit(vm, event, data);
+}
+
+/* Health is what the deadlines show: a VM turns unresponsive when a QMP
+** command misses its deadline, and responsive at QEMU's next answer (the
+** late answer to that command at the latest: QEMU answers in order). */
+void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
+                    uint64_t ms) {
+  json_t *ev;
+  if (responsive == !vm->unresponsive)
+    return;
+  vm->unresponsive = !responsive;
+  if (responsive) {
+    ev = json_pack("{s:s, s:I}", "Command", command, "UnresponsiveMs",
+                   (json_int_t)ms);
+  } else {
+    vm->unresponsive_at = orr__now_ms();
+    vm->unresponsive_timeout_ms = ms;
+    snprintf(vm->unresponsive_cmd, sizeof vm->unresponsive_cmd, "%s", command);
+    ev = json_pack("{s:s, s:I}", "Command", command, "TimeoutMs",
+                   (json_int_t)ms);
+  }
+  emit(vm, responsive ? "responsive" : "unresponsive", ev);
+  json_decref(ev);
+}
+
 static void set_state(orr_vm *vm, orr_vm_st st) {
   json_t *ev;
   orr_vm_st prev = vm->state;
@@ -127,8 +154,33 @@ json_t *orr_vm_properties(const orr_vm *vm) {
     json_object_set_new(p, "ProcessId", json_integer(vm->pid));
   if (vm->accel[0])
     json_object_set_new(p, "Accel", json_string(vm->accel));
-  if (vm->exited)
+  if (vm->exited) {
     json_object_set_new(p, "Exit", exit_info(vm));
+    return p;
+  }
+  json_object_set_new(p, "Responsive", json_boolean(!vm->unresponsive));
+  if (vm->unresponsive)
+    json_object_set_new(
+        p, "Unresponsive",
+        json_pack("{s:s, s:I, s:I}", "Command", vm->unresponsive_cmd,
+                  "TimeoutMs", (json_int_t)vm->unresponsive_timeout_ms, "ForMs",
+                  (json_int_t)(orr__now_ms() - vm->unresponsive_at)));
+  /* Changes whose caller got ETIMEDOUT and that QEMU has not settled. */
+  json_t *doubt = json_array();
+  for (const orr_req *r = vm->reqs; r; r = r->next)
+    if (r->in_doubt && !r->settled)
+      json_array_append_new(
+          doubt,
+          json_string(
+              r->reserve
+                  ? r->reserve
+                  : json_string_value(json_object_get(
+                        json_array_get(json_object_get(r->plan, "do"), r->step),
+                        "execute"))));
+  if (json_array_size(doubt) > 0)
+    json_object_set_new(p, "InDoubt", doubt);
+  else
+    json_decref(doubt);
   return p;
 }
 
@@ -368,6 +420,10 @@ static void create_failed(void *p) {
 }
 
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
+  /* A launch fails once: the kill that follows a missed deadline must not
+  ** report again (its EBACKEND would hide the ETIMEDOUT). */
+  if (status != 0 && vm->create_cb == NULL)
+    return;
   if (status == 0) {
     /* A restored VM keeps the paused state it was saved in; a re-attached
     ** one already has the state QEMU reported. */
@@ -417,6 +473,7 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
     uv_timer_stop(vm->kill_timer);
   vm->exit_code = code;
   vm->exit_signal = signal;
+  vm->unresponsive = false; /* nothing left to answer */
   if (signal != 0)
     snprintf(vm->exit_reason, sizeof vm->exit_reason, "killed by signal %d",
              signal);
@@ -479,8 +536,9 @@ static void commit_paused(orr_req *r) {
 /* Start is for a VM that has never run: a created one, or one restored
 ** from a saved state, which QEMU brings up paused (HCS starts a VM created
 ** from a saved state with Start, not Resume). */
-void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg) {
+void orr_vm_start(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
   orr_req *r = simple(vm, cb, arg, "cont", NULL);
+  r->timeout_ms = timeout_ms;
   r->commit = commit_running;
   if (vm->restore && !vm->has_run && vm->state == ORR_VM_PAUSED)
     orr__req_run(r);
@@ -488,28 +546,58 @@ void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg) {
     orr__req_run(r);
 }
 
-void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg) {
+void orr_vm_pause(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
   orr_req *r = simple(vm, cb, arg, "stop", NULL);
+  r->timeout_ms = timeout_ms;
   r->commit = commit_paused;
   if (state_is(r, "pause", 1, ORR_VM_RUNNING))
     orr__req_run(r);
 }
 
-void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg) {
+void orr_vm_resume(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
   orr_req *r = simple(vm, cb, arg, "cont", NULL);
+  r->timeout_ms = timeout_ms;
   r->commit = commit_running;
   if (state_is(r, "resume", 1, ORR_VM_PAUSED))
     orr__req_run(r);
 }
 
+/* A reply only counted: QEMU's answer changes nothing (quit, cancel). */
+static void on_counted_reply(void *arg, int status, json_t *result,
+                             const char *errmsg) {
+  (void)result, (void)errmsg;
+  if (status != ORR_ETIMEDOUT) /* else the late outcome is counted */
+    orr__req_replied(arg);
+}
+
 /* ---- save: migrate to a file, then poll until QEMU says completed ---- */
 
+#define SAVE_POLL_MS 10
+
 static void save_poll(uv_timer_t *t);
+
+/* The save's deadline passed: the caller gets ETIMEDOUT, and the VM must
+** be left as it was, paused without a migration running. QEMU runs the
+** cancel whenever it answers again. */
+static void save_expired(orr_req *r, const char *why) {
+  orr__req_fail(r, ORR_ETIMEDOUT,
+                "save: %s; the migration to %s is cancelled (the file is "
+                "left as it is)",
+                why, json_string_value(json_object_get(r->data, "path")));
+  orr__req_send(r, "migrate_cancel", NULL, on_counted_reply, NULL);
+}
 
 static void on_query_migrate(void *arg, int status, json_t *result,
                              const char *errmsg) {
   orr_req *r = arg;
   const char *st;
+  uint64_t left;
+  char why[200];
+  if (status == ORR_ETIMEDOUT) {
+    if (!r->done)
+      save_expired(r, errmsg);
+    return;
+  }
   if (orr__req_replied(r))
     return;
   if (status != 0) {
@@ -521,29 +609,62 @@ static void on_query_migrate(void *arg, int status, json_t *result,
     orr__req_finish(r, 0, NULL);
   } else if (st &&
              (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
-    const char *why = json_string_value(json_object_get(result, "error-desc"));
+    const char *desc = json_string_value(json_object_get(result, "error-desc"));
     orr__req_fail(r, ORR_EBACKEND, "save: migration %s%s%s", st,
-                  why ? ": " : "", why ? why : "");
+                  desc ? ": " : "", desc ? desc : "");
+  } else if ((left = orr__req_left(r)) == 0) {
+    snprintf(why, sizeof why, "the migration did not complete within %llu ms",
+             (unsigned long long)r->timeout_ms);
+    save_expired(r, why);
   } else {
-    r->timeout_ms = 10;
-    orr__req_arm_deadline(r, save_poll);
+    orr__req_arm_timer(r, left < SAVE_POLL_MS ? left : SAVE_POLL_MS, save_poll);
   }
 }
 
-static void save_then(orr_req *r) {
-  if (orr__req_send(r, "query-migrate", NULL, on_query_migrate) != 0)
+static void save_query(orr_req *r) {
+  if (orr__req_send(r, "query-migrate", NULL, on_query_migrate, NULL) != 0)
     orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
 }
 
 static void save_poll(uv_timer_t *t) {
-  save_then(t->data);
+  save_query(t->data);
 }
 
-void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb, void *arg) {
+/* migrate is sent here, not as a plan step: one QEMU runs late must still
+** be cancelled (the caller was told the save failed), not adopted. */
+static void on_migrate_reply(void *arg, int status, json_t *result,
+                             const char *errmsg) {
+  orr_req *r = arg;
+  (void)result;
+  if (status == ORR_ETIMEDOUT) {
+    /* The cancel queues behind the migrate: QEMU runs them in order. */
+    if (!r->done)
+      save_expired(r, errmsg);
+    return;
+  }
+  if (orr__req_replied(r))
+    return;
+  if (status != 0)
+    orr__req_fail(r, status, "save: migrate: %s",
+                  status == ORR_EVMGONE ? "the VM process is gone" : errmsg);
+  else
+    save_query(r);
+}
+
+static void save_then(orr_req *r) {
+  char uri[600];
+  snprintf(uri, sizeof uri, "exec:cat > %s",
+           json_string_value(json_object_get(r->data, "path")));
+  if (orr__req_send(r, "migrate", json_pack("{s:s}", "uri", uri),
+                    on_migrate_reply, NULL) != 0)
+    orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
+}
+
+void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
+                 orr_vm_cb cb, void *arg) {
   orr_req *r = orr__req_new(vm, cb, arg);
   const char *path =
       json_string_value(json_object_get(options, "SaveStateFilePath"));
-  char uri[600];
   if (!state_is(r, "save", 1, ORR_VM_PAUSED))
     return;
   if (path == NULL || path[0] != '/' ||
@@ -557,23 +678,16 @@ void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb, void *arg) {
                   path ? path : "nothing");
     return;
   }
-  snprintf(uri, sizeof uri, "exec:cat > %s", path);
-  r->plan = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}}, {s:s, s:{s:s}}]}", "do",
-                      "execute", "migrate-set-capabilities", "arguments",
-                      "capabilities", "capability", "events", "state", 1,
-                      "execute", "migrate", "arguments", "uri", uri);
+  r->timeout_ms = timeout_ms ? timeout_ms : ORR_VM_SAVE_TIMEOUT_MS;
+  r->data = json_pack("{s:s}", "path", path);
+  r->plan = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}}]}", "do", "execute",
+                      "migrate-set-capabilities", "arguments", "capabilities",
+                      "capability", "events", "state", 1);
   r->then = save_then;
   orr__req_run(r);
 }
 
 /* ---- shutdown, terminate, wait ---- */
-
-static void on_quit_reply(void *arg, int status, json_t *result,
-                          const char *errmsg) {
-  orr_req *r = arg;
-  (void)status, (void)result, (void)errmsg;
-  orr__req_replied(r);
-}
 
 static void force_kill(uv_timer_t *t) {
   orr_req *r = t->data;
@@ -581,12 +695,18 @@ static void force_kill(uv_timer_t *t) {
     r->vm->backend->kill(r->vm);
 }
 
-/* Asks QEMU to quit; SIGKILL if it has not exited 3 s later. */
+/* Asks QEMU to quit; SIGKILL if it has not exited ORR_VM_QUIT_GRACE_MS
+** later. A stopped or hung QEMU never reads the quit, and SIGKILL ends it
+** all the same (stopped included). Once per request. */
 static void quit_then(orr_req *r) {
-  if (orr__req_send(r, "quit", NULL, on_quit_reply) != 0)
+  if (r->quitting)
+    return;
+  r->quitting = true;
+  r->timeout_ms = ORR_VM_QUIT_GRACE_MS;
+  r->deadline = orr__now_ms() + ORR_VM_QUIT_GRACE_MS;
+  if (orr__req_send(r, "quit", NULL, on_counted_reply, NULL) != 0)
     r->vm->backend->kill(r->vm);
-  r->timeout_ms = 3000;
-  orr__req_arm_deadline(r, force_kill);
+  orr__req_arm_timer(r, ORR_VM_QUIT_GRACE_MS, force_kill);
 }
 
 static void powerdown_expired(uv_timer_t *t) {
@@ -595,9 +715,31 @@ static void powerdown_expired(uv_timer_t *t) {
     quit_then(r);
 }
 
+static void on_powerdown_reply(void *arg, int status, json_t *result,
+                               const char *errmsg) {
+  orr_req *r = arg;
+  (void)result;
+  if (status == ORR_ETIMEDOUT) {
+    /* QEMU cannot even pass the request on: no guest will power off. */
+    if (!r->done && !r->vm->exited)
+      quit_then(r);
+    return;
+  }
+  if (orr__req_replied(r))
+    return;
+  if (status == ORR_EBACKEND)
+    orr__req_fail(r, status, "system_powerdown: %s", errmsg);
+  /* 0: the guest has until the deadline; EVMGONE: the exit finishes r. */
+}
+
 static void powerdown_then(orr_req *r) {
   /* The guest may ignore ACPI power-down (a busybox guest does). */
-  orr__req_arm_deadline(r, powerdown_expired);
+  if (orr__req_send(r, "system_powerdown", NULL, on_powerdown_reply, NULL) !=
+      0) {
+    quit_then(r);
+    return;
+  }
+  orr__req_arm_timer(r, orr__req_left(r), powerdown_expired);
 }
 
 static orr_req *exit_req(orr_vm *vm, orr_vm_cb cb, void *arg) {
@@ -616,7 +758,7 @@ void orr_vm_shutdown(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
   if (r == NULL)
     return;
   r->timeout_ms = timeout_ms ? timeout_ms : 10000;
-  r->plan = json_pack("{s:[{s:s}]}", "do", "execute", "system_powerdown");
+  r->plan = json_pack("{s:[]}", "do");
   r->then = powerdown_then;
   orr__req_run(r);
 }
@@ -630,8 +772,18 @@ void orr_vm_terminate(orr_vm *vm, orr_vm_cb cb, void *arg) {
   orr__req_run(r);
 }
 
-void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg) {
-  exit_req(vm, cb, arg);
+static void wait_expired(uv_timer_t *t) {
+  orr_req *r = t->data;
+  orr__req_fail(r, ORR_ETIMEDOUT, "wait: VM %s still runs after %llu ms",
+                r->vm->id, (unsigned long long)r->timeout_ms);
+}
+
+void orr_vm_wait(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
+  orr_req *r = exit_req(vm, cb, arg);
+  if (r != NULL && timeout_ms > 0) {
+    r->timeout_ms = timeout_ms;
+    orr__req_arm_timer(r, timeout_ms, wait_expired);
+  }
 }
 
 void orr_vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
@@ -675,7 +827,8 @@ void orr_vm_close(orr_vm *vm) {
     vm->backend->release(vm);
     return;
   }
-  if (vm->backend->send(vm, "quit", NULL, close_quit_reply, NULL) != 0) {
+  if (vm->backend->send(vm, "quit", NULL, ORR_VM_QUIT_GRACE_MS,
+                        close_quit_reply, NULL, NULL) != 0) {
     vm->backend->kill(vm);
     return;
   }
@@ -684,12 +837,13 @@ void orr_vm_close(orr_vm *vm) {
   vm->kill_timer = malloc(sizeof *vm->kill_timer);
   uv_timer_init(vm->eng->loop, vm->kill_timer);
   vm->kill_timer->data = vm;
-  uv_timer_start(vm->kill_timer, close_kill, 3000, 0);
+  uv_timer_start(vm->kill_timer, close_kill, ORR_VM_QUIT_GRACE_MS, 0);
 }
 
 void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
-                orr_vm_cb cb, void *arg) {
+                uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
   orr_req *r = simple(vm, cb, arg, command,
                       arguments ? json_deep_copy(arguments) : NULL);
+  r->timeout_ms = timeout_ms;
   orr__req_run(r);
 }

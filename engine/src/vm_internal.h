@@ -47,9 +47,10 @@ typedef struct {
   int (*prepare)(orr_vm *vm, orr_error *e);
   /* Starts the VM paused; later calls orr__vm_launched(vm, status, e). */
   int (*launch)(orr_vm *vm, orr_error *e);
-  /* Sends one QMP command; same contract as orr_qmp_send(). */
-  int (*send)(orr_vm *vm, const char *cmd, json_t *args, orr_qmp_reply_cb cb,
-              void *arg);
+  /* Sends one QMP command; same contract as orr_qmp_send_timed()
+  ** (timeout_ms 0: ORR_VM_TIMEOUT_MS). */
+  int (*send)(orr_vm *vm, const char *cmd, json_t *args, uint64_t timeout_ms,
+              orr_qmp_reply_cb cb, orr_qmp_reply_cb late, void *arg);
   /* Ends the process now (SIGKILL); orr__vm_exited() follows. */
   void (*kill)(orr_vm *vm);
   /* Frees backend state once the VM is gone; then orr__vm_released(). */
@@ -112,10 +113,23 @@ struct orr_vm {
   orr_vm_cb create_cb;
   void *create_arg;
   char cgroup[256]; /* cgroup dir for CPU limits, "" if none */
+  /* Health: a QMP command missed its deadline, nothing answered since. */
+  bool unresponsive;
+  uint64_t unresponsive_at; /* orr__now_ms() */
+  uint64_t unresponsive_timeout_ms;
+  char unresponsive_cmd[40];
 };
+
+/* Milliseconds on the monotonic clock the QMP deadlines use. */
+uint64_t orr__now_ms(void);
 
 /* Backend -> VM layer. */
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e);
+/* QEMU missed a deadline (responsive false) or answered again. */
+void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
+                    uint64_t ms);
+/* Emits an event to the VM's subscriber. */
+void orr__vm_emit(orr_vm *vm, const char *event, json_t *data);
 void orr__vm_event(orr_vm *vm, const char *event, json_t *data);
 void orr__vm_exited(orr_vm *vm, long long code, int signal, const char *reason);
 void orr__vm_released(orr_vm *vm);
@@ -124,6 +138,13 @@ void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry);
 /*
 ** A request: a plan (see qemu_xlate.h) run against the backend, then an
 ** optional wait for an event, then commit() on success.
+**
+** Deadline: the call's, from timeout_ms (0: ORR_VM_TIMEOUT_MS) when it
+** starts; each command carries what is left of it. A step QEMU does not
+** answer in time is in doubt, not failed: the caller gets ORR_ETIMEDOUT at
+** once, the request keeps its resource, and the step's late answer settles
+** it (vm_req.c): no further step is sent; if QEMU did the last step the
+** change is committed, otherwise what was done is undone.
 */
 typedef void (*orr_req_commit)(orr_req *r);
 struct orr_req {
@@ -140,7 +161,8 @@ struct orr_req {
   orr_req_commit commit; /* applied to the live document on success */
   json_t *data;          /* what commit needs */
   char *reserve;         /* resource path held while in flight */
-  uint64_t timeout_ms;   /* deadline for a wait */
+  uint64_t timeout_ms;   /* the call's deadline (0: ORR_VM_TIMEOUT_MS) */
+  uint64_t deadline;     /* orr__now_ms() it passes at; 0: not started */
   uv_timer_t *timer;
   orr_unplug *joined;     /* the unplug this request waits on */
   const char *wait_event; /* e.g. "MIGRATION" */
@@ -148,21 +170,33 @@ struct orr_req {
   bool deleted_early;     /* DEVICE_DELETED overtook the reply to device_del */
   bool done;              /* outcome decided */
   bool delivered;         /* cb has run (or was dropped) */
-  int inflight;           /* commands sent and not yet answered */
+  bool in_doubt;   /* failed ETIMEDOUT with QEMU's answer owed: settling */
+  bool settled;    /* in doubt no more */
+  bool unreserved; /* reserve released */
+  bool quitting;   /* quit sent (terminate, shutdown's fallback) */
+  /* Runs once when the change ends without being committed (failed, or
+  ** settled by rolling back): gives back what it claimed (a root port). */
+  void (*abandon)(orr_req *r);
+  int inflight;             /* commands sent and not yet answered */
   void (*then)(orr_req *r); /* after the steps, instead of finishing */
 };
 
 orr_req *orr__req_new(orr_vm *vm, orr_vm_cb cb, void *arg);
 /* Starts running r->plan; the request completes through r->cb. */
 void orr__req_run(orr_req *r);
-/* Sends one command for r (args stolen); counts it in flight. */
+/* Sends one command for r (args stolen) with what is left of r's deadline
+** (the default once r is decided: settling is nobody's wait); counts it in
+** flight until its outcome. cb gets ORR_ETIMEDOUT at the deadline and must
+** then leave the count alone: late (NULL: only the count) gets the outcome. */
 int orr__req_send(orr_req *r, const char *name, json_t *args,
-                  orr_qmp_reply_cb cb);
-/* First thing in a reply callback of r: nonzero means r is already decided
-** (ignore the reply). */
+                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late);
+/* First thing in a reply callback of r (not for ORR_ETIMEDOUT): nonzero
+** means r is already decided (ignore the reply). */
 int orr__req_replied(orr_req *r);
-/* (Re)starts r's timer with cb after r->timeout_ms. */
-void orr__req_arm_deadline(orr_req *r, uv_timer_cb cb);
+/* Milliseconds left of r's deadline (starting its clock); 0 once past. */
+uint64_t orr__req_left(orr_req *r);
+/* (Re)starts r's timer with cb after ms. */
+void orr__req_arm_timer(orr_req *r, uint64_t ms, uv_timer_cb cb);
 /* Completes r now (or deferred, when called from the starting call). */
 void orr__req_finish(orr_req *r, int status, const orr_error *e);
 /* Fails r asynchronously with code/message. */

@@ -155,9 +155,17 @@ static int check_rules(modify_ctx *c, const char *const *keys, json_t *value) {
 
 /* Holds the resource while the change is in flight (EBUSY for another). */
 static int reserve(modify_ctx *c) {
-  if (json_object_get(c->r->vm->reserved, c->path))
+  if (json_object_get(c->r->vm->reserved, c->path)) {
+    for (orr_req *o = c->r->vm->reqs; o; o = o->next)
+      if (o->in_doubt && !o->settled && o->reserve &&
+          strcmp(o->reserve, c->path) == 0)
+        return fail(c, ORR_EBUSY,
+                    "a change to this resource timed out and is in doubt "
+                    "until QEMU answers (the VM is unresponsive)%s%s",
+                    NULL, NULL);
     return fail(c, ORR_EBUSY,
                 "another change to this resource is in flight%s%s", NULL, NULL);
+  }
   json_object_set_new(c->r->vm->reserved, c->path, json_true());
   c->r->reserve = strdup(c->path);
   return 0;
@@ -194,34 +202,12 @@ static void release_port(orr_vm *vm, const char *qdev) {
   }
 }
 
-/* A port claimed for an add is given back if the add fails. */
-static void port_cb(void *arg, int status, const orr_error *err,
-                    json_t *result);
-typedef struct {
-  orr_vm *vm;
-  char qdev[64];
-  orr_vm_cb cb;
-  void *arg;
-} port_guard;
-
-static void port_cb(void *arg, int status, const orr_error *err,
-                    json_t *result) {
-  port_guard *g = arg;
-  if (status != 0)
-    release_port(g->vm, g->qdev);
-  if (g->cb)
-    g->cb(g->arg, status, err, result);
-  free(g);
-}
-
-static void guard_port(orr_req *r, const char *qdev) {
-  port_guard *g = calloc(1, sizeof *g);
-  g->vm = r->vm;
-  snprintf(g->qdev, sizeof g->qdev, "%s", qdev);
-  g->cb = r->cb;
-  g->arg = r->arg;
-  r->cb = port_cb;
-  r->arg = g;
+/* A port claimed for an add is given back if the add ends uncommitted:
+** when it fails, or, in doubt, when it is rolled back. */
+static void unclaim_port(orr_req *r) {
+  const char *qdev = json_string_value(json_object_get(r->data, "claimed"));
+  if (qdev != NULL)
+    release_port(r->vm, qdev);
 }
 
 /* ---- resources ---- */
@@ -371,13 +357,14 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
                 "option hotplug_ports)%s%s",
                 NULL, NULL);
   }
-  guard_port(c->r, qdev.s);
+  c->r->data = json_pack("{s:s}", "claimed", qdev.s);
+  c->r->abandon = unclaim_port;
   if ((rc = add(guid, settings, port, &plan, &e)) != 0) {
     json_decref(settings);
     return fail(c, rc, "%s%s", e.msg, NULL);
   }
-  c->r->data =
-      json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
+  json_object_set_new(c->r->data, "keys", keys_json(keys));
+  json_object_set_new(c->r->data, "value", settings);
   c->r->commit = orr__commit_path;
   c->r->plan = plan;
   orr__req_run(c->r);
@@ -724,10 +711,11 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
   char *copy, *save = NULL;
   json_t *t = json_object_get(options, "timeout_ms");
   if (t != NULL) {
-    if (!json_is_integer(t) || json_integer_value(t) < 1) {
+    if (!json_is_integer(t) || json_integer_value(t) < 0) {
       orr__req_fail(r, ORR_EINVAL,
-                    "modify: timeout_ms must be a positive "
-                    "integer");
+                    "modify: timeout_ms must be a non-negative integer (0: "
+                    "the default, %d ms)",
+                    ORR_VM_TIMEOUT_MS);
       return;
     }
     r->timeout_ms = (uint64_t)json_integer_value(t);

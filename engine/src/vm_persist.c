@@ -137,6 +137,7 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
   vm->pid = pid;
   orr_vm_options_init(&vm->opts);
   vm->opts.backend = vm->opts.accel = NULL;
+  vm->opts.timeout_ms = opts ? opts->timeout_ms : 0; /* the QMP handshake's */
   vm->opts.guest_agent =
       json_string_value(json_object_get(vm->layout, "qga")) != NULL;
   vm->create_cb = cb;

@@ -1,9 +1,20 @@
 /*
 ** The request runner: executes a plan's "do" steps in order over the
 ** backend, undoes the earlier steps in reverse when one fails, waits for
-** the completion event a removal needs (with a deadline of its own, since
-** QEMU never times out an unplug), runs the "after" cleanup, and only then
-** commits the change to the live document.
+** the completion event a removal needs, runs the "after" cleanup, and only
+** then commits the change to the live document.
+**
+** Deadlines: a request has one for the whole call (its timeout_ms, else
+** ORR_VM_TIMEOUT_MS) and every command it sends carries what is left of
+** it, so the caller has its answer by then whatever QEMU does. A step QEMU
+** has not answered by then is in doubt, not failed: QEMU still owes the
+** answer and may well do the step (a stopped QEMU runs its queued commands
+** once continued). So the caller gets ORR_ETIMEDOUT at once, the request
+** keeps its resource reserved, and the step's late answer settles it: no
+** further step is sent (the caller was told it timed out), a last step
+** QEMU did completes the change, which is committed, and anything less is
+** undone. Either way the live document ends equal to QEMU, and a "settled"
+** event says which way it went.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +22,10 @@
 #include <string.h>
 
 #include "vm_internal.h"
+
+uint64_t orr__now_ms(void) {
+  return uv_hrtime() / 1000000;
+}
 
 orr_req *orr__req_new(orr_vm *vm, orr_vm_cb cb, void *arg) {
   orr_req *r = calloc(1, sizeof *r);
@@ -47,11 +62,12 @@ static void req_free(orr_req *r) {
   free(r);
 }
 
-/* A request is freed once its outcome is delivered and QEMU has answered
-** every command it sent: a reply may still arrive after a timeout. */
+/* A request is freed once its outcome is delivered, QEMU has answered
+** every command it sent (a reply may still arrive after a timeout) and,
+** when it was in doubt, it is settled. */
 static void maybe_free(orr_req *r) {
   orr_vm *vm = r->vm;
-  if (!r->delivered || r->inflight > 0)
+  if (!r->delivered || r->inflight > 0 || (r->in_doubt && !r->settled))
     return;
   unlink_req(r);
   req_free(r);
@@ -59,11 +75,29 @@ static void maybe_free(orr_req *r) {
     orr__vm_released(vm);
 }
 
+static void unreserve(orr_req *r) {
+  if (r->reserve == NULL || r->unreserved)
+    return;
+  r->unreserved = true;
+  json_object_del(r->vm->reserved, r->reserve);
+}
+
+static void abandon(orr_req *r) {
+  void (*fn)(orr_req *) = r->abandon;
+  r->abandon = NULL;
+  if (fn != NULL)
+    fn(r);
+}
+
 static void deliver(void *arg) {
   orr_req *r = arg;
-  orr_vm *vm = r->vm;
-  if (r->reserve)
-    json_object_del(vm->reserved, r->reserve);
+  /* A change in doubt keeps its resource and what it claimed until it is
+  ** settled. */
+  if (!r->in_doubt) {
+    unreserve(r);
+    if (r->status != 0)
+      abandon(r);
+  }
   if (r->cb)
     r->cb(r->arg, r->status, &r->err, r->result);
   r->delivered = true;
@@ -106,6 +140,8 @@ void orr__req_finish(orr_req *r, int status, const orr_error *e) {
 
 void orr__req_fail(orr_req *r, int status, const char *fmt, ...) {
   va_list ap;
+  if (r->done)
+    return; /* its message may still be on its way to the caller */
   va_start(ap, fmt);
   r->err.code = status;
   vsnprintf(r->err.msg, sizeof r->err.msg, fmt, ap);
@@ -120,26 +156,113 @@ static json_t *plan_list(orr_req *r, const char *key) {
   return json_object_get(r->plan, key);
 }
 
+uint64_t orr__req_left(orr_req *r) {
+  uint64_t now = orr__now_ms();
+  if (r->timeout_ms == 0)
+    r->timeout_ms = ORR_VM_TIMEOUT_MS;
+  if (r->deadline == 0)
+    r->deadline = now + r->timeout_ms;
+  return r->deadline > now ? r->deadline - now : 0;
+}
+
+/* The late outcome of a command nobody waits on any more: only counted. */
+static void late_drop(void *arg, int status, json_t *result,
+                      const char *errmsg) {
+  orr_req *r = arg;
+  (void)status, (void)result, (void)errmsg;
+  r->inflight--;
+  maybe_free(r);
+}
+
 int orr__req_send(orr_req *r, const char *name, json_t *args,
-                  orr_qmp_reply_cb cb) {
-  int rc = r->vm->backend->send(r->vm, name, args, cb, r);
+                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late) {
+  /* A decided request only settles: that is nobody's wait, so the
+  ** backend's default deadline (0) rather than a past one. */
+  uint64_t ms = 0;
+  int rc;
+  if (!r->done && (ms = orr__req_left(r)) == 0)
+    ms = 1;
+  rc = r->vm->backend->send(r->vm, name, args, ms, cb, late ? late : late_drop,
+                            r);
   if (rc == 0)
     r->inflight++;
   return rc;
 }
 
-static int send_cmd(orr_req *r, json_t *cmd, orr_qmp_reply_cb cb) {
+static int send_cmd(orr_req *r, json_t *cmd, orr_qmp_reply_cb cb,
+                    orr_qmp_reply_cb late) {
   const char *name = json_string_value(json_object_get(cmd, "execute"));
   json_t *args = json_object_get(cmd, "arguments");
-  return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb);
+  return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb, late);
+}
+
+/* ---- settling a change in doubt ---- */
+
+/* outcome: "committed", "rolled back", "pending" (a removal QEMU accepted,
+** completing at DEVICE_DELETED), or NULL (the VM went away: nothing to
+** say). */
+static void settle_end(orr_req *r, const char *outcome) {
+  const char *cmd;
+  json_t *ev;
+  r->settled = true;
+  if (outcome == NULL || strcmp(outcome, "rolled back") == 0)
+    abandon(r);
+  unreserve(r);
+  if (outcome != NULL) {
+    cmd = json_string_value(json_object_get(
+        json_array_get(plan_list(r, "do"), r->step), "execute"));
+    ev = json_pack("{s:s, s:s}", r->reserve ? "ResourcePath" : "Command",
+                   r->reserve ? r->reserve
+                   : cmd      ? cmd
+                              : "",
+                   "Outcome", outcome);
+    orr__vm_emit(r->vm, "settled", ev);
+    json_decref(ev);
+  }
+  maybe_free(r);
+}
+
+/* r failed ETIMEDOUT with its outcome not known yet: what follows
+** settles it. */
+static void go_in_doubt(orr_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void go_in_doubt(orr_req *r, const char *fmt, ...) {
+  char what[300];
+  va_list ap;
+  r->in_doubt = true;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  orr__req_fail(r, ORR_ETIMEDOUT,
+                "%s: the change is in doubt until QEMU answers; then it is "
+                "committed if QEMU completed it, else rolled back (a "
+                "\"settled\" event says which)",
+                what);
 }
 
 static void on_undo_reply(void *arg, int status, json_t *result,
                           const char *errmsg) {
   orr_req *r = arg;
-  (void)status, (void)result, (void)errmsg;
-  if (orr__req_replied(r))
+  (void)result, (void)errmsg;
+  if (status == ORR_ETIMEDOUT) {
+    /* QEMU runs commands in the order they came: the next undo can wait
+    ** behind this one in its queue as well as here. The late answer is
+    ** only counted. */
+    if (!r->done && strstr(r->err.msg, "rollback") == NULL) {
+      size_t n = strlen(r->err.msg);
+      snprintf(r->err.msg + n, sizeof r->err.msg - n,
+               " (its rollback is queued but not confirmed: QEMU stopped "
+               "answering)");
+    }
+    undo_step(r);
     return;
+  }
+  r->inflight--;
+  if (r->done && !r->in_doubt) {
+    maybe_free(r);
+    return;
+  }
   undo_step(r);
 }
 
@@ -150,16 +273,74 @@ static void undo_step(orr_req *r) {
     json_t *u = json_object_get(json_array_get(steps, (size_t)r->undo), "undo");
     r->undo--;
     if (u && !json_is_null(u) && !r->vm->exited &&
-        send_cmd(r, u, on_undo_reply) == 0)
+        send_cmd(r, u, on_undo_reply, NULL) == 0)
       return;
   }
-  orr__req_finish(r, r->err.code, &r->err);
+  if (r->in_doubt)
+    settle_end(r, r->vm->exited ? NULL : "rolled back");
+  else
+    orr__req_finish(r, r->err.code, &r->err);
+}
+
+static orr_unplug *new_unplug(orr_req *r, const char *qdev);
+static void unplug_done(orr_vm *vm, orr_unplug *u);
+
+/* QEMU did the last step after all: the change happened, so the document
+** takes it (a removal: QEMU accepted the device_del, and the unplug
+** completes at DEVICE_DELETED as one that timed out waiting for it). */
+static void adopt(orr_req *r) {
+  const char *wait = json_string_value(plan_list(r, "wait_deleted"));
+  orr_vm *vm = r->vm;
+  orr_unplug *u;
+  if (wait == NULL) {
+    if (r->commit) {
+      r->commit(r);
+      if (orr__vm_keeps_state(vm))
+        orr__vm_persist(vm);
+    }
+    settle_end(r, "committed");
+    return;
+  }
+  u = new_unplug(r, wait);
+  if (r->deleted_early) {
+    unplug_done(vm, u);
+    settle_end(r, "committed");
+  } else {
+    settle_end(r, "pending");
+  }
+}
+
+/* The answer to a step that missed its deadline. */
+static void on_step_late(void *arg, int status, json_t *result,
+                         const char *errmsg) {
+  orr_req *r = arg;
+  (void)result, (void)errmsg;
+  r->inflight--;
+  if (!r->in_doubt) { /* cancelled before its deadline: nobody settles */
+    maybe_free(r);
+    return;
+  }
+  if (status == 0 && r->step + 1 == json_array_size(plan_list(r, "do"))) {
+    adopt(r);
+  } else if (status == 0 || status == ORR_EBACKEND) {
+    /* Done but not all of it, or refused: undo what QEMU did. */
+    r->undo = (ssize_t)r->step - (status == 0 ? 0 : 1);
+    undo_step(r);
+  } else {
+    settle_end(r, NULL); /* QEMU is gone, or the VM was closed */
+  }
 }
 
 static void on_step_reply(void *arg, int status, json_t *result,
                           const char *errmsg) {
   orr_req *r = arg;
   json_t *cmd = json_array_get(plan_list(r, "do"), r->step);
+  if (status == ORR_ETIMEDOUT) {
+    /* Still owed: on_step_late gets it (and the count). */
+    if (!r->done)
+      go_in_doubt(r, "%s (the VM is unresponsive)", errmsg);
+    return;
+  }
   if (orr__req_replied(r))
     return;
   if (status != 0) {
@@ -179,9 +360,18 @@ static void on_step_reply(void *arg, int status, json_t *result,
   step(r);
 }
 
+/* ---- waits ---- */
+
 static void on_deadline(uv_timer_t *t) {
   orr_req *r = t->data;
-  if (r->joined) {
+  if (r->joined && r->joined->deleted) {
+    orr__req_fail(r, ORR_ETIMEDOUT,
+                  "%s: QEMU deleted %s but did not answer its cleanup "
+                  "within %llu ms (the VM is unresponsive); the document no "
+                  "longer shows the device",
+                  r->joined->resource, r->joined->qdev,
+                  (unsigned long long)r->timeout_ms);
+  } else if (r->joined) {
     orr__req_fail(r, ORR_ETIMEDOUT,
                   "%s: QEMU did not complete the removal of %s within %llu "
                   "ms (a PCI unplug needs the guest's cooperation); it "
@@ -196,38 +386,39 @@ static void on_deadline(uv_timer_t *t) {
   }
 }
 
-void orr__req_arm_deadline(orr_req *r, uv_timer_cb cb) {
+void orr__req_arm_timer(orr_req *r, uint64_t ms, uv_timer_cb cb) {
   if (r->timer == NULL) {
     r->timer = malloc(sizeof *r->timer);
     uv_timer_init(r->vm->eng->loop, r->timer);
     r->timer->data = r;
   }
-  uv_timer_start(r->timer, cb, r->timeout_ms, 0);
+  uv_timer_start(r->timer, cb, ms, 0);
 }
 
 static void arm_deadline(orr_req *r) {
-  if (r->timeout_ms == 0)
-    r->timeout_ms = 10000;
-  orr__req_arm_deadline(r, on_deadline);
+  orr__req_arm_timer(r, orr__req_left(r), on_deadline);
 }
 
-static void unplug_done(orr_vm *vm, orr_unplug *u);
-
-static void wait_unplug(orr_req *r, const char *qdev) {
+/* A pending unplug of qdev for r's resource; the unplug commits, not the
+** request: it may finish after the request timed out. */
+static orr_unplug *new_unplug(orr_req *r, const char *qdev) {
   orr_unplug *u = calloc(1, sizeof *u);
   u->qdev = strdup(qdev);
   u->resource = strdup(r->reserve ? r->reserve : qdev);
   u->after = json_incref(plan_list(r, "after"));
   u->data = json_incref(r->data);
   u->commit = r->commit;
-  /* The unplug commits, not the request: it may finish after the request
-  ** timed out. */
   r->commit = NULL;
   u->next = r->vm->unplugs;
   r->vm->unplugs = u;
-  r->joined = u;
   if (orr__vm_keeps_state(r->vm))
     orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
+  return u;
+}
+
+static void wait_unplug(orr_req *r, const char *qdev) {
+  orr_unplug *u = new_unplug(r, qdev);
+  r->joined = u;
   arm_deadline(r);
   if (r->deleted_early)
     unplug_done(r->vm, u);
@@ -239,7 +430,17 @@ static void step(orr_req *r) {
   const char *wait = json_string_value(plan_list(r, "wait_deleted"));
   int rc;
   if (cmd != NULL) {
-    rc = send_cmd(r, cmd, on_step_reply);
+    if (r->step > 0 && orr__req_left(r) == 0) {
+      /* QEMU answered, but too slowly for the rest to fit: what it did is
+      ** known, and is undone in the background. */
+      r->undo = (ssize_t)r->step - 1;
+      go_in_doubt(r, "%s: the change did not complete within %llu ms",
+                  json_string_value(json_object_get(cmd, "execute")),
+                  (unsigned long long)r->timeout_ms);
+      undo_step(r);
+      return;
+    }
+    rc = send_cmd(r, cmd, on_step_reply, on_step_late);
     if (rc != 0) {
       r->err.code = rc;
       snprintf(r->err.msg, sizeof r->err.msg, "%s: %s",
@@ -271,6 +472,7 @@ void orr__req_run(orr_req *r) {
                   r->vm->exit_reason);
     return;
   }
+  orr__req_left(r); /* the call's clock starts */
   step(r);
 }
 
@@ -308,11 +510,14 @@ static void unplug_finished(orr_vm *vm, orr_unplug *u) {
 }
 
 /* Any answer will do: the device is gone either way, and a cleanup QEMU
-** refuses (or cannot answer, being gone) leaves nothing to roll back. */
+** refuses (or cannot answer, being gone) leaves nothing to roll back. A
+** missed deadline is not an answer: this runs again with the late one. */
 static void on_cleanup_reply(void *arg, int status, json_t *result,
                              const char *errmsg) {
   orr_unplug *u = arg;
-  (void)status, (void)result, (void)errmsg;
+  (void)result, (void)errmsg;
+  if (status == ORR_ETIMEDOUT)
+    return;
   if (--u->cleanup_left == 0)
     unplug_finished(u->vm, u);
 }
@@ -335,10 +540,8 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
     orr__vm_persist(vm);
   u->deleted = true;
   u->vm = vm;
-  /* Only the cleanup is left, which QEMU answers at once: no deadline. */
-  for (orr_req *r = vm->reqs; r; r = r->next)
-    if (r->joined == u && r->timer)
-      uv_timer_stop(r->timer);
+  /* The removals waiting on it keep their deadline: QEMU answers the
+  ** cleanup at once, unless it stopped answering. */
   ev = json_pack("{s:s, s:s}", "Device", u->qdev, "ResourcePath", u->resource);
   orr__vm_event(vm, "device_deleted", ev);
   json_decref(ev);
@@ -346,9 +549,10 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
   u->cleanup_left = 1; /* held until every command is sent */
   json_array_foreach(u->after, i, cmd) {
     json_t *args = json_object_get(cmd, "arguments");
-    if (vm->backend->send(
-            vm, json_string_value(json_object_get(cmd, "execute")),
-            args ? json_deep_copy(args) : NULL, on_cleanup_reply, u) == 0)
+    if (vm->backend->send(vm,
+                          json_string_value(json_object_get(cmd, "execute")),
+                          args ? json_deep_copy(args) : NULL, 0,
+                          on_cleanup_reply, on_cleanup_reply, u) == 0)
       u->cleanup_left++;
   }
   if (--u->cleanup_left == 0)
@@ -366,11 +570,13 @@ void orr__req_on_event(orr_vm *vm, const char *event, json_t *data) {
         unplug_done(vm, u);
         return;
       }
-    /* The event may overtake the reply to our own device_del: remember it
+    /* The event may overtake the reply to our own device_del (QEMU sends
+    ** it while running the command, a late one included): remember it
     ** for the request, which then finds its unplug already done. */
     for (orr_req *r = vm->reqs; r; r = r->next) {
       const char *w = json_string_value(plan_list(r, "wait_deleted"));
-      if (!r->done && r->joined == NULL && w && strcmp(w, dev) == 0) {
+      if ((!r->done || (r->in_doubt && !r->settled)) && r->joined == NULL &&
+          w && strcmp(w, dev) == 0) {
         r->deleted_early = true;
         return;
       }

@@ -366,7 +366,7 @@ int main(void) {
   test_open_timeout(vm);
   printf("ok - test_open_timeout\n");
 
-  orr_vm_start(vm, on_done, &o);
+  orr_vm_start(vm, 0, on_done, &o);
   ASSERT_OK(wait_for(&o));
   reset(&o);
   t0 = uv_hrtime();

@@ -42,7 +42,7 @@ static int wait_for(orr_engine *eng, outcome *o) {
 
 static json_t *query_block_devices(orr_engine *eng, orr_vm *vm) {
   outcome o = {0};
-  orr_vm_qmp(vm, "query-block", NULL, on_done, &o);
+  orr_vm_qmp(vm, "query-block", NULL, 0, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   return o.result;
 }
@@ -87,7 +87,7 @@ int main(void) {
   ASSERT_STR_EQ("Created", orr_vm_state(vm));
 
   reset(&o);
-  orr_vm_start(vm, on_done, &o);
+  orr_vm_start(vm, 0, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Running", orr_vm_state(vm));
 
@@ -122,7 +122,7 @@ int main(void) {
   json_decref(att);
 
   reset(&o);
-  orr_vm_pause(vm, on_done, &o);
+  orr_vm_pause(vm, 0, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   ASSERT_STR_EQ("Paused", orr_vm_state(vm));
 

@@ -124,13 +124,14 @@ ORR_API int orr_qmp_send(orr_qmp *qmp, const char *command, json_t *arguments,
 ** same rules as cb; arg must stay valid until then. late never runs for a
 ** command whose cb got anything but ORR_ETIMEDOUT.
 */
-int orr_qmp_send_timed(orr_qmp *qmp, const char *command, json_t *arguments,
-                       uint64_t timeout_ms, orr_qmp_reply_cb cb,
-                       orr_qmp_reply_cb late, void *arg);
+ORR_API int orr_qmp_send_timed(orr_qmp *qmp, const char *command,
+                               json_t *arguments, uint64_t timeout_ms,
+                               orr_qmp_reply_cb cb, orr_qmp_reply_cb late,
+                               void *arg);
 
 /* Nonzero while a command is past its deadline and QEMU has answered
 ** nothing since (see orr_qmp_health_cb). */
-int orr_qmp_is_unresponsive(const orr_qmp *qmp);
+ORR_API int orr_qmp_is_unresponsive(const orr_qmp *qmp);
 
 /* Sets the one event subscriber, replacing the previous one; cb NULL
 ** unsubscribes. Events that arrive during the handshake are delivered. */
@@ -147,7 +148,7 @@ ORR_API int orr_qmp_is_ready(const orr_qmp *qmp);
 ** (no connection to the socket yet), "greeting" (connected, QEMU has not
 ** greeted), "capabilities" (greeted, qmp_capabilities unanswered), or
 ** "ready". For a message saying what QEMU did not reach in time. */
-const char *orr_qmp_stage(const orr_qmp *qmp);
+ORR_API const char *orr_qmp_stage(const orr_qmp *qmp);
 
 /*
 ** Closes the connection and releases qmp. Requests still pending fail with

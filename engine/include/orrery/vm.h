@@ -27,11 +27,31 @@ typedef void (*orr_vm_cb)(void *arg, int status, const orr_error *err,
 
 /*
 ** Events: "state" {State, Previous}, "exit" {ExitCode, Signal, Reason},
-** "device_deleted" {Device, ResourcePath}, "console" {Port, Line} (not yet).
+** "device_deleted" {Device, ResourcePath}, "console" {Port, Line} (not yet),
+** "unresponsive" {Command, TimeoutMs}: a QMP command missed its deadline;
+** "responsive" {Command, UnresponsiveMs}: QEMU answered again;
+** "settled" {ResourcePath, Outcome}: a change whose caller got
+** ORR_ETIMEDOUT was settled once QEMU answered, Outcome "committed" (QEMU
+** did all of it: the live document has it), "rolled back" (undone) or
+** "pending" (a removal QEMU accepted: it completes at the device's
+** DEVICE_DELETED, as one that timed out waiting for it).
 ** data is borrowed.
 */
 typedef void (*orr_vm_event_cb)(void *arg, orr_vm *vm, const char *event,
                                 json_t *data);
+
+/*
+** Deadlines. Every call that waits on QEMU has one: the caller's
+** timeout_ms, or when that is 0 the default below for its kind, and every
+** QMP command the engine sends carries what is left of it (commands sent
+** on no caller's behalf: ORR_VM_TIMEOUT_MS). A QEMU that misses it fails
+** the call with ORR_ETIMEDOUT, and the VM is unresponsive (event,
+** properties) until QEMU answers again.
+*/
+#define ORR_VM_TIMEOUT_MS 10000       /* start, pause, resume, modify, qmp */
+#define ORR_VM_SAVE_TIMEOUT_MS 300000 /* save, migration included */
+/* terminate, close, shutdown: quit, then SIGKILL */
+#define ORR_VM_QUIT_GRACE_MS 3000
 
 /* The engine owns the loop (or borrows the caller's) and every VM. */
 ORR_API int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e);
@@ -55,7 +75,9 @@ typedef struct {
   const char *runtime_dir; /* NULL: <runtime root>/<id> */
   uint64_t timeout_ms;     /* create's deadline for the QMP handshake and,
                               with restore, for QEMU to load the state;
-                              0: 10 s for the one, 60 s for the other */
+                              0: 10 s for the one, 60 s for the other.
+                              Missed: ORR_ETIMEDOUT naming what QEMU did
+                              not reach, and QEMU is killed */
 } orr_vm_options;
 
 ORR_API void orr_vm_options_init(orr_vm_options *o);
@@ -83,26 +105,43 @@ ORR_API int orr_vm_open(orr_engine *eng, const char *id,
                         const orr_vm_options *opts, orr_vm_cb cb, void *arg,
                         orr_vm **out, orr_error *e);
 
-ORR_API void orr_vm_start(orr_vm *vm, orr_vm_cb cb, void *arg);
-ORR_API void orr_vm_pause(orr_vm *vm, orr_vm_cb cb, void *arg);
-ORR_API void orr_vm_resume(orr_vm *vm, orr_vm_cb cb, void *arg);
-/* options: {SaveStateFilePath = "/abs/path"}; the VM must be paused. */
-ORR_API void orr_vm_save(orr_vm *vm, const json_t *options, orr_vm_cb cb,
-                         void *arg);
-/* ACPI power-down, then terminate after timeout_ms (0: 10 s); result is the
+/* timeout_ms 0: ORR_VM_TIMEOUT_MS. A pause or resume that timed out may
+** still happen when QEMU answers: the state then follows. */
+ORR_API void orr_vm_start(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                          void *arg);
+ORR_API void orr_vm_pause(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                          void *arg);
+ORR_API void orr_vm_resume(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                           void *arg);
+/* options: {SaveStateFilePath = "/abs/path"}; the VM must be paused.
+** timeout_ms (0: ORR_VM_SAVE_TIMEOUT_MS) bounds the whole save; at the
+** deadline the migration is cancelled (the file is left as it is). */
+ORR_API void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
+                         orr_vm_cb cb, void *arg);
+/* ACPI power-down; after timeout_ms (0: 10 s), or at once when QEMU does
+** not answer system_powerdown in that time, as terminate. result is the
 ** exit info. */
 ORR_API void orr_vm_shutdown(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
                              void *arg);
+/* quit, then SIGKILL when QEMU has not exited ORR_VM_QUIT_GRACE_MS later
+** (a stopped or hung QEMU too); result is the exit info. */
 ORR_API void orr_vm_terminate(orr_vm *vm, orr_vm_cb cb, void *arg);
 /* Completes when the VM's process is gone; result {ExitCode, Signal,
-** Reason}. */
-ORR_API void orr_vm_wait(orr_vm *vm, orr_vm_cb cb, void *arg);
+** Reason}. timeout_ms 0: no deadline (an exit is not a QMP answer);
+** otherwise ORR_ETIMEDOUT if the VM still runs then. */
+ORR_API void orr_vm_wait(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                         void *arg);
 
 /*
 ** A run-time change as an HCS ModifySettingRequest {ResourcePath,
-** RequestType, Settings}. options may hold timeout_ms, the deadline for a
-** removal QEMU completes only with the guest's help (PCI unplug; default
-** 10 s). The live document changes only on success.
+** RequestType, Settings}. options may hold timeout_ms, the deadline of the
+** whole change (default ORR_VM_TIMEOUT_MS), a removal's wait for the guest
+** to let go of the device (PCI unplug) included. The live document changes
+** only on success, with one exception: a change whose caller got
+** ORR_ETIMEDOUT because QEMU stopped answering is in doubt until QEMU
+** answers (its resource stays busy, properties list it under InDoubt);
+** then it is committed if QEMU did all of it, else rolled back, and a
+** "settled" event says which.
 */
 ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
                            const json_t *options, orr_vm_cb cb, void *arg);
@@ -113,16 +152,20 @@ ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
 ** view (query-block, query-pci). It bypasses the live document.
 */
 ORR_API void orr_vm_qmp(orr_vm *vm, const char *command,
-                        const json_t *arguments, orr_vm_cb cb, void *arg);
+                        const json_t *arguments, uint64_t timeout_ms,
+                        orr_vm_cb cb, void *arg);
 
 /* Sync queries. */
 ORR_API const char *orr_vm_id(const orr_vm *vm);
-ORR_API const char *
-orr_vm_state(const orr_vm *vm); /* "Created", "Running", ... */
-ORR_API const json_t *
-orr_vm_document(const orr_vm *vm);                   /* live; do not modify */
-ORR_API json_t *orr_vm_properties(const orr_vm *vm); /* new reference */
-ORR_API json_t *orr_vm_plan_log(const orr_vm *vm);   /* new reference */
+/* "Created", "Running", ... */
+ORR_API const char *orr_vm_state(const orr_vm *vm);
+/* The live document; do not modify. */
+ORR_API const json_t *orr_vm_document(const orr_vm *vm);
+/* {Id, RuntimeId, State, Backend, Owner, RuntimeDirectory, Summary,
+** ProcessId, Accel, Exit, Responsive, Unresponsive {Command, TimeoutMs,
+** ForMs}, InDoubt [...]}: see the README. New reference. */
+ORR_API json_t *orr_vm_properties(const orr_vm *vm);
+ORR_API json_t *orr_vm_plan_log(const orr_vm *vm); /* new reference */
 /* The unix socket of the guest agent's virtio-serial port (QEMU is the
 ** server), or NULL when the VM has none (create option guest_agent). */
 ORR_API const char *orr_vm_guest_socket(const orr_vm *vm);

@@ -105,11 +105,33 @@ static void on_cgroup_ready(orr_vm *vm) {
 static void on_status(void *arg, int status, json_t *result,
                       const char *errmsg);
 
+/* create's deadline: the handshake's (timeout_ms, else 10 s) or, with
+** restore, loading the state's (timeout_ms, else 60 s), from the spawn. */
+static uint64_t launch_limit(const orr_vm *vm) {
+  return vm->opts.timeout_ms ? vm->opts.timeout_ms
+         : vm->restore       ? 60000
+                             : 10000;
+}
+
+/* The QMP handshake's part of it. */
+static uint64_t handshake_limit(const orr_vm *vm) {
+  return vm->opts.timeout_ms ? vm->opts.timeout_ms : 10000;
+}
+
+/* query-status while starting, with what is left of create's deadline. */
+static int send_status(orr_vm *vm) {
+  uint64_t now, end = vm->launch_ms + launch_limit(vm);
+  uv_update_time(vm->eng->loop);
+  now = uv_now(vm->eng->loop);
+  return orr_qmp_send_timed(vm->qmp, "query-status", NULL,
+                            end > now ? end - now : 1, on_status, NULL, vm);
+}
+
 /* The restore poll's timer belongs to the VM (released with it), so that
 ** it can never fire for a VM that is gone. */
 static void poll_status(uv_timer_t *t) {
   orr_vm *vm = t->data;
-  if (orr_qmp_send(vm->qmp, "query-status", NULL, on_status, vm) != 0)
+  if (send_status(vm) != 0)
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
 
@@ -160,6 +182,20 @@ static void on_status(void *arg, int status, json_t *result,
   /* QEMU going away reports itself, in its own words (on_qemu_exit). */
   if (status == ORR_EVMGONE)
     return;
+  if (status == ORR_ETIMEDOUT) {
+    char what[600];
+    if (vm->restore)
+      snprintf(what, sizeof what,
+               "QEMU did not load the saved state %s within %llu ms (it "
+               "stopped answering QMP)",
+               vm->restore, (unsigned long long)launch_limit(vm));
+    else
+      snprintf(what, sizeof what,
+               "QEMU did not answer query-status within create's %llu ms",
+               (unsigned long long)launch_limit(vm));
+    fail_launch(vm, ORR_ETIMEDOUT, what);
+    return;
+  }
   if (status != 0) {
     fail_launch(vm, status, errmsg);
     return;
@@ -168,7 +204,7 @@ static void on_status(void *arg, int status, json_t *result,
   ** ever when the stream ends without a state in it (an empty file, a cat
   ** that failed), so the wait has a deadline. */
   if (st && strcmp(st, "inmigrate") == 0) {
-    uint64_t limit = vm->opts.timeout_ms ? vm->opts.timeout_ms : 60000;
+    uint64_t limit = launch_limit(vm);
     char what[600];
     uv_update_time(vm->eng->loop);
     if (uv_now(vm->eng->loop) - vm->launch_ms >= limit) {
@@ -195,16 +231,69 @@ static void on_status(void *arg, int status, json_t *result,
   on_cgroup_ready(vm);
 }
 
+static void on_qmp_closed(void *arg, int reason);
+
+/* The handshake missed create's deadline: say which part QEMU did not
+** reach (then it is killed: a QEMU that cannot be driven is no VM). */
+static void handshake_timed_out(orr_vm *vm) {
+  const char *stage = orr_qmp_stage(vm->qmp);
+  const char *sock = json_string_value(json_object_get(vm->layout, "qmp"));
+  unsigned long long ms = (unsigned long long)handshake_limit(vm);
+  char what[900], head[600], tail[40] = "";
+  /* With restore, create's deadline is loading the state's: say that. */
+  if (vm->restore) {
+    snprintf(head, sizeof head,
+             "QEMU did not load the saved state %s within %llu ms: it",
+             vm->restore, ms);
+  } else {
+    snprintf(head, sizeof head, "QEMU");
+    snprintf(tail, sizeof tail, " within %llu ms", ms);
+  }
+  if (strcmp(stage, "connect") == 0)
+    snprintf(what, sizeof what, "%s did not open its QMP socket %s%s", head,
+             sock, tail);
+  else if (strcmp(stage, "greeting") == 0)
+    snprintf(what, sizeof what,
+             "%s sent no QMP greeting on %s%s (it accepted the connection: "
+             "stopped or hung?)",
+             head, sock, tail);
+  else
+    snprintf(what, sizeof what, "%s did not answer qmp_capabilities%s", head,
+             tail);
+  fail_launch(vm, ORR_ETIMEDOUT, what);
+}
+
 static void on_ready(void *arg, int status) {
   orr_vm *vm = arg;
+  if (status == ORR_ETIMEDOUT && vm->pidwatch == NULL) {
+    handshake_timed_out(vm);
+    return;
+  }
   if (status != 0) {
     if (!vm->exited)
       vm->backend->kill(vm); /* the exit reports QEMU's own words */
     return;
   }
   orr_qmp_on_event(vm->qmp, on_event, vm);
-  if (orr_qmp_send(vm->qmp, "query-status", NULL, on_status, vm) != 0)
+  if (send_status(vm) != 0)
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+static void on_health(void *arg, int responsive, const char *command,
+                      uint64_t ms) {
+  orr__vm_health(arg, responsive != 0, command, ms);
+}
+
+/* QMP options common to a launch and an attach. */
+static void qmp_options(orr_vm *vm, orr_qmp_options *qo, uint64_t ms) {
+  memset(qo, 0, sizeof *qo);
+  qo->path = json_string_value(json_object_get(vm->layout, "qmp"));
+  qo->timeout_ms = ms;
+  qo->command_timeout_ms = ORR_VM_TIMEOUT_MS;
+  qo->ready_cb = on_ready;
+  qo->closed_cb = on_qmp_closed;
+  qo->health_cb = on_health;
+  qo->arg = vm;
 }
 
 static void on_qmp_closed(void *arg, int reason) {
@@ -260,7 +349,7 @@ static int qemu_prepare(orr_vm *vm, orr_error *e) {
 
 static int qemu_launch(orr_vm *vm, orr_error *e) {
   orr_qemu_config cfg;
-  json_t *argv, *layout;
+  json_t *argv;
   const char **cargv;
   orr_process_options po;
   orr_qmp_options qo;
@@ -270,7 +359,6 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   if ((rc = qemu_prepare(vm, e)) != 0)
     return rc;
   argv = vm->argv;
-  layout = vm->layout;
   orr__qemu_vm_config(vm, &cfg);
   if ((rc = claim_run_dir(vm, e)) != 0)
     return rc;
@@ -304,12 +392,7 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   vm->pid = orr_process_pid(vm->proc);
   uv_update_time(vm->eng->loop);
   vm->launch_ms = uv_now(vm->eng->loop);
-  memset(&qo, 0, sizeof qo);
-  qo.path = json_string_value(json_object_get(layout, "qmp"));
-  qo.timeout_ms = vm->opts.timeout_ms ? vm->opts.timeout_ms : 10000;
-  qo.ready_cb = on_ready;
-  qo.closed_cb = on_qmp_closed;
-  qo.arg = vm;
+  qmp_options(vm, &qo, handshake_limit(vm));
   if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
     /* The caller frees vm: nothing of the child may call back into it. */
     orr_process_close(vm->proc, NULL);
@@ -321,14 +404,15 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
 }
 
 static int qemu_send(orr_vm *vm, const char *cmd, json_t *args,
-                     orr_qmp_reply_cb cb, void *arg) {
+                     uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                     orr_qmp_reply_cb late, void *arg) {
   if (vm->qmp == NULL) {
     json_decref(args);
     return ORR_EVMGONE;
   }
   if (strcmp(cmd, "quit") == 0)
     vm->quitting = true;
-  return orr_qmp_send(vm->qmp, cmd, args, cb, arg);
+  return orr_qmp_send_timed(vm->qmp, cmd, args, timeout_ms, cb, late, arg);
 }
 
 static void qemu_kill(orr_vm *vm) {
@@ -357,12 +441,9 @@ int orr__qemu_attach(orr_vm *vm, orr_error *e) {
                                &vm->pidwatch, e);
   if (rc != 0)
     return rc;
-  memset(&qo, 0, sizeof qo);
-  qo.path = json_string_value(json_object_get(vm->layout, "qmp"));
-  qo.timeout_ms = 10000;
-  qo.ready_cb = on_ready;
-  qo.closed_cb = on_qmp_closed;
-  qo.arg = vm;
+  uv_update_time(vm->eng->loop);
+  vm->launch_ms = uv_now(vm->eng->loop);
+  qmp_options(vm, &qo, handshake_limit(vm));
   if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
     orr__pidwatch_close(vm->pidwatch, NULL);
     vm->pidwatch = NULL;

@@ -35,6 +35,16 @@ local function track(vm)
   vm:on("device_deleted", function(d)
     say("[%s] device deleted: %s (%s)", id, tostring(d.Device), tostring(d.ResourcePath))
   end)
+  vm:on("unresponsive", function(d)
+    say("[%s] unresponsive: QEMU did not answer %s within %s ms", id, tostring(d.Command),
+      tostring(d.TimeoutMs))
+  end)
+  vm:on("responsive", function(d)
+    say("[%s] responsive again after %s ms", id, tostring(d.UnresponsiveMs))
+  end)
+  vm:on("settled", function(d)
+    say("[%s] settled: %s %s", id, tostring(d.ResourcePath or d.Command), tostring(d.Outcome))
+  end)
   return vm
 end
 
