@@ -584,7 +584,8 @@ static void save_expired(orr_req *r, const char *why) {
                 "save: %s; the migration to %s is cancelled (the file is "
                 "left as it is)",
                 why, json_string_value(json_object_get(r->data, "path")));
-  orr__req_send(r, "migrate_cancel", NULL, on_counted_reply, NULL);
+  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), on_counted_reply,
+                    NULL);
 }
 
 static void on_query_migrate(void *arg, int status, json_t *result,
@@ -622,7 +623,8 @@ static void on_query_migrate(void *arg, int status, json_t *result,
 }
 
 static void save_query(orr_req *r) {
-  if (orr__req_send(r, "query-migrate", NULL, on_query_migrate, NULL) != 0)
+  if (orr__req_send_cmd(r, json_object_get(r->plan, "poll"), on_query_migrate,
+                        NULL) != 0)
     orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
 }
 
@@ -630,8 +632,9 @@ static void save_poll(uv_timer_t *t) {
   save_query(t->data);
 }
 
-/* migrate is sent here, not as a plan step: one QEMU runs late must still
-** be cancelled (the caller was told the save failed), not adopted. */
+/* The migration starts here, not as a plan step: one QEMU starts late
+** must still be cancelled (the caller was told the save failed), not
+** adopted as a late last step would be. */
 static void on_migrate_reply(void *arg, int status, json_t *result,
                              const char *errmsg) {
   orr_req *r = arg;
@@ -652,11 +655,8 @@ static void on_migrate_reply(void *arg, int status, json_t *result,
 }
 
 static void save_then(orr_req *r) {
-  char uri[600];
-  snprintf(uri, sizeof uri, "exec:cat > %s",
-           json_string_value(json_object_get(r->data, "path")));
-  if (orr__req_send(r, "migrate", json_pack("{s:s}", "uri", uri),
-                    on_migrate_reply, NULL) != 0)
+  if (orr__req_send_cmd(r, json_object_get(r->plan, "start"), on_migrate_reply,
+                        NULL) != 0)
     orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
 }
 
@@ -665,24 +665,15 @@ void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
   orr_req *r = orr__req_new(vm, cb, arg);
   const char *path =
       json_string_value(json_object_get(options, "SaveStateFilePath"));
+  orr_error e = {0, ""};
   if (!state_is(r, "save", 1, ORR_VM_PAUSED))
     return;
-  if (path == NULL || path[0] != '/' ||
-      strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_./-+") != strlen(path) ||
-      strlen(path) > 500) {
-    orr__req_fail(r, ORR_EINVAL,
-                  "save: SaveStateFilePath must be an absolute path of "
-                  "[A-Za-z0-9_./+-] (QEMU writes it through a shell), got "
-                  "\"%s\"",
-                  path ? path : "nothing");
+  if (orr__qemu_plan_save(path, &r->plan, &e) != 0) {
+    orr__req_fail(r, e.code, "save: %s", e.msg);
     return;
   }
   r->timeout_ms = timeout_ms ? timeout_ms : ORR_VM_SAVE_TIMEOUT_MS;
   r->data = json_pack("{s:s}", "path", path);
-  r->plan = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}}]}", "do", "execute",
-                      "migrate-set-capabilities", "arguments", "capabilities",
-                      "capability", "events", "state", 1);
   r->then = save_then;
   orr__req_run(r);
 }

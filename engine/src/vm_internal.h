@@ -190,6 +190,9 @@ void orr__req_run(orr_req *r);
 ** then leave the count alone: late (NULL: only the count) gets the outcome. */
 int orr__req_send(orr_req *r, const char *name, json_t *args,
                   orr_qmp_reply_cb cb, orr_qmp_reply_cb late);
+/* orr__req_send() of a plan's {"execute", "arguments"} (copied). */
+int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
+                      orr_qmp_reply_cb late);
 /* First thing in a reply callback of r (not for ORR_ETIMEDOUT): nonzero
 ** means r is already decided (ignore the reply). */
 int orr__req_replied(orr_req *r);

@@ -189,8 +189,8 @@ int orr__req_send(orr_req *r, const char *name, json_t *args,
   return rc;
 }
 
-static int send_cmd(orr_req *r, json_t *cmd, orr_qmp_reply_cb cb,
-                    orr_qmp_reply_cb late) {
+int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
+                      orr_qmp_reply_cb late) {
   const char *name = json_string_value(json_object_get(cmd, "execute"));
   json_t *args = json_object_get(cmd, "arguments");
   return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb, late);
@@ -273,7 +273,7 @@ static void undo_step(orr_req *r) {
     json_t *u = json_object_get(json_array_get(steps, (size_t)r->undo), "undo");
     r->undo--;
     if (u && !json_is_null(u) && !r->vm->exited &&
-        send_cmd(r, u, on_undo_reply, NULL) == 0)
+        orr__req_send_cmd(r, u, on_undo_reply, NULL) == 0)
       return;
   }
   if (r->in_doubt)
@@ -440,7 +440,7 @@ static void step(orr_req *r) {
       undo_step(r);
       return;
     }
-    rc = send_cmd(r, cmd, on_step_reply, on_step_late);
+    rc = orr__req_send_cmd(r, cmd, on_step_reply, on_step_late);
     if (rc != 0) {
       r->err.code = rc;
       snprintf(r->err.msg, sizeof r->err.msg, "%s: %s",

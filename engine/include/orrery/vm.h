@@ -30,11 +30,12 @@ typedef void (*orr_vm_cb)(void *arg, int status, const orr_error *err,
 ** "device_deleted" {Device, ResourcePath}, "console" {Port, Line} (not yet),
 ** "unresponsive" {Command, TimeoutMs}: a QMP command missed its deadline;
 ** "responsive" {Command, UnresponsiveMs}: QEMU answered again;
-** "settled" {ResourcePath, Outcome}: a change whose caller got
-** ORR_ETIMEDOUT was settled once QEMU answered, Outcome "committed" (QEMU
-** did all of it: the live document has it), "rolled back" (undone) or
-** "pending" (a removal QEMU accepted: it completes at the device's
-** DEVICE_DELETED, as one that timed out waiting for it).
+** "settled" {ResourcePath (a change) or Command (start, pause, resume,
+** qmp), Outcome}: a call whose caller got ORR_ETIMEDOUT was settled once
+** QEMU answered, Outcome "committed" (QEMU did all of it: the live
+** document or state has it), "rolled back" (not done: what QEMU did of it
+** was undone) or "pending" (a removal QEMU accepted: it completes at the
+** device's DEVICE_DELETED, as one that timed out waiting for it).
 ** data is borrowed.
 */
 typedef void (*orr_vm_event_cb)(void *arg, orr_vm *vm, const char *event,

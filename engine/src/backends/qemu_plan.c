@@ -324,3 +324,30 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err) {
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   return finish(p, oom, plan, err);
 }
+
+/* ---------------------------------------------------------------------- */
+
+int orr__qemu_plan_save(const char *path, json_t **plan, orr_error *err) {
+  char uri[600];
+  json_t *p;
+
+  *plan = NULL;
+  if (path == NULL || path[0] != '/' ||
+      strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_./-+") != strlen(path) ||
+      strlen(path) > 500)
+    return orr_error_set(err, ORR_EINVAL,
+                         "SaveStateFilePath must be an absolute path of "
+                         "[A-Za-z0-9_./+-] (QEMU writes it through a shell), "
+                         "got \"%s\"",
+                         path ? path : "nothing");
+  snprintf(uri, sizeof uri, "exec:cat > %s", path);
+  p = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}, s:n}], s:{s:s, s:{s:s}}, "
+                "s:{s:s}, s:{s:s}}",
+                "do", "execute", "migrate-set-capabilities", "arguments",
+                "capabilities", "capability", "events", "state", 1, "undo",
+                "start", "execute", "migrate", "arguments", "uri", uri, "poll",
+                "execute", "query-migrate", "cancel", "execute",
+                "migrate_cancel");
+  return finish(p, false, plan, err);
+}

@@ -55,8 +55,8 @@ typedef struct {
   int hotplug_ports;   /* free root ports for run-time hot-adds; default 16 */
   bool guest_agent;    /* add virtio-serial + the qga socket */
   const char *restore_path; /* NULL, or a saved state to -incoming from */
-  unsigned vsock_cid;  /* guest CID (>= 3) if HvSocket services need vsock */
-  const char *ovmf_code;          /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
+  unsigned vsock_cid;    /* guest CID (>= 3) if HvSocket services need vsock */
+  const char *ovmf_code; /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
   const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
   orr_qemu_host_facts host;
 } orr_qemu_config;
@@ -89,11 +89,11 @@ void orr__qemu_probe_host(orr_qemu_host_facts *facts);
 #define ORR_QEMU_QMP_CHARDEV "qmp"
 #define ORR_QEMU_QGA_CHARDEV "qga"
 #define ORR_QEMU_QGA_PORT_NAME "org.qemu.guest_agent.0"
-#define ORR_QEMU_VSERIAL_ID "vser0"     /* virtio-serial-pci for the agent */
-#define ORR_QEMU_BALLOON_ID "balloon0"  /* virtio-balloon-pci, always */
-#define ORR_QEMU_VSOCK_ID "vsock0"      /* vhost-vsock-pci, when needed */
-#define ORR_QEMU_VIDEO_ID "video0"      /* VGA on pcie.0 addr 0x1 */
-#define ORR_QEMU_THROTTLE_GROUP "tg0"   /* the VM-wide StorageQoS group */
+#define ORR_QEMU_VSERIAL_ID "vser0"    /* virtio-serial-pci for the agent */
+#define ORR_QEMU_BALLOON_ID "balloon0" /* virtio-balloon-pci, always */
+#define ORR_QEMU_VSOCK_ID "vsock0"     /* vhost-vsock-pci, when needed */
+#define ORR_QEMU_VIDEO_ID "video0"     /* VGA on pcie.0 addr 0x1 */
+#define ORR_QEMU_THROTTLE_GROUP "tg0"  /* the VM-wide StorageQoS group */
 #define ORR_QEMU_THROTTLE_PATH "/objects/tg0"
 
 /* A qdev id / node name / port name, returned by value so it can be used in
@@ -103,9 +103,9 @@ typedef struct {
   char s[64];
 } orr_qemu_name;
 
-orr_qemu_name orr__qemu_port_id(int n);         /* "rp<n>" */
-orr_qemu_name orr__qemu_scsi_ctrl_qdev(int c);  /* "scsi<c>" */
-orr_qemu_name orr__qemu_scsi_bus(int c);        /* "scsi<c>.0" */
+orr_qemu_name orr__qemu_port_id(int n);                 /* "rp<n>" */
+orr_qemu_name orr__qemu_scsi_ctrl_qdev(int c);          /* "scsi<c>" */
+orr_qemu_name orr__qemu_scsi_bus(int c);                /* "scsi<c>.0" */
 orr_qemu_name orr__qemu_disk_qdev(int c, int lun);      /* "disk-<c>-<lun>" */
 orr_qemu_name orr__qemu_disk_file_node(int c, int lun); /* "file-<c>-<lun>" */
 orr_qemu_name orr__qemu_disk_fmt_node(int c, int lun);  /* "fmt-<c>-<lun>" */
@@ -113,12 +113,12 @@ orr_qemu_name orr__qemu_disk_qos_node(int c, int lun);  /* "qos-<c>-<lun>" */
 orr_qemu_name orr__qemu_vpci_qdev(const char *guid);    /* "vpci-<guid>" */
 orr_qemu_name orr__qemu_nic_qdev(const char *guid);     /* "nic-<guid>" */
 orr_qemu_name orr__qemu_nic_netdev(const char *guid);   /* "net-<guid>" */
-orr_qemu_name orr__qemu_p9_fsdev(int k);        /* "fs<k>" (Shares[k]) */
-orr_qemu_name orr__qemu_p9_qdev(int k);         /* "p9-<k>" */
-orr_qemu_name orr__qemu_pmem_qdev(int k);       /* "pmem-<k>" (Devices key) */
-orr_qemu_name orr__qemu_pmem_memdev(int k);     /* "pmem-<k>-mem" */
-orr_qemu_name orr__qemu_com_chardev(int n);     /* "com<n>" (ComPorts key) */
-orr_qemu_name orr__qemu_com_qdev(int n);        /* "serial<n>" (isa-serial) */
+orr_qemu_name orr__qemu_p9_fsdev(int k);    /* "fs<k>" (Shares[k]) */
+orr_qemu_name orr__qemu_p9_qdev(int k);     /* "p9-<k>" */
+orr_qemu_name orr__qemu_pmem_qdev(int k);   /* "pmem-<k>" (Devices key) */
+orr_qemu_name orr__qemu_pmem_memdev(int k); /* "pmem-<k>-mem" */
+orr_qemu_name orr__qemu_com_chardev(int n); /* "com<n>" (ComPorts key) */
+orr_qemu_name orr__qemu_com_qdev(int n);    /* "serial<n>" (isa-serial) */
 
 /* "<run_dir>/<file>" into buf; ORR_EINVAL if it does not fit. */
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
@@ -154,8 +154,8 @@ int orr__qemu_scsi_index(const char *guid);
 ** it and says why), ORR_ENOENT (a pmem image that cannot be stat'ed),
 ** ORR_ENOMEM. On error *argv and *layout are NULL.
 */
-int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg,
-                   json_t **argv, json_t **layout, orr_error *err);
+int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
+                   json_t **layout, orr_error *err);
 
 /* Creates the files the argv expects (layout "files"): the per-VM copy of
 ** the OVMF variable store when Chipset.Uefi is set. An existing copy is kept
@@ -186,25 +186,21 @@ int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
 ** the HCS Attachment; throttle_group: the VM has tg0 (layout
 ** "throttle_group"), so the disk gets a throttle node. */
 int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
-                            bool throttle_group, json_t **plan,
-                            orr_error *err);
+                            bool throttle_group, json_t **plan, orr_error *err);
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
                                json_t **plan, orr_error *err);
 
 /* VPCI device add into the free root port `port` chosen by the VM layer;
 ** device is the HCS VirtualPciDevice. */
 int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
-                            const char *port, json_t **plan,
-                            orr_error *err);
-int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
-                               orr_error *err);
+                            const char *port, json_t **plan, orr_error *err);
+int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan, orr_error *err);
 
 /* NIC add (netdev_add + device_add) into `port`; remove is device_del, wait
 ** for DEVICE_DELETED, then netdev_del. */
 int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
                            const char *port, json_t **plan, orr_error *err);
-int orr__qemu_plan_nic_remove(const char *guid, json_t **plan,
-                              orr_error *err);
+int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err);
 
 /* Memory/SizeInMB update through the balloon. The balloon can only give
 ** back memory the VM booted with: size_mb > boot_mb is ORR_ENOTSUP. */
@@ -223,6 +219,14 @@ int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
 int orr__qemu_plan_plan9_add(const json_t *share, json_t **plan,
                              orr_error *err);
 int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err);
+
+/* Save to a file (the VM paused): "do" turns on migration events; then the
+** VM layer sends "start" (migrate to "exec:cat > path": QEMU writes through
+** a shell, so path must be absolute and of [A-Za-z0-9_./+-], else
+** ORR_EINVAL), polls with "poll" until its answer's "status" is completed,
+** failed or cancelled, and sends "cancel" when the caller's deadline passes
+** first (the caller is told the save failed: no migration may go on). */
+int orr__qemu_plan_save(const char *path, json_t **plan, orr_error *err);
 
 /* ---------------------------------------------------------------------- */
 /* Shared by qemu_argv.c and qemu_plan.c (not for the VM layer)           */
@@ -292,18 +296,17 @@ int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                            orr_error *err);
 
 /* The netdev_add (== -netdev JSON) and device_add objects of a NIC. */
-int orr__qemu_nic_objects(const char *guid, const json_t *nic,
-                          const char *path, const char *port,
-                          json_t *ignored, json_t **netdev, json_t **device,
-                          orr_error *err);
+int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
+                          const char *port, json_t *ignored, json_t **netdev,
+                          json_t **device, orr_error *err);
 
 /* The device_add object of a VPCI device: exactly one function; its
 ** DeviceInstancePath is "DDDD:BB:DD.F" (vfio-pci host=) or "qemu:<model>"
 ** ([a-z0-9-]+, the driver). More than one function, or a non-zero
 ** VirtualFunction, is ORR_ENOTSUP (see qemu_xlate.c). */
 int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
-                           const char *path, const char *port,
-                           json_t *ignored, json_t **device, orr_error *err);
+                           const char *path, const char *port, json_t *ignored,
+                           json_t **device, orr_error *err);
 
 /* Appends s to the JSON array `ignored` (NULL: no-op). */
 void orr__qemu_ignore(json_t *ignored, const char *path, const char *key);
