@@ -255,11 +255,11 @@ describe("the guest manager on the default guest (TCG)", function()
     local after = eventually(function()
       local kb = mem_total_kb()
       return kb <= before - 256 * 1024 + 1024 and kb
-    end, 15000)
+    end, 60000) -- the guest hands pages back slowly on a loaded TCG host
     assert.is_truthy(after, "MemTotal did not drop by 256 MiB: " .. tostring(mem_total_kb()))
     assert.are.equal((MEMORY_MB - 256) * 1024 * 1024, vm:qmp("query-balloon").actual)
     assert(vm:update_memory(MEMORY_MB))
-    assert.is_truthy(eventually(function() return mem_total_kb() >= before - 1024 end, 15000))
+    assert.is_truthy(eventually(function() return mem_total_kb() >= before - 1024 end, 60000))
   end)
 
   it("refuses guests it cannot have, and fails calls once the VM is gone", function()
