@@ -312,7 +312,11 @@ static int boot(const orr_kvm_probe_options *o, const char *qemu,
   memset(&p, 0, sizeof p);
   p.o = o;
   p.ready_line = img.ready_line;
-  p.timeout_ms = o->timeout_ms ? o->timeout_ms : PROBE_TIMEOUT_MS;
+  /* The 15 s are for KVM; the test hook's TCG boot takes longer on a
+  ** loaded host, and the hook is there to see the success path. */
+  p.timeout_ms = o->timeout_ms ? o->timeout_ms
+                 : tcg         ? 4 * PROBE_TIMEOUT_MS
+                               : PROBE_TIMEOUT_MS;
   if (uv_loop_init(&loop) != 0)
     return orr_error_set(e, ORR_EIO, "probe: uv_loop_init failed");
   po.argv = argv;
