@@ -52,6 +52,10 @@ int main(int argc, char **argv) {
   po.file = argv[2];
   po.args = argv + 2;
   po.exit_cb = on_exit_cb;
+  /* Its own session, as the engine gives every QEMU (process.c): with the
+  ** kernel's autogroup scheduling a session is a CPU group, so on a busy host
+  ** a QEMU left in the benchmark's session would get less CPU than Orrery's. */
+  po.flags = UV_PROCESS_DETACHED;
   po.stdio = stdio;
   po.stdio_count = 3;
   t0 = uv_hrtime();
