@@ -360,5 +360,15 @@ void orr_l_open_builder(lua_State *L) {
   orr_l_newclass(L, ORR_L_BUILDER, meta, methods);
 }
 
-const luaL_Reg orr_l_builder_funcs[] = {
-    {"builder", l_builder}, {"builder_from", l_builder_from}, {NULL, NULL}};
+/* orrery.schema(): the document schema as a table (orr_doc_schema). */
+static int l_schema(lua_State *L) {
+  json_t *s = orr_doc_schema();
+  orr_l_pushjson(L, s);
+  json_decref(s);
+  return 1;
+}
+
+const luaL_Reg orr_l_builder_funcs[] = {{"builder", l_builder},
+                                        {"builder_from", l_builder_from},
+                                        {"schema", l_schema},
+                                        {NULL, NULL}};

@@ -5,8 +5,10 @@
 ** What must hold for any input:
 **   - orr_doc_parse() accepts or refuses with a code and a message;
 **   - an accepted document round-trips: its dump parses again to an equal
-**     document, and orr_builder_from_doc() accepts it with the same content
-**     and orr_builder_check() agrees;
+**     document whose dump is the same text, byte for byte (the Go-exact
+**     writer has one output per document), the dump of the input as parsed
+**     but not yet normalized is that text too, and orr_builder_from_doc()
+**     accepts it with the same content and orr_builder_check() agrees;
 **   - the qemu translation of an accepted document either refuses with a
 **     message or produces an argv in which no user string can act as an
 **     option: every -device/-blockdev/-netdev/-object value that is JSON
@@ -107,11 +109,11 @@ static void check_argv(const json_t *argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  json_t *doc = NULL, *again = NULL, *argv = NULL, *layout = NULL;
+  json_t *doc = NULL, *again = NULL, *argv = NULL, *layout = NULL, *raw;
   orr_error e = {0, ""};
   orr_builder *b = NULL;
   orr_qemu_config cfg;
-  char *text;
+  char *text, *text2;
   int rc;
 
   rc = orr_doc_parse((const char *)data, size, &doc, &e);
@@ -129,6 +131,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             text);
   CHECK(rc == 0);
   CHECK(json_equal(doc, again));
+  text2 = orr_doc_dump(again, (size & 1) != 0);
+  CHECK(text2 != NULL && strcmp(text, text2) == 0);
+  free(text2);
+  raw = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+  text2 = orr_doc_dump(raw, (size & 1) != 0);
+  CHECK(text2 != NULL && strcmp(text, text2) == 0);
+  free(text2);
+  json_decref(raw);
   free(text);
   json_decref(again);
 

@@ -56,8 +56,11 @@ describe("orrery.builder", function()
     local b = orrery.builder{ owner = "keep", ShouldTerminateOnLastHandleClosed = false,
                               StopOnReset = false }
     local want = new_doc("keep")
+    -- StopOnReset false is Go's zero value, which hcsshim leaves out; a
+    -- false ShouldTerminateOnLastHandleClosed stays (a missing one means
+    -- true in Orrery).
     want.ShouldTerminateOnLastHandleClosed = false
-    want.VirtualMachine.StopOnReset = false
+    want.VirtualMachine.StopOnReset = nil
     assert.same(want, b:document())
   end)
 
@@ -123,11 +126,11 @@ describe("builder methods", function()
                   SlitType = "FirmwareFallbackMeasured", AllowOvercommit = false,
                   EnableHotHint = true, EnableColdHint = false,
                   EnableColdDiscardHint = false, EnableDeferredCommit = true }
+    -- false fields are Go's zero values: left out, as hcsshim does.
     want.VirtualMachine.ComputeTopology.Memory = {
       SizeInMB = 4096, Backing = "Physical", LowMmioGapInMB = 256,
       HighMmioBaseInMB = 65536, HighMmioGapInMB = 131072,
-      SlitType = "FirmwareFallbackMeasured", AllowOvercommit = false,
-      EnableHotHint = true, EnableColdHint = false, EnableColdDiscardHint = false,
+      SlitType = "FirmwareFallbackMeasured", EnableHotHint = true,
       EnableDeferredCommit = true }
     assert.same(want, b:document())
   end)
@@ -151,7 +154,7 @@ describe("builder methods", function()
   it("set_processor writes ComputeTopology.Processor", function()
     b:set_processor{ Count = 4, Limit = 100000, Weight = 100, Reservation = 0 }
     want.VirtualMachine.ComputeTopology.Processor = { Count = 4, Limit = 100000,
-                                                      Weight = 100, Reservation = 0 }
+                                                      Weight = 100 }
     assert.same(want, b:document())
   end)
 
@@ -250,12 +253,11 @@ describe("builder methods", function()
   it("add_scsi_controller keys Devices.Scsi by HCS's controller GUID", function()
     b:add_scsi_controller(0)
     b:add_scsi_controller(3)
-    want.VirtualMachine.Devices.Scsi = { [C0] = { Attachments = {} },
-                                         [C3] = { Attachments = {} } }
+    -- An empty Attachments map is left out (omitempty).
+    want.VirtualMachine.Devices.Scsi = { [C0] = {}, [C3] = {} }
     assert.same(want, b:document())
     assert.truthy(b:json():find('"Scsi":{"305891a9-b251-5dfe-91a2-c25d9212275b":'
-      .. '{"Attachments":{}},"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{}}}',
-      1, true))
+      .. '{},"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{}}', 1, true))
   end)
 
   it("add_scsi_disk keys Attachments by the LUN as a string", function()
@@ -293,14 +295,13 @@ describe("builder methods", function()
       '"11111111-2222-4333-8444-555555555555":{[^}]*PropagateNumaAffinity'))
   end)
 
-  it("add_vpmem_controller writes VirtualPMem with an empty Devices map", function()
+  it("add_vpmem_controller writes VirtualPMem (its empty Devices map left out)", function()
     b:add_vpmem_controller(4, 4294967296)
     want.VirtualMachine.Devices.VirtualPMem = { MaximumCount = 4,
-                                                MaximumSizeBytes = 4294967296,
-                                                Devices = {} }
+                                                MaximumSizeBytes = 4294967296 }
     assert.same(want, b:document())
     assert.truthy(b:json():find(
-      '"VirtualPMem":{"Devices":{},"MaximumCount":4,"MaximumSizeBytes":4294967296}', 1, true))
+      '"VirtualPMem":{"MaximumCount":4,"MaximumSizeBytes":4294967296}', 1, true))
   end)
 
   it("add_vpmem_device keys VirtualPMem.Devices by the id as a string", function()
@@ -343,9 +344,10 @@ describe("builder methods", function()
     b:add_plan9_share{ Name = "src", AccessName = "src", Path = "/srv/src", Port = 564,
                        ReadOnly = true }
     b:add_plan9_share{ Name = "out", Path = "/srv/out", Flags = 2, UseShareRootIdentity = true }
+    -- ReadOnly and UseShareRootIdentity are hcsshim's Flags bits 0x1 and 0x10.
     want.VirtualMachine.Devices.Plan9 = { Shares = {
-      { Name = "src", AccessName = "src", Path = "/srv/src", Port = 564, ReadOnly = true },
-      { Name = "out", Path = "/srv/out", Flags = 2, UseShareRootIdentity = true },
+      { Name = "src", AccessName = "src", Path = "/srv/src", Port = 564, Flags = 1 },
+      { Name = "out", Path = "/srv/out", Flags = 18 },
     } }
     assert.same(want, b:document())
   end)

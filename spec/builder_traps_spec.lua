@@ -607,17 +607,15 @@ describe("builder traps", function()
   end)
 
   describe("builder_from", function()
-    it("refuses an HCS field Orrery does not support", function()
+    it("refuses an HCS field Orrery does not support (it runs virtual machines only)", function()
       local d = b:document()
-      d.VirtualMachine.DebugOptions = {}
+      d.Container = {}
       assert.error_matches(function() orrery.builder_from(d) end,
-        "builder_from: VirtualMachine.DebugOptions is an HCS field Orrery does not support",
-        1, true)
-      local j = orrery.builder("o"):json():gsub('"StopOnReset":true',
-        '"StopOnReset":true,"GuestState":{},"RegistryChanges":{}')
+        "builder_from: Container is an HCS field Orrery does not support", 1, true)
+      local j = orrery.builder("o"):json():gsub('"VirtualMachine":',
+        '"HostedSystem":{"SchemaVersion":{"Major":2}},"VirtualMachine":')
       assert.error_matches(function() orrery.builder_from(j) end,
-        "builder_from: VirtualMachine.RegistryChanges is an HCS field Orrery does not support",
-        1, true)
+        "builder_from: HostedSystem is an HCS field Orrery does not support", 1, true)
     end)
 
     it("refuses invalid JSON text, naming the line and column", function()

@@ -104,7 +104,7 @@ describe("hcsshim-shaped requests on the plan backend", function()
     assert.is_nil(ok)
     assert.equal("ENOTSUP", code)
     assert.matches("GuestRequest (Add MappedVirtualDisk)", msg, 1, true)
-    assert.is_nil(vm:document().VirtualMachine.Devices.Scsi[C0].Attachments["1"])
+    assert.is_nil((vm:document().VirtualMachine.Devices.Scsi[C0].Attachments or {})["1"])
   end)
 
   it("answers ENOTSUP for a guest-only request (no ResourcePath), as hcsshim's guest manager sends", function()

@@ -70,7 +70,7 @@ describe("orrery plan", function()
     assert.same({ EndpointId = "user", MacAddress = "00-15-5D-52-C0-0A" },
                 vm.Devices.NetworkAdapters[NIC])
     assert.same({ { Name = "src", AccessName = "src", Path = dir .. "/share", Port = 564,
-                    ReadOnly = true } }, vm.Devices.Plan9.Shares)
+                    Flags = 1 } }, vm.Devices.Plan9.Shares) -- ReadOnly is Flags bit 0x1
     assert.equal(dir .. "/com1.sock", vm.Devices.ComPorts["0"].NamedPipe)
 
     local topo = vm.ComputeTopology

@@ -13,6 +13,10 @@
 
 struct orr_builder {
   json_t *doc;
+  /* Fields set_memory and set_processor were given Go's zero value for:
+  ** the document leaves them out (omitempty), but they were set, so a
+  ** later call may not set them again. {"<where>": {"<field>": value}}. */
+  json_t *zeros;
 };
 
 /*
@@ -113,15 +117,18 @@ static int finish(orr_builder *b, undo_log *u, const char *op, unsigned rules,
 static int merge_once(orr_builder *b, const char *op, const char *const *where,
                       const char *where_text, const orr_type *type,
                       unsigned rules, const json_t *arg, orr_error *e) {
-  json_t *patch = NULL, *target, *val;
+  json_t *patch = NULL, *target, *val, *zeros;
   const char *key;
   undo_log u = {.n = 0};
-  int rc = orr__schema_normalize(type, arg, "", &patch, e);
+  int rc = orr__schema_normalize_keep_zero(type, arg, &patch, e);
   if (rc != 0)
     return with_op(e, op, rc);
   target = obj_at(b->doc, where, &u);
+  zeros = json_object_get(b->zeros, where_text);
   json_object_foreach(patch, key, val) {
     json_t *old = json_object_get(target, key);
+    if (old == NULL)
+      old = json_object_get(zeros, key);
     if (old != NULL) {
       char brief[80];
       orr__json_brief(old, brief, sizeof brief);
@@ -138,8 +145,17 @@ static int merge_once(orr_builder *b, const char *op, const char *const *where,
       /* The undo log keeps the schema's name for the key: it outlives the
       ** operation, the patch's own copy does not. */
       const orr_field *f = &type->fields[orr__field_index(type, key)];
-      json_object_set_nocheck(target, f->name, val);
-      undo_note(&u, target, f->name);
+      json_t *dst = target;
+      if (orr__go_empty(f, val)) {
+        if (zeros == NULL) {
+          zeros = json_object();
+          json_object_set_new_nocheck(b->zeros, where_text, zeros);
+          undo_note(&u, b->zeros, where_text);
+        }
+        dst = zeros;
+      }
+      json_object_set_nocheck(dst, f->name, val);
+      undo_note(&u, dst, f->name);
     }
   }
   json_decref(patch);
@@ -167,10 +183,16 @@ int orr_builder_new(const char *owner, const json_t *options, orr_builder **out,
       json_decref(doc);
       return orr_error_set(e, ORR_EINVAL, "builder: %s must be a boolean", key);
     }
-    json_object_set(dst, key, val);
+    /* StopOnReset false is Go's zero value, left out; a false
+    ** ShouldTerminateOnLastHandleClosed stays (see schema_types.c). */
+    if (dst != doc && json_is_false(val))
+      json_object_del(dst, key);
+    else
+      json_object_set(dst, key, val);
   }
   b = calloc(1, sizeof *b);
   b->doc = doc;
+  b->zeros = json_object();
   *out = b;
   return 0;
 }
@@ -183,6 +205,7 @@ int orr_builder_from_doc(const json_t *doc, orr_builder **out, orr_error *e) {
     return with_op(e, "builder_from", rc);
   b = calloc(1, sizeof *b);
   b->doc = norm;
+  b->zeros = json_object();
   *out = b;
   return 0;
 }
@@ -191,6 +214,7 @@ void orr_builder_free(orr_builder *b) {
   if (b == NULL)
     return;
   json_decref(b->doc);
+  json_decref(b->zeros);
   free(b);
 }
 
@@ -323,9 +347,10 @@ int orr_builder_add_scsi_controller(orr_builder *b, long long index,
                          "already added; adding it again would drop its "
                          "attachments",
                          index, guid);
-  /* An empty controller attaches nothing: no rule to run. */
+  /* An empty controller attaches nothing: no rule to run. Its empty
+  ** Attachments map is left out, as Go does (omitempty). */
   return put_once(b, "add_scsi_controller", DEVICES("Scsi"), "Devices.Scsi",
-                  guid, json_pack("{s:{}}", "Attachments"), 0, e);
+                  guid, json_object(), 0, e);
 }
 
 int orr_builder_add_scsi_disk(orr_builder *b, long long controller,

@@ -412,3 +412,12 @@ char *orr_doc_dump(const json_t *doc, int pretty) {
   json_decref(norm);
   return text;
 }
+
+json_t *orr_doc_schema(void) {
+  json_t *roots = json_object();
+  const char *name;
+  const orr_type *t;
+  for (size_t i = 0; (t = orr__schema_root(i, &name)) != NULL; i++)
+    json_object_set_new(roots, name, orr__schema_describe(t));
+  return roots;
+}

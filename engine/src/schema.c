@@ -84,6 +84,31 @@ const char *orr__check_lun_key(const char *s, size_t len) {
   return "must be a LUN \"0\"..\"63\"";
 }
 
+/* Go writes a []byte as standard base64 with padding; a string it would
+** write differently (other padding, stray bits) is not one it wrote. */
+const char *orr__check_base64(const char *s, size_t len) {
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t pad = 0;
+  const char *last;
+  if (len % 4 != 0)
+    goto bad;
+  while (pad < 2 && pad < len && s[len - 1 - pad] == '=')
+    pad++;
+  for (size_t i = 0; i < len - pad; i++)
+    if (s[i] == '\0' || strchr(alphabet, s[i]) == NULL)
+      goto bad;
+  /* The bits after the last byte must be zero (canonical). */
+  if (pad > 0) {
+    last = strchr(alphabet, s[len - 1 - pad]);
+    if (((last - alphabet) & (pad == 1 ? 0x3 : 0xf)) != 0)
+      goto bad;
+  }
+  return NULL;
+bad:
+  return "must be standard base64 with padding (a Go []byte)";
+}
+
 void orr__json_brief(const json_t *v, char *buf, size_t len) {
   char *text;
   if (v == NULL) {
@@ -223,14 +248,16 @@ static int cmp_keys(const void *a, const void *b) {
 #define MAX_FIELDS 32
 
 static int normalize_object(const orr_type *t, const json_t *in,
-                            const frame *at, json_t **out, orr_error *e) {
+                            const frame *at, int keep_zero, json_t **out,
+                            orr_error *e) {
   const json_t *slot[MAX_FIELDS] = {0};
-  const char *key;
+  const char *key, *field, *rule;
   json_t *val, *res;
   size_t nfields = 0;
+  char path[512];
   if (json_is_array(in) && json_array_size(in) == 0)
     in = NULL; /* an empty Lua table */
-  else if (!json_is_object(in))
+  else if (in != NULL && !json_is_object(in))
     return fail(e, at, "must be a table", in);
   while (t->fields[nfields].name != NULL)
     nfields++;
@@ -242,7 +269,6 @@ static int normalize_object(const orr_type *t, const json_t *in,
   json_object_foreach((json_t *)in, key, val) {
     int i = orr__field_index(t, key);
     if (i < 0) {
-      char path[512];
       frame sub = {at, key, 0};
       return orr_error_set(e, ORR_EINVAL,
                            "%s is not a field of %s (HCS names are "
@@ -256,20 +282,46 @@ static int normalize_object(const orr_type *t, const json_t *in,
     const orr_field *f = &t->fields[i];
     frame sub = {at, f->name, 0};
     json_t *nv = NULL;
+    int rc;
     if (slot[i] == NULL || json_is_null(slot[i])) {
-      if (f->required) {
-        char path[512];
+      if (f->flags & ORR_F_REQUIRED) {
         json_decref(res);
         return orr_error_set(e, ORR_EINVAL, "%s is required",
                              path_text(&sub, path, sizeof path));
       }
-      continue;
+      if (!(f->flags & ORR_F_VALUE))
+        continue;
+      /* A struct Go holds by value is always there, empty or not. */
+      rc = normalize_object(f->type, NULL, &sub, 0, &nv, e);
+    } else {
+      rc = normalize(f->type, slot[i], &sub, &nv, e);
     }
-    if (normalize(f->type, slot[i], &sub, &nv, e) != 0) {
+    if (rc != 0) {
       json_decref(res);
       return e ? e->code : ORR_EINVAL;
     }
+    if (!(f->flags & ORR_F_ALIAS) && orr__go_empty(f, nv)) {
+      /* Go's zero value: omitempty leaves it out, so the document does
+      ** too (a required field must say something). With keep_zero the
+      ** caller sees it and decides. */
+      if (f->flags & ORR_F_REQUIRED) {
+        json_decref(nv);
+        json_decref(res);
+        return orr_error_set(e, ORR_EINVAL, "%s must not be empty",
+                             path_text(&sub, path, sizeof path));
+      }
+      if (!keep_zero) {
+        json_decref(nv);
+        continue;
+      }
+    }
     json_object_set_new_nocheck(res, f->name, nv);
+  }
+  if (t->fix != NULL && (rule = t->fix(res, &field)) != NULL) {
+    frame sub = {at, field, 0};
+    json_decref(res);
+    return orr_error_set(e, ORR_EINVAL, "%s %s",
+                         path_text(&sub, path, sizeof path), rule);
   }
   *out = res;
   return 0;
@@ -393,8 +445,13 @@ static int normalize(const orr_type *t, const json_t *in, const frame *at,
     return 0;
   case ORR_K_INT:
     return normalize_int(t, in, at, out, e);
+  case ORR_K_NUMBER:
+    if (!json_is_number(in) || !isfinite(json_number_value(in)))
+      return fail(e, at, "must be a finite number", in);
+    *out = json_real(json_number_value(in));
+    return 0;
   case ORR_K_OBJECT:
-    return normalize_object(t, in, at, out, e);
+    return normalize_object(t, in, at, 0, out, e);
   case ORR_K_MAP:
     return normalize_map(t, in, at, out, e);
   case ORR_K_ARRAY:
@@ -416,4 +473,61 @@ int orr__schema_normalize(const orr_type *t, const json_t *in, const char *path,
                           json_t **out, orr_error *e) {
   frame top = {NULL, path, 0};
   return normalize(t, in, path[0] ? &top : NULL, out, e);
+}
+
+int orr__schema_normalize_keep_zero(const orr_type *t, const json_t *in,
+                                    json_t **out, orr_error *e) {
+  if (t->kind != ORR_K_OBJECT)
+    return normalize(t, in, NULL, out, e);
+  return normalize_object(t, in, NULL, 1, out, e);
+}
+
+static const char *kind_name(orr_kind k) {
+  static const char *const names[] = {"string", "bool",   "int",
+                                      "number", "object", "map",
+                                      "array",  "any",    "unsupported"};
+  return (size_t)k < sizeof names / sizeof *names ? names[k] : "?";
+}
+
+json_t *orr__schema_describe(const orr_type *t) {
+  json_t *d =
+      json_pack("{s:s, s:s}", "name", t->name, "kind", kind_name(t->kind));
+  switch (t->kind) {
+  case ORR_K_INT:
+    json_object_set_new(d, "min", json_integer(t->min));
+    json_object_set_new(d, "max", json_integer(t->max));
+    break;
+  case ORR_K_STRING:
+    if (t->values != NULL) {
+      json_t *v = json_array();
+      for (const char *const *s = t->values; *s; s++)
+        json_array_append_new(v, json_string(*s));
+      json_object_set_new(d, "values", v);
+    }
+    json_object_set_new(d, "checked", json_boolean(t->check != NULL));
+    break;
+  case ORR_K_OBJECT: {
+    json_t *fields = json_array();
+    for (const orr_field *f = t->fields; f->name; f++)
+      json_array_append_new(
+          fields, json_pack("{s:s, s:b, s:b, s:b, s:b, s:o}", "name", f->name,
+                            "required", (f->flags & ORR_F_REQUIRED) != 0,
+                            "pointer", (f->flags & ORR_F_PTR) != 0, "value",
+                            (f->flags & ORR_F_VALUE) != 0, "alias",
+                            (f->flags & ORR_F_ALIAS) != 0, "type",
+                            orr__schema_describe(f->type)));
+    json_object_set_new(d, "fields", fields);
+    json_object_set_new(d, "value_fields", json_boolean(t->value_fields));
+    break;
+  }
+  case ORR_K_MAP:
+  case ORR_K_ARRAY:
+    json_object_set_new(d, "elem", orr__schema_describe(t->elem));
+    json_object_set_new(d, "min", json_integer(t->min));
+    json_object_set_new(d, "max_items", json_integer((json_int_t)t->max_items));
+    break;
+  default:
+    break;
+  }
+  return d;
 }

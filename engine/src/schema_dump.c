@@ -1,11 +1,17 @@
 /*
-** A document as JSON text, written by walking the document and its schema
-** together: keys in the schema's (Go's) field order, map keys sorted, in
-** one pass into one buffer. A document that is not in the form the schema
-** normalizes to (unknown keys, nulls, a list where a map belongs, ...) is
-** reported back instead, so the caller can normalize it first.
+** A document as JSON text, byte for byte what hcsshim's marshaller
+** (encoding/json over the schema2 structs) writes for it: keys in Go's
+** field order, map keys sorted, omitempty fields holding Go's zero value
+** left out, structs held by value always written, strings escaped as Go
+** escapes them (<, > and & too) and float64 written as Go writes it. One
+** pass over the document and its schema into one buffer. A document that
+** is not in the form the schema normalizes to (unknown keys, nulls, a list
+** where a map belongs, a spelling to fold) is reported back instead, so
+** the caller can normalize it first.
 */
+#include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,15 +68,29 @@ static void newline(out_t *o) {
   o->len += (size_t)(o->depth * o->indent);
 }
 
+/* Go's string encoding (encoding/json with HTML escaping, as Marshal
+** does): ", \ and control bytes escaped (\b \f \n \r \t short, the rest
+** as \u00xx), <, > and & as \u003c \u003e \u0026, and U+2028, U+2029 as
+** \u2028, \u2029. Strings here are valid UTF-8 (Jansson's rule). */
 static void put_string(out_t *o, const char *s, size_t n) {
-  static const char hex[] = "0123456789ABCDEF";
+  static const char hex[] = "0123456789abcdef";
   size_t run = 0;
   put_char(o, '"');
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     char esc[6] = {'\\', 0, '0', '0', 0, 0};
     size_t len = 2;
-    if (c >= 0x20 && c != '"' && c != '\\')
+    if (c >= 0x80) {
+      if (c != 0xe2 || i + 2 >= n || (unsigned char)s[i + 1] != 0x80 ||
+          ((unsigned char)s[i + 2] & 0xfe) != 0xa8)
+        continue;
+      put(o, s + run, i - run);
+      put(o, (unsigned char)s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+      i += 2;
+      run = i + 1;
+      continue;
+    }
+    if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&')
       continue;
     put(o, s + run, i - run);
     run = i + 1;
@@ -104,6 +124,63 @@ static void put_string(out_t *o, const char *s, size_t n) {
   }
   put(o, s + run, n - run);
   put_char(o, '"');
+}
+
+/*
+** A float64 as Go's encoding/json writes it: the shortest decimal that
+** reads back as the same double, without an exponent (100, 0.000001), or
+** with one below 1e-6 and from 1e21 (1.5e-7, 1e+21).
+*/
+static void put_go_float(out_t *o, double f) {
+  char buf[40], digits[24], res[64];
+  size_t nd = 0, r = 0;
+  int exp10, p;
+  double a = fabs(f);
+  bool neg = signbit(f);
+  if (a == 0) {
+    put(o, neg ? "-0" : "0", neg ? 2 : 1);
+    return;
+  }
+  /* The fewest significant digits that read back as f. */
+  for (p = 1; p <= 17; p++) {
+    snprintf(buf, sizeof buf, "%.*e", p - 1, a);
+    if (strtod(buf, NULL) == a)
+      break;
+  }
+  for (const char *c = buf; *c != 'e'; c++)
+    if (*c != '.')
+      digits[nd++] = *c;
+  exp10 = atoi(strchr(buf, 'e') + 1);
+  while (nd > 1 && digits[nd - 1] == '0')
+    nd--;
+  if (neg)
+    res[r++] = '-';
+  if (a < 1e-6 || a >= 1e21) {
+    res[r++] = digits[0];
+    if (nd > 1) {
+      res[r++] = '.';
+      memcpy(res + r, digits + 1, nd - 1);
+      r += nd - 1;
+    }
+    /* The exponent is 21 or more, or below -6: no padding, and Go trims
+    ** its e-07 to e-7, which is what %d writes. */
+    r += (size_t)snprintf(res + r, sizeof res - r, "e%c%d",
+                          exp10 < 0 ? '-' : '+', abs(exp10));
+  } else if (exp10 < 0) {
+    res[r++] = '0';
+    res[r++] = '.';
+    for (int z = -exp10 - 1; z > 0; z--)
+      res[r++] = '0';
+    memcpy(res + r, digits, nd);
+    r += nd;
+  } else {
+    for (size_t i = 0; i < nd || (int)i <= exp10; i++) {
+      if ((int)i == exp10 + 1)
+        res[r++] = '.';
+      res[r++] = i < nd ? digits[i] : '0';
+    }
+  }
+  put(o, res, r);
 }
 
 static void put_int(out_t *o, json_int_t v) {
@@ -172,10 +249,13 @@ static void emit_object(out_t *o, const orr_type *t, const json_t *v) {
   }
   json_object_foreach((json_t *)v, key, val) {
     int i = orr__field_index(t, key);
-    if (i < 0 || json_is_null(val)) {
+    if (i < 0 || json_is_null(val) || (t->fields[i].flags & ORR_F_ALIAS)) {
       o->bad = true;
       return;
     }
+    /* omitempty: Go leaves a zero value out. */
+    if (orr__go_empty(&t->fields[i], val))
+      continue;
     /* Insertion sort into field order: objects are small. */
     size_t j = n++;
     m[j].idx = i;
@@ -187,6 +267,11 @@ static void emit_object(out_t *o, const orr_type *t, const json_t *v) {
       m[j - 1] = tmp;
     }
   }
+  /* A struct held by value is always there once normalized. */
+  if (t->value_fields)
+    for (const orr_field *f = t->fields; f->name != NULL; f++)
+      if ((f->flags & ORR_F_VALUE) && json_object_get(v, f->name) == NULL)
+        o->bad = true;
   open_container(o, '{');
   for (size_t k = 0; k < n && !o->bad; k++) {
     member(o, k == 0, m[k].key, true);
@@ -280,6 +365,11 @@ static void emit(out_t *o, const orr_type *t, const json_t *v) {
     if (!json_is_integer(v))
       break;
     put_int(o, json_integer_value(v));
+    return;
+  case ORR_K_NUMBER:
+    if (!json_is_number(v))
+      break;
+    put_go_float(o, json_number_value(v));
     return;
   case ORR_K_OBJECT:
     emit_object(o, t, v);

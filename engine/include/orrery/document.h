@@ -26,7 +26,8 @@ ORR_API json_t *orr_doc_new(const char *owner);
 /*
 ** Validates a whole document: every field against the schema, then every
 ** cross-field rule (boot exclusivity, NUMA sums, unique PCI functions and
-** MACs, ...). On success *out is a new normalized copy (keys in HCS order).
+** MACs, ...). On success *out is a new normalized copy: keys in HCS order,
+** and Go's zero values left out as hcsshim's JSON leaves them out.
 */
 ORR_API int orr_doc_check(const json_t *doc, json_t **out, orr_error *e);
 
@@ -34,7 +35,9 @@ ORR_API int orr_doc_check(const json_t *doc, json_t **out, orr_error *e);
 ORR_API int orr_doc_parse(const char *text, size_t len, json_t **out,
                           orr_error *e);
 
-/* JSON text of a document in HCS key order; free() the result. */
+/* JSON text of a document, byte for byte what hcsshim's marshaller (Go's
+** encoding/json over its schema2 structs) writes for it; pretty is Go's
+** MarshalIndent with two spaces. free() the result. */
 ORR_API char *orr_doc_dump(const json_t *doc, int pretty);
 
 /*
@@ -43,5 +46,16 @@ ORR_API char *orr_doc_dump(const json_t *doc, int pretty);
 ** nodes before memory is set) passes; the builder uses that between calls.
 */
 ORR_API int orr_doc_rules(const json_t *doc, int complete, orr_error *e);
+
+/*
+** The schema as data, for tools (orrery.schema()) and the spec that holds
+** it against hcsshim's structs: {ComputeSystem = T, ModifySettingRequest =
+** T, ProcessorLimits = T, Plan9ShareRemove = T, and one T per GuestRequest
+** ResourceType whose Settings Orrery checks}. A type T is {name, kind
+** ("object", "map", "array", "string", "bool", "int", "number", "any",
+** "unsupported"), fields = [{name, required, pointer, value, alias, type =
+** T}], elem = T, min, max, values = [enum values]}. A new reference.
+*/
+ORR_API json_t *orr_doc_schema(void);
 
 #endif
