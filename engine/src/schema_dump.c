@@ -72,6 +72,18 @@ static void newline(out_t *o) {
 ** does): ", \ and control bytes escaped (\b \f \n \r \t short, the rest
 ** as \u00xx), <, > and & as \u003c \u003e \u0026, and U+2028, U+2029 as
 ** \u2028, \u2029. Strings here are valid UTF-8 (Jansson's rule). */
+/* Per byte: 0 written as is, 1 escaped, 2 the lead byte of U+2028/9. */
+// clang-format off
+static const unsigned char esc_class[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+    0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20: " & */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, /* 0x30: < > */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x50: backslash */
+    [0xe2] = 2};
+// clang-format on
+
 static void put_string(out_t *o, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
@@ -80,8 +92,10 @@ static void put_string(out_t *o, const char *s, size_t n) {
     unsigned char c = (unsigned char)s[i];
     char esc[6] = {'\\', 0, '0', '0', 0, 0};
     size_t len = 2;
-    if (c >= 0x80) {
-      if (c != 0xe2 || i + 2 >= n || (unsigned char)s[i + 1] != 0x80 ||
+    if (esc_class[c] == 0)
+      continue;
+    if (esc_class[c] == 2) {
+      if (i + 2 >= n || (unsigned char)s[i + 1] != 0x80 ||
           ((unsigned char)s[i + 2] & 0xfe) != 0xa8)
         continue;
       put(o, s + run, i - run);
@@ -90,8 +104,6 @@ static void put_string(out_t *o, const char *s, size_t n) {
       run = i + 1;
       continue;
     }
-    if (c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&')
-      continue;
     put(o, s + run, i - run);
     run = i + 1;
     switch (c) {
