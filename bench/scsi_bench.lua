@@ -175,7 +175,7 @@ B.interleave(RUNS, run_orrery, run_raw, function(i, o, r)
     table.insert(orr[k], o[k])
     table.insert(raw[k], r[k])
   end
-  io.stderr:write(string.format("run %d: add32 %d/%.1f ms, rm32 %d/%.1f, rm32par %d/%.1f, rm1 %d/%.1f (orrery/raw)\n",
+  io.stderr:write(string.format("run %d: add32 %.0f/%.1f ms, rm32 %.0f/%.1f, rm32par %.0f/%.1f, rm1 %.0f/%.1f (orrery/raw)\n",
     i, o.add32, r.add32, o.rm32, r.rm32, o.rm32par, r.rm32par, o.rm1, r.rm1))
 end)
 
