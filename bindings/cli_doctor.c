@@ -4,7 +4,9 @@
 ** default guest boots under KVM (the probe behind accel = "auto"), from the
 ** cached verdict or, without one, by booting it now.
 */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "cli.h"
 #include "orrery/accel.h"
 #include "orrery/guest_image.h"
+#include "orrery/vm.h"
 
 /* The qemu backend's firmware (engine/src/backends/qemu_xlate.h). */
 #define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -34,6 +37,8 @@ static const char doctor_help[] =
     "  ovmf         the UEFI firmware files (UEFI boot only)\n"
     "  runtime-dir  where VMs keep their sockets (must be private, 0700)\n"
     "  cgroup       a writable cgroup cpu controller (CPU limits)\n"
+    "  vm-state     VMs that outlive their engine (in the runtime root):\n"
+    "               whether each one's state.json still describes it\n"
     "  vhost-vsock  /dev/vhost-vsock (HvSocket services)\n"
     "  tap          /dev/net/tun (tap network adapters)\n"
     "\n"
@@ -256,6 +261,70 @@ static void check_runtime(report *r) {
         root, parent);
 }
 
+/* A small file's first line, or "" (no such file). */
+static void first_line(const char *path, char *buf, size_t size) {
+  FILE *f = fopen(path, "r");
+  buf[0] = '\0';
+  if (f == NULL)
+    return;
+  if (fgets(buf, (int)size, f) == NULL)
+    buf[0] = '\0';
+  buf[strcspn(buf, "\n")] = '\0';
+  fclose(f);
+}
+
+/* The VMs of this runtime root that outlive their engine: their QEMU runs
+** and state.json describes them, unless the engine marked one whose last
+** change could be neither written down nor rolled back. */
+static void check_vm_state(report *r) {
+  char root[512], path[1400], line[512], bad[1024] = "";
+  struct dirent *ent;
+  struct stat st;
+  int kept = 0, behind = 0;
+  DIR *d;
+  runtime_root(root, sizeof root);
+  d = opendir(root);
+  while (d && (ent = readdir(d)) != NULL) {
+    int pid;
+    if (ent->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof path, "%s/%s/" ORR_VM_STATE_FILE, root, ent->d_name);
+    if (lstat(path, &st) != 0 || st.st_uid != geteuid())
+      continue;
+    snprintf(path, sizeof path, "%s/%s/qemu.pid", root, ent->d_name);
+    first_line(path, line, sizeof line);
+    pid = atoi(line);
+    if (pid <= 0 || kill(pid, 0) != 0)
+      continue; /* its QEMU is gone: the next engine sweeps it */
+    kept++;
+    snprintf(path, sizeof path, "%s/%s/" ORR_VM_NOT_DURABLE_FILE, root,
+             ent->d_name);
+    if (access(path, F_OK) == 0) {
+      first_line(path, line, sizeof line);
+      behind++;
+      snprintf(bad + strlen(bad), sizeof bad - strlen(bad), "%sVM %s: %s",
+               behind > 1 ? "; " : "", ent->d_name,
+               line[0] ? line : "(no reason recorded)");
+    }
+  }
+  if (d)
+    closedir(d);
+  if (behind > 0)
+    add(r, "vm-state", WARN,
+        "make room where the runtime directory is and change the VM again "
+        "(the next write brings state.json up to date), or re-open it with "
+        "orrery.open, which settles it from what QEMU reports",
+        "%d of %d VMs that outlive their engine have a state on disk "
+        "behind QEMU (not durable): %s",
+        behind, kept, bad);
+  else if (kept > 0)
+    add(r, "vm-state", OK, NULL,
+        "%d VM%s outlive%s their engine in %s, each state.json up to date",
+        kept, kept == 1 ? "" : "s", kept == 1 ? "s" : "", root);
+  else
+    add(r, "vm-state", OK, NULL, "no VM in %s outlives its engine", root);
+}
+
 /* Creates and removes a group where the engine would put a VM's. */
 static void check_cgroup(report *r) {
   const char *fix = "run as root or delegate the cpu controller to this user";
@@ -320,6 +389,7 @@ int orr_cli_doctor(int argc, char **argv) {
   check_guest(&r);
   check_ovmf(&r);
   check_runtime(&r);
+  check_vm_state(&r);
   check_cgroup(&r);
   check_device(&r, "vhost-vsock", "/dev/vhost-vsock",
                "HvSocket services are refused (ENOTSUP)",

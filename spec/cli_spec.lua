@@ -359,7 +359,7 @@ local function kvm_rw()
 end
 
 describe("orrery doctor", function()
-  local NAMES = { "qemu", "kvm", "guest", "ovmf", "runtime-dir", "cgroup", "vhost-vsock", "tap" }
+  local NAMES = { "qemu", "kvm", "guest", "ovmf", "runtime-dir", "vm-state", "cgroup", "vhost-vsock", "tap" }
 
   it("prints one line per check, with what to do about a problem", function()
     write_verdict(dir, "tcg")

@@ -77,6 +77,7 @@ int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   uv_idle_init(loop, &eng->idle);
   eng->idle.data = eng;
   pick_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
+  orr__fault_init(); /* the crash harness's hook (fault.c), read once */
   /* An engine killed outright leaves its VMs' directories behind. */
   orr__run_dir_sweep(eng->runtime_root);
   *out = eng;

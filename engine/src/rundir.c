@@ -17,15 +17,18 @@
 */
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/qemu_xlate.h"
+#include "orrery/vm.h"
 #include "rundir.h"
 
 /* The ancestor check: owner root or us, no foreign write without sticky. */
@@ -47,11 +50,18 @@ static int check_ancestor(const struct stat *st, const char *shown,
   return 0;
 }
 
-int orr__run_dir_make(const char *path, orr_error *e) {
+/* The walk both variants share. make: create what is missing and leave the
+** directory at 0700; otherwise (orrery.open) create and change nothing, and
+** refuse a directory that is not already private. On success *out (if not
+** NULL) is an O_RDONLY descriptor of the directory itself: what was checked
+** is what the caller locks and opens files in. */
+static int walk(const char *path, int make, int *out, orr_error *e) {
   char buf[PATH_MAX], shown[PATH_MAX];
   char *comp, *next, *save = NULL;
   struct stat st;
   int dfd, fd, rc = 0;
+  if (out)
+    *out = -1;
   if (path == NULL || path[0] != '/')
     return orr_error_set(e, ORR_EINVAL,
                          "runtime directory must be an absolute path, got %s",
@@ -66,6 +76,10 @@ int orr__run_dir_make(const char *path, orr_error *e) {
     goto out;
   shown[0] = '\0';
   comp = strtok_r(buf, "/", &save);
+  if (comp == NULL) {
+    rc = orr_error_set(e, ORR_EPERM, "runtime directory must not be / itself");
+    goto out;
+  }
   while (comp != NULL) {
     next = strtok_r(NULL, "/", &save);
     snprintf(shown + strlen(shown), sizeof shown - strlen(shown), "/%s", comp);
@@ -75,6 +89,10 @@ int orr__run_dir_make(const char *path, orr_error *e) {
       goto out;
     }
     if (fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT && !make) {
+        rc = orr_error_set(e, ORR_ENOENT, "%s does not exist", shown);
+        goto out;
+      }
       if (errno != ENOENT ||
           (mkdirat(dfd, comp, 0700) != 0 && errno != EEXIST) ||
           fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -100,7 +118,8 @@ int orr__run_dir_make(const char *path, orr_error *e) {
         goto out;
       }
     }
-    /* The last component is opened for fchmod, never through a symlink. */
+    /* The last component is opened for fchmod and flock, never through a
+    ** symlink. */
     fd = openat(dfd, comp,
                 next == NULL ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
                              : O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -125,54 +144,135 @@ int orr__run_dir_make(const char *path, orr_error *e) {
                            shown, (unsigned)st.st_uid, (unsigned)geteuid());
         goto out;
       }
-      if (fchmod(dfd, 0700) != 0) {
+      if (make && fchmod(dfd, 0700) != 0) {
         rc = orr_error_set(e, ORR_EIO, "cannot chmod %s: %s", shown,
                            strerror(errno));
+        goto out;
+      }
+      if (!make && (st.st_mode & 077) != 0) {
+        rc = orr_error_set(e, ORR_EPERM,
+                           "runtime directory %s is mode %03o: a VM's "
+                           "directory is private (0700), so this is not one "
+                           "the engine made",
+                           shown, (unsigned)(st.st_mode & 0777));
         goto out;
       }
     }
     comp = next;
   }
+  if (out) {
+    *out = dfd;
+    dfd = -1;
+  }
 out:
-  close(dfd);
+  if (dfd >= 0)
+    close(dfd);
   return rc;
 }
 
-void orr__run_dir_clear(const char *dir) {
-  static const char *const files[] = {ORR_QEMU_QMP_SOCK,  ORR_QEMU_QGA_SOCK,
-                                      ORR_QEMU_VNC_SOCK,  ORR_QEMU_PIDFILE,
-                                      ORR_QEMU_VARS_FILE, "state.json",
-                                      "state.json.tmp"};
-  char path[4200];
-  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-    unlink(path);
-  }
-  rmdir(dir);
+int orr__run_dir_make(const char *path, int *dirfd, orr_error *e) {
+  return walk(path, 1, dirfd, e);
+}
+
+int orr__run_dir_open(const char *path, int *dirfd, orr_error *e) {
+  return walk(path, 0, dirfd, e);
+}
+
+int orr__run_dir_lock(int dirfd, const char *path, orr_error *e) {
+  if (flock(dirfd, LOCK_EX | LOCK_NB) == 0)
+    return 0;
+  if (errno == EWOULDBLOCK)
+    return orr_error_set(e, ORR_EBUSY,
+                         "%s is held by another engine process (the VM is "
+                         "open there; one owner at a time)",
+                         path);
+  return orr_error_set(e, ORR_EIO, "cannot lock %s: %s", path, strerror(errno));
+}
+
+static const char *const run_files[] = {
+    ORR_QEMU_QMP_SOCK,        ORR_QEMU_QGA_SOCK,      ORR_QEMU_VNC_SOCK,
+    ORR_QEMU_PIDFILE,         ORR_QEMU_VARS_FILE,     ORR_VM_STATE_FILE,
+    ORR_VM_STATE_FILE ".tmp", ORR_VM_NOT_DURABLE_FILE};
+
+/* Unlinks the runtime files below dirfd, then the directory (name, below
+** parent) if that leaves it empty. */
+static void clear_at(int dirfd, int parent, const char *name) {
+  for (size_t i = 0; i < sizeof run_files / sizeof *run_files; i++)
+    unlinkat(dirfd, run_files[i], 0);
+  unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+void orr__run_dir_clear(int dirfd, const char *dir) {
+  char parent[PATH_MAX];
+  const char *slash = strrchr(dir, '/');
+  int pfd;
+  if (dirfd < 0 || slash == NULL)
+    return;
+  snprintf(parent, sizeof parent, "%.*s", slash == dir ? 1 : (int)(slash - dir),
+           dir);
+  pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0)
+    return;
+  clear_at(dirfd, pfd, slash + 1);
+  close(pfd);
+}
+
+/* Reads a pid file below dirfd; 0 when there is none. */
+static int read_pidfile(int dirfd) {
+  char buf[32];
+  ssize_t n;
+  int fd = openat(dirfd, ORR_QEMU_PIDFILE,
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  return atoi(buf);
+}
+
+int orr__run_dir_pid(int dirfd) {
+  return read_pidfile(dirfd);
 }
 
 void orr__run_dir_sweep(const char *root) {
-  DIR *d = opendir(root);
+  int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d;
   struct dirent *ent;
-  if (d == NULL)
+  if (rfd < 0)
     return;
+  d = fdopendir(rfd);
+  if (d == NULL) {
+    close(rfd);
+    return;
+  }
   while ((ent = readdir(d)) != NULL) {
-    char dir[4100], pidfile[4200];
-    FILE *f;
-    int pid = 0;
+    struct stat st;
+    int fd, pid;
     if (ent->d_name[0] == '.')
       continue;
-    snprintf(dir, sizeof dir, "%s/%s", root, ent->d_name);
-    snprintf(pidfile, sizeof pidfile, "%s/" ORR_QEMU_PIDFILE, dir);
-    if ((f = fopen(pidfile, "r")) == NULL)
+    /* Only our own directories: in a shared root (a sticky /tmp) the others
+    ** are other users' VMs, whatever their pid files say. */
+    fd = openat(rfd, ent->d_name,
+                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
       continue;
-    if (fscanf(f, "%d", &pid) != 1)
-      pid = 0;
-    fclose(f);
-    /* EPERM means alive but someone else's: not ours to clear. */
-    if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+    if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+      close(fd);
       continue;
-    orr__run_dir_clear(dir);
+    }
+    pid = read_pidfile(fd);
+    /* EPERM means alive but someone else's: not ours to clear. A directory
+    ** without a pidfile may be another engine's VM being created right now:
+    ** kept. The lock is taken only for a directory about to be cleared (so
+    ** a sweep never makes another engine's open of a live VM fail EBUSY),
+    ** and skips one another engine holds. */
+    if (pid > 0 && !(kill(pid, 0) == 0 || errno == EPERM) &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0)
+      clear_at(fd, rfd, ent->d_name);
+    close(fd);
   }
   closedir(d);
 }

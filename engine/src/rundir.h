@@ -11,18 +11,37 @@
 ** or not owned by us, an ancestor that is a symlink owned by another user,
 ** or an ancestor owned by another user or writable by others without the
 ** sticky bit. Leaves the directory at mode 0700. ORR_EINVAL for a relative
-** path, ORR_EIO for a failed system call (with its text).
+** path, ORR_EIO for a failed system call (with its text). *dirfd (may be
+** NULL) gets an O_RDONLY|O_CLOEXEC descriptor of the directory.
 */
-int orr__run_dir_make(const char *path, orr_error *e);
+int orr__run_dir_make(const char *path, int *dirfd, orr_error *e);
 
-/* Removes the files the qemu backend keeps in a runtime directory, then the
-** directory itself if that leaves it empty. */
-void orr__run_dir_clear(const char *dir);
+/*
+** The same rules, checked only (orrery.open): creates and chmods nothing,
+** and the directory must already exist (ORR_ENOENT) and be private (no
+** group or other permission bits: ORR_EPERM). *dirfd as above.
+*/
+int orr__run_dir_open(const char *path, int *dirfd, orr_error *e);
+
+/*
+** Takes the one-owner lock of a runtime directory (flock, exclusive, not
+** waiting): 0, or ORR_EBUSY when another open file description holds it.
+** The lock goes with the descriptor: closing it (or dying) releases it.
+*/
+int orr__run_dir_lock(int dirfd, const char *path, orr_error *e);
+
+/* The pid in the directory's QEMU pid file, 0 when there is none. */
+int orr__run_dir_pid(int dirfd);
+
+/* Removes the files the engine keeps in the runtime directory dir (open as
+** dirfd), then the directory itself if that leaves it empty. */
+void orr__run_dir_clear(int dirfd, const char *dir);
 
 /*
 ** Clears the runtime directories under root that a killed engine left
-** behind: those whose QEMU (qemu.pid) is gone. A directory without a
-** pidfile may be another engine's VM being created right now: kept.
+** behind: those that are ours and whose QEMU (qemu.pid) is gone, unless
+** another engine holds them. A directory without a pidfile may be another
+** engine's VM being created right now: kept.
 */
 void orr__run_dir_sweep(const char *root);
 

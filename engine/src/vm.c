@@ -181,6 +181,14 @@ json_t *orr_vm_properties(const orr_vm *vm) {
     json_object_set_new(p, "InDoubt", doubt);
   else
     json_decref(doubt);
+  /* A VM that outlives its engine: whether state.json still describes it
+  ** (false only after a change that could be neither written down nor
+  ** rolled back; re-opening then settles it from what QEMU reports). */
+  if (vm->backend == &orr__backend_qemu && orr__vm_keeps_state(vm)) {
+    json_object_set_new(p, "Durable", json_boolean(!vm->not_durable));
+    if (vm->not_durable)
+      json_object_set_new(p, "DurableError", json_string(vm->durable_err));
+  }
   return p;
 }
 
@@ -231,14 +239,19 @@ static void vm_free(orr_vm *vm) {
   json_decref(vm->plan_log);
   json_decref(vm->p9_index);
   json_decref(vm->reserved);
+  json_decref(vm->settling);
+  orr__vm_journal_free(vm);
+  if (vm->run_dir_fd >= 0)
+    close(vm->run_dir_fd); /* and with it the VM's lock */
   free(vm->restore);
   free((char *)vm->opts.qemu_binary);
   free(vm);
 }
 
+/* Freed once no request and no journal write still needs it. */
 void orr__vm_released(orr_vm *vm) {
   vm->released = true;
-  if (vm->reqs == NULL)
+  if (vm->reqs == NULL && !orr__vm_journal_busy(vm))
     vm_free(vm);
 }
 
@@ -266,6 +279,7 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   }
   vm = calloc(1, sizeof *vm);
   vm->eng = eng;
+  vm->run_dir_fd = -1;
   snprintf(vm->id, sizeof vm->id, "%s", id);
   random_guid(vm->runtime_id);
   vm->doc = norm;
@@ -370,6 +384,8 @@ fail:
   json_decref(vm->p9_index);
   json_decref(vm->layout);
   json_decref(vm->argv);
+  if (vm->run_dir_fd >= 0)
+    close(vm->run_dir_fd);
   free(vm->restore);
   free((char *)vm->opts.qemu_binary);
   free(vm);
@@ -419,7 +435,23 @@ static void create_failed(void *p) {
   free(f);
 }
 
+/* A VM that keeps state is created once its state is on disk: a VM whose
+** engine dies next must be one orrery.open can find. */
+static void create_written(void *arg, int status, const orr_error *e) {
+  orr_vm *vm = arg;
+  if (status == 0) {
+    create_done(vm);
+    return;
+  }
+  if (vm->exited || vm->create_cb == NULL)
+    return; /* closed or gone meanwhile: nothing to report */
+  orr__vm_launched(vm, ORR_EIO, e);
+  vm->backend->kill(vm); /* our child, not yet handed out */
+}
+
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
+  if (status != 0 && vm->attaching)
+    vm->attach_failed = true; /* an open that failed touches nothing more */
   /* A launch fails once: the kill that follows a missed deadline must not
   ** report again (its EBACKEND would hide the ETIMEDOUT). */
   if (status != 0 && vm->create_cb == NULL)
@@ -427,10 +459,14 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   if (status == 0) {
     /* A restored VM keeps the paused state it was saved in; a re-attached
     ** one already has the state QEMU reported. */
-    if (vm->state == ORR_VM_CREATING)
+    bool opened = vm->state != ORR_VM_CREATING;
+    if (!opened)
       set_state(vm, vm->restore ? ORR_VM_PAUSED : ORR_VM_CREATED);
-    if (orr__vm_keeps_state(vm))
-      orr__vm_persist(vm);
+    if (!opened && orr__vm_keeps_state(vm)) {
+      orr__vm_sync(vm, "create", create_written, vm);
+      return;
+    }
+    orr__vm_dirty(vm); /* a re-attached one: what reconcile settled */
     orr__defer(vm->eng, create_done, vm);
     return;
   }
@@ -440,7 +476,7 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   f->arg = vm->create_arg;
   f->err = *e;
   f->err.code = status;
-  orr_error_prefix(&f->err, "create");
+  orr_error_prefix(&f->err, vm->attaching ? "open" : "create");
   vm->create_cb = NULL;
   orr__defer(vm->eng, create_failed, f);
 }
@@ -803,8 +839,9 @@ void orr_vm_close(orr_vm *vm) {
     if (!r->done)
       orr__req_fail(r, ORR_ECANCELED, "VM %s was closed", vm->id);
   /* Gone, or never started (waiting for its directory, or its launch
-  ** failed): nothing to stop. */
-  if (vm->exited || !vm->launched) {
+  ** failed), or an open that failed (not ours to stop or to write):
+  ** nothing to stop. */
+  if (vm->exited || !vm->launched || vm->attach_failed) {
     vm->backend->release(vm);
     return;
   }

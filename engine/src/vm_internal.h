@@ -55,6 +55,28 @@ typedef struct {
   void (*kill)(orr_vm *vm);
   /* Frees backend state once the VM is gone; then orr__vm_released(). */
   void (*release)(orr_vm *vm);
+  /*
+  ** Re-attach (orrery.open; NULL: the backend cannot). check_state checks
+  ** the backend's own parts of a state file the core has already checked
+  ** (its layout, process identity, every intent's plan): ORR_EINVAL naming
+  ** the field. It reads nothing but st and run_dir.
+  */
+  int (*check_state)(const json_t *st, const char *run_dir, orr_error *e);
+  /* Proves that the process the state names is this VM's, watches it and
+  ** connects; later orr__vm_attached(vm, status, e). Never signals a process
+  ** it has not proved, nor one it could not greet. */
+  int (*attach)(orr_vm *vm, const json_t *st, orr_error *e);
+  /*
+  ** Settles the journal against what the VM itself reports: for each intent
+  ** of `intents` ({Resource, Commit, Data, Plan}), "adopted" (its change is
+  ** complete in the VM), "undone" (it is not, and what part of it was done
+  ** has been taken back) or "pending" (a removal the guest has still to
+  ** complete); deletes what the backend's naming scheme owns that neither
+  ** the document nor an adopted intent accounts for; brings the layout in
+  ** line. Then orr__vm_reconciled(vm, status, outcomes, gone, e): gone
+  ** lists the backend ids of document devices the VM no longer has.
+  */
+  void (*reconcile)(orr_vm *vm, const json_t *intents);
 } orr_backend;
 
 extern const orr_backend orr__backend_qemu;
@@ -118,6 +140,27 @@ struct orr_vm {
   uint64_t unresponsive_at; /* orr__now_ms() */
   uint64_t unresponsive_timeout_ms;
   char unresponsive_cmd[40];
+  /* One owner at a time: the runtime directory, open and flock'ed while
+  ** this engine holds the VM (-1: none). */
+  int run_dir_fd;
+  unsigned long long start_time; /* QEMU's, in clock ticks after boot */
+  bool attaching;                /* orrery.open has not completed */
+  bool attach_failed;            /* open failed: release touches nothing */
+  json_t *settling;  /* open: the file's intents, until reconciled */
+  void *reconciling; /* the backend's reconcile in progress */
+  /* The journal (vm_persist.c): state.json of a VM that keeps state. */
+  uint64_t jgen;            /* changes to the in-memory state so far */
+  uint64_t jdone;           /* the generation last written */
+  struct orr_jwrite *jw;    /* the write in flight, or NULL */
+  struct orr_jwait *jwaits; /* callers waiting for a write */
+  uv_timer_t *jlazy;        /* writes a change nobody waits for */
+  bool jqueued;             /* a write is queued for the next loop turn */
+  bool joff;                /* nothing more is written (the VM is gone) */
+  /* Durability: false when a change QEMU has could not be written down
+  ** nor rolled back; the reason in durable_err. */
+  bool not_durable;
+  uint64_t jnd_gen; /* a write of this generation makes it durable again */
+  char durable_err[256];
 };
 
 /* Milliseconds on the monotonic clock the QMP deadlines use. */
@@ -177,7 +220,17 @@ struct orr_req {
   /* Runs once when the change ends without being committed (failed, or
   ** settled by rolling back): gives back what it claimed (a root port). */
   void (*abandon)(orr_req *r);
-  int inflight;             /* commands sent and not yet answered */
+  /* A run-time change of a VM that keeps state: its intent goes into
+  ** state.json before the first step, and the outcome after. */
+  bool journal;
+  bool journaled;     /* the intent is part of the state (until settled) */
+  json_t *doc_before; /* durable commit: the document to roll back to */
+  /* Undoes what the core itself changed for this request (a cgroup
+  ** write); 0 or an error. */
+  int (*rollback)(orr_req *r, orr_error *e);
+  bool undo_failed;  /* QEMU refused an undo step */
+  bool rolling_back; /* undoing because the outcome could not be written */
+  int inflight;      /* commands sent and not yet answered */
   void (*then)(orr_req *r); /* after the steps, instead of finishing */
 };
 
@@ -241,14 +294,63 @@ static inline bool orr__vm_keeps_state(const orr_vm *vm) {
       json_object_get(vm->doc, "ShouldTerminateOnLastHandleClosed"));
 }
 
-/* Persisted state for orrery.open (vm_persist.c). */
+/*
+** The journal (vm_persist.c). Only a qemu VM that keeps state has one; for
+** the others these are no-ops (sync calls back with 0).
+*/
+/* The in-memory state changed; it is written soon (within 100 ms), in one
+** write with every other change of the moment. */
+void orr__vm_dirty(orr_vm *vm);
+typedef void (*orr_sync_cb)(void *arg, int status, const orr_error *e);
+/* The state as it is now must be on disk: cb(arg, 0 | ORR_EIO, e) from the
+** loop once a write that covers it is written, fsynced, renamed and its
+** directory fsynced. Every sync asked for in one loop turn shares a write
+** (group commit). why ("create", "intent", "commit") names the write's
+** fault points: journal:<why>:before and :after (a shared write takes the
+** last of those in that order; one nobody waits for is "lazy"). */
+void orr__vm_sync(orr_vm *vm, const char *why, orr_sync_cb cb, void *arg);
+/* Writes the state now, for a VM left running (close without terminate). */
 void orr__vm_persist(orr_vm *vm);
+/* The VM is gone: state.json is removed and nothing more is written. */
 void orr__vm_unpersist(orr_vm *vm);
-/* Commits an unplug can be restored with (vm_modify.c). */
+/* Nonzero while a write is in flight or wanted: release waits for it. */
+int orr__vm_journal_busy(const orr_vm *vm);
+/* Frees the journal's handles as the VM is freed. */
+void orr__vm_journal_free(orr_vm *vm);
+/* A change could not be written down nor rolled back (or, ok, it was). */
+void orr__vm_set_durable(orr_vm *vm, bool ok, const char *why);
+/* The request's plan changes QEMU (it has steps or a removal to wait
+** for): such a change is journaled before its first step. */
+bool orr__plan_changes_vm(const json_t *plan);
+/* The backend can read the outcome of the plan back from the VM
+** (objects it creates or deletes); otherwise the commit must be on disk
+** before the change is reported done. */
+bool orr__plan_verifiable(const json_t *plan);
+
+/* Checks a parsed state file completely (the core's fields, then the
+** backend's check_state): ORR_EINVAL naming the field. id and run_dir are
+** what the file must describe. *doc gets the normalized document. */
+int orr__vm_state_check(const json_t *st, const char *id, const char *run_dir,
+                        const orr_backend *backend, json_t **doc, orr_error *e);
+
+/* Commits an intent can name (vm_modify.c): "path", "share", "merge". */
 void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);
-/* Re-attaches the qemu backend to a running QEMU (backends/qemu.c). */
-int orr__qemu_attach(orr_vm *vm, orr_error *e);
+const char *orr__commit_name(orr_req_commit fn);
+orr_req_commit orr__commit_by_name(const char *name);
+
+/* Backend -> VM layer, for orrery.open. */
+void orr__vm_attached(orr_vm *vm, int status, const orr_error *e);
+void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
+                        const orr_error *e);
+
+/* Named fault points for the crash harness (fault.c): a test-only hook. */
+typedef enum { ORR_FAULT_NONE, ORR_FAULT_FAIL } orr_fault_action;
+/* Counts a hit of point; kills the process (SIGKILL) when ORRERY_FAULT
+** asks for that here, or returns ORR_FAULT_FAIL when it asks the step to
+** fail. Read once, when the first engine is made. */
+orr_fault_action orr__fault(const char *point);
+void orr__fault_init(void);
 
 /* cgroup CPU limits (cgroup.c). */
 int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,

@@ -96,6 +96,28 @@ void orr__commit_remove_share(orr_req *r) {
   }
 }
 
+/* The commits an intent names in state.json. */
+static const struct {
+  const char *name;
+  orr_req_commit fn;
+} commits[] = {{"path", orr__commit_path},
+               {"share", orr__commit_remove_share},
+               {"merge", commit_merge}};
+
+const char *orr__commit_name(orr_req_commit fn) {
+  for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)
+    if (commits[i].fn == fn)
+      return commits[i].name;
+  return NULL;
+}
+
+orr_req_commit orr__commit_by_name(const char *name) {
+  for (size_t i = 0; name && i < sizeof commits / sizeof *commits; i++)
+    if (strcmp(commits[i].name, name) == 0)
+      return commits[i].fn;
+  return NULL;
+}
+
 /* ---- helpers ---- */
 
 static int fail(modify_ctx *c, int code, const char *fmt, const char *a,
@@ -465,7 +487,7 @@ static int memory(modify_ctx *c) {
   orr_vm *vm = c->r->vm;
   json_t *plan = NULL;
   orr_error e = {0, ""};
-  json_int_t mb;
+  json_int_t mb, cur;
   const char *keys[] = {"VirtualMachine", "ComputeTopology", "Memory",
                         "SizeInMB", NULL};
   int rc;
@@ -485,14 +507,34 @@ static int memory(modify_ctx *c) {
                 NULL, NULL);
   if (reserve(c))
     return -1;
-  if ((rc = orr__qemu_plan_memory((uint64_t)mb, (uint64_t)vm->boot_mb, &plan,
-                                  &e)) != 0)
+  cur = json_integer_value(json_object_get(
+      vm_obj(vm->doc, "ComputeTopology", "Memory"), "SizeInMB"));
+  if ((rc = orr__qemu_plan_memory((uint64_t)mb,
+                                  (uint64_t)(cur > 0 ? cur : vm->boot_mb),
+                                  (uint64_t)vm->boot_mb, &plan, &e)) != 0)
     return fail(c, rc, "%s%s", e.msg, NULL);
   c->r->data = json_pack("{s:o, s:I}", "keys", keys_json(keys), "value", mb);
   c->r->commit = orr__commit_path;
   c->r->plan = plan;
   orr__req_run(c->r);
   return 0;
+}
+
+/* Puts back the limits the document had before (none: no cap, default
+** weight), when the new ones could not be written down. */
+static int cgroup_rollback(orr_req *r, orr_error *e) {
+  const json_t *cpu = json_object_get(
+      vm_obj(r->doc_before, "ComputeTopology", NULL), "Processor");
+  json_int_t cpus = json_integer_value(json_object_get(cpu, "Count"));
+  json_t *old =
+      json_pack("{s:I, s:I}", "Limit",
+                json_integer_value(json_object_get(cpu, "Limit")), "Weight",
+                json_object_get(cpu, "Weight")
+                    ? json_integer_value(json_object_get(cpu, "Weight"))
+                    : 100);
+  int rc = orr__cgroup_apply(r->vm, old, cpus ? cpus : 1, e);
+  json_decref(old);
+  return rc;
 }
 
 static int cpu_limits(modify_ctx *c) {
@@ -514,13 +556,16 @@ static int cpu_limits(modify_ctx *c) {
                 "MaximumFrequencyMHz has no equivalent for a QEMU process%s%s",
                 NULL, NULL);
   }
+  orr__fault("cgroup:before");
   if (orr__cgroup_apply(vm, limits, cpus ? cpus : 1, &e) != 0) {
     json_decref(limits);
     return fail(c, e.code, "%s%s", e.msg, NULL);
   }
+  orr__fault("cgroup:after");
   c->r->data =
       json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", limits);
   c->r->commit = commit_merge;
+  c->r->rollback = cgroup_rollback;
   c->r->plan = json_pack("{s:[]}", "do");
   orr__req_run(c->r);
   return 0;
@@ -705,6 +750,7 @@ static int guest_request(orr_req *r, const json_t *req) {
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg) {
   orr_req *r = orr__req_new(vm, cb, arg);
+  r->journal = true; /* a run-time change: journaled when the VM keeps state */
   modify_ctx c = {.r = r, .path = ""};
   json_t *norm = NULL;
   orr_error e = {0, ""};

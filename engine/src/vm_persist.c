@@ -1,140 +1,629 @@
 /*
-** A qemu VM's state on disk, so another engine process can re-attach
-** (orrery.open): the live document, the translation layout (root ports),
-** pending unplugs and identity, in <run_dir>/state.json (0600, replaced
-** atomically on every committed change).
+** The journal of a VM that outlives its engine
+** (ShouldTerminateOnLastHandleClosed = false), and re-attaching to one
+** (orrery.open).
+**
+** <run_dir>/state.json holds the live document, the backend's layout, the
+** process identity, and the intents: every change that has started on the
+** VM and is not settled yet (a journaled request, a removal waiting for the
+** guest). The rules:
+**  - an intent is on disk before the first step that changes the VM
+**    (vm_req.c waits for orr__vm_sync before sending it);
+**  - an outcome the backend can read back from the VM (a device is there
+**    or not) is written lazily: should the engine die first, re-opening
+**    finds the intent and the backend settles it from what the VM reports;
+**  - an outcome it cannot read back (a balloon target, a cgroup limit, a
+**    document-only update) is on disk before the change is reported done,
+**    and rolled back when it cannot be written.
+** Every write is a whole new file: written, fsynced, renamed over
+** state.json, the directory fsynced. A machine crash takes QEMU with it, so
+** the fsyncs are not for the machine: they make a failed write (a full or
+** broken disk) known before the VM is touched, where a plain write() would
+** leave it to writeback to lose the data silently. Writes run on libuv's
+** thread pool, one at a time per VM; all the syncs asked for while one is
+** running or in the same loop turn share the next (group commit).
+**
+** Re-attaching trusts nothing it has not checked: the runtime directory by
+** the rules it was made with (rundir.c, without creating or changing
+** anything), held under an exclusive lock for as long as the VM is open
+** (a second opener gets EBUSY at once); state.json ours, 0600, a regular
+** file, and checked completely (vm_state.c) before use; the process proved
+** to be this VM's QEMU by the backend before anything is sent to it.
 */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "orrery/document.h"
+#include "rundir.h"
 #include "vm_internal.h"
 
-#define STATE_FILE "state.json"
+#define STATE_MAX (16 * 1024 * 1024)
+#define LAZY_MS 100
 
-static json_t *unplugs_json(const orr_vm *vm) {
+struct orr_jwait {
+  struct orr_jwait *next;
+  uint64_t gen;
+  int why; /* index in whys[] */
+  orr_sync_cb cb;
+  void *arg;
+};
+
+/* One write on the thread pool. It owns a duplicate of the directory
+** descriptor, so the VM's lock outlives the VM until the write is done
+** (another engine cannot open the VM and read a file about to change); the
+** worker closes it and says so (done), which a closing VM waits for. */
+/* What a write is for, in the order a shared write is named by. */
+static const char *const whys[] = {"lazy", "create", "intent", "commit"};
+
+struct orr_jwrite {
+  uv_work_t work;
+  char point[40]; /* its fault point, less ":before"/":after" */
+  orr_vm *vm;     /* NULL once the VM no longer cares */
+  int dirfd;
+  char *text;
+  size_t len;
+  uint64_t gen;
+  int err; /* errno of the failed call, 0 */
+  const char *what;
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  bool done;
+};
+/* ---- the state as JSON ---- */
+
+static json_t *intent_json(const char *resource, orr_req_commit commit,
+                           const json_t *data, json_t *plan) {
+  return json_pack("{s:s, s:s, s:O, s:o}", "Resource", resource ? resource : "",
+                   "Commit", orr__commit_name(commit), "Data",
+                   data ? data : json_null(), "Plan", plan);
+}
+
+static json_t *intents_json(const orr_vm *vm) {
   json_t *a = json_array();
+  for (orr_req *r = vm->reqs; r; r = r->next)
+    if (r->journaled && r->data && orr__commit_name(r->commit))
+      json_array_append_new(
+          a, intent_json(r->reserve, r->commit, r->data, json_incref(r->plan)));
+  /* A removal waiting for the guest: its plan is what is left of it. */
   for (orr_unplug *u = vm->unplugs; u; u = u->next)
     json_array_append_new(
-        a, json_pack("{s:s, s:s, s:O?, s:O?, s:s}", "qdev", u->qdev, "resource",
-                     u->resource, "after", u->after, "data", u->data, "commit",
-                     u->commit == orr__commit_remove_share ? "share" : "path"));
+        a,
+        intent_json(u->resource, u->commit, u->data,
+                    json_pack("{s:[], s:s, s:O}", "do", "wait_deleted", u->qdev,
+                              "after", u->after ? u->after : json_null())));
   return a;
 }
 
-void orr__vm_persist(orr_vm *vm) {
-  char path[512], tmp[520], *text;
-  json_t *st;
-  size_t len;
-  int fd;
-  if (vm->backend != &orr__backend_qemu || vm->exited)
-    return;
-  st = json_pack("{s:s, s:s, s:s, s:I, s:i, s:O, s:O, s:O, s:o}", "Id", vm->id,
-                 "RuntimeId", vm->runtime_id, "Accel", vm->accel, "BootMB",
-                 (json_int_t)vm->boot_mb, "ProcessId", vm->pid, "Document",
-                 vm->doc, "Layout", vm->layout, "Plan9Index", vm->p9_index,
-                 "Unplugs", unplugs_json(vm));
-  snprintf(path, sizeof path, "%s/" STATE_FILE, vm->run_dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  /* One write of the whole text (json_dumpfd writes a byte at a time), and
-  ** no fsync: the file must survive the engine, not the machine, and this
-  ** runs after every committed change. */
-  text = json_dumps(st, JSON_COMPACT);
-  json_decref(st);
-  if (text == NULL)
-    return;
-  len = strlen(text);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    if (write(fd, text, len) == (ssize_t)len) {
-      close(fd);
-      rename(tmp, path);
+static json_t *state_json(const orr_vm *vm) {
+  return json_pack(
+      "{s:i, s:s, s:s, s:s, s:I, s:i, s:I, s:O, s:O, s:O, s:o}", "Version", 1,
+      "Id", vm->id, "RuntimeId", vm->runtime_id, "Accel", vm->accel, "BootMB",
+      (json_int_t)vm->boot_mb, "ProcessId", vm->pid, "StartTime",
+      (json_int_t)vm->start_time, "Document", vm->doc, "Layout", vm->layout,
+      "Plan9Index", vm->p9_index, "Intents", intents_json(vm));
+}
+
+/* ---- writing ---- */
+
+static bool journaled_vm(const orr_vm *vm) {
+  return vm->backend == &orr__backend_qemu && orr__vm_keeps_state(vm) &&
+         vm->run_dir_fd >= 0 && !vm->joff;
+}
+
+/* Writes text as dirfd's state.json: a new file, fsynced, renamed over the
+** old one, the directory fsynced. 0, or the errno with *what failed. */
+static int write_state(int dirfd, const char *text, size_t len,
+                       const char **what) {
+  size_t off = 0;
+  int fd, err;
+  *what = "create " ORR_VM_STATE_FILE ".tmp";
+  fd = openat(dirfd, ORR_VM_STATE_FILE ".tmp",
+              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    goto fail;
+  *what = "write " ORR_VM_STATE_FILE ".tmp";
+  if (fchmod(fd, 0600) != 0)
+    goto fail_fd;
+  while (off < len) {
+    ssize_t n = write(fd, text + off, len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      if (n == 0)
+        errno = ENOSPC;
+      goto fail_fd;
+    }
+    off += (size_t)n;
+  }
+  *what = "fsync " ORR_VM_STATE_FILE ".tmp";
+  if (fsync(fd) != 0)
+    goto fail_fd;
+  if (close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  *what = "rename it over " ORR_VM_STATE_FILE;
+  if (renameat(dirfd, ORR_VM_STATE_FILE ".tmp", dirfd, ORR_VM_STATE_FILE) != 0)
+    goto fail;
+  *what = "fsync the runtime directory";
+  if (fsync(dirfd) != 0)
+    goto fail;
+  return 0;
+fail_fd:
+  err = errno;
+  close(fd);
+  unlinkat(dirfd, ORR_VM_STATE_FILE ".tmp", 0);
+  return err;
+fail:
+  err = errno;
+  unlinkat(dirfd, ORR_VM_STATE_FILE ".tmp", 0);
+  return err;
+}
+
+static void jw_work(uv_work_t *w) {
+  struct orr_jwrite *jw = w->data;
+  jw->err = write_state(jw->dirfd, jw->text, jw->len, &jw->what);
+  uv_mutex_lock(&jw->lock);
+  close(jw->dirfd); /* the lock may go now, as far as this write goes */
+  jw->dirfd = -1;
+  jw->done = true;
+  uv_cond_signal(&jw->cond);
+  uv_mutex_unlock(&jw->lock);
+}
+
+static void flush(orr_vm *vm);
+static void on_lazy(uv_timer_t *t);
+
+/* Calls back the waiters a finished write answers. */
+static void wake(orr_vm *vm, uint64_t gen, int status, const orr_error *e) {
+  struct orr_jwait **p = &vm->jwaits, *ready = NULL, **tail = &ready;
+  while (*p) {
+    struct orr_jwait *w = *p;
+    if (w->gen <= gen) {
+      *p = w->next;
+      w->next = NULL;
+      *tail = w;
+      tail = &w->next;
     } else {
-      close(fd);
-      unlink(tmp);
+      p = &w->next;
     }
   }
+  while (ready) {
+    struct orr_jwait *w = ready;
+    ready = w->next;
+    w->cb(w->arg, status, e);
+    free(w);
+  }
+}
+
+static void jw_free(struct orr_jwrite *jw) {
+  if (jw->dirfd >= 0)
+    close(jw->dirfd);
+  uv_mutex_destroy(&jw->lock);
+  uv_cond_destroy(&jw->cond);
+  free(jw->text);
+  free(jw);
+}
+
+static void jw_done(uv_work_t *w, int status) {
+  struct orr_jwrite *jw = w->data;
+  orr_vm *vm = jw->vm;
+  orr_error e = {0, ""};
+  (void)status;
+  if (vm == NULL) {
+    jw_free(jw);
+    return;
+  }
+  vm->jw = NULL;
+  if (vm->joff) /* gone meanwhile: a late rename must not leave a file */
+    unlinkat(vm->run_dir_fd, ORR_VM_STATE_FILE, 0);
+  if (jw->err == 0) {
+    char point[64];
+    if (jw->gen > vm->jdone)
+      vm->jdone = jw->gen;
+    if (vm->not_durable && jw->gen >= vm->jnd_gen)
+      orr__vm_set_durable(vm, true, NULL); /* what QEMU has is down now */
+    snprintf(point, sizeof point, "%s:after", jw->point);
+    orr__fault(point);
+    wake(vm, jw->gen, 0, NULL);
+  } else {
+    orr_error_set(&e, ORR_EIO,
+                  "the VM's state could not be written to %s/" ORR_VM_STATE_FILE
+                  " (%s: %s)",
+                  vm->run_dir, jw->what, strerror(jw->err));
+    wake(vm, jw->gen, ORR_EIO, &e);
+  }
+  /* More waited meanwhile: the next write takes all of them at once. A
+  ** change nobody waits for goes with the next write, or the lazy one; a
+  ** failed write is not retried on its own (the next change tries). */
+  if (vm->jwaits != NULL)
+    flush(vm);
+  else if (jw->err == 0 && vm->jgen > vm->jdone) {
+    if (vm->closed)
+      flush(vm);
+    else if (vm->jlazy && !uv_is_active((uv_handle_t *)vm->jlazy))
+      uv_timer_start(vm->jlazy, on_lazy, LAZY_MS, 0);
+  }
+  jw_free(jw);
+  if (vm->released)
+    orr__vm_released(vm);
+}
+
+static void jw_failed(void *arg) {
+  struct orr_jwrite *jw = arg;
+  jw_done(&jw->work, 0);
+}
+
+/* Starts a write of the state as it is now (one in flight at a time). */
+static void flush(orr_vm *vm) {
+  struct orr_jwrite *jw;
+  json_t *st;
+  if (vm->jw != NULL)
+    return;
+  if (!journaled_vm(vm)) {
+    /* Closed or gone: nothing more is written, nobody waits for it. */
+    orr_error e;
+    orr_error_set(&e, ORR_ECANCELED, "VM %s is closed", vm->id);
+    wake(vm, UINT64_MAX, ORR_ECANCELED, &e);
+    return;
+  }
+  if (vm->jlazy)
+    uv_timer_stop(vm->jlazy);
+  jw = calloc(1, sizeof *jw);
+  jw->vm = vm;
+  jw->gen = vm->jgen;
+  jw->work.data = jw;
+  uv_mutex_init(&jw->lock);
+  uv_cond_init(&jw->cond);
+  st = state_json(vm);
+  jw->text = json_dumps(st, JSON_COMPACT);
+  json_decref(st);
+  jw->dirfd = fcntl(vm->run_dir_fd, F_DUPFD_CLOEXEC, 3);
+  {
+    int why = 0;
+    char point[64];
+    for (struct orr_jwait *w = vm->jwaits; w; w = w->next)
+      if (w->why > why)
+        why = w->why;
+    snprintf(jw->point, sizeof jw->point, "journal:%s", whys[why]);
+    snprintf(point, sizeof point, "%s:before", jw->point);
+    if (orr__fault(point) == ORR_FAULT_FAIL && jw->text != NULL) {
+      free(jw->text);
+      jw->text = NULL; /* fails below, like a write would */
+    }
+  }
+  if (jw->text == NULL || jw->dirfd < 0) {
+    /* Fails like a write would, through the same path. */
+    jw->err = jw->dirfd < 0 ? errno : EIO;
+    jw->what = "write (or a fault injected before it)";
+    jw->done = true;
+    vm->jw = jw;
+    orr__defer(vm->eng, jw_failed, jw);
+    return;
+  }
+  jw->len = strlen(jw->text);
+  vm->jw = jw;
+  uv_queue_work(vm->eng->loop, &jw->work, jw_work, jw_done);
+}
+
+static void flush_deferred(void *arg) {
+  orr_vm *vm = arg;
+  vm->jqueued = false;
+  flush(vm);
+  if (vm->released)
+    orr__vm_released(vm);
+}
+
+static void on_lazy(uv_timer_t *t) {
+  orr_vm *vm = t->data;
+  if (vm->jgen > vm->jdone)
+    flush(vm);
+}
+
+void orr__vm_dirty(orr_vm *vm) {
+  if (!journaled_vm(vm))
+    return;
+  vm->jgen++;
+  if (vm->jlazy == NULL) {
+    vm->jlazy = malloc(sizeof *vm->jlazy);
+    uv_timer_init(vm->eng->loop, vm->jlazy);
+    vm->jlazy->data = vm;
+  }
+  if (!uv_is_active((uv_handle_t *)vm->jlazy))
+    uv_timer_start(vm->jlazy, on_lazy, LAZY_MS, 0);
+}
+
+typedef struct {
+  orr_sync_cb cb;
+  void *arg;
+} now_cb;
+
+static void call_now(void *p) {
+  now_cb *n = p;
+  n->cb(n->arg, 0, NULL);
+  free(n);
+}
+
+void orr__vm_sync(orr_vm *vm, const char *why, orr_sync_cb cb, void *arg) {
+  struct orr_jwait *w;
+  if (!journaled_vm(vm)) {
+    now_cb *n = malloc(sizeof *n);
+    n->cb = cb;
+    n->arg = arg;
+    orr__defer(vm->eng, call_now, n);
+    return;
+  }
+  vm->jgen++;
+  w = calloc(1, sizeof *w);
+  w->gen = vm->jgen;
+  for (size_t i = 0; i < sizeof whys / sizeof *whys; i++)
+    if (strcmp(whys[i], why) == 0)
+      w->why = (int)i;
+  w->cb = cb;
+  w->arg = arg;
+  w->next = vm->jwaits;
+  vm->jwaits = w;
+  /* Next loop turn: every sync asked for until then shares the write. */
+  if (!vm->jqueued && vm->jw == NULL) {
+    vm->jqueued = true;
+    orr__defer(vm->eng, flush_deferred, vm);
+  }
+}
+
+/* The last write of a VM left running, done here and now: the lock goes
+** with this call, so another process can open the VM as soon as close
+** returns. A write in flight is waited for first (it would land later and
+** older). A failure leaves the file a write behind, which re-opening
+** settles from what QEMU reports like any crash. */
+void orr__vm_persist(orr_vm *vm) {
+  const char *what;
+  json_t *st;
+  char *text;
+  if (!journaled_vm(vm))
+    return;
+  if (vm->jw != NULL) {
+    uv_mutex_lock(&vm->jw->lock);
+    while (!vm->jw->done)
+      uv_cond_wait(&vm->jw->cond, &vm->jw->lock);
+    uv_mutex_unlock(&vm->jw->lock);
+  }
+  st = state_json(vm);
+  text = json_dumps(st, JSON_COMPACT);
+  json_decref(st);
+  if (text != NULL && orr__fault("journal:close:before") != ORR_FAULT_FAIL &&
+      write_state(vm->run_dir_fd, text, strlen(text), &what) == 0) {
+    vm->jdone = vm->jgen;
+    orr__fault("journal:close:after");
+  }
   free(text);
+  if (vm->jlazy)
+    uv_timer_stop(vm->jlazy);
+  close(vm->run_dir_fd);
+  vm->run_dir_fd = -1;
+  /* Callers still waiting (requests the close canceled) hear so from the
+  ** loop, not from inside this call. */
+  if (vm->jwaits && !vm->jqueued) {
+    vm->jqueued = true;
+    orr__defer(vm->eng, flush_deferred, vm);
+  }
+}
+
+int orr__vm_journal_busy(const orr_vm *vm) {
+  return vm->jw != NULL || vm->jqueued || vm->jwaits != NULL;
+}
+
+static void write_marker(orr_vm *vm) {
+  int fd;
+  if (vm->run_dir_fd < 0)
+    return;
+  if (!vm->not_durable) {
+    unlinkat(vm->run_dir_fd, ORR_VM_NOT_DURABLE_FILE, 0);
+    return;
+  }
+  /* An empty file needs no data block: it can still be made on a full
+  ** disk, where state.json could not. orrery doctor reads it. */
+  fd = openat(vm->run_dir_fd, ORR_VM_NOT_DURABLE_FILE,
+              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    if (write(fd, vm->durable_err, strlen(vm->durable_err)) < 0) {
+      /* The file's existence says it; the reason is a bonus. */
+    }
+    close(fd);
+  }
+}
+
+void orr__vm_set_durable(orr_vm *vm, bool ok, const char *why) {
+  if (ok && !vm->not_durable)
+    return;
+  vm->not_durable = !ok;
+  if (!ok)
+    vm->jnd_gen = vm->jgen + 1; /* the next write that covers it */
+  snprintf(vm->durable_err, sizeof vm->durable_err, "%s", ok ? "" : why);
+  write_marker(vm);
 }
 
 void orr__vm_unpersist(orr_vm *vm) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/" STATE_FILE, vm->run_dir);
-  unlink(path);
+  if (vm->run_dir_fd >= 0 && orr__vm_keeps_state(vm)) {
+    unlinkat(vm->run_dir_fd, ORR_VM_STATE_FILE, 0);
+    unlinkat(vm->run_dir_fd, ORR_VM_NOT_DURABLE_FILE, 0);
+  }
+  vm->joff = true;
+  if (vm->jlazy) {
+    uv_timer_stop(vm->jlazy);
+  }
+  {
+    orr_error e;
+    orr_error_set(&e, ORR_EVMGONE, "VM %s is gone", vm->id);
+    wake(vm, UINT64_MAX, ORR_EVMGONE, &e);
+  }
 }
 
-/* Rebuilds the pending unplugs a previous engine was waiting on. */
-static void restore_unplugs(orr_vm *vm, json_t *list) {
-  size_t i;
-  json_t *u;
-  json_array_foreach(list, i, u) {
-    orr_unplug *p = calloc(1, sizeof *p);
-    const char *commit = json_string_value(json_object_get(u, "commit"));
-    p->qdev = strdup(json_string_value(json_object_get(u, "qdev")));
-    p->resource = strdup(json_string_value(json_object_get(u, "resource")));
-    p->after = json_incref(json_object_get(u, "after"));
-    p->data = json_incref(json_object_get(u, "data"));
-    p->commit = commit && strcmp(commit, "share") == 0
-                    ? orr__commit_remove_share
-                    : orr__commit_path;
-    p->next = vm->unplugs;
-    vm->unplugs = p;
+/* Called as the VM is freed. */
+void orr__vm_journal_free(orr_vm *vm) {
+  if (vm->jw)
+    vm->jw->vm = NULL;
+  if (vm->jlazy)
+    uv_close((uv_handle_t *)vm->jlazy, (uv_close_cb)free);
+  while (vm->jwaits) {
+    struct orr_jwait *w = vm->jwaits;
+    vm->jwaits = w->next;
+    free(w);
   }
+}
+
+bool orr__plan_changes_vm(const json_t *plan) {
+  return json_array_size(json_object_get(plan, "do")) > 0 ||
+         json_is_string(json_object_get(plan, "wait_deleted"));
+}
+
+bool orr__plan_verifiable(const json_t *plan) {
+  /* Backends mark a plan whose outcome they cannot read back. */
+  return orr__plan_changes_vm(plan) &&
+         !json_is_false(json_object_get(plan, "verifiable"));
+}
+
+/* ---- re-attaching ---- */
+
+/* Reads state.json below the checked directory: ours, 0600, a regular file,
+** of a sane size, JSON. */
+static int read_state(orr_vm *vm, json_t **out, orr_error *e) {
+  struct stat st;
+  json_error_t je;
+  char *buf;
+  ssize_t n;
+  size_t off = 0;
+  int fd = openat(vm->run_dir_fd, ORR_VM_STATE_FILE,
+                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  *out = NULL;
+  if (fd < 0)
+    return orr_error_set(e,
+                         errno == ENOENT  ? ORR_ENOENT
+                         : errno == ELOOP ? ORR_EPERM
+                                          : ORR_EIO,
+                         "%s/" ORR_VM_STATE_FILE ": %s%s", vm->run_dir,
+                         errno == ELOOP ? "is a symlink, " : "",
+                         strerror(errno));
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+      (st.st_mode & 07777) != 0600 || st.st_size > STATE_MAX) {
+    int rc = orr_error_set(
+        e, ORR_EPERM,
+        "%s/" ORR_VM_STATE_FILE " is not trusted: it must be a regular file "
+        "of ours (uid %u), mode 0600, under 16 MiB; it is %s, uid %u, mode "
+        "%04o, %lld bytes",
+        vm->run_dir, (unsigned)geteuid(),
+        S_ISREG(st.st_mode) ? "a regular file" : "not a regular file",
+        (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+        (long long)st.st_size);
+    close(fd);
+    return rc;
+  }
+  buf = malloc((size_t)st.st_size + 1);
+  while (off < (size_t)st.st_size &&
+         (n = read(fd, buf + off, (size_t)st.st_size - off)) > 0)
+    off += (size_t)n;
+  close(fd);
+  *out = json_loadb(buf, off, JSON_REJECT_DUPLICATES, &je);
+  free(buf);
+  if (*out == NULL)
+    return orr_error_set(e, ORR_EINVAL, "state.json: not JSON (line %d: %s)",
+                         je.line, je.text);
+  return 0;
+}
+
+static void free_unplugs(orr_vm *vm) {
+  while (vm->unplugs) {
+    orr_unplug *u = vm->unplugs;
+    vm->unplugs = u->next;
+    json_decref(u->after);
+    json_decref(u->data);
+    free(u->qdev);
+    free(u->resource);
+    free(u);
+  }
+}
+
+/* Frees a VM open never handed out. */
+static void discard(orr_vm *vm) {
+  json_decref(vm->doc);
+  json_decref(vm->layout);
+  json_decref(vm->p9_index);
+  json_decref(vm->plan_log);
+  json_decref(vm->reserved);
+  json_decref(vm->settling);
+  free_unplugs(vm);
+  if (vm->run_dir_fd >= 0)
+    close(vm->run_dir_fd);
+  free(vm);
 }
 
 int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
                 orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e) {
-  char dir[400], path[512];
-  json_t *st;
-  json_error_t je;
+  json_t *st = NULL, *doc = NULL;
   orr_vm *vm;
-  int pid, rc;
+  int rc;
   for (orr_vm *o = eng->vms; o; o = o->next)
     if (!o->closed && strcmp(o->id, id) == 0)
       return orr_error_set(
           e, ORR_EBUSY, "open: VM \"%s\" is already open in this process", id);
-  if (opts && opts->runtime_dir)
-    snprintf(dir, sizeof dir, "%s", opts->runtime_dir);
-  else
-    snprintf(dir, sizeof dir, "%s/%s", eng->runtime_root, id);
-  snprintf(path, sizeof path, "%s/" STATE_FILE, dir);
-  st = json_load_file(path, 0, &je);
-  if (st == NULL)
-    return orr_error_set(e, ORR_ENOENT,
-                         "open: no VM \"%s\" to re-attach to (%s: %s); only "
-                         "qemu VMs created with "
-                         "ShouldTerminateOnLastHandleClosed = false outlive "
-                         "their engine",
-                         id, path, je.text);
-  pid = (int)json_integer_value(json_object_get(st, "ProcessId"));
-  if (pid <= 0 || kill(pid, 0) != 0) {
-    json_decref(st);
-    return orr_error_set(e, ORR_ENOENT,
-                         "open: VM \"%s\" is not running (QEMU pid %d is "
-                         "gone; its runtime directory %s is stale)",
-                         id, pid, dir);
-  }
   vm = calloc(1, sizeof *vm);
   vm->eng = eng;
   vm->backend = &orr__backend_qemu;
+  vm->run_dir_fd = -1;
   snprintf(vm->id, sizeof vm->id, "%s", id);
-  snprintf(vm->run_dir, sizeof vm->run_dir, "%s", dir);
+  if (opts && opts->runtime_dir)
+    snprintf(vm->run_dir, sizeof vm->run_dir, "%s", opts->runtime_dir);
+  else
+    snprintf(vm->run_dir, sizeof vm->run_dir, "%s/%s", eng->runtime_root, id);
+  /* The directory by create's rules (checked, never made or changed), then
+  ** its lock: from here on nobody else drives this VM. */
+  if ((rc = orr__run_dir_open(vm->run_dir, &vm->run_dir_fd, e)) != 0) {
+    if (rc == ORR_ENOENT)
+      orr_error_set(e, ORR_ENOENT,
+                    "open: no VM \"%s\" to re-attach to (%s does not "
+                    "exist); only qemu VMs created with "
+                    "ShouldTerminateOnLastHandleClosed = false outlive their "
+                    "engine",
+                    id, vm->run_dir);
+    else
+      orr_error_prefix(e, "open");
+    goto fail;
+  }
+  if ((rc = orr__run_dir_lock(vm->run_dir_fd, vm->run_dir, e)) != 0) {
+    orr_error_prefix(e, "open");
+    goto fail;
+  }
+  if ((rc = read_state(vm, &st, e)) != 0) {
+    if (rc == ORR_ENOENT)
+      orr_error_set(e, ORR_ENOENT,
+                    "open: no VM \"%s\" to re-attach to (%s/" ORR_VM_STATE_FILE
+                    " does not exist); only qemu VMs created with "
+                    "ShouldTerminateOnLastHandleClosed = false outlive their "
+                    "engine",
+                    id, vm->run_dir);
+    else
+      orr_error_prefix(e, "open");
+    goto fail;
+  }
+  if ((rc = orr__vm_state_check(st, id, vm->run_dir, vm->backend, &doc, e)) !=
+      0) {
+    orr_error_prefix(e, "open");
+    goto fail;
+  }
   snprintf(vm->runtime_id, sizeof vm->runtime_id, "%s",
            json_string_value(json_object_get(st, "RuntimeId")));
   snprintf(vm->accel, sizeof vm->accel, "%s",
            json_string_value(json_object_get(st, "Accel")));
   vm->boot_mb = json_integer_value(json_object_get(st, "BootMB"));
-  vm->doc = json_incref(json_object_get(st, "Document"));
-  vm->layout = json_incref(json_object_get(st, "Layout"));
-  vm->p9_index = json_incref(json_object_get(st, "Plan9Index"));
+  vm->doc = doc;
+  vm->layout = json_deep_copy(json_object_get(st, "Layout"));
+  vm->p9_index = json_deep_copy(json_object_get(st, "Plan9Index"));
   vm->plan_log = json_array();
   vm->reserved = json_object();
-  vm->pid = pid;
   orr_vm_options_init(&vm->opts);
   vm->opts.backend = vm->opts.accel = NULL;
   vm->opts.timeout_ms = opts ? opts->timeout_ms : 0; /* the QMP handshake's */
@@ -143,32 +632,121 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
   vm->create_cb = cb;
   vm->create_arg = arg;
   vm->state = ORR_VM_CREATING;
-  restore_unplugs(vm, json_object_get(st, "Unplugs"));
-  json_decref(st);
-  if ((rc = orr__qemu_attach(vm, e)) != 0) {
+  vm->attaching = true;
+  if ((rc = vm->backend->attach(vm, st, e)) != 0) {
     orr_error_prefix(e, "open");
-    vm->released = true;
-    vm->next = NULL;
-    /* Not linked yet: free directly. */
-    json_decref(vm->doc);
-    json_decref(vm->layout);
-    json_decref(vm->p9_index);
-    json_decref(vm->plan_log);
-    json_decref(vm->reserved);
-    while (vm->unplugs) {
-      orr_unplug *u = vm->unplugs;
-      vm->unplugs = u->next;
+    goto fail;
+  }
+  vm->settling = json_incref(json_object_get(st, "Intents"));
+  json_decref(st);
+  vm->next = eng->vms;
+  eng->vms = vm;
+  *out = vm;
+  return 0;
+fail:
+  json_decref(st);
+  discard(vm);
+  return rc;
+}
+
+void orr__vm_attached(orr_vm *vm, int status, const orr_error *e) {
+  if (status != 0) {
+    orr__vm_launched(vm, status, e);
+    return;
+  }
+  vm->backend->reconcile(vm, vm->settling);
+}
+
+/* A removal the guest has still to complete waits as before the engine
+** died: its DEVICE_DELETED commits it. */
+static void add_pending(orr_vm *vm, const json_t *it) {
+  const json_t *plan = json_object_get(it, "Plan");
+  orr_unplug *u = calloc(1, sizeof *u);
+  u->qdev = strdup(json_string_value(json_object_get(plan, "wait_deleted")));
+  u->resource = strdup(json_string_value(json_object_get(it, "Resource")));
+  u->after = json_incref(json_object_get(plan, "after"));
+  u->data = json_deep_copy(json_object_get(it, "Data"));
+  u->commit =
+      orr__commit_by_name(json_string_value(json_object_get(it, "Commit")));
+  u->next = vm->unplugs;
+  vm->unplugs = u;
+}
+
+void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
+                        const orr_error *e) {
+  json_t *intents = vm->settling;
+  size_t i;
+  json_t *it, *q;
+  vm->settling = NULL;
+  if (status != 0) {
+    json_decref(intents);
+    orr__vm_launched(vm, status, e);
+    return;
+  }
+  json_array_foreach(intents, i, it) {
+    const char *o = json_string_value(json_array_get(outcomes, i));
+    if (o && strcmp(o, "adopted") == 0) {
+      /* Each adoption was checked alone (vm_state.c); together they hold
+      ** too, since QEMU cannot have completed two changes that clash (an
+      ** image opened writable twice is refused by its lock). Should it
+      ** ever be otherwise, the document stays valid: that one is left out. */
+      json_t *before = json_deep_copy(vm->doc), *norm = NULL;
+      orr_error de = {0, ""};
+      orr_req r;
+      memset(&r, 0, sizeof r);
+      r.vm = vm;
+      r.data = json_object_get(it, "Data");
+      orr__commit_by_name(json_string_value(json_object_get(it, "Commit")))(&r);
+      if (orr_doc_check(vm->doc, &norm, &de) != 0) {
+        json_decref(vm->doc);
+        vm->doc = before;
+        before = NULL;
+      }
+      json_decref(norm);
+      json_decref(before);
+    } else if (o && strcmp(o, "pending") == 0) {
+      add_pending(vm, it);
+    }
+  }
+  json_decref(intents);
+  /* Devices the VM no longer has (deleted while nobody listened, or with
+  ** the outcome unwritten): the document follows the VM. */
+  json_array_foreach(gone, i, q) {
+    orr_unplug *u = orr__vm_unasked_unplug(vm, json_string_value(q));
+    if (u) {
+      orr_req r;
+      memset(&r, 0, sizeof r);
+      r.vm = vm;
+      r.data = u->data;
+      u->commit(&r);
       json_decref(u->after);
       json_decref(u->data);
       free(u->qdev);
       free(u->resource);
       free(u);
     }
-    free(vm);
-    return rc;
   }
-  vm->next = eng->vms;
-  eng->vms = vm;
-  *out = vm;
-  return 0;
+  vm->attaching = false;
+  /* CPU limits are the core's (a cgroup): as the document says, whatever
+  ** a dead engine had written last. */
+  {
+    json_t *cpu = json_object_get(
+        json_object_get(json_object_get(vm->doc, "VirtualMachine"),
+                        "ComputeTopology"),
+        "Processor");
+    json_t *limits = json_object();
+    orr_error ce = {0, ""};
+    static const char *const keys[] = {"Limit", "Weight", "Reservation"};
+    for (size_t k = 0; k < 3; k++)
+      if (json_object_get(cpu, keys[k]))
+        json_object_set(limits, keys[k], json_object_get(cpu, keys[k]));
+    if (json_object_size(limits) > 0)
+      orr__cgroup_apply(vm, limits,
+                        json_integer_value(json_object_get(cpu, "Count"))
+                            ? json_integer_value(json_object_get(cpu, "Count"))
+                            : 1,
+                        &ce);
+    json_decref(limits);
+  }
+  orr__vm_launched(vm, 0, NULL);
 }

@@ -58,6 +58,7 @@ static void req_free(orr_req *r) {
   json_decref(r->plan);
   json_decref(r->result);
   json_decref(r->data);
+  json_decref(r->doc_before);
   free(r->reserve);
   free(r);
 }
@@ -69,6 +70,12 @@ static void maybe_free(orr_req *r) {
   orr_vm *vm = r->vm;
   if (!r->delivered || r->inflight > 0 || (r->in_doubt && !r->settled))
     return;
+  if (r->journaled) {
+    /* Settled at last (in doubt, or canceled with a step unanswered):
+    ** the intent leaves the journal with the next write. */
+    r->journaled = false;
+    orr__vm_dirty(vm);
+  }
   unlink_req(r);
   req_free(r);
   if (vm->released && vm->reqs == NULL)
@@ -115,24 +122,48 @@ int orr__req_replied(orr_req *r) {
   return 0;
 }
 
+static void commit_written(void *arg, int status, const orr_error *e);
+
 void orr__req_finish(orr_req *r, int status, const orr_error *e) {
+  bool changed = false;
   if (r->done)
     return;
   r->done = true;
   r->status = status;
   if (status != 0 && e != NULL && &r->err != e)
     r->err = *e;
-  if (status == 0 && r->commit) {
-    r->commit(r);
-    if (orr__vm_keeps_state(r->vm))
-      orr__vm_persist(r->vm);
-  }
   if (r->timer)
     uv_timer_stop(r->timer);
   if (r->joined) {
     /* Leave the unplug pending: a later DEVICE_DELETED still commits. */
     r->joined = NULL;
   }
+  if (status == 0 && r->commit) {
+    /* An outcome the backend cannot read back from the VM is on disk
+    ** before it is reported (or rolled back if it cannot be written). */
+    if (r->journal && orr__vm_keeps_state(r->vm) &&
+        !orr__plan_verifiable(r->plan)) {
+      r->doc_before = json_deep_copy(r->vm->doc);
+      r->commit(r);
+      /* The write that holds the outcome no longer holds the intent: should
+      ** it fail, the file keeps the intent and the old document, which
+      ** re-opening settles by undoing, as the rollback here does. */
+      r->journaled = false;
+      r->inflight++; /* held until written */
+      orr__vm_sync(r->vm, "commit", commit_written, r);
+      return;
+    }
+    r->commit(r);
+    changed = r->journal;
+  }
+  /* Settled: the intent leaves the journal with the next write. A step
+  ** still unanswered (in doubt, or canceled) keeps it there until then. */
+  if (r->journaled && r->inflight == 0) {
+    r->journaled = false;
+    changed = true;
+  }
+  if (changed)
+    orr__vm_dirty(r->vm);
   /* Always deferred: a failure found while starting must not call back
   ** from inside the starting call. */
   orr__defer(r->vm->eng, deliver, r);
@@ -241,10 +272,14 @@ static void go_in_doubt(orr_req *r, const char *fmt, ...) {
                 what);
 }
 
+static void rollback_done(orr_req *r);
+
 static void on_undo_reply(void *arg, int status, json_t *result,
                           const char *errmsg) {
   orr_req *r = arg;
   (void)result, (void)errmsg;
+  if (status != 0)
+    r->undo_failed = true; /* refused, or not confirmed */
   if (status == ORR_ETIMEDOUT) {
     /* QEMU runs commands in the order they came: the next undo can wait
     ** behind this one in its queue as well as here. The late answer is
@@ -259,27 +294,95 @@ static void on_undo_reply(void *arg, int status, json_t *result,
     return;
   }
   r->inflight--;
-  if (r->done && !r->in_doubt) {
+  /* A rollback runs after the request was decided (done). */
+  if (r->done && !r->in_doubt && !r->rolling_back) {
     maybe_free(r);
     return;
   }
   undo_step(r);
 }
 
-/* Rolls back steps undo..0; best effort, QEMU's answers are ignored. */
+/* Rolls back steps undo..0; best effort, QEMU's answers are only noted. */
 static void undo_step(orr_req *r) {
   json_t *steps = plan_list(r, "do");
   while (r->undo >= 0) {
     json_t *u = json_object_get(json_array_get(steps, (size_t)r->undo), "undo");
+    char point[96];
     r->undo--;
-    if (u && !json_is_null(u) && !r->vm->exited &&
-        orr__req_send_cmd(r, u, on_undo_reply, NULL) == 0)
+    if (u == NULL || json_is_null(u))
+      continue;
+    snprintf(point, sizeof point, "undo:%s:before",
+             json_string_value(json_object_get(u, "execute")));
+    if (r->vm->exited || orr__fault(point) == ORR_FAULT_FAIL) {
+      r->undo_failed = true;
+      continue;
+    }
+    if (orr__req_send_cmd(r, u, on_undo_reply, NULL) == 0)
       return;
+    r->undo_failed = true;
   }
-  if (r->in_doubt)
+  if (r->rolling_back)
+    rollback_done(r);
+  else if (r->in_doubt)
     settle_end(r, r->vm->exited ? NULL : "rolled back");
   else
     orr__req_finish(r, r->err.code, &r->err);
+}
+
+/* The outcome of a change QEMU cannot report was not written: the change
+** is taken back, QEMU first, then the document. When QEMU cannot take it
+** back, the document keeps saying what QEMU has, the call still fails, and
+** the VM says its state on disk is behind (not durable) until a write
+** succeeds. */
+static void commit_written(void *arg, int status, const orr_error *e) {
+  orr_req *r = arg;
+  orr_error re = {0, ""};
+  r->inflight--;
+  r->journaled = false;
+  if (status == 0 || r->vm->exited) {
+    json_decref(r->doc_before);
+    r->doc_before = NULL;
+    orr__defer(r->vm->eng, deliver, r);
+    return;
+  }
+  r->status = ORR_EIO;
+  r->err.code = ORR_EIO;
+  snprintf(r->err.msg, sizeof r->err.msg, "%s", e ? e->msg : "write failed");
+  r->rolling_back = true;
+  if (r->rollback && r->rollback(r, &re) != 0)
+    r->undo_failed = true;
+  r->undo = (ssize_t)json_array_size(plan_list(r, "do")) - 1;
+  undo_step(r);
+}
+
+static void rollback_done(orr_req *r) {
+  orr_vm *vm = r->vm;
+  size_t n = strlen(r->err.msg);
+  r->rolling_back = false;
+  if (r->undo_failed) {
+    json_decref(r->doc_before);
+    snprintf(r->err.msg + n, sizeof r->err.msg - n,
+             "; the change could not be rolled back either, so the VM keeps "
+             "it and its state on disk is behind (not durable) until a "
+             "write succeeds");
+    orr__vm_set_durable(vm, false, r->err.msg);
+  } else {
+    json_decref(vm->doc);
+    vm->doc = r->doc_before;
+    snprintf(r->err.msg + n, sizeof r->err.msg - n,
+             "; the change was rolled back");
+  }
+  r->doc_before = NULL;
+  orr__vm_dirty(vm);
+  orr__defer(vm->eng, deliver, r);
+}
+
+/* "<what>:<command>:<when>", a fault point name. */
+static const char *point_name(char *buf, size_t size, const char *what,
+                              const json_t *cmd, const char *when) {
+  snprintf(buf, size, "%s:%s:%s", what,
+           json_string_value(json_object_get(cmd, "execute")), when);
+  return buf;
 }
 
 static orr_unplug *new_unplug(orr_req *r, const char *qdev);
@@ -295,8 +398,7 @@ static void adopt(orr_req *r) {
   if (wait == NULL) {
     if (r->commit) {
       r->commit(r);
-      if (orr__vm_keeps_state(vm))
-        orr__vm_persist(vm);
+      orr__vm_dirty(vm); /* with the intent's leaving, in settle_end */
     }
     settle_end(r, "committed");
     return;
@@ -335,6 +437,7 @@ static void on_step_reply(void *arg, int status, json_t *result,
                           const char *errmsg) {
   orr_req *r = arg;
   json_t *cmd = json_array_get(plan_list(r, "do"), r->step);
+  char point[96];
   if (status == ORR_ETIMEDOUT) {
     /* Still owed: on_step_late gets it (and the count). */
     if (!r->done)
@@ -343,6 +446,8 @@ static void on_step_reply(void *arg, int status, json_t *result,
   }
   if (orr__req_replied(r))
     return;
+  if (status == 0)
+    orr__fault(point_name(point, sizeof point, "step", cmd, "after"));
   if (status != 0) {
     r->err.code = status;
     snprintf(r->err.msg, sizeof r->err.msg, "%s: %s",
@@ -411,8 +516,10 @@ static orr_unplug *new_unplug(orr_req *r, const char *qdev) {
   r->commit = NULL;
   u->next = r->vm->unplugs;
   r->vm->unplugs = u;
-  if (orr__vm_keeps_state(r->vm))
-    orr__vm_persist(r->vm); /* a re-attaching engine must know it is pending */
+  /* The unplug carries the intent from here on (a re-attaching engine must
+  ** know it is pending). */
+  r->journaled = false;
+  orr__vm_dirty(r->vm);
   return u;
 }
 
@@ -437,6 +544,16 @@ static void step(orr_req *r) {
       go_in_doubt(r, "%s: the change did not complete within %llu ms",
                   json_string_value(json_object_get(cmd, "execute")),
                   (unsigned long long)r->timeout_ms);
+      undo_step(r);
+      return;
+    }
+    char point[96];
+    if (orr__fault(point_name(point, sizeof point, "step", cmd, "before")) ==
+        ORR_FAULT_FAIL) {
+      r->err.code = ORR_EBACKEND;
+      snprintf(r->err.msg, sizeof r->err.msg, "%s: fault injected (%s)",
+               json_string_value(json_object_get(cmd, "execute")), point);
+      r->undo = (ssize_t)r->step - 1;
       undo_step(r);
       return;
     }
@@ -466,6 +583,32 @@ static void step(orr_req *r) {
   orr__req_finish(r, 0, NULL);
 }
 
+/* The intent is on disk (or could not be written: then nothing was sent,
+** and the change fails whole). */
+static void intent_written(void *arg, int status, const orr_error *e) {
+  orr_req *r = arg;
+  r->inflight--;
+  if (r->done || status != 0) {
+    r->journaled = false;
+    orr__vm_dirty(r->vm);
+  }
+  if (r->done) {
+    maybe_free(r);
+    return;
+  }
+  if (status != 0) {
+    orr__req_fail(r, status == ORR_EVMGONE ? ORR_EVMGONE : ORR_EIO,
+                  "%s; nothing was changed", e ? e->msg : "write failed");
+    return;
+  }
+  if (r->vm->exited) {
+    orr__req_fail(r, ORR_EVMGONE, "VM %s is gone (%s)", r->vm->id,
+                  r->vm->exit_reason);
+    return;
+  }
+  step(r);
+}
+
 void orr__req_run(orr_req *r) {
   if (r->vm->exited) {
     orr__req_fail(r, ORR_EVMGONE, "VM %s is gone (%s)", r->vm->id,
@@ -473,6 +616,15 @@ void orr__req_run(orr_req *r) {
     return;
   }
   orr__req_left(r); /* the call's clock starts */
+  /* A change of a VM that keeps state: its intent first, on disk. Every
+  ** change starting in this loop turn shares the write. */
+  if (r->journal && orr__vm_keeps_state(r->vm) &&
+      orr__plan_changes_vm(r->plan)) {
+    r->journaled = true;
+    r->inflight++; /* held until the write is done */
+    orr__vm_sync(r->vm, "intent", intent_written, r);
+    return;
+  }
   step(r);
 }
 
@@ -532,12 +684,17 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
       break;
     }
   /* QEMU no longer has the device: the document says so at once. */
+  {
+    char point[96];
+    snprintf(point, sizeof point, "deleted:%.*s", (int)strcspn(u->qdev, "-"),
+             u->qdev);
+    orr__fault(point);
+  }
   if (u->commit) {
     orr_req tmp = {.vm = vm, .data = u->data};
     u->commit(&tmp);
   }
-  if (orr__vm_keeps_state(vm))
-    orr__vm_persist(vm);
+  orr__vm_dirty(vm); /* the outcome; the VM shows it if this is lost */
   u->deleted = true;
   u->vm = vm;
   /* The removals waiting on it keep their deadline: QEMU answers the
@@ -549,6 +706,10 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
   u->cleanup_left = 1; /* held until every command is sent */
   json_array_foreach(u->after, i, cmd) {
     json_t *args = json_object_get(cmd, "arguments");
+    char point[96];
+    if (orr__fault(point_name(point, sizeof point, "cleanup", cmd, "before")) ==
+        ORR_FAULT_FAIL)
+      continue;
     if (vm->backend->send(vm,
                           json_string_value(json_object_get(cmd, "execute")),
                           args ? json_deep_copy(args) : NULL, 0,

@@ -84,8 +84,8 @@ static void expect_err(const char *doc_text, const orr_qemu_config *cfg,
   orr_error err = {0, ""};
   int rc = orr__qemu_argv(doc, cfg, &argv, &lay, &err);
   if (rc != code || strstr(err.msg, needle) == NULL)
-    TEST_FAIL_("expected %s naming \"%s\", got %s: \"%s\"",
-               orr_err_name(code), needle, orr_err_name(rc), err.msg);
+    TEST_FAIL_("expected %s naming \"%s\", got %s: \"%s\"", orr_err_name(code),
+               needle, orr_err_name(rc), err.msg);
   ASSERT_EQ(err.code, code);
   ASSERT_NULL(argv);
   ASSERT_NULL(lay);
@@ -250,8 +250,10 @@ static void test_minimal(void) {
   ASSERT(in_list(argv, "-S") && in_list(argv, "-nodefaults") &&
          in_list(argv, "-no-user-config"));
   ASSERT_NULL(opt_with(argv, "-vnc", ""));
-  snprintf(qmp, sizeof qmp, "socket,id=qmp,path=%s/qmp.sock,server=on,"
-                            "wait=off", run_dir);
+  snprintf(qmp, sizeof qmp,
+           "socket,id=qmp,path=%s/qmp.sock,server=on,"
+           "wait=off",
+           run_dir);
   ASSERT(find_opt(argv, "-chardev", qmp) > 0);
   ASSERT(find_opt(argv, "-mon", "chardev=qmp,mode=control") > 0);
   ASSERT(find_opt(argv, "-pidfile", F("%s/qemu.pid", run_dir)) > 0);
@@ -315,9 +317,8 @@ static void test_memory_required(void) {
   orr_qemu_config cfg = cfg_default();
   expect_err("{\"VirtualMachine\":{}}", &cfg, ORR_EINVAL,
              "VirtualMachine.ComputeTopology.Memory.SizeInMB");
-  expect_err("{\"VirtualMachine\":{\"ComputeTopology\":{\"Memory\":{}}}}",
-             &cfg, ORR_EINVAL,
-             "VirtualMachine.ComputeTopology.Memory.SizeInMB");
+  expect_err("{\"VirtualMachine\":{\"ComputeTopology\":{\"Memory\":{}}}}", &cfg,
+             ORR_EINVAL, "VirtualMachine.ComputeTopology.Memory.SizeInMB");
   expect_err("{\"VirtualMachine\":{\"ComputeTopology\":{\"Memory\":"
              "{\"SizeInMB\":-5}}}}",
              &cfg, ORR_EINVAL,
@@ -334,10 +335,8 @@ static void test_full_example(void) {
 
   ASSERT(find_opt(argv, "-m", "4096M") > 0);
   ASSERT(find_opt(argv, "-smp", "4,sockets=2,cores=2,threads=1") > 0);
-  ASSERT(find_opt(argv, "-object", "memory-backend-ram,id=m0,size=2048M") >
-         0);
-  ASSERT(find_opt(argv, "-object", "memory-backend-ram,id=m1,size=2048M") >
-         0);
+  ASSERT(find_opt(argv, "-object", "memory-backend-ram,id=m0,size=2048M") > 0);
+  ASSERT(find_opt(argv, "-object", "memory-backend-ram,id=m1,size=2048M") > 0);
   ASSERT(find_opt(argv, "-numa", "node,nodeid=0,memdev=m0") > 0);
   ASSERT(find_opt(argv, "-numa", "node,nodeid=1,memdev=m1") > 0);
   ASSERT(find_opt(argv, "-numa", "cpu,node-id=0,socket-id=0") > 0);
@@ -427,9 +426,9 @@ static void test_full_example(void) {
   ASSERT(find_opt(argv, "-kernel", "/srv/boot/vmlinux") > 0);
   ASSERT(find_opt(argv, "-bios", "qboot.rom") > 0);
   ASSERT(find_opt(argv, "-initrd", "/srv/boot/initrd.img") > 0);
-  ASSERT(find_opt(argv, "-append", "8250_core.nr_uarts=1 "
-                                   "console=ttyS0,115200 -- -e 1 /bin/gcs") >
-         0);
+  ASSERT(find_opt(argv, "-append",
+                  "8250_core.nr_uarts=1 "
+                  "console=ttyS0,115200 -- -e 1 /bin/gcs") > 0);
   ASSERT(find_opt(argv, "-action", "reboot=shutdown") > 0);
 
   /* layout: 6 cold devices (scsi0 scsi1 vpci nic p9 balloon) + 16 */
@@ -440,8 +439,7 @@ static void test_full_example(void) {
   /* advisory fields are listed; VM-layer ones are not */
   ASSERT(in_list(ign, "VirtualMachine.ComputeTopology.Memory.Backing"));
   ASSERT(in_list(ign, "VirtualMachine.ComputeTopology.Memory.SlitType"));
-  ASSERT(in_list(ign,
-                 "VirtualMachine.ComputeTopology.Memory.LowMmioGapInMB"));
+  ASSERT(in_list(ign, "VirtualMachine.ComputeTopology.Memory.LowMmioGapInMB"));
   ASSERT(in_list(ign, "VirtualMachine.ComputeTopology.Processor."
                       "NumaProcessorsSettings"));
   ASSERT(in_list(ign, "VirtualMachine.ComputeTopology.Numa.Settings.1."
@@ -475,9 +473,9 @@ static void test_injection(void) {
   ASSERT_EQ(raw[0], '{');
   ASSERT_STR_EQ(sget(v, "filename"), "/tmp/a,driver=host_device");
   ASSERT_STR_EQ(sget(v, "driver"), "file");
-  ASSERT_STR_EQ(sget(json_opt(argv, "-blockdev", "node-name", "fmt-0-2"),
-                     "driver"),
-                "raw");
+  ASSERT_STR_EQ(
+      sget(json_opt(argv, "-blockdev", "node-name", "fmt-0-2"), "driver"),
+      "raw");
   ASSERT_EQ(json_object_size(v), 4);
   /* non-JSON options: commas doubled */
   ASSERT(find_opt(argv, "-chardev",
@@ -502,8 +500,7 @@ static void test_refusals(void) {
                           "1f2e3d4c5b6a\"}}}",
                           NULL),
              &cfg, ORR_ENOTSUP,
-             "VirtualMachine.Devices.NetworkAdapters." NIC_GUID
-             ".EndpointId");
+             "VirtualMachine.Devices.NetworkAdapters." NIC_GUID ".EndpointId");
   expect_err(with_devices("{\"NetworkAdapters\":{\"" NIC_GUID
                           "\":{\"EndpointId\":\"user\",\"MacAddress\":"
                           "\"zz\"}}}",
@@ -549,9 +546,9 @@ static void test_refusals(void) {
              &cfg, ORR_EINVAL,
              "VirtualMachine.Devices.Scsi." CTRL0 ".Attachments.0.Path must "
              "be an absolute host path");
-  expect_err(with_devices(F(att, "{\"Type\":\"Floppy\",\"Path\":\"/x\"}"),
-                          NULL),
-             &cfg, ORR_ENOTSUP, ".Attachments.0.Type: 'Floppy'");
+  expect_err(
+      with_devices(F(att, "{\"Type\":\"Floppy\",\"Path\":\"/x\"}"), NULL), &cfg,
+      ORR_ENOTSUP, ".Attachments.0.Type: 'Floppy'");
   expect_err(with_devices(F(att, "{\"Type\":\"VirtualDisk\",\"Path\":\"/x\","
                                  "\"Bogus\":1}"),
                           NULL),
@@ -575,9 +572,9 @@ static void test_refusals(void) {
                           "\"\\\\\\\\.\\\\pipe\\\\x\"}}}",
                           NULL),
              &cfg, ORR_EINVAL, "ComPorts.0.NamedPipe must be an absolute");
-  expect_err(with_devices("{\"ComPorts\":{\"4\":{\"NamedPipe\":\"/x\"}}}",
-                          NULL),
-             &cfg, ORR_EINVAL, "ComPorts.4");
+  expect_err(
+      with_devices("{\"ComPorts\":{\"4\":{\"NamedPipe\":\"/x\"}}}", NULL), &cfg,
+      ORR_EINVAL, "ComPorts.4");
   expect_err(with_devices("{\"FlexibleIov\":{\"x\":{}}}", NULL), &cfg,
              ORR_ENOTSUP, "VirtualMachine.Devices.FlexibleIov");
   expect_err(with_devices("{}", "\"Chipset\":{\"Uefi\":{"
@@ -719,16 +716,15 @@ static void test_decisions(void) {
   ASSERT_STR_EQ(sget(v, "script"), "no");
   ASSERT_STR_EQ(sget(v, "downscript"), "no");
   ASSERT_NULL(json_object_get(v, "vhost"));
-  ASSERT_NULL(json_object_get(json_opt(argv, "-device", "id",
-                                       "nic-" NIC_GUID),
-                              "mac"));
+  ASSERT_NULL(
+      json_object_get(json_opt(argv, "-device", "id", "nic-" NIC_GUID), "mac"));
   ASSERT_STR_EQ(sget(json_opt(argv, "-device", "id", "disk-0-1"), "driver"),
                 "scsi-cd");
   ASSERT(json_is_true(json_object_get(
       json_opt(argv, "-blockdev", "node-name", "fmt-0-1"), "read-only")));
-  ASSERT_STR_EQ(sget(json_opt(argv, "-blockdev", "node-name", "file-0-2"),
-                     "driver"),
-                "host_device");
+  ASSERT_STR_EQ(
+      sget(json_opt(argv, "-blockdev", "node-name", "file-0-2"), "driver"),
+      "host_device");
   v = json_opt(argv, "-device", "id", "vpci-" VPCI_GUID);
   ASSERT_STR_EQ(sget(v, "driver"), "virtio-rng-pci");
   json_decref(argv);
@@ -757,8 +753,9 @@ static void test_decisions(void) {
                             "\"Devices\":{\"0\":{\"HostPath\":\"%s\"}}}}",
                             pmem),
                           NULL),
-             &cfg, ORR_EINVAL, "VirtualPMem.Devices.0.HostPath: the image "
-                               "size");
+             &cfg, ORR_EINVAL,
+             "VirtualPMem.Devices.0.HostPath: the image "
+             "size");
   /* a fixed VHD: data + 512-byte footer; the footer is left out */
   {
     char foot[512] = "conectix";
@@ -775,8 +772,7 @@ static void test_decisions(void) {
   ASSERT_EQ(iget(json_opt(argv, "-object", "id", "pmem-0-mem"), "size"),
             3 << 20);
   ASSERT(json_is_true(
-      json_object_get(json_opt(argv, "-object", "id", "pmem-0-mem"),
-                      "share")));
+      json_object_get(json_opt(argv, "-object", "id", "pmem-0-mem"), "share")));
   json_decref(argv);
 }
 
@@ -831,21 +827,18 @@ static void test_plans(void) {
   ASSERT_EQ(json_array_size(json_object_get(plan, "do")), 4);
   s = dostep(plan, 0);
   ASSERT_STR_EQ(sget(s, "execute"), "blockdev-add");
-  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "node-name"),
-                "file-1-7");
-  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "filename"),
-                "/x/d.raw");
-  ASSERT(json_is_true(json_object_get(json_object_get(s, "arguments"),
-                                      "read-only")));
+  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "node-name"), "file-1-7");
+  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "filename"), "/x/d.raw");
+  ASSERT(json_is_true(
+      json_object_get(json_object_get(s, "arguments"), "read-only")));
   ASSERT_STR_EQ(sget(json_object_get(s, "undo"), "execute"), "blockdev-del");
   ASSERT_STR_EQ(sget(json_object_get(json_object_get(s, "undo"), "arguments"),
                      "node-name"),
                 "file-1-7");
-  ASSERT_STR_EQ(sget(json_object_get(dostep(plan, 1), "arguments"),
-                     "node-name"),
-                "fmt-1-7");
-  ASSERT_STR_EQ(sget(json_object_get(dostep(plan, 2), "arguments"),
-                     "driver"),
+  ASSERT_STR_EQ(
+      sget(json_object_get(dostep(plan, 1), "arguments"), "node-name"),
+      "fmt-1-7");
+  ASSERT_STR_EQ(sget(json_object_get(dostep(plan, 2), "arguments"), "driver"),
                 "throttle");
   s = dostep(plan, 3);
   ASSERT_STR_EQ(sget(s, "execute"), "device_add");
@@ -866,12 +859,12 @@ static void test_plans(void) {
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "disk-1-7");
   s = json_object_get(plan, "after");
   ASSERT_EQ(json_array_size(s), 3);
-  ASSERT_STR_EQ(sget(json_object_get(json_array_get(s, 0), "arguments"),
-                     "node-name"),
-                "qos-1-7");
-  ASSERT_STR_EQ(sget(json_object_get(json_array_get(s, 2), "arguments"),
-                     "node-name"),
-                "file-1-7");
+  ASSERT_STR_EQ(
+      sget(json_object_get(json_array_get(s, 0), "arguments"), "node-name"),
+      "qos-1-7");
+  ASSERT_STR_EQ(
+      sget(json_object_get(json_array_get(s, 2), "arguments"), "node-name"),
+      "file-1-7");
   json_decref(plan);
 
   att = J("{\"EndpointId\":\"user\",\"MacAddress\":\"00-15-5D-52-C0-0B\"}");
@@ -890,9 +883,9 @@ static void test_plans(void) {
   json_decref(att);
   ASSERT_OK(orr__qemu_plan_nic_remove(NIC_GUID, &plan, &err));
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "nic-" NIC_GUID);
-  ASSERT_STR_EQ(sget(json_array_get(json_object_get(plan, "after"), 0),
-                     "execute"),
-                "netdev_del");
+  ASSERT_STR_EQ(
+      sget(json_array_get(json_object_get(plan, "after"), 0), "execute"),
+      "netdev_del");
   json_decref(plan);
 
   att = J("{\"Functions\":[{\"DeviceInstancePath\":\"qemu:edu\"}]}");
@@ -907,12 +900,17 @@ static void test_plans(void) {
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "vpci-" VPCI_GUID);
   json_decref(plan);
 
-  ASSERT_OK(orr__qemu_plan_memory(128, 256, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_memory(128, 200, 256, &plan, &err));
   s = dostep(plan, 0);
   ASSERT_STR_EQ(sget(s, "execute"), "balloon");
   ASSERT_EQ(iget(json_object_get(s, "arguments"), "value"), 128 << 20);
+  /* Its undo puts the old target back; QEMU cannot report the target. */
+  ASSERT_EQ(
+      iget(json_object_get(json_object_get(s, "undo"), "arguments"), "value"),
+      200 << 20);
+  ASSERT(json_is_false(json_object_get(plan, "verifiable")));
   json_decref(plan);
-  ASSERT_ERR(orr__qemu_plan_memory(512, 256, &plan, &err), ORR_ENOTSUP);
+  ASSERT_ERR(orr__qemu_plan_memory(512, 256, 256, &plan, &err), ORR_ENOTSUP);
   ASSERT_STR_CONTAINS(err.msg,
                       "VirtualMachine.ComputeTopology.Memory.SizeInMB");
 
@@ -924,8 +922,7 @@ static void test_plans(void) {
   ASSERT_EQ(iget(json_object_get(s, "value"), "iops-total"), 300);
   ASSERT_EQ(iget(json_object_get(s, "value"), "bps-total"), 0);
   json_decref(plan);
-  ASSERT_ERR(orr__qemu_plan_storage_qos(att, false, &plan, &err),
-             ORR_ENOTSUP);
+  ASSERT_ERR(orr__qemu_plan_storage_qos(att, false, &plan, &err), ORR_ENOTSUP);
   ASSERT_STR_CONTAINS(err.msg, "VirtualMachine.StorageQoS");
   json_decref(att);
 
@@ -1082,8 +1079,7 @@ static json_t *qmp_ok(vmproc *vm, const char *execute, json_t *args) {
     json_object_set_new(cmd, "arguments", args);
   r = qmp_call(vm, cmd);
   if (json_object_get(r, "error"))
-    TEST_FAIL_("%s: %s", execute,
-               sget(json_object_get(r, "error"), "desc"));
+    TEST_FAIL_("%s: %s", execute, sget(json_object_get(r, "error"), "desc"));
   ret = json_incref(json_object_get(r, "return"));
   json_decref(r);
   json_decref(cmd);
@@ -1130,8 +1126,8 @@ static bool wait_deleted(vmproc *vm, const char *id, int timeout_ms) {
 ** without a guest never completes, but in ACPI mode system_reset completes
 ** it, so the test issues one after the device_del.
 */
-static int run_plan(vmproc *vm, const json_t *plan, int *failed,
-                    char *errdesc, size_t errsize, bool reset_for_unplug) {
+static int run_plan(vmproc *vm, const json_t *plan, int *failed, char *errdesc,
+                    size_t errsize, bool reset_for_unplug) {
   json_t *steps = json_object_get(plan, "do"), *s;
   size_t i;
 
@@ -1170,8 +1166,8 @@ static int run_plan(vmproc *vm, const json_t *plan, int *failed,
 }
 
 static bool node_exists(vmproc *vm, const char *node, const char **file) {
-  json_t *nodes = qmp_ok(vm, "query-named-block-nodes",
-                         json_pack("{s:b}", "flat", 1));
+  json_t *nodes =
+      qmp_ok(vm, "query-named-block-nodes", json_pack("{s:b}", "flat", 1));
   size_t i;
   json_t *n;
   bool found = false;
@@ -1190,8 +1186,8 @@ static bool node_exists(vmproc *vm, const char *node, const char **file) {
 }
 
 static bool qdev_exists(vmproc *vm, const char *id) {
-  json_t *l = qmp_ok(vm, "qom-list",
-                     json_pack("{s:s}", "path", "/machine/peripheral"));
+  json_t *l =
+      qmp_ok(vm, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"));
   size_t i;
   json_t *p;
   bool found = false;
@@ -1234,33 +1230,33 @@ static void test_real_qemu(void) {
   write_file(extra, NULL, 0, 16 << 20);
   ASSERT_EQ(mkdir(share, 0700), 0);
 
-  argv = build(
-      F("{\"VirtualMachine\":{\"StopOnReset\":false,"
-        "\"ComputeTopology\":{\"Memory\":{\"SizeInMB\":256},"
-        " \"Processor\":{\"Count\":2,\"Limit\":50000},"
-        " \"Numa\":{\"VirtualNodeCount\":2,\"Settings\":["
-        "  {\"CountOfProcessors\":1,\"CountOfMemoryBlocks\":128},"
-        "  {\"VirtualNodeNumber\":1,\"CountOfProcessors\":1,"
-        "   \"CountOfMemoryBlocks\":128}]}},"
-        "\"Devices\":{"
-        " \"Scsi\":{\"" CTRL0 "\":{\"Attachments\":{"
-        "   \"0\":{\"Type\":\"VirtualDisk\",\"Path\":\"%s\"},"
-        "   \"1\":{\"Type\":\"VirtualDisk\",\"Path\":\"%s\","
-        "    \"ReadOnly\":true}}},"
-        "  \"" CTRL1 "\":{\"Attachments\":{}}},"
-        " \"NetworkAdapters\":{\"" NIC_GUID "\":{\"EndpointId\":\"user\","
-        "  \"MacAddress\":\"00-15-5D-52-C0-0A\"}},"
-        " \"Plan9\":{\"Shares\":[{\"Name\":\"share\",\"Path\":\"%s\","
-        "  \"Port\":564,\"Flags\":1}]},"
-        " \"VirtualPci\":{\"" VPCI_GUID "\":{\"Functions\":[{"
-        "  \"DeviceInstancePath\":\"qemu:virtio-rng-pci\"}]}},"
-        " \"ComPorts\":{\"0\":{\"NamedPipe\":\"%s\"}},"
-        " \"HvSocket\":{\"HvSocketConfig\":{"
-        "  \"DefaultBindSecurityDescriptor\":\"D:P(A;;FA;;;SY)\"}}},"
-        "\"StorageQoS\":{\"IopsMaximum\":1000,"
-        " \"BandwidthMaximum\":10485760}}}",
-        disk, inj, share, com),
-      &cfg, &layout);
+  argv =
+      build(F("{\"VirtualMachine\":{\"StopOnReset\":false,"
+              "\"ComputeTopology\":{\"Memory\":{\"SizeInMB\":256},"
+              " \"Processor\":{\"Count\":2,\"Limit\":50000},"
+              " \"Numa\":{\"VirtualNodeCount\":2,\"Settings\":["
+              "  {\"CountOfProcessors\":1,\"CountOfMemoryBlocks\":128},"
+              "  {\"VirtualNodeNumber\":1,\"CountOfProcessors\":1,"
+              "   \"CountOfMemoryBlocks\":128}]}},"
+              "\"Devices\":{"
+              " \"Scsi\":{\"" CTRL0 "\":{\"Attachments\":{"
+              "   \"0\":{\"Type\":\"VirtualDisk\",\"Path\":\"%s\"},"
+              "   \"1\":{\"Type\":\"VirtualDisk\",\"Path\":\"%s\","
+              "    \"ReadOnly\":true}}},"
+              "  \"" CTRL1 "\":{\"Attachments\":{}}},"
+              " \"NetworkAdapters\":{\"" NIC_GUID "\":{\"EndpointId\":\"user\","
+              "  \"MacAddress\":\"00-15-5D-52-C0-0A\"}},"
+              " \"Plan9\":{\"Shares\":[{\"Name\":\"share\",\"Path\":\"%s\","
+              "  \"Port\":564,\"Flags\":1}]},"
+              " \"VirtualPci\":{\"" VPCI_GUID "\":{\"Functions\":[{"
+              "  \"DeviceInstancePath\":\"qemu:virtio-rng-pci\"}]}},"
+              " \"ComPorts\":{\"0\":{\"NamedPipe\":\"%s\"}},"
+              " \"HvSocket\":{\"HvSocketConfig\":{"
+              "  \"DefaultBindSecurityDescriptor\":\"D:P(A;;FA;;;SY)\"}}},"
+              "\"StorageQoS\":{\"IopsMaximum\":1000,"
+              " \"BandwidthMaximum\":10485760}}}",
+              disk, inj, share, com),
+            &cfg, &layout);
   spawn_vm(&vm, argv, "vm1");
   qmp_connect(&vm, sget(layout, "qmp"));
 
@@ -1288,9 +1284,9 @@ static void test_real_qemu(void) {
   v = qmp_ok(&vm, "query-memdev", NULL);
   ASSERT_EQ(json_array_size(v), 2);
   json_decref(v);
-  v = qmp_ok(&vm, "qom-get",
-             json_pack("{s:s, s:s}", "path", "/objects/tg0", "property",
-                       "limits"));
+  v = qmp_ok(
+      &vm, "qom-get",
+      json_pack("{s:s, s:s}", "path", "/objects/tg0", "property", "limits"));
   ASSERT_EQ(iget(v, "iops-total"), 1000);
   json_decref(v);
 
@@ -1321,8 +1317,8 @@ static void test_real_qemu(void) {
   /* NIC add into a free port, then remove (reset completes the unplug) */
   port = first_free_port(layout, 0);
   att = J("{\"EndpointId\":\"user\",\"MacAddress\":\"00-15-5D-52-C0-0B\"}");
-  ASSERT_OK(orr__qemu_plan_nic_add("11111111-2222-3333-4444-555555555555",
-                                   att, port, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_nic_add("11111111-2222-3333-4444-555555555555", att,
+                                   port, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   json_decref(att);
@@ -1336,8 +1332,8 @@ static void test_real_qemu(void) {
   /* VPCI: an emulated device into the next free port, then remove */
   port = first_free_port(layout, 1);
   att = J("{\"Functions\":[{\"DeviceInstancePath\":\"qemu:edu\"}]}");
-  ASSERT_OK(orr__qemu_plan_vpci_add("aaaaaaaa-2222-3333-4444-555555555555",
-                                    att, port, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_vpci_add("aaaaaaaa-2222-3333-4444-555555555555", att,
+                                    port, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   json_decref(att);
@@ -1353,13 +1349,13 @@ static void test_real_qemu(void) {
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   json_decref(att);
-  v = qmp_ok(&vm, "qom-get",
-             json_pack("{s:s, s:s}", "path", "/objects/tg0", "property",
-                       "limits"));
+  v = qmp_ok(
+      &vm, "qom-get",
+      json_pack("{s:s, s:s}", "path", "/objects/tg0", "property", "limits"));
   ASSERT_EQ(iget(v, "iops-total"), 2000);
   ASSERT_EQ(iget(v, "bps-total"), 20971520);
   json_decref(v);
-  ASSERT_OK(orr__qemu_plan_memory(192, 256, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_memory(192, 256, 256, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
 
@@ -1417,8 +1413,8 @@ static void test_real_qemu_uefi(void) {
   ASSERT_EQ(stat(sget(layout, "vnc"), &st), 0);
   ASSERT_EQ(stat(sget(layout, "qga"), &st), 0);
   {
-    json_t *v = qmp_ok(&vm, "query-named-block-nodes",
-                       json_pack("{s:b}", "flat", 1));
+    json_t *v =
+        qmp_ok(&vm, "query-named-block-nodes", json_pack("{s:b}", "flat", 1));
     size_t i;
     json_t *n;
     bool qcow2 = false;

@@ -19,6 +19,13 @@
 
 #include "orrery/error.h"
 
+/* Files in a VM's runtime directory that other tools read: the journal of
+** a VM that outlives its engine, and the mark of one whose state on disk
+** lags behind a change that could not be rolled back (its text says why;
+** orrery doctor lists it). */
+#define ORR_VM_STATE_FILE "state.json"
+#define ORR_VM_NOT_DURABLE_FILE "not-durable"
+
 typedef struct orr_engine orr_engine;
 typedef struct orr_vm orr_vm;
 
@@ -98,9 +105,17 @@ ORR_API int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
 ** Re-attaches to a qemu VM another engine process created with
 ** ShouldTerminateOnLastHandleClosed = false, from its runtime directory
 ** (opts->runtime_dir, else <runtime root>/<id>): its live document,
-** pending unplugs and state as QEMU reports it. Errors found at once are
-** returned (ORR_ENOENT: no such VM or it is not running); otherwise cb
-** reports the outcome as for create.
+** pending unplugs and state as QEMU reports it, with every change the
+** journal shows in flight settled against QEMU (adopted when complete,
+** undone otherwise). Nothing in the directory is created or changed before
+** it is trusted: the directory must pass create's rules and be 0700, and
+** state.json be ours, 0600, and valid in every field; the process it
+** names must be proved to be this VM's QEMU (start time, command line,
+** owner) before anything is sent to it. Errors found at once are returned:
+** ORR_ENOENT (no such VM, or it is not running), ORR_EBUSY (another
+** process has it open: one owner at a time), ORR_EPERM (a directory or
+** file that is not trusted), ORR_EINVAL (a state file that does not hold,
+** naming the field); otherwise cb reports the outcome as for create.
 */
 ORR_API int orr_vm_open(orr_engine *eng, const char *id,
                         const orr_vm_options *opts, orr_vm_cb cb, void *arg,

@@ -113,5 +113,11 @@ static void plan_release(orr_vm *vm) {
   orr__defer(vm->eng, release_later, vm);
 }
 
-const orr_backend orr__backend_plan = {"plan",    NULL,      plan_launch,
-                                       plan_send, plan_kill, plan_release};
+/* A dry run has nothing to re-attach to. */
+const orr_backend orr__backend_plan = {
+    .name = "plan",
+    .launch = plan_launch,
+    .send = plan_send,
+    .kill = plan_kill,
+    .release = plan_release,
+};

@@ -13,30 +13,36 @@
 #include <unistd.h>
 
 #include "pidwatch.h"
+#include "qemu_backend.h"
 #include "qemu_xlate.h"
 #include "rundir.h"
 #include "vm_internal.h"
 
-/* A runtime directory left by a QEMU that is still alive is in use. */
+/* Makes and locks the runtime directory. One left by a QEMU that is still
+** alive, or held by another engine, is in use. */
 static int claim_run_dir(orr_vm *vm, orr_error *e) {
-  char pidfile[512];
-  FILE *f;
-  int pid = 0, rc;
+  int pid, rc, fd = -1;
   /* No component of the path may be another user's to redirect. */
-  if ((rc = orr__run_dir_make(vm->run_dir, e)) != 0)
+  if ((rc = orr__run_dir_make(vm->run_dir, &fd, e)) != 0)
     return rc;
-  snprintf(pidfile, sizeof pidfile, "%s/" ORR_QEMU_PIDFILE, vm->run_dir);
-  if ((f = fopen(pidfile, "r")) != NULL) {
-    if (fscanf(f, "%d", &pid) != 1)
-      pid = 0;
-    fclose(f);
-    if (pid > 0 && kill(pid, 0) == 0)
-      return orr_error_set(e, ORR_EEXIST,
-                           "VM id \"%s\" is in use: QEMU pid %d still runs "
-                           "from %s",
-                           vm->id, pid, vm->run_dir);
-    unlink(pidfile);
+  if (orr__run_dir_lock(fd, vm->run_dir, e) != 0) {
+    close(fd);
+    return orr_error_set(e, ORR_EEXIST,
+                         "VM id \"%s\" is in use: another engine process "
+                         "holds %s",
+                         vm->id, vm->run_dir);
   }
+  pid = orr__run_dir_pid(fd);
+  if (pid > 0 && kill(pid, 0) == 0) {
+    close(fd);
+    return orr_error_set(e, ORR_EEXIST,
+                         "VM id \"%s\" is in use: QEMU pid %d still runs "
+                         "from %s",
+                         vm->id, pid, vm->run_dir);
+  }
+  unlinkat(fd, ORR_QEMU_PIDFILE, 0);
+  unlinkat(fd, ORR_VM_NOT_DURABLE_FILE, 0);
+  vm->run_dir_fd = fd;
   return 0;
 }
 
@@ -45,7 +51,7 @@ static void remove_run_dir(orr_vm *vm) {
   if (!vm->owns_run_dir)
     return;
   vm->owns_run_dir = false;
-  orr__run_dir_clear(vm->run_dir);
+  orr__run_dir_clear(vm->run_dir_fd, vm->run_dir);
 }
 
 static void stop_restore_poll(orr_vm *vm) {
@@ -70,8 +76,14 @@ static void fail_launch(orr_vm *vm, int status, const char *what) {
 
 static void on_event(void *arg, const char *event, json_t *data,
                      int64_t seconds, int64_t micros) {
+  orr_vm *vm = arg;
   (void)seconds, (void)micros;
-  orr__vm_event(arg, event, data);
+  /* While re-attaching, deletions are reconcile's to account for. */
+  if (vm->reconciling && strcmp(event, "DEVICE_DELETED") == 0) {
+    orr__qemu_reconcile_event(vm, data);
+    return;
+  }
+  orr__vm_event(vm, event, data);
 }
 
 static void on_cgroup_ready(orr_vm *vm) {
@@ -135,44 +147,6 @@ static void poll_status(uv_timer_t *t) {
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
 
-typedef struct {
-  orr_vm *vm;
-  char qdev[64];
-} unplug_probe;
-
-static void on_probe_reply(void *arg, int status, json_t *result,
-                           const char *errmsg) {
-  unplug_probe *p = arg;
-  (void)result, (void)errmsg;
-  /* The device is gone: it was unplugged while no engine was attached, so
-  ** its DEVICE_DELETED went unheard. Complete it now. */
-  if (status == ORR_EBACKEND) {
-    json_t *ev = json_pack("{s:s}", "device", p->qdev);
-    orr__vm_event(p->vm, "DEVICE_DELETED", ev);
-    json_decref(ev);
-  }
-  free(p);
-}
-
-/* Re-attaching: take QEMU's state and settle unplugs that finished while
-** nobody listened. */
-static void adopt_running(orr_vm *vm, const char *st) {
-  vm->state = st && strcmp(st, "prelaunch") == 0 ? ORR_VM_CREATED
-              : st && strcmp(st, "running") == 0 ? ORR_VM_RUNNING
-                                                 : ORR_VM_PAUSED;
-  for (orr_unplug *u = vm->unplugs; u; u = u->next) {
-    unplug_probe *p = calloc(1, sizeof *p);
-    char path[128];
-    p->vm = vm;
-    snprintf(p->qdev, sizeof p->qdev, "%s", u->qdev);
-    snprintf(path, sizeof path, "/machine/peripheral/%s", u->qdev);
-    if (orr_qmp_send(vm->qmp, "qom-get",
-                     json_pack("{s:s, s:s}", "path", path, "property", "type"),
-                     on_probe_reply, p) != 0)
-      free(p);
-  }
-}
-
 static void on_status(void *arg, int status, json_t *result,
                       const char *errmsg) {
   orr_vm *vm = arg;
@@ -223,9 +197,12 @@ static void on_status(void *arg, int status, json_t *result,
     return;
   }
   stop_restore_poll(vm);
-  if (vm->pidwatch != NULL) {
-    adopt_running(vm, st);
-    orr__vm_launched(vm, 0, NULL);
+  if (vm->attaching) {
+    vm->state = st && strcmp(st, "prelaunch") == 0 ? ORR_VM_CREATED
+                : st && strcmp(st, "running") == 0 ? ORR_VM_RUNNING
+                                                   : ORR_VM_PAUSED;
+    vm->has_run = vm->state != ORR_VM_CREATED;
+    orr__vm_attached(vm, 0, NULL);
     return;
   }
   on_cgroup_ready(vm);
@@ -270,6 +247,17 @@ static void on_ready(void *arg, int status) {
     return;
   }
   if (status != 0) {
+    if (vm->attaching) {
+      /* A process we only attached to and could not greet is never killed:
+      ** whoever holds its monitor, or whatever it is, it is not ours. */
+      orr_error e;
+      orr_error_set(
+          &e, status, "QEMU pid %d did not greet on %s (%s); left as it is",
+          vm->pid, json_string_value(json_object_get(vm->layout, "qmp")),
+          orr_strerror(status));
+      orr__vm_attached(vm, status, &e);
+      return;
+    }
     if (!vm->exited)
       vm->backend->kill(vm); /* the exit reports QEMU's own words */
     return;
@@ -390,6 +378,9 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
     return rc;
   }
   vm->pid = orr_process_pid(vm->proc);
+  /* Its identity for a later orrery.open: the start time never changes
+  ** (exec keeps it) and no later process with this pid shares it. */
+  vm->start_time = orr__pid_start_time(vm->pid);
   uv_update_time(vm->eng->loop);
   vm->launch_ms = uv_now(vm->eng->loop);
   qmp_options(vm, &qo, handshake_limit(vm));
@@ -427,19 +418,261 @@ static void qemu_kill(orr_vm *vm) {
 static void on_pid_gone(void *arg) {
   orr_vm *vm = arg;
   /* Not our child: the exit status went to whoever reaps it. */
-  if (vm->state == ORR_VM_CREATING)
+  if (vm->state == ORR_VM_CREATING || vm->attaching)
     fail_launch(vm, ORR_EVMGONE, "QEMU exited while re-attaching");
   orr__vm_exited(vm, -1, 0, "exited (status unknown: not our child)");
 }
 
-/* orrery.open: watch the running QEMU through a pidfd and connect QMP. A
-** previous engine's QMP connection is gone with it, so QEMU accepts ours. */
-int orr__qemu_attach(orr_vm *vm, orr_error *e) {
+/* The path the layout must give for file in run_dir, or NULL (no such
+** file) when nullable and the value is null. */
+static int check_path(const json_t *layout, const char *key,
+                      const char *run_dir, const char *file, bool nullable,
+                      orr_error *e) {
+  char want[512];
+  const json_t *v = json_object_get(layout, key);
+  snprintf(want, sizeof want, "%s/%s", run_dir, file);
+  if (nullable && json_is_null(v))
+    return 0;
+  if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.%s must be %s%s (files of this "
+                         "VM live in its own runtime directory)",
+                         key, want, nullable ? " or null" : "");
+  return 0;
+}
+
+/* A command a plan or reconcile may send again: deletions of the engine's
+** own names, and the two value updates. */
+static int check_cmd(const json_t *c, bool in_do, const char *field,
+                     orr_error *e) {
+  static const char *const do_cmds[] = {"blockdev-add", "device_add",
+                                        "netdev_add",   "device_del",
+                                        "balloon",      "qom-set"};
+  static const char *const undo_cmds[] = {"blockdev-del", "netdev_del",
+                                          "device_del", "balloon", "qom-set"};
+  const char *x = json_string_value(json_object_get(c, "execute"));
+  const json_t *args = json_object_get(c, "arguments");
+  const char *name = NULL;
+  char kind = 0;
+  size_t i, n = in_do ? 6 : 5;
+  for (i = 0; x && i < n && strcmp(x, in_do ? do_cmds[i] : undo_cmds[i]); i++)
+    ;
+  if (x == NULL || i == n || !json_is_object(args))
+    return orr_error_set(
+        e, ORR_EINVAL, "state.json: %s is not a step the engine writes", field);
+  if (strcmp(x, "blockdev-add") == 0 || strcmp(x, "blockdev-del") == 0)
+    name = json_string_value(json_object_get(args, "node-name")), kind = 'n';
+  else if (strcmp(x, "netdev_add") == 0 || strcmp(x, "netdev_del") == 0)
+    name = json_string_value(json_object_get(args, "id")), kind = 'N';
+  else if (strcmp(x, "device_add") == 0 || strcmp(x, "device_del") == 0)
+    name = json_string_value(json_object_get(args, "id")), kind = 'd';
+  else if (strcmp(x, "balloon") == 0) {
+    json_int_t v = json_integer_value(json_object_get(args, "value"));
+    if (!json_is_integer(json_object_get(args, "value")) || v < (1 << 20))
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: %s: balloon needs a value of at "
+                           "least 1 MiB",
+                           field);
+    return 0;
+  } else {
+    const char *path = json_string_value(json_object_get(args, "path"));
+    if (path == NULL || strcmp(path, ORR_QEMU_THROTTLE_PATH) != 0)
+      return orr_error_set(e, ORR_EINVAL, "state.json: %s: qom-set only of %s",
+                           field, ORR_QEMU_THROTTLE_PATH);
+    return 0;
+  }
+  if (orr__qemu_name_kind(name) != kind)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s names \"%.64s\", not one of the "
+                         "engine's own %s names",
+                         field, name ? name : "nothing",
+                         kind == 'n'   ? "block node"
+                         : kind == 'N' ? "netdev"
+                                       : "device");
+  return 0;
+}
+
+static int check_plan(const json_t *plan, const char *field, orr_error *e) {
+  const char *key;
+  json_t *v, *c;
+  size_t i;
+  char f[96];
+  int rc;
+  json_object_foreach((json_t *)plan, key, v) {
+    if (strcmp(key, "do") != 0 && strcmp(key, "wait_deleted") != 0 &&
+        strcmp(key, "after") != 0 && strcmp(key, "ignored") != 0 &&
+        strcmp(key, "verifiable") != 0)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: %s has an unknown key \"%.64s\"", field,
+                           key);
+  }
+  v = json_object_get(plan, "do");
+  if (!json_is_array(v) || json_array_size(v) > 8)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s.do must be an array of at most 8 "
+                         "steps",
+                         field);
+  json_array_foreach(v, i, c) {
+    const json_t *undo = json_object_get(c, "undo");
+    snprintf(f, sizeof f, "%s.do[%zu]", field, i);
+    if (!json_is_object(c) || (rc = check_cmd(c, true, f, e)) != 0)
+      return json_is_object(c) ? rc
+                               : orr_error_set(e, ORR_EINVAL,
+                                               "state.json: %s must be an "
+                                               "object",
+                                               f);
+    snprintf(f, sizeof f, "%s.do[%zu].undo", field, i);
+    if (undo && !json_is_null(undo) &&
+        (!json_is_object(undo) || (rc = check_cmd(undo, false, f, e)) != 0))
+      return json_is_object(undo) ? rc
+                                  : orr_error_set(e, ORR_EINVAL,
+                                                  "state.json: %s must be "
+                                                  "an object",
+                                                  f);
+  }
+  v = json_object_get(plan, "wait_deleted");
+  if (v && !json_is_null(v) && orr__qemu_name_kind(json_string_value(v)) != 'd')
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s.wait_deleted must name one of the "
+                         "engine's own devices",
+                         field);
+  v = json_object_get(plan, "after");
+  if (v && !json_is_null(v)) {
+    if (!json_is_array(v) || json_array_size(v) > 8)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: %s.after must be an array of at "
+                           "most 8 commands",
+                           field);
+    json_array_foreach(v, i, c) {
+      snprintf(f, sizeof f, "%s.after[%zu]", field, i);
+      if (!json_is_object(c))
+        return orr_error_set(e, ORR_EINVAL, "state.json: %s must be an object",
+                             f);
+      if ((rc = check_cmd(c, false, f, e)) != 0)
+        return rc;
+    }
+  }
+  v = json_object_get(plan, "ignored");
+  if (v && !json_is_array(v))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s.ignored must be an array", field);
+  v = json_object_get(plan, "verifiable");
+  if (v && !json_is_boolean(v))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s.verifiable must be true or false",
+                         field);
+  return 0;
+}
+
+/* The qemu backend's parts of a state file: the process identity, the
+** layout (every path exactly where this runtime directory puts it: a file
+** naming a QMP socket elsewhere is refused) and every intent's plan. */
+static int qemu_check_state(const json_t *st, const char *run_dir,
+                            orr_error *e) {
+  static const char *const keys[] = {"ports", "ignored", "throttle_group",
+                                     "qmp",   "pidfile", "qga",
+                                     "vnc",   "files",   NULL};
+  const json_t *layout = json_object_get(st, "Layout"), *v, *it;
+  const char *key;
+  json_t *val;
+  size_t i;
+  int rc;
+  v = json_object_get(st, "ProcessId");
+  if (!json_is_integer(v) || json_integer_value(v) < 2 ||
+      json_integer_value(v) > 4194304)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: ProcessId must be a pid in 2..4194304");
+  v = json_object_get(st, "StartTime");
+  if (!json_is_integer(v) || json_integer_value(v) < 1)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: StartTime must be a positive integer "
+                         "(the process's start time in clock ticks)");
+  json_object_foreach((json_t *)layout, key, val) {
+    for (i = 0; keys[i] && strcmp(keys[i], key) != 0; i++)
+      ;
+    if (keys[i] == NULL)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout has an unknown key "
+                           "\"%.64s\"",
+                           key);
+  }
+  if ((rc = check_path(layout, "qmp", run_dir, ORR_QEMU_QMP_SOCK, false, e)) ||
+      (rc = check_path(layout, "pidfile", run_dir, ORR_QEMU_PIDFILE, false,
+                       e)) ||
+      (rc = check_path(layout, "qga", run_dir, ORR_QEMU_QGA_SOCK, true, e)) ||
+      (rc = check_path(layout, "vnc", run_dir, ORR_QEMU_VNC_SOCK, true, e)))
+    return rc;
+  if (!json_is_boolean(json_object_get(layout, "throttle_group")))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.throttle_group must be true or "
+                         "false");
+  v = json_object_get(layout, "ignored");
+  if (!json_is_array(v))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.ignored must be an array");
+  json_array_foreach(v, i, it) {
+    if (!json_is_string(it))
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.ignored must hold strings");
+  }
+  v = json_object_get(layout, "files");
+  if (!json_is_array(v) || json_array_size(v) > 4)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.files must be an array");
+  v = json_object_get(layout, "ports");
+  if (!json_is_array(v) || json_array_size(v) > ORR_QEMU_MAX_PORTS)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.ports must be an array of at "
+                         "most %d ports",
+                         ORR_QEMU_MAX_PORTS);
+  json_array_foreach(v, i, it) {
+    const json_t *d = json_object_get(it, "device");
+    const char *id = json_string_value(json_object_get(it, "id"));
+    if (!json_is_object(it) || json_object_size(it) != 2 || id == NULL ||
+        strcmp(id, orr__qemu_port_id((int)i).s) != 0 ||
+        !(json_is_null(d) || (json_is_string(d) && json_string_length(d) > 0 &&
+                              json_string_length(d) < 64 &&
+                              strspn(json_string_value(d),
+                                     "abcdefghijklmnopqrstuvwxyz"
+                                     "0123456789-") == json_string_length(d))))
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.ports[%zu] must be {id = "
+                           "\"%s\", device = a device id or null}",
+                           i, orr__qemu_port_id((int)i).s);
+  }
+  json_array_foreach(json_object_get(st, "Intents"), i, it) {
+    char f[48];
+    snprintf(f, sizeof f, "Intents[%zu].Plan", i);
+    if ((rc = check_plan(json_object_get(it, "Plan"), f, e)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* orrery.open: prove the process is this VM's QEMU, watch it through the
+** pidfd the proof opened, and connect QMP. A previous engine's QMP
+** connection is gone with it, so QEMU accepts ours; a live one means
+** another engine has it, which the lock already excluded. */
+static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
   orr_qmp_options qo;
-  vm->owns_run_dir = true; /* its QEMU's exit ends the directory too */
-  int rc = orr__pidwatch_start(vm->eng->loop, vm->pid, on_pid_gone, vm,
-                               &vm->pidwatch, e);
-  if (rc != 0)
+  char arg[600];
+  int rc, fd = -1;
+  vm->pid = (int)json_integer_value(json_object_get(st, "ProcessId"));
+  vm->start_time =
+      (unsigned long long)json_integer_value(json_object_get(st, "StartTime"));
+  if (orr__qemu_qmp_chardev(arg, sizeof arg, vm->run_dir) != 0)
+    return orr_error_set(e, ORR_EINVAL, "runtime directory %s is too long",
+                         vm->run_dir);
+  if ((rc = orr__pid_prove(vm->pid, vm->start_time, arg, &fd, e)) != 0) {
+    if (rc == ORR_ENOENT)
+      return orr_error_set(e, ORR_ENOENT,
+                           "VM \"%s\" is not running (QEMU pid %d is gone; "
+                           "its runtime directory %s is stale)",
+                           vm->id, vm->pid, vm->run_dir);
+    return rc;
+  }
+  if ((rc = orr__pidwatch_start_fd(vm->eng->loop, fd, on_pid_gone, vm,
+                                   &vm->pidwatch, e)) != 0)
     return rc;
   uv_update_time(vm->eng->loop);
   vm->launch_ms = uv_now(vm->eng->loop);
@@ -447,7 +680,6 @@ int orr__qemu_attach(orr_vm *vm, orr_error *e) {
   if ((rc = orr_qmp_connect(vm->eng->loop, &qo, &vm->qmp)) != 0) {
     orr__pidwatch_close(vm->pidwatch, NULL);
     vm->pidwatch = NULL;
-    vm->owns_run_dir = false;
     return orr_error_set(e, rc, "cannot connect QMP at %s", qo.path);
   }
   vm->launched = true;
@@ -488,5 +720,14 @@ static void qemu_release(orr_vm *vm) {
   handle_closed(vm);
 }
 
-const orr_backend orr__backend_qemu = {"qemu",    qemu_prepare, qemu_launch,
-                                       qemu_send, qemu_kill,    qemu_release};
+const orr_backend orr__backend_qemu = {
+    .name = "qemu",
+    .prepare = qemu_prepare,
+    .launch = qemu_launch,
+    .send = qemu_send,
+    .kill = qemu_kill,
+    .release = qemu_release,
+    .check_state = qemu_check_state,
+    .attach = qemu_attach,
+    .reconcile = orr__qemu_reconcile,
+};

@@ -234,8 +234,8 @@ int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err) {
 
 /* ---------------------------------------------------------------------- */
 
-int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
-                          orr_error *err) {
+int orr__qemu_plan_memory(uint64_t size_mb, uint64_t cur_mb, uint64_t boot_mb,
+                          json_t **plan, orr_error *err) {
   static const char *path = "VirtualMachine.ComputeTopology.Memory.SizeInMB";
   json_t *p;
 
@@ -253,11 +253,16 @@ int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
                          (unsigned long long)size_mb);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  /* The undo puts the old target back: QEMU cannot report which target it
+  ** has, so a change whose outcome could not be written is rolled back. */
   return finish(
       p,
       step(p, "balloon",
            json_pack("{s:I}", "value", (json_int_t)(size_mb * 1024 * 1024)),
-           NULL) != 0,
+           cmd("balloon", json_pack("{s:I}", "value",
+                                    (json_int_t)(cur_mb * 1024 * 1024)))) !=
+              0 ||
+          json_object_set_new(p, "verifiable", json_false()) != 0,
       plan, err);
 }
 

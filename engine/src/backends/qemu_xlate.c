@@ -98,6 +98,41 @@ orr_qemu_name orr__qemu_com_qdev(int n) {
   return name_fmt("serial%d", n);
 }
 
+int orr__qemu_qmp_chardev(char *buf, size_t size, const char *run_dir) {
+  int n = snprintf(buf, size, "socket,id=%s,path=%s/%s,server=on,wait=off",
+                   ORR_QEMU_QMP_CHARDEV, run_dir, ORR_QEMU_QMP_SOCK);
+  return n < 0 || (size_t)n >= size ? ORR_EINVAL : 0;
+}
+
+/* "<prefix><0..3>-<0..63>" exactly. */
+static bool disk_name(const char *s, const char *prefix) {
+  size_t n = strlen(prefix);
+  int c, lun, end = 0;
+  return strncmp(s, prefix, n) == 0 &&
+         sscanf(s + n, "%1d-%2d%n", &c, &lun, &end) == 2 &&
+         s[n + end] == '\0' && c >= 0 && c <= 3 && lun >= 0 && lun <= 63 &&
+         strcmp(s + n, name_fmt("%d-%d", c, lun).s) == 0;
+}
+
+char orr__qemu_name_kind(const char *s) {
+  int k, end = 0;
+  if (s == NULL)
+    return 0;
+  if (disk_name(s, "disk-"))
+    return 'd';
+  if (disk_name(s, "file-") || disk_name(s, "fmt-") || disk_name(s, "qos-"))
+    return 'n';
+  if ((strncmp(s, "vpci-", 5) == 0 && orr__qemu_is_guid(s + 5)) ||
+      (strncmp(s, "nic-", 4) == 0 && orr__qemu_is_guid(s + 4)))
+    return 'd';
+  if (sscanf(s, "p9-%3d%n", &k, &end) == 1 && s[end] == '\0' && k >= 0 &&
+      strcmp(s, name_fmt("p9-%d", k).s) == 0)
+    return 'd';
+  if (strncmp(s, "net-", 4) == 0 && orr__qemu_is_guid(s + 4))
+    return 'N';
+  return 0;
+}
+
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
                        const char *file) {
   int n = snprintf(buf, size, "%s/%s", cfg->run_dir ? cfg->run_dir : "", file);

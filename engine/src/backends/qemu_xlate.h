@@ -120,6 +120,16 @@ orr_qemu_name orr__qemu_pmem_memdev(int k); /* "pmem-<k>-mem" */
 orr_qemu_name orr__qemu_com_chardev(int n); /* "com<n>" (ComPorts key) */
 orr_qemu_name orr__qemu_com_qdev(int n);    /* "serial<n>" (isa-serial) */
 
+/* The -chardev value of the QMP socket of a VM in run_dir, as the argv
+** holds it: what proves a process is this VM's QEMU (orrery.open). */
+int orr__qemu_qmp_chardev(char *buf, size_t size, const char *run_dir);
+
+/* Which of the hot-plug names above s is: 'd' a device (disk-C-L,
+** vpci-GUID, nic-GUID, p9-K), 'n' a block node (file-, fmt- or qos-C-L),
+** 'N' a netdev (net-GUID), 0 none of them. What the engine may delete as
+** its own when re-attaching. */
+char orr__qemu_name_kind(const char *s);
+
 /* "<run_dir>/<file>" into buf; ORR_EINVAL if it does not fit. */
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
                        const char *file);
@@ -173,7 +183,8 @@ int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
 **           "undo":{"execute":"blockdev-del","arguments":{...}} | null}, ...],
 **    "wait_deleted": "<qdev id>" | null,
 **    "after":[{"execute":"blockdev-del","arguments":{...}}, ...],
-**    "ignored":[advisory field paths]}
+**    "ignored":[advisory field paths],
+**    "verifiable": false (only when QEMU cannot report the outcome)}
 ** Run "do" in order. If step i fails, run the undos of steps i-1..0 in
 ** reverse (a failed device_add leaves its blockdevs/netdev behind) and
 ** report step i's error. If "wait_deleted" is set, wait for DEVICE_DELETED
@@ -202,10 +213,12 @@ int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
                            const char *port, json_t **plan, orr_error *err);
 int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err);
 
-/* Memory/SizeInMB update through the balloon. The balloon can only give
-** back memory the VM booted with: size_mb > boot_mb is ORR_ENOTSUP. */
-int orr__qemu_plan_memory(uint64_t size_mb, uint64_t boot_mb, json_t **plan,
-                          orr_error *err);
+/* Memory/SizeInMB update through the balloon, from cur_mb (its undo). The
+** balloon can only give back memory the VM booted with: size_mb > boot_mb
+** is ORR_ENOTSUP. QEMU cannot say what target it was given, so the plan is
+** marked "verifiable": false (its outcome must be on disk before success). */
+int orr__qemu_plan_memory(uint64_t size_mb, uint64_t cur_mb, uint64_t boot_mb,
+                          json_t **plan, orr_error *err);
 
 /* StorageQoS update: qom-set of tg0's "limits". That replaces the whole
 ** struct, so a missing field means 0 = unlimited. Without tg0 (the VM was
