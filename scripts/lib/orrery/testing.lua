@@ -152,4 +152,81 @@ function M.pci_ids(vm)
   return table.concat(ids, " ")
 end
 
+-- ---- Engines in other processes (re-attach, crash specs) ----
+
+-- Runs `orrery run` of the build on a recipe (written to dir/name.lua) with extra environment (a table),
+-- its output (no progress lines) in dir/name.log. background: returns the pid at once; otherwise waits and returns the exit
+-- status (128 + signal for a signal) and the output.
+function M.orrery_run(dir, name, body, env, background)
+  local recipe = M.spit(dir .. "/" .. name .. ".lua", body)
+  local vars = { "ORRERY_PROGRESS=0" }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. M.q(v) end
+  local cmd = string.format("%s %s/orrery run %s >%s 2>&1", table.concat(vars, " "),
+    require("orrery").build_dir, M.q(recipe), M.q(dir .. "/" .. name .. ".log"))
+  if background then
+    return assert(tonumber(M.sh(cmd .. " & echo $!")))
+  end
+  local rc = tonumber(M.sh(cmd .. "; echo $?"))
+  return rc, M.read(dir .. "/" .. name .. ".log") or ""
+end
+
+-- The ids QEMU gives its devices, block nodes and netdevs under the engine's naming scheme, and which
+-- image each SCSI disk has open: QEMU's own answers through vm:qmp.
+function M.qemu_view(vm)
+  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {} }
+  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
+    if p.type:find("^child<") and (p.name:find("^disk%-") or p.name:find("^vpci%-")
+        or p.name:find("^nic%-") or p.name:find("^p9%-")) then
+      v.devices[#v.devices + 1] = p.name
+    end
+  end
+  for _, n in ipairs(assert(vm:qmp("query-named-block-nodes", { flat = true }))) do
+    local name = n["node-name"]
+    if name:find("^file%-") or name:find("^fmt%-") or name:find("^qos%-") then v.nodes[#v.nodes + 1] = name end
+  end
+  local net = assert(vm:qmp("human-monitor-command", { ["command-line"] = "info network" }))
+  for id in net:gmatch("(net%-[%x%-]+):") do v.netdevs[#v.netdevs + 1] = id end
+  for _, b in ipairs(assert(vm:qmp("query-block"))) do
+    local c, l = (b.qdev or ""):match("disk%-(%d)%-(%d+)")
+    if c and b.inserted then v.disks[c .. ":" .. l] = b.inserted.image.filename end
+  end
+  for _, t in pairs(v) do if t[1] then table.sort(t) end end
+  return v
+end
+
+-- The same view as the live document says it must be. opts.qos: disks have throttle nodes; opts.p9: the
+-- boot-time index of each Plan9 share by name (its device is p9-<index>).
+function M.doc_view(vm, opts)
+  opts = opts or {}
+  local qos = opts.qos
+  local orrery = require("orrery")
+  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {} }
+  local devs = vm:document().VirtualMachine.Devices or {}
+  for c = 0, 3 do
+    local ctl = (devs.Scsi or {})[orrery.scsi_controller_guids[c]]
+    for lun, att in pairs(ctl and ctl.Attachments or {}) do
+      v.devices[#v.devices + 1] = "disk-" .. c .. "-" .. lun
+      v.nodes[#v.nodes + 1] = "file-" .. c .. "-" .. lun
+      v.nodes[#v.nodes + 1] = "fmt-" .. c .. "-" .. lun
+      if qos then v.nodes[#v.nodes + 1] = "qos-" .. c .. "-" .. lun end
+      v.disks[c .. ":" .. lun] = att.Path
+    end
+  end
+  for guid in pairs(devs.VirtualPci or {}) do v.devices[#v.devices + 1] = "vpci-" .. guid end
+  for _, share in ipairs((devs.Plan9 or {}).Shares or {}) do
+    v.devices[#v.devices + 1] = "p9-" .. assert((opts.p9 or {})[share.Name], "p9 index of " .. share.Name)
+  end
+  for guid in pairs(devs.NetworkAdapters or {}) do
+    v.devices[#v.devices + 1] = "nic-" .. guid
+    v.netdevs[#v.netdevs + 1] = "net-" .. guid
+  end
+  for _, t in pairs(v) do if t[1] then table.sort(t) end end
+  return v
+end
+
+-- True when no process holds a write lock on an image (QEMU locks what a device has open).
+function M.unlocked(path)
+  return M.run("qemu-io -f raw -c 'read 0 512' -c 'write 0 512' " .. M.q(path) .. " >/dev/null 2>&1")
+end
+
 return M
