@@ -74,6 +74,7 @@ struct orr_jwrite {
   uv_cond_t cond;
   bool done;
 };
+
 /* ---- the state as JSON ---- */
 
 static json_t *intent_json(const char *resource, orr_req_commit commit,
