@@ -34,8 +34,8 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     w->exit_cb(w->arg);
 }
 
-int orr__pidwatch_start_fd(uv_loop_t *loop, int fd, orr_pidwatch_cb exit_cb,
-                           void *arg, orr_pidwatch **out, orr_error *e) {
+int orr__pidwatch_start(uv_loop_t *loop, int fd, orr_pidwatch_cb exit_cb,
+                        void *arg, orr_pidwatch **out, orr_error *e) {
   orr_pidwatch *w = calloc(1, sizeof *w);
   if (w == NULL) {
     close(fd);
@@ -49,15 +49,6 @@ int orr__pidwatch_start_fd(uv_loop_t *loop, int fd, orr_pidwatch_cb exit_cb,
   uv_poll_start(&w->poll, UV_READABLE, on_readable);
   *out = w;
   return 0;
-}
-
-int orr__pidwatch_start(uv_loop_t *loop, int pid, orr_pidwatch_cb exit_cb,
-                        void *arg, orr_pidwatch **out, orr_error *e) {
-  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-  if (fd < 0)
-    return orr_error_set(e, errno == ESRCH ? ORR_ENOENT : ORR_ENOTSUP,
-                         "cannot watch pid %d: %s", pid, strerror(errno));
-  return orr__pidwatch_start_fd(loop, fd, exit_cb, arg, out, e);
 }
 
 /* Reads a small /proc file whole; its length, or -1. */

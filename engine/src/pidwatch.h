@@ -35,12 +35,10 @@ unsigned long long orr__pid_start_time(int pid);
 int orr__pid_prove(int pid, unsigned long long start_time, const char *arg,
                    int *pidfd, orr_error *e);
 
-/* ORR_ENOENT when pid is not running, ORR_ENOTSUP without pidfd_open. */
-int orr__pidwatch_start(uv_loop_t *loop, int pid, orr_pidwatch_cb exit_cb,
+/* Watches the process of a pidfd (from orr__pid_prove), which the watch
+** takes over: exit_cb(arg) once it has exited. */
+int orr__pidwatch_start(uv_loop_t *loop, int pidfd, orr_pidwatch_cb exit_cb,
                         void *arg, orr_pidwatch **out, orr_error *e);
-/* The same with a pidfd the watch takes over (from orr__pid_prove). */
-int orr__pidwatch_start_fd(uv_loop_t *loop, int pidfd, orr_pidwatch_cb exit_cb,
-                           void *arg, orr_pidwatch **out, orr_error *e);
 /* Signals the process through its pidfd (never a reused pid). */
 int orr__pidwatch_kill(orr_pidwatch *w, int signum);
 /* Stops watching; cb(arg) once freed (may be NULL). */

@@ -671,8 +671,8 @@ static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
                            vm->id, vm->pid, vm->run_dir);
     return rc;
   }
-  if ((rc = orr__pidwatch_start_fd(vm->eng->loop, fd, on_pid_gone, vm,
-                                   &vm->pidwatch, e)) != 0)
+  if ((rc = orr__pidwatch_start(vm->eng->loop, fd, on_pid_gone, vm,
+                                &vm->pidwatch, e)) != 0)
     return rc;
   uv_update_time(vm->eng->loop);
   vm->launch_ms = uv_now(vm->eng->loop);
