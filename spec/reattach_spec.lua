@@ -166,6 +166,7 @@ assert(vm:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = ]] .. string.format
 
     it("a reused pid: an innocent process is neither signalled nor adopted", function()
       local innocent = tonumber(sh("sleep 300 >/dev/null 2>&1 & echo $!"))
+      finally(function() run("kill " .. innocent .. " 2>/dev/null") end)
       with_pid(innocent)
       refused("EPERM", "the pid was reused")
       assert.is_true(alive(innocent))
@@ -174,7 +175,6 @@ assert(vm:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = ]] .. string.format
       with_pid(innocent, start_time(innocent))
       refused("EPERM", "command line")
       assert.is_true(alive(innocent))
-      run("kill " .. innocent)
     end)
 
     it("a process it only attached to and could not greet is never killed", function()
@@ -183,6 +183,8 @@ assert(vm:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = ]] .. string.format
       -- never comes, so open fails and leaves it alone.
       local arg = "socket,id=qmp,path=" .. DIR .. "/qmp.sock,server=on,wait=off"
       local impostor = tonumber(sh("sh -c 'sleep 300; :' sh " .. q(arg) .. " >/dev/null 2>&1 & echo $!"))
+      -- Its sleep too: killing the shell alone would leave it behind.
+      finally(function() run("pkill -P " .. impostor .. "; kill " .. impostor .. " 2>/dev/null") end)
       assert.is_true(eventually(function() return start_time(impostor) ~= nil end, 2000))
       -- Its socket is one nobody serves.
       local real = DIR .. "/qmp.sock"
@@ -193,7 +195,6 @@ assert(vm:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = ]] .. string.format
       assert.equal("ETIMEDOUT", code, msg)
       assert.matches("did not greet", msg)
       assert.is_true(alive(impostor), "the impostor was killed")
-      run("kill " .. impostor)
     end)
   end)
 
@@ -245,6 +246,7 @@ describe("a shared runtime root (sticky, 1777)", function()
     -- Another user's "VM": a directory and a state.json of theirs naming a
     -- process of theirs.
     local victim = tonumber(sh("setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 300 >/dev/null 2>&1 & echo $!"))
+    finally(function() run("kill " .. victim .. " 2>/dev/null") end)
     local theirs = shared .. "/vm1"
     assert(run("mkdir -m 700 " .. q(theirs)))
     T.spit(theirs .. "/state.json", string.format('{"Version":1,"Id":"vm1","ProcessId":%d}', victim))
