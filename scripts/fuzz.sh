@@ -16,7 +16,7 @@ secs=${1:-30}
 build=${2:-build-fuzz}
 shift 2 2>/dev/null || shift $#
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(qmp agent doc modify state)
+[ ${#targets[@]} -gt 0 ] || targets=(qmp agent doc modify state image)
 passed=0
 failed=0
 

@@ -118,5 +118,6 @@ void orr_engine_free(orr_engine *eng) {
     }
     free(eng->loop);
   }
+  orr_policy_free(eng->policy);
   free(eng);
 }

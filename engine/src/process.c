@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,6 +170,25 @@ static int above_stdio(int fd) {
 }
 
 /*
+** In the child: inherit[i] becomes descriptor 3 + i. Each is first copied
+** above every target number (a source or our error pipe may sit on a
+** target), then moved down with dup2, which also clears close-on-exec on
+** the new descriptor; the copies stay close-on-exec and vanish at exec.
+*/
+static int inherit_fds(const orr_process_options *o, int *err_fd) {
+  int tmp[ORR_PROCESS_MAX_INHERIT], top = 3 + (int)o->ninherit;
+  if ((*err_fd = fcntl(*err_fd, F_DUPFD_CLOEXEC, top)) < 0)
+    return -1;
+  for (size_t i = 0; i < o->ninherit; i++)
+    if ((tmp[i] = fcntl(o->inherit[i], F_DUPFD_CLOEXEC, top)) < 0)
+      return -1;
+  for (size_t i = 0; i < o->ninherit; i++)
+    if (dup2(tmp[i], 3 + (int)i) < 0)
+      return -1;
+  return 0;
+}
+
+/*
 ** Runs in the forked child: only async-signal-safe calls until exec, since
 ** other threads of the engine may have held locks at fork time. Never
 ** returns; a failure is reported to the parent as an errno on err_fd.
@@ -198,7 +218,13 @@ static void child(const orr_process_options *o, pid_t parent, int null_fd,
   }
   if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
     goto fail;
+  if (o->ninherit > 0 && inherit_fds(o, &err_fd) < 0)
+    goto fail;
   if (o->cwd != NULL && chdir(o->cwd) < 0)
+    goto fail;
+  if (o->landlock_ruleset > 0 &&
+      (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+       syscall(SYS_landlock_restrict_self, o->landlock_ruleset, 0) < 0))
     goto fail;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -242,6 +268,11 @@ int orr_process_spawn(uv_loop_t *loop, const orr_process_options *o,
   *out = NULL;
   if (o == NULL || o->argv == NULL || o->argv[0] == NULL)
     return orr_error_set(e, ORR_EINVAL, "spawn: argv is empty");
+  if (o->ninherit > ORR_PROCESS_MAX_INHERIT)
+    return orr_error_set(e, ORR_EINVAL,
+                         "spawn: at most %d inherited "
+                         "descriptors, got %zu",
+                         ORR_PROCESS_MAX_INHERIT, o->ninherit);
   p = calloc(1, sizeof *p);
   if (p == NULL)
     return orr_error_set(e, ORR_ENOMEM, "spawn: out of memory");

@@ -29,6 +29,7 @@ typedef struct request {
   uint64_t timeout_ms; /* for messages */
   int timed_out;       /* cb has had ORR_ETIMEDOUT: the answer is owed */
   char name[40];       /* the command, for messages (may be cut short) */
+  int fd;              /* passed with the command (orr_qmp_send_fd), or -1 */
 } request;
 
 /* Requests in send order: QEMU answers in that order too, so the reply is
@@ -76,6 +77,12 @@ struct orr_qmp {
   orr_qmp_close_cb close_cb;
   orr_framer framer;
   char rbuf[64 * 1024];
+  /* Descriptor passing (orr_qmp_send_fd). */
+  int writes;          /* uv_write()s not yet completed */
+  int unwritten;       /* requests queued behind a descriptor */
+  uint64_t fd_waiting; /* id of the request sent with a descriptor whose
+                          reply is not read yet, or 0 */
+  uv_timer_t fd_retry; /* a full socket buffer: try the sendmsg again */
 };
 
 static void qlog(orr_qmp *q, const char *fmt, ...)
@@ -138,6 +145,13 @@ static void deliver(request *r, int status, json_t *result,
     r->late(r->arg, status, result, errmsg);
 }
 
+static void free_request(request *r) {
+  if (r->fd >= 0)
+    close(r->fd);
+  free(r->text);
+  free(r);
+}
+
 /* Empties the list first, so callbacks that send again do not touch the
 ** chain being walked. */
 static void fail_all(reqlist *l, int status) {
@@ -147,8 +161,7 @@ static void fail_all(reqlist *l, int status) {
   for (; r != NULL; r = next) {
     next = r->next;
     deliver(r, status, NULL, orr_strerror(status));
-    free(r->text);
-    free(r);
+    free_request(r);
   }
 }
 
@@ -200,11 +213,15 @@ static void die(orr_qmp *q, int reason) {
   q->state = DEAD;
   uv_timer_stop(&q->timer);
   uv_timer_stop(&q->dtimer);
+  uv_timer_stop(&q->fd_retry);
+  q->fd_waiting = 0;
   close_pipe(q);
   report_ready(q, reason);
   fail_all(&q->pending, ORR_EVMGONE);
   report_closed(q, reason);
 }
+
+static void flush(orr_qmp *q);
 
 static void on_written(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
@@ -212,10 +229,14 @@ static void on_written(uv_write_t *req, int status) {
 
   free(w->text);
   free(w);
+  q->writes--;
   if (status < 0 && status != UV_ECANCELED) {
     qlog(q, "write: %s", uv_strerror(status));
     die(q, ORR_EVMGONE);
+    return;
   }
+  if (q->writes == 0 && q->unwritten > 0 && q->state == READY)
+    flush(q);
 }
 
 static int write_request(orr_qmp *q, request *r) {
@@ -233,8 +254,113 @@ static int write_request(orr_qmp *q, request *r) {
     free(w);
     return ORR_EIO;
   }
+  q->writes++;
   r->text = NULL;
   return 0;
+}
+
+/* The rest of a command whose start went out with its descriptor. */
+static int write_tail(orr_qmp *q, const char *tail, size_t n) {
+  write_req *w = malloc(sizeof *w);
+  uv_buf_t buf;
+  if (w == NULL || (w->text = malloc(n)) == NULL) {
+    free(w);
+    return ORR_ENOMEM;
+  }
+  memcpy(w->text, tail, n);
+  buf = uv_buf_init(w->text, (unsigned)n);
+  w->req.data = q;
+  if (uv_write(&w->req, (uv_stream_t *)&q->pipe, &buf, 1, on_written) != 0) {
+    free(w->text);
+    free(w);
+    return ORR_EIO;
+  }
+  q->writes++;
+  return 0;
+}
+
+/* Sends r with its descriptor now: 0, 1 to try again later (the socket
+** buffer is full), or an ORR_* code. */
+static int send_with_fd(orr_qmp *q, request *r) {
+  size_t len = strlen(r->text);
+  char *line = malloc(len + 1);
+  char cbuf[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  struct iovec iov;
+  struct cmsghdr *cm;
+  uv_os_fd_t sock;
+  ssize_t n;
+  int rc = 0;
+
+  if (line == NULL)
+    return ORR_ENOMEM;
+  if (uv_fileno((uv_handle_t *)&q->pipe, &sock) != 0) {
+    free(line);
+    return ORR_EIO;
+  }
+  memcpy(line, r->text, len);
+  line[len] = '\n';
+  memset(&msg, 0, sizeof msg);
+  memset(cbuf, 0, sizeof cbuf);
+  iov.iov_base = line;
+  iov.iov_len = len + 1;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &r->fd, sizeof(int));
+  do
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    rc = errno == EAGAIN || errno == EWOULDBLOCK ? 1 : ORR_EVMGONE;
+  } else {
+    /* The descriptor went with the first byte; the rest is plain. */
+    if ((size_t)n < len + 1)
+      rc = write_tail(q, line + n, len + 1 - (size_t)n);
+    close(r->fd);
+    r->fd = -1;
+    free(r->text);
+    r->text = NULL;
+  }
+  free(line);
+  return rc;
+}
+
+static void on_fd_retry(uv_timer_t *t) {
+  orr_qmp *q = t->data;
+  if (q->state == READY)
+    flush(q);
+}
+
+/* Writes the requests queued behind a descriptor, in order, as far as a
+** descriptor may go (libuv's queue empty, no descriptor awaiting its
+** reply). Called again when either changes. */
+static void flush(orr_qmp *q) {
+  for (request *r = q->pending.head; r != NULL; r = r->next) {
+    int rc;
+    if (r->text == NULL)
+      continue; /* written, awaiting its reply */
+    if (r->fd < 0) {
+      rc = write_request(q, r);
+    } else if (q->writes > 0 || q->fd_waiting != 0) {
+      return;
+    } else if ((rc = send_with_fd(q, r)) == 1) {
+      uv_timer_start(&q->fd_retry, on_fd_retry, 1, 0);
+      return;
+    } else if (rc == 0) {
+      q->fd_waiting = r->id;
+    }
+    if (rc != 0) {
+      die(q, rc == ORR_EVMGONE ? ORR_EVMGONE : ORR_EIO);
+      return;
+    }
+    q->unwritten--;
+  }
 }
 
 /* A request with its JSON text; steals args. */
@@ -260,6 +386,7 @@ static request *new_request(orr_qmp *q, const char *command, json_t *args,
   r->id = q->next_id++;
   r->cb = cb;
   r->arg = arg;
+  r->fd = -1;
   snprintf(r->name, sizeof r->name, "%s", command);
   return r;
 }
@@ -280,12 +407,12 @@ static void on_capabilities(void *arg, int status, json_t *result,
   q->state = q->stage = READY;
   uv_timer_stop(&q->timer);
   /* Queued commands go out before ready_cb can add more, keeping order. */
-  for (r = q->pending.head; r != NULL; r = r->next) {
-    if (r->text != NULL && write_request(q, r) != 0) {
-      die(q, ORR_EIO);
-      return;
-    }
-  }
+  for (r = q->pending.head; r != NULL; r = r->next)
+    if (r->text != NULL)
+      q->unwritten++;
+  flush(q);
+  if (q->state != READY)
+    return;
   report_ready(q, 0);
 }
 
@@ -336,6 +463,12 @@ static void on_reply(orr_qmp *q, json_t *msg) {
          json_integer_value(id));
     return;
   }
+  if (r->id == q->fd_waiting) {
+    /* QEMU ran the command that took the descriptor: the next may go. */
+    q->fd_waiting = 0;
+    if (q->unwritten > 0)
+      flush(q);
+  }
   /* QEMU answers again: whatever it was stuck on is over. Said before the
   ** answer is handed on, so its callback sees a responsive QEMU. */
   if (q->unresponsive) {
@@ -352,8 +485,7 @@ static void on_reply(orr_qmp *q, json_t *msg) {
     desc = json_string_value(json_object_get(err, "desc"));
     deliver(r, ORR_EBACKEND, err, desc != NULL ? desc : "QEMU error");
   }
-  free(r->text);
-  free(r);
+  free_request(r);
 }
 
 static void on_event(orr_qmp *q, json_t *msg) {
@@ -595,10 +727,12 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   uv_timer_init(loop, &q->timer);
   uv_timer_init(loop, &q->dtimer);
   uv_idle_init(loop, &q->idle);
+  uv_timer_init(loop, &q->fd_retry);
   q->timer.data = q;
   q->dtimer.data = q;
   q->idle.data = q;
-  q->handles = 3;
+  q->fd_retry.data = q;
+  q->handles = 4;
   uv_timer_start(&q->timer, try_connect, 0, 0);
 
   /* A write to a QEMU that just died raises SIGPIPE, whose default action
@@ -614,9 +748,9 @@ int orr_qmp_send(orr_qmp *q, const char *command, json_t *args,
   return orr_qmp_send_timed(q, command, args, 0, cb, NULL, arg);
 }
 
-int orr_qmp_send_timed(orr_qmp *q, const char *command, json_t *args,
-                       uint64_t timeout_ms, orr_qmp_reply_cb cb,
-                       orr_qmp_reply_cb late, void *arg) {
+static int send_request(orr_qmp *q, const char *command, json_t *args, int fd,
+                        uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                        orr_qmp_reply_cb late, void *arg) {
   request *r;
   int rc;
 
@@ -633,18 +767,23 @@ int orr_qmp_send_timed(orr_qmp *q, const char *command, json_t *args,
   if (r == NULL)
     return ORR_ENOMEM;
   r->late = late;
+  r->fd = fd;
   if (q->state == DEAD) {
     list_push(&q->deferred, r);
     uv_idle_start(&q->idle, on_idle);
     return 0;
   }
   list_push(&q->pending, r);
-  if (q->state == READY) {
+  if (q->state == READY && (q->unwritten > 0 || fd >= 0)) {
+    /* Behind a descriptor, or carrying one: in order, through flush. */
+    q->unwritten++;
+    flush(q);
+  } else if (q->state == READY) {
     rc = write_request(q, r);
     if (rc != 0) {
       list_take_id(&q->pending, r->id);
-      free(r->text);
-      free(r);
+      r->fd = -1;
+      free_request(r);
       return rc;
     }
   }
@@ -655,6 +794,26 @@ int orr_qmp_send_timed(orr_qmp *q, const char *command, json_t *args,
       arm_deadlines(q);
   }
   return 0;
+}
+
+int orr_qmp_send_timed(orr_qmp *q, const char *command, json_t *args,
+                       uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                       orr_qmp_reply_cb late, void *arg) {
+  return send_request(q, command, args, -1, timeout_ms, cb, late, arg);
+}
+
+int orr_qmp_send_fd(orr_qmp *q, const char *command, json_t *args, int fd,
+                    uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                    orr_qmp_reply_cb late, void *arg) {
+  int rc;
+  if (fd < 0) {
+    json_decref(args);
+    return ORR_EINVAL;
+  }
+  rc = send_request(q, command, args, fd, timeout_ms, cb, late, arg);
+  if (rc != 0)
+    close(fd);
+  return rc;
 }
 
 int orr_qmp_is_unresponsive(const orr_qmp *q) {
@@ -704,4 +863,5 @@ void orr_qmp_close(orr_qmp *q, orr_qmp_close_cb cb) {
   uv_close((uv_handle_t *)&q->timer, on_handle_closed);
   uv_close((uv_handle_t *)&q->dtimer, on_handle_closed);
   uv_close((uv_handle_t *)&q->idle, on_handle_closed);
+  uv_close((uv_handle_t *)&q->fd_retry, on_handle_closed);
 }

@@ -14,6 +14,7 @@
 
 #include "orrery/document.h"
 #include "orrery/guest_image.h"
+#include "policy_host.h"
 #include "vm_internal.h"
 
 static const char *const state_names[] = {"Creating", "Created", "Running",
@@ -154,6 +155,12 @@ json_t *orr_vm_properties(const orr_vm *vm) {
     json_object_set_new(p, "ProcessId", json_integer(vm->pid));
   if (vm->accel[0])
     json_object_set_new(p, "Accel", json_string(vm->accel));
+  /* How QEMU is confined: -sandbox always; more for a confined engine. */
+  if (vm->backend == &orr__backend_qemu)
+    json_object_set_new(p, "Confinement",
+                        json_pack("{s:b, s:b, s:i}", "Seccomp", 1,
+                                  "Descriptors", vm->confined, "Landlock",
+                                  vm->landlock_abi));
   if (vm->exited) {
     json_object_set_new(p, "Exit", exit_info(vm));
     return p;
@@ -222,6 +229,29 @@ static void random_guid(char out[37]) {
 
 static void launch_after(orr_vm *vm, orr_vm *gone);
 
+/* A confined engine's rules for the create options, once every default is
+** applied (the runtime directory computed): no program of the caller's
+** choosing, a runtime directory the caller may write. The saved state and
+** the document's paths are judged where they are opened (hostres.h). */
+static int check_confined(const orr_vm *vm, const orr_vm_options *opts,
+                          orr_error *e) {
+  const orr_policy *p = vm->eng->policy;
+  int rc;
+  if (p == NULL)
+    return 0;
+  if (vm->opts.qemu_binary != NULL)
+    return orr_error_set(e, ORR_EPERM,
+                         "sandbox: create: opts.qemu_binary is not allowed (it "
+                         "runs a host program; a confined engine runs only "
+                         "its own %s)",
+                         ORR_QEMU_DEFAULT_BINARY);
+  if (opts->runtime_dir != NULL &&
+      (rc = orr__policy_check_new_dir(p, vm->run_dir,
+                                      "create: opts.runtime_dir", e)) != 0)
+    return rc;
+  return 0;
+}
+
 static void vm_free(orr_vm *vm) {
   for (orr_vm **p = &vm->eng->vms; *p; p = &(*p)->next)
     if (*p == vm) {
@@ -243,6 +273,7 @@ static void vm_free(orr_vm *vm) {
   orr__vm_journal_free(vm);
   if (vm->run_dir_fd >= 0)
     close(vm->run_dir_fd); /* and with it the VM's lock */
+  orr__hostres_free(vm->boot_res);
   free(vm->restore);
   free((char *)vm->opts.qemu_binary);
   free(vm);
@@ -340,6 +371,8 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
                        vm->run_dir);
     goto fail;
   }
+  if ((rc = check_confined(vm, opts, e)) != 0)
+    goto fail;
   {
     const char *accel =
         orr__accel_resolve(opts->accel ? opts->accel : "auto",
@@ -386,6 +419,7 @@ fail:
   json_decref(vm->argv);
   if (vm->run_dir_fd >= 0)
     close(vm->run_dir_fd);
+  orr__hostres_free(vm->boot_res);
   free(vm->restore);
   free((char *)vm->opts.qemu_binary);
   free(vm);
@@ -482,7 +516,12 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
 }
 
 void orr__vm_event(orr_vm *vm, const char *event, json_t *data) {
-  if (strcmp(event, "STOP") == 0 && vm->state == ORR_VM_RUNNING)
+  if (strcmp(event, "RESUME") == 0)
+    vm->after_save = false; /* QEMU left "postmigrate" */
+  if (vm->cycling &&
+      (strcmp(event, "STOP") == 0 || strcmp(event, "RESUME") == 0))
+    ; /* a save taking QEMU out of "postmigrate": still Paused */
+  else if (strcmp(event, "STOP") == 0 && vm->state == ORR_VM_RUNNING)
     set_state(vm, ORR_VM_PAUSED);
   else if (strcmp(event, "RESUME") == 0 &&
            (vm->state == ORR_VM_PAUSED || vm->state == ORR_VM_CREATED))
@@ -668,6 +707,23 @@ static void save_poll(uv_timer_t *t) {
   save_query(t->data);
 }
 
+/* The cont + stop that takes QEMU out of "postmigrate" is no state change
+** for the caller: the save clears the flag however it ends. */
+typedef struct {
+  orr_vm *vm;
+  orr_vm_cb cb;
+  void *arg;
+} cycle_guard;
+
+static void cycle_done(void *arg, int status, const orr_error *err,
+                       json_t *result) {
+  cycle_guard *g = arg;
+  g->vm->cycling = false;
+  if (g->cb)
+    g->cb(g->arg, status, err, result);
+  free(g);
+}
+
 /* The migration starts here, not as a plan step: one QEMU starts late
 ** must still be cancelled (the caller was told the save failed), not
 ** adopted as a late last step would be. */
@@ -691,6 +747,10 @@ static void on_migrate_reply(void *arg, int status, json_t *result,
 }
 
 static void save_then(orr_req *r) {
+  /* A migration from a paused VM leaves QEMU in "postmigrate" whether it
+  ** completes, fails or is cancelled (and if QEMU refuses to start it, the
+  ** next save's cont + stop is merely not needed). */
+  r->vm->after_save = true;
   if (orr__req_send_cmd(r, json_object_get(r->plan, "start"), on_migrate_reply,
                         NULL) != 0)
     orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
@@ -702,11 +762,29 @@ void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
   const char *path =
       json_string_value(json_object_get(options, "SaveStateFilePath"));
   orr_error e = {0, ""};
+  int index;
   if (!state_is(r, "save", 1, ORR_VM_PAUSED))
     return;
-  if (orr__qemu_plan_save(path, &r->plan, &e) != 0) {
-    orr__req_fail(r, e.code, "save: %s", e.msg);
+  /* The engine opens the file (under its policy) and QEMU writes to that
+  ** descriptor: no shell, so any path. */
+  r->hr = orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
+                           vm->backend == &orr__backend_plan);
+  if (r->hr == NULL ||
+      orr__hostres_save(r->hr, path, "save: SaveStateFilePath", &index, &e) !=
+          0 ||
+      orr__qemu_plan_save(vm->after_save, index, &r->plan, &e) != 0) {
+    orr__req_fail(r, e.code ? e.code : ORR_ENOMEM, "%s",
+                  e.code ? e.msg : "save: out of memory");
     return;
+  }
+  if (vm->after_save) {
+    cycle_guard *g = calloc(1, sizeof *g);
+    g->vm = vm;
+    g->cb = r->cb;
+    g->arg = r->arg;
+    r->cb = cycle_done;
+    r->arg = g;
+    vm->cycling = true;
   }
   r->timeout_ms = timeout_ms ? timeout_ms : ORR_VM_SAVE_TIMEOUT_MS;
   r->data = json_pack("{s:s}", "path", path);
@@ -873,5 +951,12 @@ void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
   orr_req *r = simple(vm, cb, arg, command,
                       arguments ? json_deep_copy(arguments) : NULL);
   r->timeout_ms = timeout_ms;
+  if (vm->eng->policy != NULL && !orr__policy_raw_qmp_allowed(command)) {
+    orr__req_fail(r, ORR_EPERM,
+                  "sandbox: qmp: only read-only commands (query-*, qom-get, "
+                  "qom-list) are allowed, not %s",
+                  command);
+    return;
+  }
   orr__req_run(r);
 }

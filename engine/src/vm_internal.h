@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "backends/qemu_xlate.h"
+#include "orrery/policy.h"
 #include "orrery/process.h"
 #include "orrery/qmp.h"
 #include "orrery/vm.h"
@@ -23,6 +24,7 @@ struct orr_engine {
   orr_deferred *dq_head, *dq_tail;
   orr_vm *vms; /* every VM not yet freed */
   char runtime_root[256];
+  orr_policy *policy; /* confinement (orrery/policy.h), NULL: none */
 };
 
 /* Runs fn(arg) from the loop soon, never from inside this call. */
@@ -51,6 +53,10 @@ typedef struct {
   ** (timeout_ms 0: ORR_VM_TIMEOUT_MS). */
   int (*send)(orr_vm *vm, const char *cmd, json_t *args, uint64_t timeout_ms,
               orr_qmp_reply_cb cb, orr_qmp_reply_cb late, void *arg);
+  /* The same with a descriptor (taken), as orr_qmp_send_fd(). */
+  int (*send_fd)(orr_vm *vm, const char *cmd, json_t *args, int fd,
+                 uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                 orr_qmp_reply_cb late, void *arg);
   /* Ends the process now (SIGKILL); orr__vm_exited() follows. */
   void (*kill)(orr_vm *vm);
   /* Frees backend state once the VM is gone; then orr__vm_released(). */
@@ -161,6 +167,15 @@ struct orr_vm {
   bool not_durable;
   uint64_t jnd_gen; /* a write of this generation makes it durable again */
   char durable_err[256];
+  /* What QEMU inherits (hostres.h), held from prepare until the spawn. */
+  struct orr_hostres *boot_res;
+  /* QEMU is in "postmigrate": a save ran and the VM has not run since. The
+  ** next save must take it out first (QEMU refuses to migrate from there). */
+  bool after_save;
+  /* That cont + stop is under way: no state change for the caller. */
+  bool cycling;
+  bool confined;    /* launched by a confined engine: descriptors only */
+  int landlock_abi; /* the Landlock ABI QEMU runs under, 0: none */
 };
 
 /* Milliseconds on the monotonic clock the QMP deadlines use. */
@@ -232,6 +247,8 @@ struct orr_req {
   bool rolling_back; /* undoing because the outcome could not be written */
   int inflight;      /* commands sent and not yet answered */
   void (*then)(orr_req *r); /* after the steps, instead of finishing */
+  /* The descriptors the plan's steps pass ("fd": i), hostres.h. */
+  struct orr_hostres *hr;
 };
 
 orr_req *orr__req_new(orr_vm *vm, orr_vm_cb cb, void *arg);

@@ -32,8 +32,23 @@ static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
 
 /* ---- commits: apply the change to the live document ---- */
 
+static void commit_fdsets(orr_vm *vm, const json_t *f) {
+  const char *key = json_string_value(json_object_get(f, "key"));
+  json_t *ids = json_object_get(f, "ids"), *all;
+  if (key == NULL || vm->layout == NULL)
+    return;
+  if ((all = json_object_get(vm->layout, "fdsets")) == NULL) {
+    all = json_object();
+    json_object_set_new(vm->layout, "fdsets", all);
+  }
+  if (json_is_array(ids))
+    json_object_set(all, key, ids);
+  else
+    json_object_del(all, key);
+}
+
 /* data: {"keys":[...], "value": v | absent (delete), "port": id, "free":
-** port to release}. */
+** port to release, "fdsets": {"key", "ids"} of a disk}. */
 void orr__commit_path(orr_req *r) {
   json_t *keys = json_object_get(r->data, "keys");
   json_t *value = json_object_get(r->data, "value");
@@ -55,6 +70,7 @@ void orr__commit_path(orr_req *r) {
     json_object_set(cur, last, value);
   else
     json_object_del(cur, last);
+  commit_fdsets(r->vm, json_object_get(r->data, "fdsets"));
   if (free_port) {
     size_t i;
     json_t *p;
@@ -234,6 +250,27 @@ static void unclaim_port(orr_req *r) {
 
 /* ---- resources ---- */
 
+/* The fdsets a disk's images went into (fd mode) live in the layout, for
+** its removal: commit data "fdsets" {"key", "ids"} sets them (ids) or drops
+** them (no ids). */
+static void disk_fdsets(json_t *data, int ctrl, int lun, json_t *ids) {
+  json_object_set_new(data, "fdsets",
+                      json_pack("{s:s, s:O?}", "key",
+                                orr__qemu_disk_key(ctrl, lun).s, "ids", ids));
+}
+
+static const json_t *disk_fdsets_of(const orr_vm *vm, int ctrl, int lun) {
+  return json_object_get(json_object_get(vm->layout, "fdsets"),
+                         orr__qemu_disk_key(ctrl, lun).s);
+}
+
+/* What a change's host files are opened through: judged under the engine's
+** policy; the plan backend keeps nothing open. */
+static orr_hostres *request_hostres(const orr_vm *vm) {
+  return orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
+                          vm->backend == &orr__backend_plan);
+}
+
 static int scsi(modify_ctx *c) {
   orr_vm *vm = c->r->vm;
   int ctrl = orr_scsi_controller_index(c->parts[3]);
@@ -274,19 +311,24 @@ static int scsi(modify_ctx *c) {
       json_decref(att);
       return -1;
     }
-    rc = orr__qemu_plan_scsi_add(ctrl, lun, att, tg, &plan, &e);
+    /* The request holds the image's descriptors until QEMU has them. */
+    c->r->hr = request_hostres(vm);
+    rc = orr__qemu_plan_scsi_add(ctrl, lun, att, tg, c->r->hr, &plan, &e);
     c->r->data = json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", att);
+    disk_fdsets(c->r->data, ctrl, lun, json_object_get(plan, "fdsets"));
   } else {
     if (json_object_get(attachments, lunkey) == NULL)
       return fail(c, ORR_ENOENT, "LUN %s is not attached on controller %s",
                   lunkey, c->parts[3]);
     c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
+    disk_fdsets(c->r->data, ctrl, lun, NULL);
     c->r->commit = orr__commit_path;
     if (orr__req_join_unplug(c->r, c->path))
       return 0;
     if (reserve(c))
       return -1;
-    rc = orr__qemu_plan_scsi_remove(ctrl, lun, tg, &plan, &e);
+    rc = orr__qemu_plan_scsi_remove(ctrl, lun, tg,
+                                    disk_fdsets_of(vm, ctrl, lun), &plan, &e);
   }
   if (rc != 0)
     return fail(c, rc, "%s%s", e.msg, NULL);
@@ -297,7 +339,8 @@ static int scsi(modify_ctx *c) {
 }
 
 typedef int (*add_plan_fn)(const char *guid, const json_t *settings,
-                           const char *port, json_t **plan, orr_error *e);
+                           const char *port, orr_hostres *hr, json_t **plan,
+                           orr_error *e);
 typedef int (*remove_plan_fn)(const char *guid, json_t **plan, orr_error *e);
 
 /* VPCI devices and NICs: keyed by a GUID, each in its own root port. */
@@ -309,6 +352,7 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
   json_t *cur = json_object_get(vm_obj(vm->doc, "Devices", group), guid);
   json_t *plan = NULL, *settings;
   orr_error e = {0, ""};
+  orr_hostres *hr;
   const char *port;
   int rc;
   if (orr__check_guid(guid, strlen(guid)) != NULL)
@@ -381,7 +425,10 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
   }
   c->r->data = json_pack("{s:s}", "claimed", qdev.s);
   c->r->abandon = unclaim_port;
-  if ((rc = add(guid, settings, port, &plan, &e)) != 0) {
+  hr = request_hostres(vm);
+  rc = add(guid, settings, port, hr, &plan, &e);
+  orr__hostres_free(hr);
+  if (rc != 0) {
     json_decref(settings);
     return fail(c, rc, "%s%s", e.msg, NULL);
   }
@@ -572,13 +619,13 @@ static int cpu_limits(modify_ctx *c) {
 }
 
 static int nic_add(const char *guid, const json_t *s, const char *port,
-                   json_t **plan, orr_error *e) {
-  return orr__qemu_plan_nic_add(guid, s, port, plan, e);
+                   orr_hostres *hr, json_t **plan, orr_error *e) {
+  return orr__qemu_plan_nic_add(guid, s, port, hr, plan, e);
 }
 
 static int vpci_add(const char *guid, const json_t *s, const char *port,
-                    json_t **plan, orr_error *e) {
-  return orr__qemu_plan_vpci_add(guid, s, port, plan, e);
+                    orr_hostres *hr, json_t **plan, orr_error *e) {
+  return orr__qemu_plan_vpci_add(guid, s, port, hr, plan, e);
 }
 
 /* ---- devices QEMU deleted without being asked ---- */
@@ -608,12 +655,13 @@ orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *qdev) {
             lunkey) == NULL ||
         orr__qemu_plan_scsi_remove(
             c, lun, json_is_true(json_object_get(vm->layout, "throttle_group")),
-            &plan, &e) != 0)
+            disk_fdsets_of(vm, c, lun), &plan, &e) != 0)
       return NULL;
     snprintf(path, sizeof path, "VirtualMachine/Devices/Scsi/%s/Attachments/%s",
              guid, lunkey);
     data = json_pack("{s:[s,s,s,s,s,s]}", "keys", "VirtualMachine", "Devices",
                      "Scsi", guid, "Attachments", lunkey);
+    disk_fdsets(data, c, lun, NULL);
   } else if (sscanf(qdev, "p9-%d%n", &k, &n) == 1 && qdev[n] == '\0') {
     json_object_foreach(vm->p9_index, key, v) {
       json_t *name = json_string(key);

@@ -32,6 +32,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@
 
 #include "orrery/document.h"
 #include "rundir.h"
+#include "policy_host.h"
 #include "vm_internal.h"
 
 #define STATE_MAX (16 * 1024 * 1024)
@@ -562,6 +564,37 @@ static void discard(orr_vm *vm) {
   free(vm);
 }
 
+/* A confined engine re-attaches only to VMs below its own runtime root:
+** another directory's state.json may be anyone's, naming any process. A
+** runtime_dir given must also be one the caller may write. Judged on the
+** name first (dirfd -1), then again on the directory opened (dirfd). */
+static int check_confined_open(orr_engine *eng, const char *dir, int dirfd,
+                               bool given, orr_error *e) {
+  char real[PATH_MAX], root[PATH_MAX];
+  size_t n;
+  int rc;
+  if (eng->policy == NULL)
+    return 0;
+  if (given && dirfd < 0 && (rc = orr__policy_check_new_dir(
+                    eng->policy, dir, "open: opts.runtime_dir", e)) != 0)
+    return rc;
+  if (realpath(eng->runtime_root, root) == NULL)
+    return orr_error_set(e, ORR_ENOENT, "open: no runtime root %s",
+                         eng->runtime_root);
+  if (dirfd >= 0 ? orr__fd_path(dirfd, real, sizeof real) != 0
+                 : realpath(dir, real) == NULL)
+    return orr_error_set(e, ORR_ENOENT, "open: no VM to re-attach to in %s",
+                         dir);
+  n = strlen(root);
+  if (strncmp(real, root, n) != 0 || real[n] != '/')
+    return orr_error_set(e, ORR_EPERM,
+                         "sandbox: open: %s is not below the engine's runtime "
+                         "root %s (a confined engine re-attaches only to its "
+                         "own VMs)",
+                         dir, root);
+  return 0;
+}
+
 int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
                 orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e) {
   json_t *st = NULL, *doc = NULL;
@@ -571,6 +604,16 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
     if (!o->closed && strcmp(o->id, id) == 0)
       return orr_error_set(
           e, ORR_EBUSY, "open: VM \"%s\" is already open in this process", id);
+  {
+    char dir[sizeof vm->run_dir];
+    if (opts && opts->runtime_dir)
+      snprintf(dir, sizeof dir, "%s", opts->runtime_dir);
+    else
+      snprintf(dir, sizeof dir, "%s/%s", eng->runtime_root, id);
+    if ((rc = check_confined_open(eng, dir, -1, opts && opts->runtime_dir,
+                                  e)) != 0)
+      return rc;
+  }
   vm = calloc(1, sizeof *vm);
   vm->eng = eng;
   vm->backend = &orr__backend_qemu;
@@ -594,6 +637,9 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
       orr_error_prefix(e, "open");
     goto fail;
   }
+  if ((rc = check_confined_open(eng, vm->run_dir, vm->run_dir_fd, false, e)) !=
+      0)
+    goto fail;
   if ((rc = orr__run_dir_lock(vm->run_dir_fd, vm->run_dir, e)) != 0) {
     orr_error_prefix(e, "open");
     goto fail;

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostres.h"
 #include "vm_internal.h"
 
 uint64_t orr__now_ms(void) {
@@ -59,6 +60,7 @@ static void req_free(orr_req *r) {
   json_decref(r->result);
   json_decref(r->data);
   json_decref(r->doc_before);
+  orr__hostres_free(r->hr);
   free(r->reserve);
   free(r);
 }
@@ -205,26 +207,43 @@ static void late_drop(void *arg, int status, json_t *result,
   maybe_free(r);
 }
 
-int orr__req_send(orr_req *r, const char *name, json_t *args,
-                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late) {
-  /* A decided request only settles: that is nobody's wait, so the
-  ** backend's default deadline (0) rather than a past one. */
+/* The deadline of a command r sends. A decided request only settles: that
+** is nobody's wait, so the backend's default deadline (0) rather than a
+** past one. */
+static uint64_t send_ms(orr_req *r) {
   uint64_t ms = 0;
-  int rc;
   if (!r->done && (ms = orr__req_left(r)) == 0)
     ms = 1;
-  rc = r->vm->backend->send(r->vm, name, args, ms, cb, late ? late : late_drop,
-                            r);
+  return ms;
+}
+
+int orr__req_send(orr_req *r, const char *name, json_t *args,
+                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late) {
+  int rc = r->vm->backend->send(r->vm, name, args, send_ms(r), cb,
+                                late ? late : late_drop, r);
   if (rc == 0)
     r->inflight++;
   return rc;
 }
 
+/* A step with "fd": i passes the request's held descriptor i along
+** (hostres.h). */
 int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
                       orr_qmp_reply_cb late) {
   const char *name = json_string_value(json_object_get(cmd, "execute"));
   json_t *args = json_object_get(cmd, "arguments");
-  return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb, late);
+  json_t *fdref = json_object_get(cmd, "fd");
+  int fd, rc;
+  if (fdref == NULL)
+    return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb, late);
+  fd = orr__hostres_dup(r->hr, (int)json_integer_value(fdref));
+  if (fd < 0 && r->vm->backend != &orr__backend_plan)
+    return ORR_EIO;
+  rc = r->vm->backend->send_fd(r->vm, name, args ? json_deep_copy(args) : NULL,
+                               fd, send_ms(r), cb, late ? late : late_drop, r);
+  if (rc == 0)
+    r->inflight++;
+  return rc;
 }
 
 /* ---- settling a change in doubt ---- */

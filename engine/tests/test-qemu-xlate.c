@@ -606,8 +606,8 @@ static void test_refusals(void) {
              "\"CountOfMemoryBlocks\":100}]}}}}",
              &cfg, ORR_EINVAL, "VirtualMachine.ComputeTopology.Numa.Settings:");
 
-  /* config */
-  cfg.restore_path = "/tmp/x; rm -rf /";
+  /* config: a restore is read through the engine's host resources */
+  cfg.restore_path = "/var/lib/orrery/demo.state";
   expect_err(minimal_doc, &cfg, ORR_EINVAL, "cfg.restore_path");
   cfg = cfg_default();
   cfg.accel = "auto";
@@ -625,12 +625,15 @@ static void test_decisions(void) {
   json_t *layout, *argv, *v;
   char pmem[128];
 
-  /* restore */
-  cfg.restore_path = "/var/lib/orrery/demo.state";
+  /* restore: from a descriptor QEMU inherits (no shell: -sandbox
+  ** spawn=deny), judged like every host file; a dry set numbers it. */
+  cfg.restore_path = "/var/lib/orrery/demo.state; rm -rf /";
+  cfg.hr = orr__hostres_new(NULL, ORR_HR_BOOT, true);
   argv = build(minimal_doc, &cfg, NULL);
-  ASSERT(find_opt(argv, "-incoming", "exec:cat /var/lib/orrery/demo.state") >
-         0);
+  ASSERT(find_opt(argv, "-incoming", "fd:3") > 0);
+  ASSERT(find_opt(argv, "-sandbox", ORR_QEMU_SANDBOX) > 0);
   json_decref(argv);
+  orr__hostres_free(cfg.hr);
 
   /* UEFI: pflash by blockdev, the per-VM vars file to prepare */
   cfg = cfg_default();
@@ -745,6 +748,7 @@ static void test_decisions(void) {
   ASSERT_STR_EQ(sget(v, "mem-path"), pmem);
   ASSERT_EQ(iget(v, "size"), 3 << 20);
   ASSERT(json_is_false(json_object_get(v, "share")));
+  ASSERT(json_is_true(json_object_get(v, "readonly"))); /* opened read-only */
   v = json_opt(argv, "-device", "id", "pmem-1");
   ASSERT_STR_EQ(sget(v, "driver"), "virtio-pmem-pci");
   ASSERT_STR_EQ(sget(v, "memdev"), "pmem-1-mem");
@@ -823,7 +827,7 @@ static void test_plans(void) {
 
   att = J("{\"Type\":\"VirtualDisk\",\"Path\":\"/x/d.raw\",\"ReadOnly\":true,"
           "\"CachingMode\":\"Uncached\"}");
-  ASSERT_OK(orr__qemu_plan_scsi_add(1, 7, att, true, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_add(1, 7, att, true, NULL, &plan, &err));
   ASSERT_EQ(json_array_size(json_object_get(plan, "do")), 4);
   s = dostep(plan, 0);
   ASSERT_STR_EQ(sget(s, "execute"), "blockdev-add");
@@ -853,7 +857,7 @@ static void test_plans(void) {
   json_decref(plan);
   json_decref(att);
 
-  ASSERT_OK(orr__qemu_plan_scsi_remove(1, 7, true, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_remove(1, 7, true, NULL, &plan, &err));
   ASSERT_STR_EQ(sget(json_object_get(dostep(plan, 0), "arguments"), "id"),
                 "disk-1-7");
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "disk-1-7");
@@ -868,7 +872,7 @@ static void test_plans(void) {
   json_decref(plan);
 
   att = J("{\"EndpointId\":\"user\",\"MacAddress\":\"00-15-5D-52-C0-0B\"}");
-  ASSERT_OK(orr__qemu_plan_nic_add(NIC_GUID, att, "rp9", &plan, &err));
+  ASSERT_OK(orr__qemu_plan_nic_add(NIC_GUID, att, "rp9", NULL, &plan, &err));
   s = dostep(plan, 0);
   ASSERT_STR_EQ(sget(s, "execute"), "netdev_add");
   ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "id"), "net-" NIC_GUID);
@@ -877,7 +881,7 @@ static void test_plans(void) {
   ASSERT_STR_EQ(sget(s, "bus"), "rp9");
   ASSERT_STR_EQ(sget(s, "mac"), "00:15:5d:52:c0:0b");
   json_decref(plan);
-  ASSERT_ERR(orr__qemu_plan_nic_add(NIC_GUID, att, "pcie.0", &plan, &err),
+  ASSERT_ERR(orr__qemu_plan_nic_add(NIC_GUID, att, "pcie.0", NULL, &plan, &err),
              ORR_EINVAL);
   ASSERT_NULL(plan);
   json_decref(att);
@@ -889,7 +893,7 @@ static void test_plans(void) {
   json_decref(plan);
 
   att = J("{\"Functions\":[{\"DeviceInstancePath\":\"qemu:edu\"}]}");
-  ASSERT_OK(orr__qemu_plan_vpci_add(VPCI_GUID, att, "rp3", &plan, &err));
+  ASSERT_OK(orr__qemu_plan_vpci_add(VPCI_GUID, att, "rp3", NULL, &plan, &err));
   s = json_object_get(dostep(plan, 0), "arguments");
   ASSERT_STR_EQ(sget(s, "driver"), "edu");
   ASSERT_STR_EQ(sget(s, "id"), "vpci-" VPCI_GUID);
@@ -898,6 +902,27 @@ static void test_plans(void) {
   json_decref(att);
   ASSERT_OK(orr__qemu_plan_vpci_remove(VPCI_GUID, &plan, &err));
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "vpci-" VPCI_GUID);
+  json_decref(plan);
+
+  /* save: to the request's descriptor (getfd, SCM_RIGHTS), never exec:
+  ** (QEMU's -sandbox spawn=deny); after a save, out of postmigrate first. */
+  json_t *v;
+  ASSERT_OK(orr__qemu_plan_save(false, 2, &plan, &err));
+  ASSERT_EQ(json_array_size(json_object_get(plan, "do")), 2);
+  v = json_array_get(json_object_get(plan, "do"), 1);
+  ASSERT_STR_EQ(json_string_value(json_object_get(v, "execute")), "getfd");
+  ASSERT_EQ(json_integer_value(json_object_get(v, "fd")), 2);
+  v = json_object_get(plan, "start");
+  ASSERT_STR_EQ(json_string_value(
+                    json_object_get(json_object_get(v, "arguments"), "uri")),
+                "fd:" ORR_QEMU_SAVE_FD);
+  json_decref(plan);
+  ASSERT_OK(orr__qemu_plan_save(true, 0, &plan, &err));
+  v = json_array_get(json_object_get(plan, "do"), 0);
+  ASSERT_STR_EQ(json_string_value(json_object_get(v, "execute")), "cont");
+  ASSERT_STR_EQ(
+      json_string_value(json_object_get(json_object_get(v, "undo"), "execute")),
+      "stop");
   json_decref(plan);
 
   ASSERT_OK(orr__qemu_plan_memory(128, 200, 256, &plan, &err));
@@ -1292,13 +1317,13 @@ static void test_real_qemu(void) {
 
   /* SCSI add at LUN 5, through the throttle */
   att = J(F("{\"Type\":\"VirtualDisk\",\"Path\":\"%s\"}", extra));
-  ASSERT_OK(orr__qemu_plan_scsi_add(0, 5, att, true, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_add(0, 5, att, true, NULL, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   ASSERT(qdev_exists(&vm, "disk-0-5"));
   ASSERT(node_exists(&vm, "qos-0-5", NULL));
   /* a failing device_add (no controller 2): the undos remove the nodes */
-  ASSERT_OK(orr__qemu_plan_scsi_add(2, 0, att, true, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_add(2, 0, att, true, NULL, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), -1);
   ASSERT_EQ(failed, 3);
   ASSERT_STR_CONTAINS(desc, "scsi2.0");
@@ -1308,7 +1333,7 @@ static void test_real_qemu(void) {
   json_decref(plan);
   json_decref(att);
   /* SCSI remove: completes without a guest, then the nodes go */
-  ASSERT_OK(orr__qemu_plan_scsi_remove(0, 5, true, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_remove(0, 5, true, NULL, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   ASSERT(!qdev_exists(&vm, "disk-0-5"));
@@ -1318,7 +1343,7 @@ static void test_real_qemu(void) {
   port = first_free_port(layout, 0);
   att = J("{\"EndpointId\":\"user\",\"MacAddress\":\"00-15-5D-52-C0-0B\"}");
   ASSERT_OK(orr__qemu_plan_nic_add("11111111-2222-3333-4444-555555555555", att,
-                                   port, &plan, &err));
+                                   port, NULL, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   json_decref(att);
@@ -1333,7 +1358,7 @@ static void test_real_qemu(void) {
   port = first_free_port(layout, 1);
   att = J("{\"Functions\":[{\"DeviceInstancePath\":\"qemu:edu\"}]}");
   ASSERT_OK(orr__qemu_plan_vpci_add("aaaaaaaa-2222-3333-4444-555555555555", att,
-                                    port, &plan, &err));
+                                    port, NULL, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   json_decref(att);

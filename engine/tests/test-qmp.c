@@ -4,6 +4,7 @@
 ** QEMU will not do on request: garbage, unknown ids, a socket that appears
 ** late, an overlong line, a peer that hangs up.
 */
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -820,9 +821,110 @@ static void test_deadlines_and_late_replies(void) {
     reply_free(&late_r[i]);
 }
 
+/* ---- descriptors: inherited at spawn, passed over QMP ------------------ */
+
+static int replies_done(test_ctx *t, int n) {
+  for (int i = 0; i < n; i++)
+    if (t->r[i].calls != 1)
+      return 0;
+  return 1;
+}
+
+/* The fds of fdset id in a query-fdsets answer, or -1 if there is none. */
+static int fdset_size(json_t *sets, int id) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(sets, i, s) {
+    if (json_integer_value(json_object_get(s, "fdset-id")) == id)
+      return (int)json_array_size(json_object_get(s, "fds"));
+  }
+  return -1;
+}
+
+static void test_real_qemu_fds(void) {
+  const char *argv[] = {"qemu-system-x86_64", "-accel", "tcg", "-M", "q35",
+                        "-m", "64", "-nodefaults", "-nographic", "-S",
+                        /* child fd 3 and 4 are inherited */
+                        "-add-fd", "fd=3,set=9", "-add-fd", "fd=4,set=9",
+                        "-chardev", NULL, "-mon", "chardev=qmp,mode=control",
+                        NULL};
+  char chardev[400], file[300];
+  orr_process_options po = {0};
+  orr_error e = {0};
+  int inherit[2], fd;
+  test_ctx t;
+
+  ctx_init(&t);
+  snprintf(chardev, sizeof chardev, "socket,id=qmp,path=%s,server=on,wait=off",
+           t.sock);
+  argv[15] = chardev;
+  snprintf(file, sizeof file, "%s/f", t.dir);
+  /* Low numbers on purpose: they collide with the child's 3 and 4. */
+  inherit[1] = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  inherit[0] = open(file, O_RDONLY | O_CLOEXEC);
+  ASSERT(inherit[0] >= 0 && inherit[1] >= 0);
+  po.argv = argv;
+  po.flags = ORR_PROCESS_KILL_WITH_PARENT;
+  po.inherit = inherit;
+  po.ninherit = 2;
+  po.exit_cb = on_qemu_exit;
+  po.arg = &t;
+  ASSERT_OK(orr_process_spawn(&t.loop, &po, &t.qemu, &e));
+  close(inherit[0]);
+  close(inherit[1]);
+  ctx_connect(&t, 10000);
+
+  /* Queued before the handshake: plain, two descriptors, plain. They go
+  ** out in order, one descriptor at a time. */
+  ASSERT_OK(send_cmd(t.qmp, "query-status", NULL, &t.r[0]));
+  fd = open(file, O_RDONLY | O_CLOEXEC);
+  ASSERT_OK(orr_qmp_send_fd(t.qmp, "add-fd", json_pack("{s:i}", "fdset-id", 1),
+                            fd, 0, on_reply, NULL, &t.r[1]));
+  fd = open(file, O_RDWR | O_CLOEXEC);
+  ASSERT_OK(orr_qmp_send_fd(t.qmp, "add-fd", json_pack("{s:i}", "fdset-id", 2),
+                            fd, 0, on_reply, NULL, &t.r[2]));
+  ASSERT_OK(send_cmd(t.qmp, "query-fdsets", NULL, &t.r[3]));
+  while (!replies_done(&t, 4))
+    ASSERT(uv_run(&t.loop, UV_RUN_ONCE) != 0);
+  for (int i = 0; i < 4; i++)
+    ASSERT_OK(t.r[i].status);
+  ASSERT_EQ(1, json_integer_value(json_object_get(t.r[1].result, "fdset-id")));
+  ASSERT_EQ(2, json_integer_value(json_object_get(t.r[2].result, "fdset-id")));
+  ASSERT_EQ(1, fdset_size(t.r[3].result, 1));
+  ASSERT_EQ(1, fdset_size(t.r[3].result, 2));
+  ASSERT_EQ(2, fdset_size(t.r[3].result, 9));
+
+  /* Once ready, a named descriptor: getfd takes it, closefd drops it; a
+  ** command that wants none gets none (QEMU says so). */
+  fd = open(file, O_RDONLY | O_CLOEXEC);
+  ASSERT_OK(orr_qmp_send_fd(t.qmp, "getfd", json_pack("{s:s}", "fdname", "x"),
+                            fd, 0, on_reply, NULL, &t.r[4]));
+  ASSERT_OK(
+      send_cmd(t.qmp, "closefd", json_pack("{s:s}", "fdname", "x"), &t.r[5]));
+  ASSERT_OK(
+      send_cmd(t.qmp, "getfd", json_pack("{s:s}", "fdname", "y"), &t.r[6]));
+  ASSERT_ERR(
+      orr_qmp_send_fd(t.qmp, "getfd", NULL, -1, 0, on_reply, NULL, &t.r[7]),
+      ORR_EINVAL);
+  while (!replies_done(&t, 7))
+    ASSERT(uv_run(&t.loop, UV_RUN_ONCE) != 0);
+  ASSERT_OK(t.r[4].status);
+  ASSERT_OK(t.r[5].status);
+  ASSERT_ERR(t.r[6].status, ORR_EBACKEND);
+  ASSERT_STR_CONTAINS(t.r[6].errmsg, "No file descriptor supplied");
+
+  ASSERT_OK(orr_process_kill(t.qemu, SIGKILL));
+  while (t.exits == 0)
+    uv_run(&t.loop, UV_RUN_ONCE);
+  orr_process_close(t.qemu, NULL);
+  unlink(file);
+  ctx_finish(&t);
+}
+
 int main(void) {
   alarm(120); /* a hung test fails instead of waiting for ctest */
   RUN_TEST(test_real_qemu);
+  RUN_TEST(test_real_qemu_fds);
   RUN_TEST(test_garbage_late_socket_hangup);
   RUN_TEST(test_overlong_line_drops);
   RUN_TEST(test_connect_timeout);

@@ -4,9 +4,13 @@
 -- back, unmounted and hot-removed; a PCI device is hot-added, found at its
 -- PCI address and removed; then the VM shuts down. Each step prints the
 -- time since the start.
---   orrery run quickstart.lua     the real thing (about 10 s on TCG)
---   orrery plan quickstart.lua    the same changes as the QMP they would
---                                 send; no guest, no files
+--   orrery run quickstart.lua [DIR]   the real thing (about 10 s on TCG);
+--                                     the data disk is made in DIR (default
+--                                     $TMPDIR or /tmp)
+--   orrery plan quickstart.lua        the same changes as the QMP they would
+--                                     send; no guest, no files
+-- It runs no host program, so it runs sandboxed too:
+--   orrery run --sandbox --allow-write=DIR quickstart.lua DIR
 local orrery = require("orrery")
 
 local t0 = orrery.now()
@@ -16,18 +20,15 @@ end
 
 local real = orrery.default_backend() ~= "plan"
 
--- The data disk lives in a private directory, removed however the recipe
--- ends (declared before the VM, so it goes after the VM has let go of it).
-local dir = "/tmp/orrery-quickstart"
-if real then
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 0700 " .. dir))
-end
+-- The data disk, a sparse file of a name of its own, removed however the
+-- recipe ends (declared before the VM, so it goes after the VM has let go
+-- of it).
+local dir = (...) or os.getenv("TMPDIR") or "/tmp"
+math.randomseed() -- Lua 5.4: a random seed
+local disk = string.format("%s/orrery-quickstart-%d.img", dir, math.random(1, 1e9))
 local cleanup <close> = setmetatable({}, { __close = function()
-  if real then os.execute("rm -rf " .. dir) end
+  if real then os.remove(disk) end
 end })
-local disk = dir .. "/data.img"
 
 local b = orrery.builder{ owner = "quickstart" }
 b:set_memory{ SizeInMB = 256 }
@@ -56,7 +57,12 @@ local function run(argv)
   return r.stdout
 end
 
-if real then assert(os.execute("truncate -s 64M " .. disk)) end
+if real then -- 64 MiB: the last byte written, the rest a hole
+  local f = assert(io.open(disk, "wb"))
+  assert(f:seek("set", 64 * 1024 * 1024 - 1))
+  assert(f:write("\0"))
+  assert(f:close())
+end
 local lun = 3
 assert(vm:add_scsi_disk(0, lun, { Type = "VirtualDisk", Path = disk }))
 step("hot-added %s (64 MiB) at controller 0 LUN %d", disk, lun)

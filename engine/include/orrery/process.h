@@ -41,6 +41,9 @@ typedef void (*orr_process_exit_cb)(void *arg, int64_t exit_status,
                                     int term_signal);
 typedef void (*orr_process_close_cb)(void *arg);
 
+/* At most this many descriptors are handed to a child (inherit). */
+#define ORR_PROCESS_MAX_INHERIT 256
+
 typedef struct {
   const char *const *argv; /* NULL-terminated; PATH is searched for argv[0] */
   const char *cwd;         /* NULL: the engine's */
@@ -48,6 +51,15 @@ typedef struct {
   size_t output_max;       /* bytes of output kept; 0: 64 KiB */
   orr_process_exit_cb exit_cb; /* may be NULL */
   void *arg;                   /* passed to both callbacks */
+  /* Descriptors the child gets: inherit[i] becomes its descriptor 3 + i
+  ** (the caller's stay as they are, close-on-exec or not); every other
+  ** descriptor of the engine is closed on exec as usual. */
+  const int *inherit;
+  size_t ninherit; /* at most ORR_PROCESS_MAX_INHERIT */
+  /* A Landlock ruleset (landlock_create_ruleset) the child restricts
+  ** itself with, after PR_SET_NO_NEW_PRIVS, just before exec; -1 or 0 when
+  ** none (a plain zeroed struct means none). */
+  int landlock_ruleset;
 } orr_process_options;
 
 /*

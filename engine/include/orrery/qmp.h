@@ -133,6 +133,24 @@ ORR_API int orr_qmp_send_timed(orr_qmp *qmp, const char *command,
 ** nothing since (see orr_qmp_health_cb). */
 ORR_API int orr_qmp_is_unresponsive(const orr_qmp *qmp);
 
+/*
+** orr_qmp_send_timed with a descriptor passed along (SCM_RIGHTS), for the
+** commands that take one: getfd, add-fd. fd is taken: closed once sent, or
+** at once when this fails. The command goes out in order with the others,
+** but on its own: with sendmsg() once libuv's write queue is empty, since
+** uv_write2() only passes libuv handles (a file or a listening socket is
+** none, and wrapping one would make libuv set O_NONBLOCK on a file
+** description QEMU shares), and on an IPC pipe that reads every message
+** as a possible handle. Only one descriptor is in flight at a time: QEMU
+** keeps the last one received until a command takes it, so a second one
+** arriving before the first command ran would replace it; the next waits
+** for the reply.
+*/
+ORR_API int orr_qmp_send_fd(orr_qmp *qmp, const char *command,
+                            json_t *arguments, int fd, uint64_t timeout_ms,
+                            orr_qmp_reply_cb cb, orr_qmp_reply_cb late,
+                            void *arg);
+
 /* Sets the one event subscriber, replacing the previous one; cb NULL
 ** unsubscribes. Events that arrive during the handshake are delivered. */
 ORR_API void orr_qmp_on_event(orr_qmp *qmp, orr_qmp_event_cb cb, void *arg);

@@ -5,6 +5,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qemu_xlate.h"
 #include "vm_internal.h"
@@ -22,7 +23,13 @@ static int plan_launch(orr_vm *vm, orr_error *e) {
   json_t *argv = NULL, *layout = NULL;
   int rc;
   orr__qemu_vm_config(vm, &cfg);
-  if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
+  /* Judged and inspected as the qemu backend would, nothing kept open. */
+  cfg.hr = orr__hostres_new(vm->eng->policy, ORR_HR_BOOT, true);
+  if (cfg.hr == NULL)
+    return orr_error_set(e, ORR_ENOMEM, "out of memory");
+  rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e);
+  orr__hostres_free(cfg.hr);
+  if (rc != 0)
     return rc;
   vm->argv = argv;
   vm->layout = layout;
@@ -72,17 +79,9 @@ static void reply_later(void *p) {
   free(r);
 }
 
-/* An obedient QEMU answers at once: the deadline and the late callback
-** never come into play. */
-static int plan_send(orr_vm *vm, const char *cmd, json_t *args,
-                     uint64_t timeout_ms, orr_qmp_reply_cb cb,
-                     orr_qmp_reply_cb late, void *arg) {
+static int plan_reply_to(orr_vm *vm, const char *cmd, json_t *args,
+                         orr_qmp_reply_cb cb, void *arg) {
   plan_reply *r = calloc(1, sizeof *r);
-  json_t *entry = json_pack("{s:s}", "execute", cmd);
-  (void)timeout_ms, (void)late;
-  if (args)
-    json_object_set(entry, "arguments", args);
-  orr__vm_log(vm, "qmp", entry);
   r->vm = vm;
   r->cb = cb ? cb : NULL;
   r->arg = arg;
@@ -95,6 +94,33 @@ static int plan_send(orr_vm *vm, const char *cmd, json_t *args,
   }
   orr__defer(vm->eng, reply_later, r);
   return 0;
+}
+
+/* An obedient QEMU answers at once: the deadline and the late callback
+** never come into play. */
+static int plan_send(orr_vm *vm, const char *cmd, json_t *args,
+                     uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                     orr_qmp_reply_cb late, void *arg) {
+  json_t *entry = json_pack("{s:s}", "execute", cmd);
+  (void)timeout_ms, (void)late;
+  if (args)
+    json_object_set(entry, "arguments", args);
+  orr__vm_log(vm, "qmp", entry);
+  return plan_reply_to(vm, cmd, args, cb, arg);
+}
+
+/* Recorded with "fd": true where the qemu backend passes a descriptor. */
+static int plan_send_fd(orr_vm *vm, const char *cmd, json_t *args, int fd,
+                        uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                        orr_qmp_reply_cb late, void *arg) {
+  json_t *logged = json_pack("{s:s, s:b}", "execute", cmd, "fd", 1);
+  (void)timeout_ms, (void)late;
+  if (fd >= 0)
+    close(fd);
+  if (args)
+    json_object_set(logged, "arguments", args);
+  orr__vm_log(vm, "qmp", logged);
+  return plan_reply_to(vm, cmd, args, cb, arg);
 }
 
 static void kill_later(void *arg) {
@@ -118,6 +144,7 @@ const orr_backend orr__backend_plan = {
     .name = "plan",
     .launch = plan_launch,
     .send = plan_send,
+    .send_fd = plan_send_fd,
     .kill = plan_kill,
     .release = plan_release,
 };

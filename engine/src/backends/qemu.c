@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "landlock.h"
 #include "pidwatch.h"
 #include "qemu_backend.h"
 #include "qemu_xlate.h"
@@ -74,6 +75,34 @@ static void fail_launch(orr_vm *vm, int status, const char *what) {
     orr_process_kill(vm->proc, SIGKILL);
 }
 
+static void ignore_reply(void *arg, int status, json_t *result,
+                         const char *errmsg) {
+  (void)arg, (void)status, (void)result, (void)errmsg;
+}
+
+/* QEMU 7.2 closes the descriptors of a removed fdset only while the VM
+** runs (monitor/fds.c): a disk removed from a paused VM leaves its image
+** open in QEMU. Its lock is gone with the node, but the file stays open,
+** so the removal is repeated once the VM runs again. */
+static void linger_fdset(orr_vm *vm, const json_t *args) {
+  json_t *ids = json_object_get(vm->layout, "fdsets_lingering");
+  if (ids == NULL) {
+    ids = json_array();
+    json_object_set_new(vm->layout, "fdsets_lingering", ids);
+  }
+  json_array_append(ids, json_object_get(args, "fdset-id"));
+}
+
+static void drop_lingering(orr_vm *vm) {
+  json_t *ids = json_object_get(vm->layout, "fdsets_lingering"), *id;
+  size_t i;
+  json_array_foreach(ids, i, id) {
+    orr_qmp_send(vm->qmp, "remove-fd", json_pack("{s:O}", "fdset-id", id),
+                 ignore_reply, NULL);
+  }
+  json_object_del(vm->layout, "fdsets_lingering");
+}
+
 static void on_event(void *arg, const char *event, json_t *data,
                      int64_t seconds, int64_t micros) {
   orr_vm *vm = arg;
@@ -83,6 +112,8 @@ static void on_event(void *arg, const char *event, json_t *data,
     orr__qemu_reconcile_event(vm, data);
     return;
   }
+  if (strcmp(event, "RESUME") == 0 && vm->layout != NULL)
+    drop_lingering(vm);
   orr__vm_event(vm, event, data);
 }
 
@@ -174,9 +205,9 @@ static void on_status(void *arg, int status, json_t *result,
     fail_launch(vm, status, errmsg);
     return;
   }
-  /* A restore is done once QEMU leaves "inmigrate". QEMU stays there for
-  ** ever when the stream ends without a state in it (an empty file, a cat
-  ** that failed), so the wait has a deadline. */
+  /* A restore is done once QEMU leaves "inmigrate". It reads a regular
+  ** file the engine opened (a bad one makes it exit at once), but a large
+  ** state on a slow disk can take its time: the wait has a deadline. */
   if (st && strcmp(st, "inmigrate") == 0) {
     uint64_t limit = launch_limit(vm);
     char what[600];
@@ -202,6 +233,7 @@ static void on_status(void *arg, int status, json_t *result,
                 : st && strcmp(st, "running") == 0 ? ORR_VM_RUNNING
                                                    : ORR_VM_PAUSED;
     vm->has_run = vm->state != ORR_VM_CREATED;
+    vm->after_save = st && strcmp(st, "postmigrate") == 0;
     orr__vm_attached(vm, 0, NULL);
     return;
   }
@@ -323,15 +355,17 @@ static int qemu_prepare(orr_vm *vm, orr_error *e) {
   if (vm->argv != NULL)
     return 0;
   orr__qemu_vm_config(vm, &cfg);
-  if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0)
+  /* What QEMU will inherit stays open until it is spawned. */
+  cfg.hr = orr__hostres_new(vm->eng->policy, ORR_HR_BOOT, false);
+  if (cfg.hr == NULL)
+    return orr_error_set(e, ORR_ENOMEM, "out of memory");
+  if ((rc = orr__qemu_argv(vm->doc, &cfg, &argv, &layout, e)) != 0) {
+    orr__hostres_free(cfg.hr);
     return rc;
+  }
   vm->argv = argv;
   vm->layout = layout;
-  /* QEMU would wait in "inmigrate" for a state that never comes. */
-  if (vm->restore && access(vm->restore, R_OK) != 0)
-    return orr_error_set(e, errno == ENOENT ? ORR_ENOENT : ORR_EPERM,
-                         "cannot read the saved state %s: %s", vm->restore,
-                         strerror(errno));
+  vm->boot_res = cfg.hr;
   return 0;
 }
 
@@ -366,6 +400,16 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   po.flags = terminate ? ORR_PROCESS_KILL_WITH_PARENT : 0;
   po.exit_cb = on_qemu_exit;
   po.arg = vm;
+  po.inherit = orr__hostres_fds(vm->boot_res, &po.ninherit);
+  /* A confined engine's QEMU also runs under Landlock. */
+  vm->confined = vm->eng->policy != NULL;
+  if (vm->confined &&
+      (rc = orr__landlock_qemu(vm->run_dir, vm->boot_res, &po.landlock_ruleset,
+                               &vm->landlock_abi, e)) != 0) {
+    free(cargv);
+    remove_run_dir(vm);
+    return rc;
+  }
   /* QEMU creates its sockets with the process umask: 0177 makes qmp.sock,
   ** qga.sock and vnc.sock 0600 like its pidfile. The fork happens inside
   ** this call, so the engine's own umask is back right after. */
@@ -373,6 +417,11 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   rc = orr_process_spawn(vm->eng->loop, &po, &vm->proc, e);
   umask(mask);
   free(cargv);
+  /* QEMU has its copies now (or never will). */
+  orr__hostres_free(vm->boot_res);
+  vm->boot_res = NULL;
+  if (po.landlock_ruleset > 0)
+    close(po.landlock_ruleset);
   if (rc != 0) {
     remove_run_dir(vm);
     return rc;
@@ -403,7 +452,21 @@ static int qemu_send(orr_vm *vm, const char *cmd, json_t *args,
   }
   if (strcmp(cmd, "quit") == 0)
     vm->quitting = true;
+  if (strcmp(cmd, "remove-fd") == 0 && vm->state != ORR_VM_RUNNING &&
+      vm->layout != NULL)
+    linger_fdset(vm, args);
   return orr_qmp_send_timed(vm->qmp, cmd, args, timeout_ms, cb, late, arg);
+}
+
+static int qemu_send_fd(orr_vm *vm, const char *cmd, json_t *args, int fd,
+                        uint64_t timeout_ms, orr_qmp_reply_cb cb,
+                        orr_qmp_reply_cb late, void *arg) {
+  if (vm->qmp == NULL) {
+    json_decref(args);
+    close(fd);
+    return ORR_EVMGONE;
+  }
+  return orr_qmp_send_fd(vm->qmp, cmd, args, fd, timeout_ms, cb, late, arg);
 }
 
 static void qemu_kill(orr_vm *vm) {
@@ -725,6 +788,7 @@ const orr_backend orr__backend_qemu = {
     .prepare = qemu_prepare,
     .launch = qemu_launch,
     .send = qemu_send,
+    .send_fd = qemu_send_fd,
     .kill = qemu_kill,
     .release = qemu_release,
     .check_state = qemu_check_state,

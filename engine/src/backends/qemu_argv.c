@@ -13,15 +13,17 @@
 **   present; q35 always has a PS/2 keyboard and mouse. Otherwise
 **   -display none only.
 ** - VirtualPMem: virtio-pmem-pci over memory-backend-file (mem-path =
-**   HostPath, share=on, or share=off for ReadOnly: a private copy-on-write
-**   mapping, so the host file is never written). The size is the file's
+**   HostPath, share=on, or for ReadOnly share=off,readonly=on: QEMU opens
+**   the host file read-only and maps it read-only, so it is never written). The
+*size is the file's
 **   size, which must be a multiple of 4 KiB (a fixed VHD's 512-byte footer
 **   is left out). -m gets slots=<devices>,maxmem=<memory + devices rounded
 **   to 2 MiB>. ImageFormat Vhdx is ORR_ENOTSUP (not a flat image).
 ** - LinuxKernelDirect boots with -bios qboot.rom (no SeaBIOS); see
 **   chipset().
-** - Restore: -incoming "exec:cat <path>". QEMU runs exec: through /bin/sh,
-**   so the path must be absolute and match [A-Za-z0-9_./-]+ (ORR_EINVAL).
+** - QEMU runs under -sandbox (ORR_QEMU_SANDBOX) whatever the engine.
+** - Restore: -incoming fd:N, a descriptor the engine opened and QEMU
+**   inherits (hostres.h): with spawn=deny QEMU can run no shell for exec:.
 ** - Paths in -fsdev/-chardev have their commas doubled (QEMU's escape).
 ** - Every -device is JSON. QEMU 7.2 creates all key=value -devices first
 **   and the JSON ones after (vl.c keeps two lists), so mixing the two forms
@@ -63,9 +65,9 @@
 
 #include "backends/qemu_xlate.h"
 
-#define SUN_PATH_MAX 107     /* sizeof(sockaddr_un.sun_path) - 1 */
-#define ARGV_MACHINE_VALUE 5 /* binary -S -nodefaults -no-user-config -M q35   \
-                              */
+#define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
+/* Where q35 sits: binary -S -nodefaults -no-user-config -sandbox V -M q35 */
+#define ARGV_MACHINE_VALUE 7
 
 /* The firmware of a LinuxKernelDirect boot, found in QEMU's data directory
 ** (Debian: qemu-system-data). */
@@ -445,6 +447,7 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
     char key[8];
     const json_t *d;
     const char *host, *fmt;
+    char what[600], ref[4096];
     bool ro;
     struct stat st;
     long long size;
@@ -471,10 +474,10 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
                            "%s.HostPath must be an absolute host path, got "
                            "'%s'",
                            dpath, host);
-    if (stat(host, &st) != 0)
-      return orr_error_set(b->err, errno == ENOENT ? ORR_ENOENT : ORR_EIO,
-                           "%s.HostPath: cannot stat '%s': %s", dpath, host,
-                           strerror(errno));
+    snprintf(what, sizeof what, "%s.HostPath", dpath);
+    if ((rc = orr__hostres_file(b->cfg->hr, host, !ro, what, ref, sizeof ref,
+                                &st, b->err)) != 0)
+      return rc;
     size = (long long)st.st_size;
     if (size % 4096 != 0) {
       /* A fixed VHD: the data, then a 512-byte "conectix" footer. */
@@ -492,11 +495,11 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
                            "in 1..MaximumSizeBytes (%lld)",
                            dpath, size, maxsize);
     if (json_array_append_new(p->objects,
-                              json_pack("{s:s, s:s, s:s, s:I, s:b}", "qom-type",
-                                        "memory-backend-file", "id",
+                              json_pack("{s:s, s:s, s:s, s:I, s:b, s:b}",
+                                        "qom-type", "memory-backend-file", "id",
                                         orr__qemu_pmem_memdev(k).s, "mem-path",
-                                        host, "size", (json_int_t)size, "share",
-                                        !ro)) != 0 ||
+                                        ref, "size", (json_int_t)size, "share",
+                                        !ro, "readonly", ro)) != 0 ||
         json_array_append_new(p->devices,
                               json_pack("{s:s, s:s, s:s}", "driver",
                                         "virtio-pmem-pci", "id",
@@ -678,6 +681,7 @@ static int chipset(bld *b, const json_t *vm, json_t *files,
                          "%s: Uefi and LinuxKernelDirect are exclusive", cpath);
   if (lkd != NULL) {
     const char *kernel, *initrd, *cmdline;
+    char ref[4096];
     if ((rc = orr__qemu_check_fields(lkd, lpath, lkd_rules, b->ignored,
                                      b->err)) != 0 ||
         (rc = orr__qemu_req_str(lkd, "KernelFilePath", lpath, &kernel,
@@ -694,11 +698,21 @@ static int chipset(bld *b, const json_t *vm, json_t *files,
     push(b, b->argv, "-bios");
     push(b, b->argv, KERNEL_FIRMWARE);
     /* 7.2 takes these three values verbatim (no option parsing). */
+    if ((rc = orr__hostres_file(b->cfg->hr, kernel, false,
+                                "VirtualMachine.Chipset.LinuxKernelDirect."
+                                "KernelFilePath",
+                                ref, sizeof ref, NULL, b->err)) != 0)
+      return rc;
     push(b, b->argv, "-kernel");
-    push(b, b->argv, kernel);
+    push(b, b->argv, ref);
     if (initrd != NULL && *initrd) {
+      if ((rc = orr__hostres_file(b->cfg->hr, initrd, false,
+                                  "VirtualMachine.Chipset.LinuxKernelDirect."
+                                  "InitRdPath",
+                                  ref, sizeof ref, NULL, b->err)) != 0)
+        return rc;
       push(b, b->argv, "-initrd");
-      push(b, b->argv, initrd);
+      push(b, b->argv, ref);
     }
     if (cmdline != NULL && *cmdline) {
       push(b, b->argv, "-append");
@@ -785,7 +799,8 @@ static int scsi(bld *b, const json_t *devices, bool throttle) {
         continue;
       snprintf(apath, sizeof apath, "%s.Attachments.%d", cpath, lun);
       if ((rc = orr__qemu_disk_objects(c, lun, bylun[lun], apath, throttle,
-                                       b->ignored, &nodes, &dev, b->err)) != 0)
+                                       b->cfg->hr, b->ignored, &nodes, &dev,
+                                       b->err)) != 0)
         return rc;
       json_array_foreach(nodes, i, node) {
         push_json(b, b->argv, "-blockdev", json_incref(node));
@@ -815,7 +830,8 @@ static int vpci(bld *b, const json_t *devices) {
     json_t *dev;
     join(dpath, sizeof dpath, path, keys[i]);
     rc = orr__qemu_vpci_objects(keys[i], json_object_get(all, keys[i]), dpath,
-                                next_port(b).s, b->ignored, &dev, b->err);
+                                next_port(b).s, b->cfg->hr, b->ignored, &dev,
+                                b->err);
     if (rc == 0)
       add_pci_dev(b, dev);
   }
@@ -841,8 +857,8 @@ static int nics(bld *b, const json_t *devices) {
     json_t *netdev, *dev;
     join(npath, sizeof npath, path, keys[i]);
     rc = orr__qemu_nic_objects(keys[i], json_object_get(all, keys[i]), npath,
-                               next_port(b).s, b->ignored, &netdev, &dev,
-                               b->err);
+                               next_port(b).s, b->cfg->hr, b->ignored, &netdev,
+                               &dev, b->err);
     if (rc == 0) {
       push_json(b, b->argv, "-netdev", netdev);
       add_pci_dev(b, dev);
@@ -874,6 +890,7 @@ static int plan9(bld *b, const json_t *devices) {
                          path);
   json_array_foreach(shares, k, s) {
     const char *name, *access, *dir, *tag;
+    char what[600], ref[4096];
     long long flags;
     bool ro;
     char *esc;
@@ -902,7 +919,11 @@ static int plan9(bld *b, const json_t *devices) {
     if (flags & ~1LL)
       orr__qemu_ignore(b->ignored, spath, "Flags");
     ro = ro || (flags & 1); /* HCS Plan9 flag 0x1: read-only */
-    if ((esc = double_commas(dir)) == NULL) {
+    snprintf(what, sizeof what, "%s.Path", spath);
+    if ((rc = orr__hostres_dir(b->cfg->hr, dir, !ro, what, ref, sizeof ref,
+                               b->err)) != 0)
+      return rc;
+    if ((esc = double_commas(ref)) == NULL) {
       b->oom = true;
       return 0;
     }
@@ -979,9 +1000,10 @@ static int com_ports(bld *b, const json_t *devices) {
                            key);
   }
   for (int n = 0; n < 4; n++) {
-    char key_s[4], ppath[512];
+    char key_s[4], ppath[512], what[600];
     const char *pipe;
     char *esc;
+    int fdnum;
     const json_t *port;
     snprintf(key_s, sizeof key_s, "%d", n);
     if ((port = json_object_get(ports, key_s)) == NULL)
@@ -996,14 +1018,23 @@ static int com_ports(bld *b, const json_t *devices) {
                            "%s.NamedPipe must be an absolute unix socket path "
                            "of at most %d bytes, got '%s'",
                            ppath, SUN_PATH_MAX, pipe);
-    if ((esc = double_commas(pipe)) == NULL) {
-      b->oom = true;
-      return 0;
-    }
+    snprintf(what, sizeof what, "%s.NamedPipe", ppath);
+    if ((rc = orr__hostres_listen(b->cfg->hr, pipe, what, &fdnum, b->err)) != 0)
+      return rc;
     push(b, b->argv, "-chardev");
-    pushf(b, b->argv, "socket,id=%s,path=%s,server=on,wait=off",
-          orr__qemu_com_chardev(n).s, esc);
-    free(esc);
+    if (fdnum >= 0) {
+      /* The engine bound it (confined): QEMU listens on what it gets. */
+      pushf(b, b->argv, "socket,id=%s,fd=%d,server=on,wait=off",
+            orr__qemu_com_chardev(n).s, fdnum);
+    } else {
+      if ((esc = double_commas(pipe)) == NULL) {
+        b->oom = true;
+        return 0;
+      }
+      pushf(b, b->argv, "socket,id=%s,path=%s,server=on,wait=off",
+            orr__qemu_com_chardev(n).s, esc);
+      free(esc);
+    }
     push_json(b, b->devs, "-device",
               json_pack("{s:s, s:s, s:s, s:i}", "driver", "isa-serial", "id",
                         orr__qemu_com_qdev(n).s, "chardev",
@@ -1039,17 +1070,6 @@ static int storage_qos(bld *b, const json_t *vm, bool *throttle) {
   return 0;
 }
 
-static bool is_restore_path(const char *p) {
-  if (p[0] != '/')
-    return false;
-  for (; *p; p++)
-    if (!(('a' <= *p && *p <= 'z') || ('A' <= *p && *p <= 'Z') ||
-          ('0' <= *p && *p <= '9') || *p == '_' || *p == '.' || *p == '/' ||
-          *p == '-'))
-      return false;
-  return true;
-}
-
 static int check_config(const orr_qemu_config *cfg, orr_error *err) {
   if (cfg->binary == NULL || *cfg->binary == '\0')
     return orr_error_set(err, ORR_EINVAL, "cfg.binary is required");
@@ -1071,16 +1091,38 @@ static int check_config(const orr_qemu_config *cfg, orr_error *err) {
     return orr_error_set(err, ORR_EINVAL,
                          "cfg.hotplug_ports must be in 0..%d, got %d",
                          ORR_QEMU_MAX_PORTS, cfg->hotplug_ports);
-  if (cfg->restore_path != NULL && !is_restore_path(cfg->restore_path))
+  if (cfg->restore_path != NULL &&
+      (cfg->restore_path[0] != '/' || cfg->hr == NULL))
     return orr_error_set(err, ORR_EINVAL,
-                         "cfg.restore_path must be an absolute path of "
-                         "[A-Za-z0-9_./-] (QEMU runs it through /bin/sh), "
-                         "got '%s'",
+                         "cfg.restore_path must be an absolute path, read "
+                         "through cfg.hr, got '%s'",
                          cfg->restore_path);
   if (cfg->ovmf_code == NULL || cfg->ovmf_vars_template == NULL)
     return orr_error_set(err, ORR_EINVAL,
                          "cfg.ovmf_code and cfg.ovmf_vars_template are "
                          "required");
+  return 0;
+}
+
+/* -add-fd for every image descriptor the child inherits; byname gets each
+** disk's fdset ids under its key ("<ctrl>-<lun>"). */
+static int add_fds(bld *b, json_t *byname) {
+  size_t n;
+  const orr_hr_fdset *sets = orr__hostres_fdsets(b->cfg->hr, &n);
+  for (size_t i = 0; i < n; i++) {
+    int disk = (sets[i].id - ORR_QEMU_FDSET(0, 0, 0)) / ORR_QEMU_FDSET_MEMBERS;
+    orr_qemu_name key = orr__qemu_disk_key(disk / 64, disk % 64);
+    json_t *ids = json_object_get(byname, key.s);
+    push(b, b->argv, "-add-fd");
+    pushf(b, b->argv, "fd=%d,set=%d", 3 + sets[i].index, sets[i].id);
+    if (ids == NULL) {
+      ids = json_array();
+      if (json_object_set_new(byname, key.s, ids) != 0)
+        b->oom = true;
+    }
+    if (json_array_append_new(ids, json_integer(sets[i].id)) != 0)
+      b->oom = true;
+  }
   return 0;
 }
 
@@ -1095,13 +1137,14 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   pmem_plan pm = {json_array(), json_array(), 0, 0};
   char qmp[4096], pid[4096], qga[4096], vnc[4096];
   json_t *files = json_array(), *ports_layout = json_array();
+  json_t *fdsets = json_object();
   bool throttle = false, stop_on_reset, graphics = false;
   int rc, ncold;
   size_t i;
   json_t *v;
 
   if (pm.objects == NULL || pm.devices == NULL || files == NULL ||
-      ports_layout == NULL) {
+      ports_layout == NULL || fdsets == NULL) {
     rc = orr_error_set(b->err, ORR_ENOMEM, "out of memory");
     goto out;
   }
@@ -1146,6 +1189,10 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   push(b, b->argv, "-S");
   push(b, b->argv, "-nodefaults");
   push(b, b->argv, "-no-user-config");
+  /* QEMU is confined, always (seccomp): it cannot run a program, raise its
+  ** privileges, change its scheduling or use obsolete system calls. */
+  push(b, b->argv, "-sandbox");
+  push(b, b->argv, ORR_QEMU_SANDBOX);
   /* The -M value (index ARGV_MACHINE_VALUE) gets the pflash options once
   ** the chipset is known. */
   push(b, b->argv, "-M");
@@ -1210,9 +1257,19 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci", "id",
                            ORR_QEMU_BALLOON_ID));
   if (cfg->restore_path != NULL) {
+    int fdnum;
+    if ((rc = orr__hostres_restore(cfg->hr, cfg->restore_path,
+                                   "create: opts.restore", &fdnum, b->err)) !=
+        0)
+      goto out;
     push(b, b->argv, "-incoming");
-    pushf(b, b->argv, "exec:cat %s", cfg->restore_path);
+    pushf(b, b->argv, "fd:%d", fdnum);
   }
+
+  /* fd mode: each image descriptor QEMU inherits goes into its fdset, and
+  ** the layout says which fdsets are whose, for a later removal. */
+  if ((rc = add_fds(b, fdsets)) != 0)
+    goto out;
 
   /* The root ports, then the devices that sit in them. */
   ncold = (int)json_array_size(b->ports);
@@ -1250,7 +1307,9 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
                           cfg->guest_agent ? json_string(qga) : json_null()) ||
       json_object_set_new(layout, "vnc",
                           graphics ? json_string(vnc) : json_null()) != 0 ||
-      json_object_set(layout, "files", files) != 0)
+      json_object_set(layout, "files", files) != 0 ||
+      (json_object_size(fdsets) > 0 &&
+       json_object_set(layout, "fdsets", fdsets) != 0))
     b->oom = true;
   if (b->oom)
     rc = orr_error_set(b->err, ORR_ENOMEM, "out of memory");
@@ -1259,6 +1318,7 @@ out:
   json_decref(pm.devices);
   json_decref(files);
   json_decref(ports_layout);
+  json_decref(fdsets);
   return rc;
 }
 

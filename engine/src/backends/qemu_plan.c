@@ -32,6 +32,16 @@ static int step(json_t *plan, const char *execute, json_t *args, json_t *undo) {
   return 0;
 }
 
+/* A "do" step that passes the request's descriptor fd (its index). */
+static int step_fd(json_t *plan, const char *execute, json_t *args, int fd,
+                   json_t *undo) {
+  json_t *steps = json_object_get(plan, "do");
+  if (step(plan, execute, args, undo) != 0)
+    return -1;
+  return json_object_set_new(json_array_get(steps, json_array_size(steps) - 1),
+                             "fd", json_integer(fd));
+}
+
 static int after(json_t *plan, const char *execute, json_t *args) {
   json_t *c = cmd(execute, args);
   return c == NULL ||
@@ -61,12 +71,13 @@ static int finish(json_t *plan, bool oom, json_t **out, orr_error *err) {
 /* ---------------------------------------------------------------------- */
 
 int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
-                            bool throttle_group, json_t **plan,
+                            bool throttle_group, orr_hostres *hr, json_t **plan,
                             orr_error *err) {
   char path[512];
   json_t *nodes, *dev, *node, *p;
+  const orr_hr_fdset *fdsets;
   bool oom = false;
-  size_t i;
+  size_t i, nsets;
   int rc;
 
   *plan = NULL;
@@ -75,10 +86,23 @@ int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_disk_objects(ctrl, lun, attachment, path, throttle_group,
-                                   json_object_get(p, "ignored"), &nodes, &dev,
-                                   err)) != 0) {
+                                   hr, json_object_get(p, "ignored"), &nodes,
+                                   &dev, err)) != 0) {
     json_decref(p);
     return rc;
+  }
+  /* In fd mode the images go first, each into its fdset (add-fd with the
+  ** descriptor), undone by remove-fd. */
+  fdsets = orr__hostres_fdsets(hr, &nsets);
+  if (nsets > 0)
+    oom |= json_object_set_new(p, "fdsets", json_array()) != 0;
+  for (size_t k = 0; k < nsets; k++) {
+    oom |= step_fd(p, "add-fd", json_pack("{s:i}", "fdset-id", fdsets[k].id),
+                   fdsets[k].index,
+                   cmd("remove-fd",
+                       json_pack("{s:i}", "fdset-id", fdsets[k].id))) != 0;
+    oom |= json_array_append_new(json_object_get(p, "fdsets"),
+                                 json_integer(fdsets[k].id)) != 0;
   }
   /* blockdev-add file, format[, throttle]; each undone by blockdev-del. */
   json_array_foreach(nodes, i, node) {
@@ -104,9 +128,11 @@ static json_t *unplug_plan(const char *qdev, bool *oom) {
 }
 
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
-                               json_t **plan, orr_error *err) {
-  json_t *p;
+                               const json_t *fdsets, json_t **plan,
+                               orr_error *err) {
+  json_t *p, *id;
   bool oom = false;
+  size_t i;
 
   *plan = NULL;
   if (ctrl < 0 || ctrl > 3 || lun < 0 || lun > 63)
@@ -124,6 +150,11 @@ int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
                node_del(orr__qemu_disk_fmt_node(ctrl, lun).s)) != 0;
   oom |= after(p, "blockdev-del",
                node_del(orr__qemu_disk_file_node(ctrl, lun).s)) != 0;
+  /* The images' descriptors QEMU still holds once the nodes are gone. */
+  json_array_foreach(fdsets, i, id) {
+    oom |= after(p, "remove-fd",
+                 json_pack("{s:I}", "fdset-id", json_integer_value(id))) != 0;
+  }
   return finish(p, oom, plan, err);
 }
 
@@ -157,7 +188,8 @@ static int hotplug_plan(const char *group, const char *guid, const char *port,
 }
 
 int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
-                            const char *port, json_t **plan, orr_error *err) {
+                            const char *port, orr_hostres *hr, json_t **plan,
+                            orr_error *err) {
   char path[512];
   json_t *dev, *p;
   int rc;
@@ -165,7 +197,7 @@ int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
   *plan = NULL;
   if ((rc = hotplug_plan("VirtualPci", guid, port, path, &p, err)) != 0)
     return rc;
-  if ((rc = orr__qemu_vpci_objects(guid, device, path, port,
+  if ((rc = orr__qemu_vpci_objects(guid, device, path, port, hr,
                                    json_object_get(p, "ignored"), &dev, err)) !=
       0) {
     json_decref(p);
@@ -193,7 +225,8 @@ int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
 /* ---------------------------------------------------------------------- */
 
 int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
-                           const char *port, json_t **plan, orr_error *err) {
+                           const char *port, orr_hostres *hr, json_t **plan,
+                           orr_error *err) {
   char path[512];
   json_t *netdev, *dev, *p;
   bool oom = false;
@@ -202,7 +235,7 @@ int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
   *plan = NULL;
   if ((rc = hotplug_plan("NetworkAdapters", guid, port, path, &p, err)) != 0)
     return rc;
-  if ((rc = orr__qemu_nic_objects(guid, settings, path, port,
+  if ((rc = orr__qemu_nic_objects(guid, settings, path, port, hr,
                                   json_object_get(p, "ignored"), &netdev, &dev,
                                   err)) != 0) {
     json_decref(p);
@@ -306,6 +339,40 @@ int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
 
 /* ---------------------------------------------------------------------- */
 
+int orr__qemu_plan_save(bool after_save, int fd, json_t **plan,
+                        orr_error *err) {
+  json_t *p = plan_new();
+  bool oom = p == NULL;
+
+  *plan = NULL;
+  if (p != NULL && after_save) {
+    /* If stop fails the guest runs on: the undo of cont stops it. */
+    oom |= step(p, "cont", json_object(), cmd("stop", json_object())) != 0;
+    oom |= step(p, "stop", json_object(), NULL) != 0;
+  }
+  if (p != NULL) {
+    oom |= step(p, "migrate-set-capabilities",
+                json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+                          "events", "state", 1),
+                NULL) != 0;
+    /* A migrate that fails leaves the named descriptor in QEMU: close it. */
+    oom |=
+        step_fd(p, "getfd", json_pack("{s:s}", "fdname", ORR_QEMU_SAVE_FD), fd,
+                cmd("closefd",
+                    json_pack("{s:s}", "fdname", ORR_QEMU_SAVE_FD))) != 0;
+    oom |= json_object_set_new(
+               p, "start",
+               cmd("migrate",
+                   json_pack("{s:s}", "uri", "fd:" ORR_QEMU_SAVE_FD))) != 0;
+    oom |= json_object_set_new(
+               p, "poll", json_pack("{s:s}", "execute", "query-migrate")) != 0;
+    oom |=
+        json_object_set_new(
+            p, "cancel", json_pack("{s:s}", "execute", "migrate_cancel")) != 0;
+  }
+  return finish(p, oom, plan, err);
+}
+
 int orr__qemu_plan_plan9_add(const json_t *share, json_t **plan,
                              orr_error *err) {
   (void)share;
@@ -331,28 +398,3 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err) {
 }
 
 /* ---------------------------------------------------------------------- */
-
-int orr__qemu_plan_save(const char *path, json_t **plan, orr_error *err) {
-  char uri[600];
-  json_t *p;
-
-  *plan = NULL;
-  if (path == NULL || path[0] != '/' ||
-      strspn(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_./-+") != strlen(path) ||
-      strlen(path) > 500)
-    return orr_error_set(err, ORR_EINVAL,
-                         "SaveStateFilePath must be an absolute path of "
-                         "[A-Za-z0-9_./+-] (QEMU writes it through a shell), "
-                         "got \"%s\"",
-                         path ? path : "nothing");
-  snprintf(uri, sizeof uri, "exec:cat > %s", path);
-  p = json_pack("{s:[{s:s, s:{s:[{s:s, s:b}]}, s:n}], s:{s:s, s:{s:s}}, "
-                "s:{s:s}, s:{s:s}}",
-                "do", "execute", "migrate-set-capabilities", "arguments",
-                "capabilities", "capability", "events", "state", 1, "undo",
-                "start", "execute", "migrate", "arguments", "uri", uri, "poll",
-                "execute", "query-migrate", "cancel", "execute",
-                "migrate_cancel");
-  return finish(p, false, plan, err);
-}

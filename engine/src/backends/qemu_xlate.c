@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backends/qemu_xlate.h"
+#include "image.h"
 
 /* ---------------------------------------------------------------------- */
 /* Config                                                                 */
@@ -66,6 +67,9 @@ orr_qemu_name orr__qemu_disk_file_node(int c, int lun) {
 }
 orr_qemu_name orr__qemu_disk_fmt_node(int c, int lun) {
   return name_fmt("fmt-%d-%d", c, lun);
+}
+orr_qemu_name orr__qemu_disk_key(int c, int lun) {
+  return name_fmt("%d-%d", c, lun);
 }
 orr_qemu_name orr__qemu_disk_qos_node(int c, int lun) {
   return name_fmt("qos-%d-%d", c, lun);
@@ -335,12 +339,6 @@ int orr__qemu_req_str(const json_t *obj, const char *key, const char *path,
 /* Disks                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static bool has_ext(const char *path, const char *ext) {
-  const char *slash = strrchr(path, '/');
-  const char *dot = strrchr(slash ? slash : path, '.');
-  return dot != NULL && strcasecmp(dot, ext) == 0;
-}
-
 /*
 ** Opens path for reading only if it is a regular file. Opening a device
 ** node is not harmless: it can arm a watchdog (/dev/watchdog reboots the
@@ -365,41 +363,11 @@ static int open_regular(const char *path) {
 }
 
 const char *orr__qemu_disk_format(const char *path) {
-  char head[8];
-  char foot[512];
-  struct stat st;
-  int fd;
-  if (has_ext(path, ".raw") || has_ext(path, ".iso"))
-    return "raw";
-  fd = open_regular(path);
-  if (fd >= 0) {
-    const char *fmt = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      if (pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head) {
-        if (memcmp(head, "QFI\xfb", 4) == 0)
-          fmt = "qcow2";
-        else if (memcmp(head, "vhdxfile", 8) == 0)
-          fmt = "vhdx";
-        else if (memcmp(head, "conectix", 8) == 0)
-          fmt = "vpc";
-      }
-      if (fmt == NULL && st.st_size >= (off_t)sizeof foot &&
-          pread(fd, foot, sizeof foot, st.st_size - (off_t)sizeof foot) ==
-              (ssize_t)sizeof foot &&
-          memcmp(foot, "conectix", 8) == 0)
-        fmt = "vpc";
-    }
+  int fd = open_regular(path);
+  const char *fmt = orr__image_top_format(fd, path);
+  if (fd >= 0)
     close(fd);
-    if (fmt != NULL)
-      return fmt;
-  }
-  if (has_ext(path, ".qcow2"))
-    return "qcow2";
-  if (has_ext(path, ".vhdx"))
-    return "vhdx";
-  if (has_ext(path, ".vhd") || has_ext(path, ".vpc"))
-    return "vpc";
-  return "raw";
+  return fmt;
 }
 
 static const orr_qemu_field_rule attachment_rules[] = {
@@ -419,13 +387,85 @@ static const orr_qemu_field_rule attachment_rules[] = {
     {NULL, 0, NULL},
 };
 
+/* The image chain opener (image.h) of the disk at (ctrl, lun): each file
+** through hr, member k into fdset ORR_QEMU_FDSET(ctrl, lun, k). */
+typedef struct {
+  orr_hostres *hr;
+  int ctrl, lun;
+} disk_opener;
+
+static int open_member(void *arg, const char *name, const char *what,
+                       bool writable, int k, bool lenient, int *fd,
+                       struct stat *st, char *ref, size_t size,
+                       bool *locking_off, orr_error *e) {
+  disk_opener *o = arg;
+  return orr__hostres_image(o->hr, name, writable, what,
+                            ORR_QEMU_FDSET(o->ctrl, o->lun, k), lenient, fd, st,
+                            ref, size, locking_off, e);
+}
+
+/* A file node over img's file (ref, read-only unless written, no lock when
+** the policy says so). */
+static json_t *file_node(const orr_image *img, const char *node) {
+  json_t *n =
+      json_pack("{s:s, s:s, s:s, s:b}", "driver", "file", "node-name", node,
+                "filename", img->ref, "read-only", !img->writable);
+  if (n != NULL && img->locking_off &&
+      json_object_set_new(n, "locking", json_string("off")) != 0) {
+    json_decref(n);
+    n = NULL;
+  }
+  return n;
+}
+
+static json_t *member_node(const orr_image *img, int ctrl, int lun, int depth);
+
+/* What a format node gets from the chain: its backing explicitly, or null
+** (else QEMU would open the one its header names), and a qcow2's data
+** file explicitly. Returns nonzero when out of memory. */
+static int chain_refs(json_t *node, const orr_image *img, int ctrl, int lun,
+                      int depth) {
+  char name[64];
+  int bad = 0;
+  if (orr__image_has_backing(img->format))
+    bad |= json_object_set_new(
+               node, "backing",
+               img->backing ? member_node(img->backing, ctrl, lun, depth + 1)
+                            : json_null()) != 0;
+  if (img->data_file != NULL) {
+    snprintf(name, sizeof name, "data-%d-%d-%d", ctrl, lun, depth);
+    bad |= json_object_set_new(node, "data-file",
+                               file_node(img->data_file, name)) != 0;
+  }
+  return bad;
+}
+
+/* A backing image as a nested node (its chain below it): deleted with the
+** format node that holds it. */
+static json_t *member_node(const orr_image *img, int ctrl, int lun, int depth) {
+  char fmt[64], file[64];
+  json_t *node;
+  snprintf(fmt, sizeof fmt, "back-%d-%d-%d", ctrl, lun, depth);
+  snprintf(file, sizeof file, "bfile-%d-%d-%d", ctrl, lun, depth);
+  node =
+      json_pack("{s:s, s:s, s:b, s:o}", "driver", img->format, "node-name", fmt,
+                "read-only", !img->writable, "file", file_node(img, file));
+  if (node != NULL && chain_refs(node, img, ctrl, lun, depth) != 0) {
+    json_decref(node);
+    node = NULL;
+  }
+  return node;
+}
+
 int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                            const char *path, bool throttle_group,
-                           json_t *ignored, json_t **nodes, json_t **device,
-                           orr_error *err) {
-  const char *type, *file;
-  const char *fmt, *file_driver = "file", *dev_driver = "scsi-hd";
-  bool ro;
+                           orr_hostres *hr, json_t *ignored, json_t **nodes,
+                           json_t **device, orr_error *err) {
+  disk_opener opener = {hr, ctrl, lun};
+  const char *type, *file, *dev_driver = "scsi-hd";
+  char what[700];
+  orr_image *chain = NULL;
+  bool ro, oom;
   json_t *fnode, *fmtnode, *qos = NULL;
   int rc;
 
@@ -445,28 +485,53 @@ int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
     return orr_error_set(err, ORR_EINVAL,
                          "%s.Path must be an absolute host path, got '%s'",
                          path, file);
-  if (strcmp(type, "VirtualDisk") == 0) {
-    fmt = orr__qemu_disk_format(file);
-  } else if (strcmp(type, "Iso") == 0) {
-    fmt = "raw";
-    dev_driver = "scsi-cd";
-    ro = true;
-  } else if (strcmp(type, "PassThru") == 0) {
-    fmt = "raw";
-    file_driver = "host_device";
+  snprintf(what, sizeof what, "%s.Path", path);
+  if (strcmp(type, "PassThru") == 0) {
+    /* A host block device: raw, by name, never for a confined engine. */
+    if ((rc = orr__hostres_host_device(hr, what, file, err)) != 0)
+      return rc;
+    fnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", "host_device",
+                      "node-name", orr__qemu_disk_file_node(ctrl, lun).s,
+                      "filename", file, "read-only", ro);
+    fmtnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", "raw", "node-name",
+                        orr__qemu_disk_fmt_node(ctrl, lun).s, "file",
+                        orr__qemu_disk_file_node(ctrl, lun).s, "read-only", ro);
+  } else if (strcmp(type, "VirtualDisk") == 0 || strcmp(type, "Iso") == 0) {
+    if (strcmp(type, "Iso") == 0) {
+      /* An ISO is raw and read-only: its content is never a header. */
+      int fd;
+      struct stat st;
+      dev_driver = "scsi-cd";
+      ro = true;
+      if ((chain = calloc(1, sizeof *chain)) == NULL)
+        return orr_error_set(err, ORR_ENOMEM, "%s: out of memory", path);
+      snprintf(chain->name, sizeof chain->name, "%s", file);
+      chain->format = "raw";
+      rc = open_member(&opener, file, what, false, 0, true, &fd, &st,
+                       chain->ref, sizeof chain->ref, &chain->locking_off, err);
+    } else {
+      rc = orr__image_chain(file, !ro, what, open_member, &opener, &chain, err);
+    }
+    if (rc != 0) {
+      orr__image_free(chain);
+      return rc;
+    }
+    fnode = file_node(chain, orr__qemu_disk_file_node(ctrl, lun).s);
+    fmtnode =
+        json_pack("{s:s, s:s, s:s, s:b}", "driver", chain->format, "node-name",
+                  orr__qemu_disk_fmt_node(ctrl, lun).s, "file",
+                  orr__qemu_disk_file_node(ctrl, lun).s, "read-only", ro);
+    if (fmtnode != NULL && chain_refs(fmtnode, chain, ctrl, lun, 0) != 0) {
+      json_decref(fmtnode);
+      fmtnode = NULL;
+    }
+    orr__image_free(chain);
   } else {
     return orr_error_set(err, ORR_ENOTSUP,
                          "%s.Type: '%s' is not supported by the qemu backend "
                          "(use VirtualDisk, Iso or PassThru)",
                          path, type);
   }
-
-  fnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", file_driver, "node-name",
-                    orr__qemu_disk_file_node(ctrl, lun).s, "filename", file,
-                    "read-only", ro);
-  fmtnode = json_pack("{s:s, s:s, s:s, s:b}", "driver", fmt, "node-name",
-                      orr__qemu_disk_fmt_node(ctrl, lun).s, "file",
-                      orr__qemu_disk_file_node(ctrl, lun).s, "read-only", ro);
   if (throttle_group)
     qos = json_pack("{s:s, s:s, s:s, s:s, s:b}", "driver", "throttle",
                     "node-name", orr__qemu_disk_qos_node(ctrl, lun).s,
@@ -480,11 +545,16 @@ int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                                : orr__qemu_disk_fmt_node(ctrl, lun).s,
                 "bus", orr__qemu_scsi_bus(ctrl).s, "channel", 0, "scsi-id", 0,
                 "lun", lun);
-  if (fnode == NULL || fmtnode == NULL || (throttle_group && qos == NULL) ||
-      *nodes == NULL || *device == NULL ||
-      json_array_append_new(*nodes, fnode) != 0 ||
+  oom = fnode == NULL || fmtnode == NULL || (throttle_group && qos == NULL) ||
+        *nodes == NULL || *device == NULL;
+  if (oom || json_array_append_new(*nodes, fnode) != 0 ||
       json_array_append_new(*nodes, fmtnode) != 0 ||
       (qos != NULL && json_array_append_new(*nodes, qos) != 0)) {
+    if (oom) {
+      json_decref(fnode);
+      json_decref(fmtnode);
+      json_decref(qos);
+    }
     json_decref(*nodes);
     json_decref(*device);
     *nodes = *device = NULL;
@@ -531,8 +601,9 @@ static bool is_ifname(const char *s) {
 }
 
 int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
-                          const char *port, json_t *ignored, json_t **netdev,
-                          json_t **device, orr_error *err) {
+                          const char *port, const orr_hostres *hr,
+                          json_t *ignored, json_t **netdev, json_t **device,
+                          orr_error *err) {
   const char *ep, *mac;
   char qmac[18];
   int rc;
@@ -554,11 +625,17 @@ int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
     *netdev = json_pack("{s:s, s:s}", "type", "user", "id",
                         orr__qemu_nic_netdev(guid).s);
   } else if (strncmp(ep, "tap:", 4) == 0) {
+    char what[600];
     if (!is_ifname(ep + 4))
       return orr_error_set(err, ORR_EINVAL,
                            "%s.EndpointId: tap interface name must be 1..15 "
                            "of [A-Za-z0-9_.-], got '%s'",
                            path, ep + 4);
+    /* QEMU, running as the engine's user, creates or takes over the host
+    ** interface: host network configuration, not a recipe's to change. */
+    snprintf(what, sizeof what, "%s.EndpointId", path);
+    if ((rc = orr__hostres_host_device(hr, what, ep, err)) != 0)
+      return rc;
     /* Never vhost: with /dev/vhost-net missing, vhost=on aborts QEMU. */
     *netdev = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tap", "id",
                         orr__qemu_nic_netdev(guid).s, "ifname", ep + 4,
@@ -649,7 +726,8 @@ static bool is_model(const char *s) {
 }
 
 int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
-                           const char *path, const char *port, json_t *ignored,
+                           const char *path, const char *port,
+                           const orr_hostres *hr, json_t *ignored,
                            json_t **device, orr_error *err) {
   char fpath[512];
   const json_t *fns, *fn;
@@ -679,6 +757,12 @@ int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
       (rc = orr__qemu_req_str(fn, "DeviceInstancePath", fpath, &dip, err)) != 0)
     return rc;
   if (is_pci_addr(dip)) {
+    /* VFIO: a host PCI function handed to the guest, which can then DMA
+    ** wherever the device can. */
+    char what[600];
+    snprintf(what, sizeof what, "%s.DeviceInstancePath", fpath);
+    if ((rc = orr__hostres_host_device(hr, what, dip, err)) != 0)
+      return rc;
     *device = json_pack("{s:s, s:s, s:s, s:s}", "driver", "vfio-pci", "id",
                         orr__qemu_vpci_qdev(guid).s, "host", dip, "bus", port);
   } else if (strncmp(dip, "qemu:", 5) == 0 && is_model(dip + 5)) {

@@ -18,10 +18,10 @@
 ** the path is doubled. -kernel/-initrd/-append take their value verbatim in
 ** 7.2 (checked: a "," in the kernel path and the command line arrive intact).
 **
-** The decisions (port order, graphics, pmem, restore path rule, advisory
-** fields) are in the comment at the top of qemu_argv.c; the disk format
-** rule is at orr__qemu_disk_format() below; one function per VPCI device
-** is explained in qemu_xlate.c.
+** The decisions (port order, graphics, pmem, restore, advisory fields) are
+** in the comment at the top of qemu_argv.c; the disk format rule and the
+** chain of files an image names are image.h's; one function per VPCI
+** device is explained in qemu_xlate.c.
 */
 #ifndef ORR_BACKENDS_QEMU_XLATE_H
 #define ORR_BACKENDS_QEMU_XLATE_H
@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "hostres.h"
 #include "orrery/error.h"
 
 /* ---------------------------------------------------------------------- */
@@ -54,14 +55,23 @@ typedef struct {
                        ** -cpu host); "auto" is resolved by the VM layer */
   int hotplug_ports;   /* free root ports for run-time hot-adds; default 16 */
   bool guest_agent;    /* add virtio-serial + the qga socket */
-  const char *restore_path; /* NULL, or a saved state to -incoming from */
+  const char *restore_path; /* NULL, or a saved state to -incoming from
+                               (opened through hr) */
   unsigned vsock_cid;    /* guest CID (>= 3) if HvSocket services need vsock */
   const char *ovmf_code; /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
   const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
   orr_qemu_host_facts host;
+  /* Where every host file, directory and socket of the document comes
+  ** from (hostres.h): judged under the engine's policy, passed by name or as
+  ** a descriptor. NULL: an unconfined engine, by name. */
+  orr_hostres *hr;
 } orr_qemu_config;
 
 #define ORR_QEMU_DEFAULT_BINARY "qemu-system-x86_64"
+/* -sandbox: seccomp filters QEMU 7.2 applies to itself; every QEMU the
+** engine starts gets them. */
+#define ORR_QEMU_SANDBOX                                                       \
+  "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #define ORR_QEMU_DEFAULT_HOTPLUG_PORTS 16
 #define ORR_QEMU_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
 #define ORR_QEMU_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -130,6 +140,14 @@ int orr__qemu_qmp_chardev(char *buf, size_t size, const char *run_dir);
 ** its own when re-attaching. */
 char orr__qemu_name_kind(const char *s);
 
+/* In fd mode (hostres.h) each image of the disk at (ctrl, lun) is an
+** fdset: member k of its chain (0: the image itself) is this one. */
+#define ORR_QEMU_FDSET_MEMBERS 32
+#define ORR_QEMU_FDSET(ctrl, lun, k)                                           \
+  (1000 + ((ctrl)*64 + (lun)) * ORR_QEMU_FDSET_MEMBERS + (k))
+/* The key of a disk in layout "fdsets" ("<ctrl>-<lun>"). */
+orr_qemu_name orr__qemu_disk_key(int c, int lun);
+
 /* "<run_dir>/<file>" into buf; ORR_EINVAL if it does not fit. */
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
                        const char *file);
@@ -154,6 +172,8 @@ int orr__qemu_scsi_index(const char *guid);
 **    "qmp": "<run_dir>/qmp.sock", "pidfile": "...", "qga": "..."|null,
 **    "vnc": "..."|null,
 **    "files": [{"path":"<run_dir>/OVMF_VARS.fd","from":"<template>"}]}
+** "fdsets" (fd mode, hostres.h): {"<ctrl>-<lun>": [fdset ids]} of each
+** disk, for its removal.
 ** "ports" lists every root port in order; "device" is the qdev id that
 ** occupies it, null for a free one (the hot-plug pool). "ignored" lists the
 ** advisory fields present in the document that have no QEMU equivalent.
@@ -185,6 +205,9 @@ int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
 **    "after":[{"execute":"blockdev-del","arguments":{...}}, ...],
 **    "ignored":[advisory field paths],
 **    "verifiable": false (only when QEMU cannot report the outcome)}
+** A step with "fd": i passes the request's held descriptor i (hostres.h)
+** with the command (SCM_RIGHTS). A disk add in fd mode also says
+** "fdsets": [ids], which its removal needs.
 ** Run "do" in order. If step i fails, run the undos of steps i-1..0 in
 ** reverse (a failed device_add leaves its blockdevs/netdev behind) and
 ** report step i's error. If "wait_deleted" is set, wait for DEVICE_DELETED
@@ -197,20 +220,26 @@ int orr__qemu_prepare_files(const orr_qemu_config *cfg, const json_t *doc,
 ** the HCS Attachment; throttle_group: the VM has tg0 (layout
 ** "throttle_group"), so the disk gets a throttle node. */
 int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
-                            bool throttle_group, json_t **plan, orr_error *err);
+                            bool throttle_group, orr_hostres *hr, json_t **plan,
+                            orr_error *err);
+/* fdsets: the ids its add put the disk's images in (layout "fdsets"), to
+** drop once the nodes are gone; NULL when none (by name). */
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
-                               json_t **plan, orr_error *err);
+                               const json_t *fdsets, json_t **plan,
+                               orr_error *err);
 
 /* VPCI device add into the free root port `port` chosen by the VM layer;
 ** device is the HCS VirtualPciDevice. */
 int orr__qemu_plan_vpci_add(const char *guid, const json_t *device,
-                            const char *port, json_t **plan, orr_error *err);
+                            const char *port, orr_hostres *hr, json_t **plan,
+                            orr_error *err);
 int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan, orr_error *err);
 
 /* NIC add (netdev_add + device_add) into `port`; remove is device_del, wait
 ** for DEVICE_DELETED, then netdev_del. */
 int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
-                           const char *port, json_t **plan, orr_error *err);
+                           const char *port, orr_hostres *hr, json_t **plan,
+                           orr_error *err);
 int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err);
 
 /* Memory/SizeInMB update through the balloon, from cur_mb (its undo). The
@@ -233,13 +262,19 @@ int orr__qemu_plan_plan9_add(const json_t *share, json_t **plan,
                              orr_error *err);
 int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err);
 
-/* Save to a file (the VM paused): "do" turns on migration events; then the
-** VM layer sends "start" (migrate to "exec:cat > path": QEMU writes through
-** a shell, so path must be absolute and of [A-Za-z0-9_./+-], else
-** ORR_EINVAL), polls with "poll" until its answer's "status" is completed,
-** failed or cancelled, and sends "cancel" when the caller's deadline passes
-** first (the caller is told the save failed: no migration may go on). */
-int orr__qemu_plan_save(const char *path, json_t **plan, orr_error *err);
+/* Save to a file (the VM paused): "do" turns on migration events and
+** hands QEMU the descriptor the request holds at index fd, with getfd as
+** ORR_QEMU_SAVE_FD ("fd": fd in that step; the engine opened the file, so
+** any path); then the VM layer sends "start" (migrate to fd:, never exec:,
+** which QEMU's -sandbox spawn=deny forbids), polls with "poll" until its
+** answer's "status" is completed, failed or cancelled, and sends "cancel"
+** when the caller's deadline passes first (the caller is told the save
+** failed: no migration may go on). after_save: QEMU is still in
+** "postmigrate" from an earlier save, which it refuses to migrate from:
+** "do" starts with a cont and a stop (the guest runs for that round trip;
+** the stop is also cont's undo). */
+#define ORR_QEMU_SAVE_FD "orr-save"
+int orr__qemu_plan_save(bool after_save, int fd, json_t **plan, orr_error *err);
 
 /* ---------------------------------------------------------------------- */
 /* Shared by qemu_argv.c and qemu_plan.c (not for the VM layer)           */
@@ -285,40 +320,34 @@ int orr__qemu_req_str(const json_t *obj, const char *key, const char *path,
 /* A GUID string 8-4-4-4-12 hex (either case). */
 bool orr__qemu_is_guid(const char *s);
 
-/*
-** Disk image format for a VirtualDisk attachment, by this rule:
-**  1. extension ".raw" or ".iso": "raw" (pins raw; never probed: a guest
-**     that writes a qcow2 header into its raw disk cannot make the next
-**     start open it as qcow2 with a backing file of its choice);
-**  2. content, if the file can be read: "QFI\xfb" at 0 -> "qcow2",
-**     "vhdxfile" at 0 -> "vhdx", "conectix" at 0 (dynamic VHD's copy) or
-**     in the last 512 bytes (footer) -> "vpc";
-**  3. extension ".qcow2", ".vhdx", ".vhd"/".vpc";
-**  4. "raw".
-** Returns a static string.
-*/
+/* The format the engine gives the image at path: image.h's
+** orr__image_top_format, through a descriptor opened only if it is a
+** regular file. Returns a static string. */
 const char *orr__qemu_disk_format(const char *path);
 
 /* The block nodes (file, format, then throttle if throttle_group; each a
 ** blockdev-add argument object, in creation order) and the scsi-hd/scsi-cd
 ** device_add object for attachment (ctrl, lun). `path` names the attachment
-** in messages. */
+** in messages. The image is opened through hr (hostres.h; NULL: by name). */
 int orr__qemu_disk_objects(int ctrl, int lun, const json_t *att,
                            const char *path, bool throttle_group,
-                           json_t *ignored, json_t **nodes, json_t **device,
-                           orr_error *err);
+                           orr_hostres *hr, json_t *ignored, json_t **nodes,
+                           json_t **device, orr_error *err);
 
-/* The netdev_add (== -netdev JSON) and device_add objects of a NIC. */
+/* The netdev_add (== -netdev JSON) and device_add objects of a NIC. A tap
+** endpoint creates a host interface: refused when hr is confined. */
 int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
-                          const char *port, json_t *ignored, json_t **netdev,
-                          json_t **device, orr_error *err);
+                          const char *port, const orr_hostres *hr,
+                          json_t *ignored, json_t **netdev, json_t **device,
+                          orr_error *err);
 
 /* The device_add object of a VPCI device: exactly one function; its
 ** DeviceInstancePath is "DDDD:BB:DD.F" (vfio-pci host=) or "qemu:<model>"
 ** ([a-z0-9-]+, the driver). More than one function, or a non-zero
 ** VirtualFunction, is ORR_ENOTSUP (see qemu_xlate.c). */
 int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
-                           const char *path, const char *port, json_t *ignored,
+                           const char *path, const char *port,
+                           const orr_hostres *hr, json_t *ignored,
                            json_t **device, orr_error *err);
 
 /* Appends s to the JSON array `ignored` (NULL: no-op). */
