@@ -14,7 +14,10 @@
 **     orr_doc_check (re-opening never builds a document the engine would
 **     refuse; orr__vm_reconciled checks each adoption in turn), and every
 **     name a plan would have re-attaching delete is one of the engine's
-**     own.
+**     own;
+**   - fd mode: every fdset a plan adds or removes, and every fdset the
+**     layout gives a disk (before and after an adoption), is one of that
+**     disk's own (a re-attaching engine releases them with the disk).
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +39,21 @@
 
 #define RUN_DIR "/run/orrery/vm1"
 
+/* Each disk's fdsets in layout "fdsets" are its own. */
+static void own_fdsets(const json_t *layout) {
+  const char *key;
+  json_t *ids;
+  json_object_foreach(json_object_get(layout, "fdsets"), key, ids) {
+    int c, lun;
+    size_t i;
+    json_t *id;
+    CHECK(sscanf(key, "%d-%d", &c, &lun) == 2);
+    json_array_foreach(ids, i, id) {
+      CHECK(orr__qemu_fdset_disk(json_integer_value(id)) == c * 64 + lun);
+    }
+  }
+}
+
 /* Adopts intents [from, to) on a copy of doc; the result must pass. */
 static void adopt(const json_t *doc, const json_t *layout,
                   const json_t *intents, size_t from, size_t to) {
@@ -54,6 +72,7 @@ static void adopt(const json_t *doc, const json_t *layout,
     orr__commit_by_name(json_string_value(json_object_get(it, "Commit")))(&r);
   }
   CHECK(orr_doc_check(tmp.doc, &out, &e) == 0);
+  own_fdsets(tmp.layout);
   json_decref(out);
   json_decref(tmp.doc);
   json_decref(tmp.layout);
@@ -85,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(strcmp(json_string_value(
                    json_object_get(json_object_get(st, "Layout"), "qmp")),
                RUN_DIR "/" ORR_QEMU_QMP_SOCK) == 0);
+  own_fdsets(json_object_get(st, "Layout"));
   intents = json_object_get(st, "Intents");
   json_array_foreach(intents, i, it) {
     const json_t *plan = json_object_get(it, "Plan");
@@ -99,7 +119,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const char *n = json_string_value(json_object_get(a, "node-name"));
       if (n == NULL)
         n = json_string_value(json_object_get(a, "id"));
-      CHECK(orr__qemu_name_kind(n) != 0);
+      if (n == NULL) /* remove-fd */
+        CHECK(orr__qemu_fdset_disk(
+                  json_integer_value(json_object_get(a, "fdset-id"))) >= 0);
+      else
+        CHECK(orr__qemu_name_kind(n) != 0);
     }
   }
   json_decref(doc);

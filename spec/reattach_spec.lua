@@ -112,6 +112,22 @@ assert(vm:add_scsi_disk(0, 1, { Type = "VirtualDisk", Path = ]] .. string.format
         .. '["VirtualMachine","Devices","Scsi","' .. orrery.scsi_controller_guids[0] .. '","Attachments","1"]},'
         .. '"Plan":{"do":[],"wait_deleted":"scsi0","after":[]}}]', "wait_deleted")
     end)
+    -- fd mode (a QEMU launched confined): which fdsets are a disk's is
+    -- what a re-attaching engine releases with it; never another disk's.
+    local SCSI1 = '"Resource":"x","Commit":"path","Data":{"keys":["VirtualMachine","Devices","Scsi","'
+      .. orrery.scsi_controller_guids[0] .. '","Attachments","1"]}'
+    it("a layout that gives a disk another disk's descriptors", function()
+      -- LUN 1's fdsets are 1032..1063; 1064 is LUN 2's.
+      with('"Layout":{', '"Layout":{"fdsets":{"0-1":[1064]},', "Layout%.fdsets")
+    end)
+    it("an intent whose cleanup would release another disk's descriptors", function()
+      with('"Intents":%[%]', '"Intents":[{' .. SCSI1 .. ',"Plan":{"do":[],"wait_deleted":"disk-0-1",'
+        .. '"after":[{"execute":"remove-fd","arguments":{"fdset-id":1064}}]}}]', "fdset 1064")
+    end)
+    it("an intent that would release an fdset outside the engine's range", function()
+      with('"Intents":%[%]', '"Intents":[{' .. SCSI1 .. ',"Plan":{"do":[],"wait_deleted":"disk-0-1",'
+        .. '"after":[{"execute":"remove-fd","arguments":{"fdset-id":7}}]}}]', "remove%-fd")
+    end)
     it("a ProcessId of the wrong type", function()
       with('"ProcessId":(%d+)', '"ProcessId":"%1"', "ProcessId")
     end)

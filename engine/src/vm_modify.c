@@ -37,14 +37,16 @@ static void commit_fdsets(orr_vm *vm, const json_t *f) {
   json_t *ids = json_object_get(f, "ids"), *all;
   if (key == NULL || vm->layout == NULL)
     return;
-  if ((all = json_object_get(vm->layout, "fdsets")) == NULL) {
+  all = json_object_get(vm->layout, "fdsets");
+  if (!json_is_array(ids)) { /* none (any more): a name-mode disk, or gone */
+    json_object_del(all, key);
+    return;
+  }
+  if (all == NULL) {
     all = json_object();
     json_object_set_new(vm->layout, "fdsets", all);
   }
-  if (json_is_array(ids))
-    json_object_set(all, key, ids);
-  else
-    json_object_del(all, key);
+  json_object_set(all, key, ids);
 }
 
 /* data: {"keys":[...], "value": v | absent (delete), "port": id, "free":

@@ -81,26 +81,37 @@ static void ignore_reply(void *arg, int status, json_t *result,
 }
 
 /* QEMU 7.2 closes the descriptors of a removed fdset only while the VM
-** runs (monitor/fds.c): a disk removed from a paused VM leaves its image
-** open in QEMU. Its lock is gone with the node, but the file stays open,
-** so the removal is repeated once the VM runs again. */
-static void linger_fdset(orr_vm *vm, const json_t *args) {
-  json_t *ids = json_object_get(vm->layout, "fdsets_lingering");
+** runs (monitor_fdset_cleanup): a disk removed from a paused VM leaves
+** its image open in QEMU. Its lock is gone with the node, but the file
+** stays open, so the removal is repeated once the VM runs again. */
+void orr__qemu_linger_fdset(orr_vm *vm, const json_t *args) {
+  json_t *ids = json_object_get(vm->layout, "fdsets_lingering"), *v;
+  json_t *id = json_object_get(args, "fdset-id");
+  size_t i;
   if (ids == NULL) {
     ids = json_array();
     json_object_set_new(vm->layout, "fdsets_lingering", ids);
   }
-  json_array_append(ids, json_object_get(args, "fdset-id"));
+  json_array_foreach(ids, i, v) {
+    if (json_equal(v, id))
+      return;
+  }
+  json_array_append(ids, id);
 }
 
-static void drop_lingering(orr_vm *vm) {
+/* Also for a re-attached VM: the list is kept in the layout (state.json),
+** so a VM paused by a dead engine still gets its removals finished. */
+void orr__qemu_drop_lingering(orr_vm *vm) {
   json_t *ids = json_object_get(vm->layout, "fdsets_lingering"), *id;
   size_t i;
+  if (ids == NULL)
+    return;
   json_array_foreach(ids, i, id) {
     orr_qmp_send(vm->qmp, "remove-fd", json_pack("{s:O}", "fdset-id", id),
                  ignore_reply, NULL);
   }
   json_object_del(vm->layout, "fdsets_lingering");
+  orr__vm_dirty(vm);
 }
 
 static void on_event(void *arg, const char *event, json_t *data,
@@ -113,7 +124,7 @@ static void on_event(void *arg, const char *event, json_t *data,
     return;
   }
   if (strcmp(event, "RESUME") == 0 && vm->layout != NULL)
-    drop_lingering(vm);
+    orr__qemu_drop_lingering(vm);
   orr__vm_event(vm, event, data);
 }
 
@@ -410,6 +421,11 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
     remove_run_dir(vm);
     return rc;
   }
+  /* Kept with the layout: an engine that re-attaches reports the same. */
+  if (vm->confined)
+    json_object_set_new(vm->layout, "confinement",
+                        json_pack("{s:b, s:i}", "descriptors", 1, "landlock",
+                                  vm->landlock_abi));
   /* QEMU creates its sockets with the process umask: 0177 makes qmp.sock,
   ** qga.sock and vnc.sock 0600 like its pidfile. The fork happens inside
   ** this call, so the engine's own umask is back right after. */
@@ -454,7 +470,7 @@ static int qemu_send(orr_vm *vm, const char *cmd, json_t *args,
     vm->quitting = true;
   if (strcmp(cmd, "remove-fd") == 0 && vm->state != ORR_VM_RUNNING &&
       vm->layout != NULL)
-    linger_fdset(vm, args);
+    orr__qemu_linger_fdset(vm, args);
   return orr_qmp_send_timed(vm->qmp, cmd, args, timeout_ms, cb, late, arg);
 }
 
@@ -486,232 +502,6 @@ static void on_pid_gone(void *arg) {
   orr__vm_exited(vm, -1, 0, "exited (status unknown: not our child)");
 }
 
-/* The path the layout must give for file in run_dir, or NULL (no such
-** file) when nullable and the value is null. */
-static int check_path(const json_t *layout, const char *key,
-                      const char *run_dir, const char *file, bool nullable,
-                      orr_error *e) {
-  char want[512];
-  const json_t *v = json_object_get(layout, key);
-  snprintf(want, sizeof want, "%s/%s", run_dir, file);
-  if (nullable && json_is_null(v))
-    return 0;
-  if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: Layout.%s must be %s%s (files of this "
-                         "VM live in its own runtime directory)",
-                         key, want, nullable ? " or null" : "");
-  return 0;
-}
-
-/* A command a plan or reconcile may send again: deletions of the engine's
-** own names, and the two value updates. */
-static int check_cmd(const json_t *c, bool in_do, const char *field,
-                     orr_error *e) {
-  static const char *const do_cmds[] = {"blockdev-add", "device_add",
-                                        "netdev_add",   "device_del",
-                                        "balloon",      "qom-set"};
-  static const char *const undo_cmds[] = {"blockdev-del", "netdev_del",
-                                          "device_del", "balloon", "qom-set"};
-  const char *x = json_string_value(json_object_get(c, "execute"));
-  const json_t *args = json_object_get(c, "arguments");
-  const char *name = NULL;
-  char kind = 0;
-  size_t i, n = in_do ? 6 : 5;
-  for (i = 0; x && i < n && strcmp(x, in_do ? do_cmds[i] : undo_cmds[i]); i++)
-    ;
-  if (x == NULL || i == n || !json_is_object(args))
-    return orr_error_set(
-        e, ORR_EINVAL, "state.json: %s is not a step the engine writes", field);
-  if (strcmp(x, "blockdev-add") == 0 || strcmp(x, "blockdev-del") == 0)
-    name = json_string_value(json_object_get(args, "node-name")), kind = 'n';
-  else if (strcmp(x, "netdev_add") == 0 || strcmp(x, "netdev_del") == 0)
-    name = json_string_value(json_object_get(args, "id")), kind = 'N';
-  else if (strcmp(x, "device_add") == 0 || strcmp(x, "device_del") == 0)
-    name = json_string_value(json_object_get(args, "id")), kind = 'd';
-  else if (strcmp(x, "balloon") == 0) {
-    json_int_t v = json_integer_value(json_object_get(args, "value"));
-    if (!json_is_integer(json_object_get(args, "value")) || v < (1 << 20))
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: %s: balloon needs a value of at "
-                           "least 1 MiB",
-                           field);
-    return 0;
-  } else {
-    const char *path = json_string_value(json_object_get(args, "path"));
-    if (path == NULL || strcmp(path, ORR_QEMU_THROTTLE_PATH) != 0)
-      return orr_error_set(e, ORR_EINVAL, "state.json: %s: qom-set only of %s",
-                           field, ORR_QEMU_THROTTLE_PATH);
-    return 0;
-  }
-  if (orr__qemu_name_kind(name) != kind)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s names \"%.64s\", not one of the "
-                         "engine's own %s names",
-                         field, name ? name : "nothing",
-                         kind == 'n'   ? "block node"
-                         : kind == 'N' ? "netdev"
-                                       : "device");
-  return 0;
-}
-
-static int check_plan(const json_t *plan, const char *field, orr_error *e) {
-  const char *key;
-  json_t *v, *c;
-  size_t i;
-  char f[96];
-  int rc;
-  json_object_foreach((json_t *)plan, key, v) {
-    if (strcmp(key, "do") != 0 && strcmp(key, "wait_deleted") != 0 &&
-        strcmp(key, "after") != 0 && strcmp(key, "ignored") != 0 &&
-        strcmp(key, "verifiable") != 0)
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: %s has an unknown key \"%.64s\"", field,
-                           key);
-  }
-  v = json_object_get(plan, "do");
-  if (!json_is_array(v) || json_array_size(v) > 8)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s.do must be an array of at most 8 "
-                         "steps",
-                         field);
-  json_array_foreach(v, i, c) {
-    const json_t *undo = json_object_get(c, "undo");
-    snprintf(f, sizeof f, "%s.do[%zu]", field, i);
-    if (!json_is_object(c) || (rc = check_cmd(c, true, f, e)) != 0)
-      return json_is_object(c) ? rc
-                               : orr_error_set(e, ORR_EINVAL,
-                                               "state.json: %s must be an "
-                                               "object",
-                                               f);
-    snprintf(f, sizeof f, "%s.do[%zu].undo", field, i);
-    if (undo && !json_is_null(undo) &&
-        (!json_is_object(undo) || (rc = check_cmd(undo, false, f, e)) != 0))
-      return json_is_object(undo) ? rc
-                                  : orr_error_set(e, ORR_EINVAL,
-                                                  "state.json: %s must be "
-                                                  "an object",
-                                                  f);
-  }
-  v = json_object_get(plan, "wait_deleted");
-  if (v && !json_is_null(v) && orr__qemu_name_kind(json_string_value(v)) != 'd')
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s.wait_deleted must name one of the "
-                         "engine's own devices",
-                         field);
-  v = json_object_get(plan, "after");
-  if (v && !json_is_null(v)) {
-    if (!json_is_array(v) || json_array_size(v) > 8)
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: %s.after must be an array of at "
-                           "most 8 commands",
-                           field);
-    json_array_foreach(v, i, c) {
-      snprintf(f, sizeof f, "%s.after[%zu]", field, i);
-      if (!json_is_object(c))
-        return orr_error_set(e, ORR_EINVAL, "state.json: %s must be an object",
-                             f);
-      if ((rc = check_cmd(c, false, f, e)) != 0)
-        return rc;
-    }
-  }
-  v = json_object_get(plan, "ignored");
-  if (v && !json_is_array(v))
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s.ignored must be an array", field);
-  v = json_object_get(plan, "verifiable");
-  if (v && !json_is_boolean(v))
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s.verifiable must be true or false",
-                         field);
-  return 0;
-}
-
-/* The qemu backend's parts of a state file: the process identity, the
-** layout (every path exactly where this runtime directory puts it: a file
-** naming a QMP socket elsewhere is refused) and every intent's plan. */
-static int qemu_check_state(const json_t *st, const char *run_dir,
-                            orr_error *e) {
-  static const char *const keys[] = {"ports", "ignored", "throttle_group",
-                                     "qmp",   "pidfile", "qga",
-                                     "vnc",   "files",   NULL};
-  const json_t *layout = json_object_get(st, "Layout"), *v, *it;
-  const char *key;
-  json_t *val;
-  size_t i;
-  int rc;
-  v = json_object_get(st, "ProcessId");
-  if (!json_is_integer(v) || json_integer_value(v) < 2 ||
-      json_integer_value(v) > 4194304)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: ProcessId must be a pid in 2..4194304");
-  v = json_object_get(st, "StartTime");
-  if (!json_is_integer(v) || json_integer_value(v) < 1)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: StartTime must be a positive integer "
-                         "(the process's start time in clock ticks)");
-  json_object_foreach((json_t *)layout, key, val) {
-    for (i = 0; keys[i] && strcmp(keys[i], key) != 0; i++)
-      ;
-    if (keys[i] == NULL)
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: Layout has an unknown key "
-                           "\"%.64s\"",
-                           key);
-  }
-  if ((rc = check_path(layout, "qmp", run_dir, ORR_QEMU_QMP_SOCK, false, e)) ||
-      (rc = check_path(layout, "pidfile", run_dir, ORR_QEMU_PIDFILE, false,
-                       e)) ||
-      (rc = check_path(layout, "qga", run_dir, ORR_QEMU_QGA_SOCK, true, e)) ||
-      (rc = check_path(layout, "vnc", run_dir, ORR_QEMU_VNC_SOCK, true, e)))
-    return rc;
-  if (!json_is_boolean(json_object_get(layout, "throttle_group")))
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: Layout.throttle_group must be true or "
-                         "false");
-  v = json_object_get(layout, "ignored");
-  if (!json_is_array(v))
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: Layout.ignored must be an array");
-  json_array_foreach(v, i, it) {
-    if (!json_is_string(it))
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: Layout.ignored must hold strings");
-  }
-  v = json_object_get(layout, "files");
-  if (!json_is_array(v) || json_array_size(v) > 4)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: Layout.files must be an array");
-  v = json_object_get(layout, "ports");
-  if (!json_is_array(v) || json_array_size(v) > ORR_QEMU_MAX_PORTS)
-    return orr_error_set(e, ORR_EINVAL,
-                         "state.json: Layout.ports must be an array of at "
-                         "most %d ports",
-                         ORR_QEMU_MAX_PORTS);
-  json_array_foreach(v, i, it) {
-    const json_t *d = json_object_get(it, "device");
-    const char *id = json_string_value(json_object_get(it, "id"));
-    if (!json_is_object(it) || json_object_size(it) != 2 || id == NULL ||
-        strcmp(id, orr__qemu_port_id((int)i).s) != 0 ||
-        !(json_is_null(d) || (json_is_string(d) && json_string_length(d) > 0 &&
-                              json_string_length(d) < 64 &&
-                              strspn(json_string_value(d),
-                                     "abcdefghijklmnopqrstuvwxyz"
-                                     "0123456789-") == json_string_length(d))))
-      return orr_error_set(e, ORR_EINVAL,
-                           "state.json: Layout.ports[%zu] must be {id = "
-                           "\"%s\", device = a device id or null}",
-                           i, orr__qemu_port_id((int)i).s);
-  }
-  json_array_foreach(json_object_get(st, "Intents"), i, it) {
-    char f[48];
-    snprintf(f, sizeof f, "Intents[%zu].Plan", i);
-    if ((rc = check_plan(json_object_get(it, "Plan"), f, e)) != 0)
-      return rc;
-  }
-  return 0;
-}
-
 /* orrery.open: prove the process is this VM's QEMU, watch it through the
 ** pidfd the proof opened, and connect QMP. A previous engine's QMP
 ** connection is gone with it, so QEMU accepts ours; a live one means
@@ -723,6 +513,11 @@ static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
   vm->pid = (int)json_integer_value(json_object_get(st, "ProcessId"));
   vm->start_time =
       (unsigned long long)json_integer_value(json_object_get(st, "StartTime"));
+  {
+    const json_t *c = json_object_get(vm->layout, "confinement");
+    vm->confined = json_is_true(json_object_get(c, "descriptors"));
+    vm->landlock_abi = (int)json_integer_value(json_object_get(c, "landlock"));
+  }
   if (orr__qemu_qmp_chardev(arg, sizeof arg, vm->run_dir) != 0)
     return orr_error_set(e, ORR_EINVAL, "runtime directory %s is too long",
                          vm->run_dir);
@@ -791,7 +586,7 @@ const orr_backend orr__backend_qemu = {
     .send_fd = qemu_send_fd,
     .kill = qemu_kill,
     .release = qemu_release,
-    .check_state = qemu_check_state,
+    .check_state = orr__qemu_check_state,
     .attach = qemu_attach,
     .reconcile = orr__qemu_reconcile,
 };

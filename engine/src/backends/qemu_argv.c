@@ -1110,7 +1110,7 @@ static int add_fds(bld *b, json_t *byname) {
   size_t n;
   const orr_hr_fdset *sets = orr__hostres_fdsets(b->cfg->hr, &n);
   for (size_t i = 0; i < n; i++) {
-    int disk = (sets[i].id - ORR_QEMU_FDSET(0, 0, 0)) / ORR_QEMU_FDSET_MEMBERS;
+    int disk = orr__qemu_fdset_disk(sets[i].id);
     orr_qemu_name key = orr__qemu_disk_key(disk / 64, disk % 64);
     json_t *ids = json_object_get(byname, key.s);
     push(b, b->argv, "-add-fd");

@@ -145,6 +145,13 @@ char orr__qemu_name_kind(const char *s);
 #define ORR_QEMU_FDSET_MEMBERS 32
 #define ORR_QEMU_FDSET(ctrl, lun, k)                                           \
   (1000 + ((ctrl)*64 + (lun)) * ORR_QEMU_FDSET_MEMBERS + (k))
+#define ORR_QEMU_FDSET_LAST ORR_QEMU_FDSET(3, 63, ORR_QEMU_FDSET_MEMBERS - 1)
+/* The disk (ctrl * 64 + lun) fdset id belongs to, or -1: not the engine's. */
+static inline int orr__qemu_fdset_disk(long long id) {
+  if (id < ORR_QEMU_FDSET(0, 0, 0) || id > ORR_QEMU_FDSET_LAST)
+    return -1;
+  return (int)((id - ORR_QEMU_FDSET(0, 0, 0)) / ORR_QEMU_FDSET_MEMBERS);
+}
 /* The key of a disk in layout "fdsets" ("<ctrl>-<lun>"). */
 orr_qemu_name orr__qemu_disk_key(int c, int lun);
 
