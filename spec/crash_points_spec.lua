@@ -9,9 +9,14 @@
 -- chosen, they are listed by running the change once with
 -- ORRERY_FAULT_LOG, then each is made the one where the engine dies.
 --
--- Two VMs: one running SeaBIOS only, for the changes QEMU completes alone
+-- Three VMs: one running SeaBIOS only, for the changes QEMU completes alone
 -- (SCSI, every add, the updates); one booting the default guest, for the
--- removals the guest must acknowledge (PCI unplug) and the balloon.
+-- removals the guest must acknowledge (PCI unplug) and the balloon; and a
+-- SeaBIOS one launched by a sandboxed engine (`orrery run --sandbox`), whose
+-- QEMU gets descriptors, not names: its disks go through add-fd and
+-- remove-fd too, its changes run sandboxed, and the checks and the next
+-- add and remove run here, in an unconfined engine that re-attached (which
+-- must go on passing descriptors: that QEMU runs under Landlock for life).
 local orrery = require("orrery")
 
 local T = require("orrery.testing")
@@ -34,8 +39,20 @@ end
 local VMS = {
   bios = { id = "cp-bios" },
   guest = { id = "cp-guest" },
+  sbx = { id = "cp-sbx", confined = true },
 }
 for _, v in pairs(VMS) do v.dir = ROOT .. "/" .. v.id end
+-- A confined engine re-attaches only below its own runtime root.
+local RUNROOT = ROOT .. "/run"
+VMS.sbx.dir = RUNROOT .. "/" .. VMS.sbx.id
+local SANDBOX = "--sandbox --allow-write=" .. q(ROOT)
+
+-- Runs a recipe in another engine (sandboxed for a confined VM) with env.
+local function engine(v, name, body, env)
+  env = env or {}
+  if v.confined then env.ORRERY_RUNTIME_DIR = RUNROOT end
+  return T.orrery_run(ROOT, name, body, env, false, v.confined and SANDBOX or nil)
+end
 
 local function open(v) return assert(orrery.open(v.id, { runtime_dir = v.dir })) end
 
@@ -59,11 +76,14 @@ local function consistent(v, vm)
   local doc, qemu, agreed = nil, nil, 0
   local deepcompare = require("luassert.util").deepcompare
   eventually(function()
-    doc, qemu = T.doc_view(vm, { p9 = P9 }), T.qemu_view(vm)
+    doc, qemu = T.doc_view(vm, { p9 = P9, fds = v.confined }), T.qemu_view(vm, { fds = v.confined })
     agreed = deepcompare(doc, qemu, true) and agreed + 1 or 0
     return agreed >= 2
   end, 20000, 100)
   assert.same(doc, qemu)
+  if v.confined then
+    assert.is_true(vm:properties().Confinement.Descriptors, "the re-attached VM forgot how its QEMU runs")
+  end
   if v == VMS.guest then
     local want = memory_mb(vm) * 1024 * 1024
     assert.is_true(eventually(function() return assert(vm:qmp("query-balloon")).actual == want end, 30000),
@@ -91,6 +111,25 @@ local CHANGES = {
       assert(vm:remove_scsi_disk(0, 5))
     end },
   { name = "SCSI remove", vm = "bios",
+    before = function(vm)
+      if not has(vm, "Scsi", "5") then assert(vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = DISK })) end
+    end,
+    change = "assert(vm:remove_scsi_disk(0, 5))",
+    next = function(vm)
+      if has(vm, "Scsi", "5") then assert(vm:remove_scsi_disk(0, 5)) end
+      assert(vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = DISK }))
+      assert(vm:remove_scsi_disk(0, 5))
+    end },
+  { name = "SCSI add, confined", vm = "sbx", passes = "step:add-fd:after",
+    before = function(vm) if has(vm, "Scsi", "5") then assert(vm:remove_scsi_disk(0, 5)) end end,
+    change = string.format("assert(vm:add_scsi_disk(0, 5, { Type = 'VirtualDisk', Path = %q }))", DISK),
+    next = function(vm)
+      if has(vm, "Scsi", "5") then assert(vm:remove_scsi_disk(0, 5)) end
+      assert(vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = DISK }))
+      assert(T.block_by_qdev(vm, "disk-0-5").inserted.file:find("^/dev/fdset/"), "LUN 5 was named, not passed")
+      assert(vm:remove_scsi_disk(0, 5))
+    end },
+  { name = "SCSI remove, confined", vm = "sbx", passes = "cleanup:remove-fd:before",
     before = function(vm)
       if not has(vm, "Scsi", "5") then assert(vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = DISK })) end
     end,
@@ -200,6 +239,21 @@ describe("the crash-point walk", function()
     VMS.bios.pid = vm:properties().ProcessId
     vm:close()
 
+    -- The confined one: created by a sandboxed engine, in its runtime root.
+    local rc, out = engine(VMS.sbx, "create-sbx", string.format([[
+local orrery = require("orrery")
+local b = orrery.builder{ owner = "crash", ShouldTerminateOnLastHandleClosed = false }
+b:set_memory{ SizeInMB = 64 }
+b:set_processor{ Count = 1 }
+b:add_scsi_controller(0)
+local vm = assert(orrery.create(%q, b, { accel = "tcg" }))
+assert(vm:start())
+assert(vm:properties().Confinement.Descriptors)
+vm:close()
+]], VMS.sbx.id))
+    assert.equal(0, rc, out)
+    VMS.sbx.pid = tonumber(read(VMS.sbx.dir .. "/qemu.pid"))
+
     b = orrery.builder{ owner = "crash", ShouldTerminateOnLastHandleClosed = false }
     b:set_memory{ SizeInMB = 256 }
     b:set_processor{ Count = 1 }
@@ -239,13 +293,16 @@ describe("the crash-point walk", function()
       end
       with_vm(c.before)
       -- The walk's list: the change once, every point logged.
-      local rc, out = T.orrery_run(ROOT, "list", recipe(v, c.change), { ORRERY_FAULT_LOG = log })
+      local rc, out = engine(v, "list", recipe(v, c.change), { ORRERY_FAULT_LOG = log })
       assert.equal(0, rc, out)
       local list = points(log)
       assert.is_true(#list >= 2, "points: " .. table.concat(list, " "))
+      if c.passes then
+        assert.truthy(read(log):find(c.passes, 1, true), c.passes .. " not among " .. table.concat(list, " "))
+      end
       for _, point in ipairs(list) do
         with_vm(c.before)
-        rc, out = T.orrery_run(ROOT, "kill", recipe(v, c.change), { ORRERY_FAULT = point })
+        rc, out = engine(v, "kill", recipe(v, c.change), { ORRERY_FAULT = point })
         assert.equal(137, rc, point .. " was not reached: " .. out)
         local ok, err = pcall(with_vm, function(vm)
           consistent(v, vm)
@@ -256,4 +313,42 @@ describe("the crash-point walk", function()
       end
     end)
   end
+
+  -- A running QEMU closes an unused fdset itself when the dead engine's
+  -- monitor connection goes; a paused one keeps it, and removes nothing
+  -- until it runs (QEMU 7.2): the re-attaching engine must remove it and
+  -- keep the removal in the journal until the VM runs, across engines.
+  it("releases a half-done add's descriptor of a paused confined VM once it runs", function()
+    local v = VMS.sbx
+    local img = T.image(ROOT, "2M")
+    local function held(vm) -- does QEMU hold img open?
+      return sh("ls -l /proc/" .. vm:properties().ProcessId .. "/fd"):find(img, 1, true) ~= nil
+    end
+    local vm = open(v)
+    if has(vm, "Scsi", "6") then assert(vm:remove_scsi_disk(0, 6)) end
+    assert(vm:pause())
+    vm:close()
+    local rc, out = engine(v, "kill", recipe(v, string.format(
+      "assert(vm:add_scsi_disk(0, 6, { Type = 'VirtualDisk', Path = %q }))", img)),
+      { ORRERY_FAULT = "step:blockdev-add:before" })
+    assert.equal(137, rc, out)
+    vm = open(v)
+    assert.equal("Paused", vm:properties().State)
+    assert.is_falsy(has(vm, "Scsi", "6"))
+    assert.is_true(held(vm), "QEMU of a paused VM should still hold the descriptor the dead engine added")
+    vm:close() -- the removal QEMU has yet to finish is in state.json
+    vm = open(v)
+    assert(vm:resume())
+    assert.is_true(eventually(function() return not held(vm) end, 10000), "QEMU still holds " .. img)
+    local ok, err = pcall(function()
+      consistent(v, vm)
+      assert(vm:add_scsi_disk(0, 6, { Type = "VirtualDisk", Path = img }))
+      assert.is_true(held(vm))
+      assert(vm:remove_scsi_disk(0, 6))
+      consistent(v, vm)
+      assert.is_false(held(vm))
+    end)
+    vm:close()
+    assert(ok, err)
+  end)
 end)

@@ -17,6 +17,7 @@ struct orr_hostres {
   const orr_policy *policy;
   orr_hr_when when;
   bool dry;
+  bool pass_fds;        /* descriptors, not names, even without a policy */
   int *fds;             /* held descriptors (-1: none, a dry run's save) */
   orr_hr_write *writes; /* what QEMU may write through each (Landlock) */
   size_t n, cap;
@@ -103,8 +104,13 @@ const orr_policy *orr__hostres_policy(const orr_hostres *hr) {
   return hr ? hr->policy : NULL;
 }
 
+void orr__hostres_pass_fds(orr_hostres *hr) {
+  if (hr != NULL)
+    hr->pass_fds = true;
+}
+
 bool orr__hostres_fd_mode(const orr_hostres *hr) {
-  return hr != NULL && hr->policy != NULL;
+  return hr != NULL && (hr->policy != NULL || hr->pass_fds);
 }
 
 static int copy_ref(const char *path, char *ref, size_t size, const char *what,

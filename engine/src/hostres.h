@@ -40,7 +40,12 @@ orr_hostres *orr__hostres_new(const orr_policy *p, orr_hr_when when, bool dry);
 void orr__hostres_free(orr_hostres *hr); /* closes what is still held */
 
 const orr_policy *orr__hostres_policy(const orr_hostres *hr);
-/* Descriptors instead of names (the engine is confined). */
+/* Descriptors instead of names even with no policy: for a QEMU that was
+** launched confined (it runs under Landlock for its whole life and may not
+** be able to open a path itself) and is now driven by an unconfined engine
+** that re-attached to it. Nothing is judged, only passed. */
+void orr__hostres_pass_fds(orr_hostres *hr);
+/* Descriptors instead of names (the engine is confined, or the QEMU). */
 bool orr__hostres_fd_mode(const orr_hostres *hr);
 
 /*

@@ -267,10 +267,15 @@ static const json_t *disk_fdsets_of(const orr_vm *vm, int ctrl, int lun) {
 }
 
 /* What a change's host files are opened through: judged under the engine's
-** policy; the plan backend keeps nothing open. */
+** policy; the plan backend keeps nothing open. A QEMU launched confined
+** gets descriptors from whichever engine drives it: its Landlock domain is
+** for life, so it may not be able to open a path itself. */
 static orr_hostres *request_hostres(const orr_vm *vm) {
-  return orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
-                          vm->backend == &orr__backend_plan);
+  orr_hostres *hr = orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
+                                     vm->backend == &orr__backend_plan);
+  if (vm->confined)
+    orr__hostres_pass_fds(hr);
+  return hr;
 }
 
 static int scsi(modify_ctx *c) {

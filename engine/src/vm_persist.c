@@ -29,6 +29,10 @@
 ** (a second opener gets EBUSY at once); state.json ours, 0600, a regular
 ** file, and checked completely (vm_state.c) before use; the process proved
 ** to be this VM's QEMU by the backend before anything is sent to it.
+** Nothing the first engine held is re-opened: what it handed a confined
+** QEMU as descriptors, QEMU keeps, and the backend's layout says whose
+** they are (docs/threat-model.md, "A confined VM that outlives its
+** engine").
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -575,8 +579,9 @@ static int check_confined_open(orr_engine *eng, const char *dir, int dirfd,
   int rc;
   if (eng->policy == NULL)
     return 0;
-  if (given && dirfd < 0 && (rc = orr__policy_check_new_dir(
-                    eng->policy, dir, "open: opts.runtime_dir", e)) != 0)
+  if (given && dirfd < 0 &&
+      (rc = orr__policy_check_new_dir(eng->policy, dir,
+                                      "open: opts.runtime_dir", e)) != 0)
     return rc;
   if (realpath(eng->runtime_root, root) == NULL)
     return orr_error_set(e, ORR_ENOENT, "open: no runtime root %s",
@@ -738,6 +743,7 @@ void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
       ** image opened writable twice is refused by its lock). Should it
       ** ever be otherwise, the document stays valid: that one is left out. */
       json_t *before = json_deep_copy(vm->doc), *norm = NULL;
+      json_t *layout = json_deep_copy(vm->layout); /* a disk's fdsets */
       orr_error de = {0, ""};
       orr_req r;
       memset(&r, 0, sizeof r);
@@ -746,11 +752,14 @@ void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
       orr__commit_by_name(json_string_value(json_object_get(it, "Commit")))(&r);
       if (orr_doc_check(vm->doc, &norm, &de) != 0) {
         json_decref(vm->doc);
+        json_decref(vm->layout);
         vm->doc = before;
-        before = NULL;
+        vm->layout = layout;
+        before = layout = NULL;
       }
       json_decref(norm);
       json_decref(before);
+      json_decref(layout);
     } else if (o && strcmp(o, "pending") == 0) {
       add_pending(vm, it);
     }

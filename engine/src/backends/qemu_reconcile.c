@@ -23,6 +23,13 @@
 **    longer has are reported as gone.
 ** 4. Root ports: each hot-plugged PCI device's port is what QEMU says
 **    (qom-get parent_bus); a port whose device is gone is free again.
+** 5. fd mode (a QEMU launched confined, hostres.h): the fdsets QEMU holds
+**    (query-fdsets) that no disk of the document or adopted add accounts
+**    for are removed (remove-fd): a half-done add's, or a removal's whose
+**    cleanup never ran. A paused QEMU closes a removed fdset only once it
+**    runs again (QEMU 7.2), so those are kept in the layout's lingering
+**    list for the next RESUME; a running one gets the list's removals now.
+**    An adopted add's fdsets enter the layout with its commit.
 ** Every command is idempotent against the state it is sent in, so a crash
 ** in the middle of this is settled the same way by the next open.
 */
@@ -44,6 +51,8 @@ typedef struct {
   json_t *devs;     /* QEMU's devices: id -> true */
   json_t *nodes;    /* block node names -> true */
   json_t *netdevs;  /* netdev ids -> true */
+  json_t *fdsets;   /* QEMU's fdsets of the engine's range: id -> true */
+  json_t *fds_kept; /* the fdsets the document and adopted adds hold */
   json_t *waiting;  /* devices whose DEVICE_DELETED is awaited */
   json_t *ports;    /* device id -> root port, from parent_bus */
   json_t *expected; /* names the document and adopted intents account for */
@@ -160,7 +169,33 @@ static void got_network(rec *c, json_t *r) {
   }
 }
 
+/* query-fdsets: [{"fdset-id": N, "fds": [...]}, ...]. */
+static void got_fdsets(rec *c, json_t *r) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(r, i, s) {
+    json_t *id = json_object_get(s, "fdset-id");
+    char key[24];
+    if (!json_is_integer(id) ||
+        orr__qemu_fdset_disk(json_integer_value(id)) < 0)
+      continue; /* not of the engine's naming: left alone */
+    snprintf(key, sizeof key, "%lld", (long long)json_integer_value(id));
+    json_object_set_new(c->fdsets, key, json_true());
+  }
+}
+
 /* ---- what the document and the intents account for ---- */
+
+/* The fdsets in ids are held by a disk that stays. */
+static void keep_fdsets(rec *c, const json_t *ids) {
+  size_t i;
+  json_t *id;
+  json_array_foreach(ids, i, id) {
+    char key[24];
+    snprintf(key, sizeof key, "%lld", (long long)json_integer_value(id));
+    json_object_set_new(c->fds_kept, key, json_true());
+  }
+}
 
 static void expect(rec *c, const char *name) {
   json_object_set_new(c->expected, name, json_true());
@@ -208,9 +243,11 @@ static void expect_device(rec *c, const char *qdev) {
   bool qos = json_is_true(json_object_get(c->vm->layout, "throttle_group"));
   int ctrl, lun;
   expect(c, qdev);
-  if (sscanf(qdev, "disk-%d-%d", &ctrl, &lun) == 2)
+  if (sscanf(qdev, "disk-%d-%d", &ctrl, &lun) == 2) {
     expect_disk(c, ctrl, lun, qos);
-  else if (strncmp(qdev, "nic-", 4) == 0)
+    keep_fdsets(c, json_object_get(json_object_get(c->vm->layout, "fdsets"),
+                                   orr__qemu_disk_key(ctrl, lun).s));
+  } else if (strncmp(qdev, "nic-", 4) == 0)
     expect(c, orr__qemu_nic_netdev(qdev + 4).s);
 }
 
@@ -351,6 +388,28 @@ static void on_bus(void *arg, int status, json_t *result, const char *errmsg) {
   advance(c);
 }
 
+/* fd mode: every fdset of the engine's range nothing keeps is removed; the
+** lingering list (a paused QEMU) is brought up to date. */
+static void sweep_fdsets(rec *c) {
+  orr_vm *vm = c->vm;
+  bool running = vm->state == ORR_VM_RUNNING;
+  const char *key;
+  json_t *v;
+  /* Removals a dead engine left lingering are finished now if QEMU runs
+  ** (as the RESUME it missed would have), else they linger on. */
+  if (running)
+    orr__qemu_drop_lingering(vm);
+  json_object_foreach(c->fdsets, key, v) {
+    json_t *args;
+    if (has(c->fds_kept, key))
+      continue;
+    args = json_pack("{s:I}", "fdset-id", (json_int_t)strtoll(key, NULL, 10));
+    if (!running)
+      orr__qemu_linger_fdset(vm, args);
+    rsend(c, "remove-fd", args, NULL, false);
+  }
+}
+
 static bool hotplug_pci(const char *qdev) {
   return strncmp(qdev, "vpci-", 5) == 0 || strncmp(qdev, "nic-", 4) == 0;
 }
@@ -370,6 +429,7 @@ static void cleanup(rec *c) {
       json_array_set_new(c->outcomes, i, json_string("adopted"));
   }
   json_object_clear(c->expected);
+  json_object_clear(c->fds_kept);
   doc_devices(c, expect_present);
   json_array_foreach(c->intents, i, it) {
     const json_t *plan = json_object_get(it, "Plan");
@@ -381,8 +441,10 @@ static void cleanup(rec *c) {
       plan_creates(plan, made);
       json_array_foreach(made, k, n) expect(c, json_string_value(n));
       json_decref(made);
+      keep_fdsets(c, json_object_get(plan, "fdsets"));
     }
   }
+  sweep_fdsets(c);
   for (i = 0; i < 3; i++)
     json_object_foreach(c->nodes, name, v) {
       if (strncmp(name, tops[i], strlen(tops[i])) == 0 &&
@@ -460,6 +522,8 @@ static void finish(rec *c) {
   json_decref(c->devs);
   json_decref(c->nodes);
   json_decref(c->netdevs);
+  json_decref(c->fdsets);
+  json_decref(c->fds_kept);
   json_decref(c->waiting);
   json_decref(c->ports);
   json_decref(c->expected);
@@ -557,6 +621,8 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
   c->devs = json_object();
   c->nodes = json_object();
   c->netdevs = json_object();
+  c->fdsets = json_object();
+  c->fds_kept = json_object();
   c->waiting = json_object();
   c->ports = json_object();
   c->expected = json_object();
@@ -570,5 +636,6 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
         true);
   rsend(c, "human-monitor-command",
         json_pack("{s:s}", "command-line", "info network"), got_network, true);
+  rsend(c, "query-fdsets", NULL, got_fdsets, true);
   advance(c);
 }

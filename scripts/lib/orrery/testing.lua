@@ -156,13 +156,13 @@ end
 
 -- Runs `orrery run` of the build on a recipe (written to dir/name.lua) with extra environment (a table),
 -- its output (no progress lines) in dir/name.log. background: returns the pid at once; otherwise waits and returns the exit
--- status (128 + signal for a signal) and the output.
-function M.orrery_run(dir, name, body, env, background)
+-- status (128 + signal for a signal) and the output. args: options of `orrery run` ("--sandbox ...").
+function M.orrery_run(dir, name, body, env, background, args)
   local recipe = M.spit(dir .. "/" .. name .. ".lua", body)
   local vars = { "ORRERY_PROGRESS=0" }
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. M.q(v) end
-  local cmd = string.format("%s %s/orrery run %s >%s 2>&1", table.concat(vars, " "),
-    require("orrery").build_dir, M.q(recipe), M.q(dir .. "/" .. name .. ".log"))
+  local cmd = string.format("%s %s/orrery run %s%s >%s 2>&1", table.concat(vars, " "),
+    require("orrery").build_dir, args and args .. " " or "", M.q(recipe), M.q(dir .. "/" .. name .. ".log"))
   if background then
     return assert(tonumber(M.sh(cmd .. " & echo $!")))
   end
@@ -170,9 +170,23 @@ function M.orrery_run(dir, name, body, env, background)
   return rc, M.read(dir .. "/" .. name .. ".log") or ""
 end
 
+-- A confined QEMU's image is a descriptor in an fdset ("/dev/fdset/N"): the file it is, read from the
+-- QEMU process's own descriptor table (the fdset's first descriptor), or the name if it has none.
+local function fdset_file(vm, name)
+  local id = tonumber(name:match("^/dev/fdset/(%d+)$"))
+  if not id then return name end
+  for _, set in ipairs(assert(vm:qmp("query-fdsets"))) do
+    if set["fdset-id"] == id and set.fds[1] then
+      return M.sh("readlink /proc/" .. vm:properties().ProcessId .. "/fd/" .. set.fds[1].fd):gsub("%s+$", "")
+    end
+  end
+  return name
+end
+
 -- The ids QEMU gives its devices, block nodes and netdevs under the engine's naming scheme, and which
--- image each SCSI disk has open: QEMU's own answers through vm:qmp.
-function M.qemu_view(vm)
+-- image each SCSI disk has open: QEMU's own answers through vm:qmp. opts.fds (a QEMU that gets
+-- descriptors): also the fdsets of the engine's range (1000 on) it holds.
+function M.qemu_view(vm, opts)
   local v = { devices = {}, nodes = {}, netdevs = {}, disks = {} }
   for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
     if p.type:find("^child<") and (p.name:find("^disk%-") or p.name:find("^vpci%-")
@@ -188,14 +202,21 @@ function M.qemu_view(vm)
   for id in net:gmatch("(net%-[%x%-]+):") do v.netdevs[#v.netdevs + 1] = id end
   for _, b in ipairs(assert(vm:qmp("query-block"))) do
     local c, l = (b.qdev or ""):match("disk%-(%d)%-(%d+)")
-    if c and b.inserted then v.disks[c .. ":" .. l] = b.inserted.image.filename end
+    if c and b.inserted then v.disks[c .. ":" .. l] = fdset_file(vm, b.inserted.image.filename) end
+  end
+  if opts and opts.fds then
+    v.fdsets = {}
+    for _, set in ipairs(assert(vm:qmp("query-fdsets"))) do
+      if set["fdset-id"] >= 1000 then v.fdsets[#v.fdsets + 1] = set["fdset-id"] end
+    end
   end
   for _, t in pairs(v) do if t[1] then table.sort(t) end end
   return v
 end
 
 -- The same view as the live document says it must be. opts.qos: disks have throttle nodes; opts.p9: the
--- boot-time index of each Plan9 share by name (its device is p9-<index>).
+-- boot-time index of each Plan9 share by name (its device is p9-<index>); opts.fds: each disk (a single
+-- image, no chain) holds its fdset, 1000 + (controller * 64 + LUN) * 32 (engine/src/backends/qemu_xlate.h).
 function M.doc_view(vm, opts)
   opts = opts or {}
   local qos = opts.qos
@@ -210,8 +231,13 @@ function M.doc_view(vm, opts)
       v.nodes[#v.nodes + 1] = "fmt-" .. c .. "-" .. lun
       if qos then v.nodes[#v.nodes + 1] = "qos-" .. c .. "-" .. lun end
       v.disks[c .. ":" .. lun] = att.Path
+      if opts.fds then
+        v.fdsets = v.fdsets or {}
+        v.fdsets[#v.fdsets + 1] = 1000 + (c * 64 + tonumber(lun)) * 32
+      end
     end
   end
+  if opts.fds then v.fdsets = v.fdsets or {} end
   for guid in pairs(devs.VirtualPci or {}) do v.devices[#v.devices + 1] = "vpci-" .. guid end
   for _, share in ipairs((devs.Plan9 or {}).Shares or {}) do
     v.devices[#v.devices + 1] = "p9-" .. assert((opts.p9 or {})[share.Name], "p9 index of " .. share.Name)
