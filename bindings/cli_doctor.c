@@ -208,25 +208,11 @@ static void check_ovmf(report *r) {
     add(r, "ovmf", OK, NULL, "%s, %s", OVMF_CODE, OVMF_VARS);
 }
 
-/* The same choice as the engine's (engine.c, pick_runtime_root). */
-static void runtime_root(char *buf, size_t len) {
-  const char *env = getenv("ORRERY_RUNTIME_DIR");
-  const char *xdg = getenv("XDG_RUNTIME_DIR");
-  if (env && env[0] == '/')
-    snprintf(buf, len, "%s", env);
-  else if (xdg && xdg[0] == '/')
-    snprintf(buf, len, "%s/orrery", xdg);
-  else if (geteuid() == 0)
-    snprintf(buf, len, "/run/orrery");
-  else
-    snprintf(buf, len, "/tmp/orrery-%u", (unsigned)geteuid());
-}
-
 static void check_runtime(report *r) {
   char root[512], parent[512], *slash;
   const char *fix = "set ORRERY_RUNTIME_DIR to a short private directory";
   struct stat st;
-  runtime_root(root, sizeof root);
+  orr_runtime_root(root, sizeof root);
   /* A VM's QMP socket is <root>/<id>/qmp.sock in a 108-byte sun_path. */
   if (strlen(root) > 60) {
     add(r, "runtime-dir", WARN, fix,
@@ -282,7 +268,7 @@ static void check_vm_state(report *r) {
   struct stat st;
   int kept = 0, behind = 0;
   DIR *d;
-  runtime_root(root, sizeof root);
+  orr_runtime_root(root, sizeof root);
   d = opendir(root);
   while (d && (ent = readdir(d)) != NULL) {
     int pid;

@@ -45,21 +45,6 @@ void orr__defer(orr_engine *eng, orr_deferred_fn fn, void *arg) {
   uv_idle_start(&eng->idle, run_deferred);
 }
 
-/* $ORRERY_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orrery, else /run/orrery for
-** root, else /tmp/orrery-<uid>. Short, because socket paths live below. */
-static void pick_runtime_root(char *buf, size_t len) {
-  const char *env = getenv("ORRERY_RUNTIME_DIR");
-  const char *xdg = getenv("XDG_RUNTIME_DIR");
-  if (env && env[0] == '/')
-    snprintf(buf, len, "%s", env);
-  else if (xdg && xdg[0] == '/')
-    snprintf(buf, len, "%s/orrery", xdg);
-  else if (geteuid() == 0)
-    snprintf(buf, len, "/run/orrery");
-  else
-    snprintf(buf, len, "/tmp/orrery-%u", (unsigned)geteuid());
-}
-
 int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   orr_engine *eng = calloc(1, sizeof *eng);
   if (eng == NULL)
@@ -76,7 +61,7 @@ int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   eng->loop = loop;
   uv_idle_init(loop, &eng->idle);
   eng->idle.data = eng;
-  pick_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
+  orr_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
   orr__fault_init(); /* the crash harness's hook (fault.c), read once */
   /* An engine killed outright leaves its VMs' directories behind. */
   orr__run_dir_sweep(eng->runtime_root);

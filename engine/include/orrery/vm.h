@@ -12,6 +12,7 @@
 #ifndef ORRERY_VM_H
 #define ORRERY_VM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -25,6 +26,15 @@
 ** orrery doctor lists it). */
 #define ORR_VM_STATE_FILE "state.json"
 #define ORR_VM_NOT_DURABLE_FILE "not-durable"
+
+/*
+** The runtime root, under which each VM has its directory <root>/<id>:
+** $ORRERY_RUNTIME_DIR, else $XDG_RUNTIME_DIR/orrery, else /run/orrery for
+** root, else /tmp/orrery-<uid> (relative values are ignored). Kept short,
+** because socket paths live below it. Written into buf (truncated to len);
+** returns buf. The engine, orrery doctor and orrery ps all use this one.
+*/
+ORR_API const char *orr_runtime_root(char *buf, size_t len);
 
 typedef struct orr_engine orr_engine;
 typedef struct orr_vm orr_vm;
