@@ -8,28 +8,23 @@
 ** preceded by guest-sync-delimited, whose 0xFF-prefixed answer marks where
 ** the stale bytes end (orr_framer_resync skips to it).
 **
-** Handles: the pipe (unref'd: the timers and the idle keep the loop alive
-** exactly while something is owed), conn_timer (connect retries, sync
-** resends, the open deadline), cmd_timer (command deadlines and delayed
-** commands), idle (delivers what must not run inside a caller's call).
+** Handles: the connection (jsonconn.c: the socket, its connect retries
+** and the framing; its socket unref'd: the timers and the idle keep the
+** loop alive exactly while something is owed), conn_timer (sync resends,
+** the open deadline), cmd_timer (command deadlines and delayed commands),
+** idle (delivers what must not run inside a caller's call).
 */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "guest_internal.h"
-#include "orrery/framer.h"
+#include "jsonconn.h"
 
 #define DEFAULT_OPEN_TIMEOUT_MS 30000
 #define DEFAULT_CMD_TIMEOUT_MS 30000
-#define RETRY_FIRST_MS 2
-#define RETRY_MAX_MS 100
 /* While the guest boots, QEMU holds what we write until qemu-ga opens the
 ** port, so one sync would do; the resend covers an agent that restarted
 ** and lost it. Every sync gets an answer, so this stays slow. */
@@ -60,25 +55,17 @@ typedef struct {
   cmd **tail;
 } cmdlist;
 
-typedef struct {
-  uv_write_t req;
-  char *text;
-} write_req;
-
 struct orr_guest {
   uv_loop_t *loop;
-  uv_pipe_t pipe;
+  orr_jc *conn; /* the socket; NULL once it is closing */
   uv_timer_t conn_timer;
   uv_timer_t cmd_timer;
   uv_idle_t idle;
-  int pipe_open; /* initialized and not yet closing */
-  int handles;   /* not yet closed; freed at 0 when CLOSING */
+  int handles; /* handles and conn not yet closed; freed at 0 */
   enum state state;
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  char path[ORR_JC_PATH_MAX];
   orr_guest_options opts;
   uint64_t open_deadline;
-  uint64_t retry_ms;
-  int connected; /* the socket connected at least once */
   /* The open. */
   orr_vm_cb open_cb;
   void *open_arg;
@@ -96,8 +83,6 @@ struct orr_guest {
   cmdlist delayed; /* not before their time */
   int dead_status;
   char dead_msg[512];
-  orr_framer framer;
-  char rbuf[64 * 1024];
 };
 
 static void pump(orr_guest *g);
@@ -218,8 +203,7 @@ static void report_open(orr_guest *g, int status, const char *msg) {
   g->open_cb(g->open_arg, status, &e, NULL);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  orr_guest *g = h->data;
+static void on_closed(orr_guest *g) {
   cmd *c;
 
   if (--g->handles > 0 || g->state != CLOSING)
@@ -236,16 +220,24 @@ static void on_handle_closed(uv_handle_t *h) {
     fail_list(&g->queue, ORR_ECANCELED, CLOSED_MSG);
     fail_list(&g->delayed, ORR_ECANCELED, CLOSED_MSG);
   }
-  orr_framer_free(&g->framer);
   free(g);
 }
 
-static void close_pipe(orr_guest *g) {
-  if (!g->pipe_open)
+static void on_handle_closed(uv_handle_t *h) {
+  on_closed(h->data);
+}
+
+static void on_conn_closed(void *arg) {
+  on_closed(arg);
+}
+
+static void close_conn(orr_guest *g) {
+  orr_jc *c = g->conn;
+
+  if (c == NULL)
     return;
-  g->pipe_open = 0;
-  uv_read_stop((uv_stream_t *)&g->pipe);
-  uv_close((uv_handle_t *)&g->pipe, on_handle_closed);
+  g->conn = NULL;
+  orr__jc_close(c, on_conn_closed, g);
 }
 
 /*
@@ -269,7 +261,7 @@ static void die(orr_guest *g, int status, const char *fmt, ...) {
   glog(g, "%s", g->dead_msg);
   uv_timer_stop(&g->conn_timer);
   uv_timer_stop(&g->cmd_timer);
-  close_pipe(g);
+  close_conn(g);
   report_open(g, status, g->dead_msg);
   if ((c = g->inflight) != NULL) {
     g->inflight = NULL;
@@ -282,41 +274,10 @@ static void die(orr_guest *g, int status, const char *fmt, ...) {
 
 /* ---- Writing ------------------------------------------------------------ */
 
-static void on_written(uv_write_t *req, int status) {
-  write_req *w = (write_req *)req;
-  orr_guest *g = req->data;
-
-  free(w->text);
-  free(w);
-  if (status < 0 && status != UV_ECANCELED)
-    die(g, ORR_EVMGONE, "the guest agent connection on %s broke: %s", g->path,
-        uv_strerror(status));
-}
-
 /* Writes text (taken) as one line; with ff, a 0xFF byte goes first: it
 ** resets the agent's JSON parser, whatever half a command it holds. */
 static int write_line(orr_guest *g, char *text, int ff) {
-  static char newline[] = "\n", delim[] = "\xff";
-  write_req *w = malloc(sizeof *w);
-  uv_buf_t bufs[3];
-  unsigned n = 0;
-
-  if (w == NULL) {
-    free(text);
-    return ORR_ENOMEM;
-  }
-  if (ff)
-    bufs[n++] = uv_buf_init(delim, 1);
-  bufs[n++] = uv_buf_init(text, (unsigned)strlen(text));
-  bufs[n++] = uv_buf_init(newline, 1);
-  w->text = text;
-  w->req.data = g;
-  if (uv_write(&w->req, (uv_stream_t *)&g->pipe, bufs, n, on_written) != 0) {
-    free(text);
-    free(w);
-    return ORR_EIO;
-  }
-  return 0;
+  return orr__jc_write(g->conn, text, ff);
 }
 
 static char *command_text(const char *name, json_t *args) {
@@ -355,7 +316,7 @@ static void send_sync(orr_guest *g) {
     return;
   }
   /* Whatever arrives before the answer's 0xFF is stale. */
-  orr_framer_resync(&g->framer);
+  orr__jc_resync(g->conn);
   g->syncing = 1;
   g->sync_at = uv_hrtime();
   rc = write_line(g, text, 1);
@@ -537,7 +498,7 @@ static void on_sync_line(orr_guest *g, json_t *msg) {
     /* An answer to an earlier sync (ours or another client's): the one we
     ** wait for comes after its own 0xFF. */
     glog(g, "skipping a stale answer before the sync's");
-    orr_framer_resync(&g->framer);
+    orr__jc_resync(g->conn);
     return;
   }
   g->syncing = 0;
@@ -627,29 +588,21 @@ static int on_line(void *arg, const char *line, size_t len) {
   return g->state >= DEAD;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  orr_guest *g = h->data;
+/* The connection ended on its own. */
+static void on_ended(void *arg, orr_jc_end what, int code) {
+  orr_guest *g = arg;
 
-  (void)suggested;
-  /* One read at a time, consumed before the next: one buffer suffices. */
-  *buf = uv_buf_init(g->rbuf, sizeof g->rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  orr_guest *g = s->data;
-  int rc;
-
-  if (n < 0) {
+  if (what == ORR_JC_WRITE)
+    die(g, ORR_EVMGONE, "the guest agent connection on %s broke: %s", g->path,
+        uv_strerror(code));
+  else if (what == ORR_JC_READ)
     /* EOF or a reset: QEMU exited, or closed the chardev. */
     die(g, ORR_EVMGONE,
         "the guest agent connection on %s closed (%s): the VM is gone", g->path,
-        n == UV_EOF ? "end of file" : uv_strerror((int)n));
-    return;
-  }
-  rc = orr_framer_feed(&g->framer, buf->base, (size_t)n);
-  if (rc < 0)
+        code == UV_EOF ? "end of file" : uv_strerror(code));
+  else
     die(g, ORR_EIO, "dropping the guest agent connection on %s: %s", g->path,
-        rc == ORR_EIO ? "a line longer than 64 MiB" : orr_strerror(rc));
+        code == ORR_EIO ? "a line longer than 64 MiB" : orr_strerror(code));
 }
 
 /* ---- Connecting --------------------------------------------------------- */
@@ -666,86 +619,44 @@ static void arm_conn_timer(orr_guest *g, uint64_t now) {
   } else if (g->state == READY && g->syncing && g->queue.head != NULL) {
     /* Resend only while someone waits behind the sync. */
     next = g->sync_at + SYNC_RESEND_MS * NS_PER_MS;
-  } else if (g->state != CONNECTING) {
+  } else {
+    /* Connecting: the connection retries on its own timer. */
     uv_timer_stop(&g->conn_timer);
     return;
-  } else {
-    return; /* try_connect arms its own retries */
   }
   uv_timer_start(&g->conn_timer, on_conn_timer, ms_until(next, now), 0);
 }
 
-static void connected(orr_guest *g, int fd) {
-  int rc;
+static void on_connected(void *arg, int status, orr_jc_stage stage,
+                         const char *why) {
+  orr_guest *g = arg;
 
-  uv_pipe_init(g->loop, &g->pipe, 0);
-  g->pipe.data = g;
-  g->handles++;
-  g->pipe_open = 1;
-  rc = uv_pipe_open(&g->pipe, fd);
-  if (rc != 0)
-    close(fd);
-  else
-    rc = uv_read_start((uv_stream_t *)&g->pipe, on_alloc, on_read);
-  if (rc != 0) {
-    die(g, ORR_EIO, "the guest agent socket %s: %s", g->path, uv_strerror(rc));
-    return;
-  }
-  /* The deadline timers keep the loop alive while anything is owed; an
-  ** idle connection must not keep a caller's uv_run() going for ever. */
-  uv_unref((uv_handle_t *)&g->pipe);
-  g->connected = 1;
-  g->state = OPENING;
-  send_sync(g);
-  if (g->state == OPENING)
-    arm_conn_timer(g, uv_hrtime());
-}
-
-/* A plain non-blocking connect(), which on a unix socket completes or fails
-** at once; the fd then becomes a uv_pipe_t (as the QMP client does). */
-static void try_connect(orr_guest *g) {
-  struct sockaddr_un sa;
-  uint64_t left;
-  int fd, err;
-
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    die(g, ORR_EIO, "socket: %s", strerror(errno));
-    return;
-  }
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path, g->path, sizeof g->path);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-    connected(g, fd);
-    return;
-  }
-  err = errno;
-  close(fd);
-  if (err == ECONNREFUSED && g->opts.refused_is_gone) {
-    die(g, ORR_EVMGONE,
+  if (status == ORR_EVMGONE) {
+    die(g, status,
         "the guest agent socket %s refuses connections: the VM is gone",
         g->path);
     return;
   }
-  /* Not bound yet (QEMU was just spawned), or a full backlog. */
-  if (err == ENOENT || err == ECONNREFUSED || err == EAGAIN || err == EINTR) {
-    left = ms_until(g->open_deadline, uv_hrtime());
-    if (left == 0) {
-      die(g, ORR_ETIMEDOUT,
-          "cannot connect to the guest agent socket %s within %llu ms: %s",
-          g->path, (unsigned long long)g->opts.timeout_ms, strerror(err));
-      return;
-    }
-    uv_timer_start(&g->conn_timer, on_conn_timer,
-                   g->retry_ms < left ? g->retry_ms : left, 0);
-    g->retry_ms =
-        g->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : g->retry_ms * 2;
+  if (status == ORR_ETIMEDOUT) {
+    die(g, status,
+        "cannot connect to the guest agent socket %s within %llu ms: %s",
+        g->path, (unsigned long long)g->opts.timeout_ms, why);
     return;
   }
-  die(g, err == EACCES || err == EPERM ? ORR_EPERM : ORR_EIO,
-      "cannot connect to the guest agent socket %s: %s", g->path,
-      strerror(err));
+  if (status != 0) {
+    if (stage == ORR_JC_SOCKET)
+      die(g, status, "socket: %s", why);
+    else if (stage == ORR_JC_CONNECT)
+      die(g, status, "cannot connect to the guest agent socket %s: %s", g->path,
+          why);
+    else
+      die(g, status, "the guest agent socket %s: %s", g->path, why);
+    return;
+  }
+  g->state = OPENING;
+  send_sync(g);
+  if (g->state == OPENING)
+    arm_conn_timer(g, uv_hrtime());
 }
 
 static void on_conn_timer(uv_timer_t *t) {
@@ -753,9 +664,6 @@ static void on_conn_timer(uv_timer_t *t) {
   uint64_t now = uv_hrtime();
 
   switch (g->state) {
-  case CONNECTING:
-    try_connect(g);
-    return;
   case OPENING:
     /* Timers run on the loop's cached clock and may fire a little early:
     ** ask the clock rather than trust that they are late. */
@@ -790,8 +698,9 @@ static void on_conn_timer(uv_timer_t *t) {
 int orr_guest_connect(uv_loop_t *loop, const char *path,
                       const orr_guest_options *opts, orr_vm_cb cb, void *arg,
                       orr_guest **out, orr_error *e) {
-  struct sigaction sa;
+  orr_jc_options jo;
   orr_guest *g;
+  int rc;
 
   *out = NULL;
   if (loop == NULL || cb == NULL)
@@ -816,23 +725,31 @@ int orr_guest_connect(uv_loop_t *loop, const char *path,
     g->opts.command_timeout_ms = DEFAULT_CMD_TIMEOUT_MS;
   g->open_cb = cb;
   g->open_arg = arg;
-  g->retry_ms = RETRY_FIRST_MS;
   g->open_deadline = uv_hrtime() + g->opts.timeout_ms * NS_PER_MS;
   list_init(&g->queue);
   list_init(&g->delayed);
-  orr_framer_init(&g->framer, MAX_LINE, on_line, g);
+  memset(&jo, 0, sizeof jo);
+  jo.connected = on_connected;
+  jo.line = on_line;
+  jo.ended = on_ended;
+  jo.arg = g;
+  jo.deadline = g->open_deadline;
+  jo.max_line = MAX_LINE;
+  jo.refused_is_gone = g->opts.refused_is_gone;
+  /* The deadline timers keep the loop alive while anything is owed; an
+  ** idle connection must not keep a caller's uv_run() going for ever. */
+  jo.weak = 1;
+  /* The first attempt runs from the loop, never inside this call. */
+  rc = orr__jc_open(loop, g->path, &jo, &g->conn);
+  if (rc != 0) {
+    free(g);
+    return orr_error_set(e, rc, "guest: %s", orr_strerror(rc));
+  }
   uv_timer_init(loop, &g->conn_timer);
   uv_timer_init(loop, &g->cmd_timer);
   uv_idle_init(loop, &g->idle);
   g->conn_timer.data = g->cmd_timer.data = g->idle.data = g;
-  g->handles = 3;
-  /* The first attempt runs from the loop, never inside this call. */
-  uv_timer_start(&g->conn_timer, on_conn_timer, 0, 0);
-
-  /* A write to a QEMU that just died raises SIGPIPE, whose default action
-  ** would kill the whole engine; EPIPE is what we want instead. */
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-    signal(SIGPIPE, SIG_IGN);
+  g->handles = 4; /* the three above and conn */
   *out = g;
   return 0;
 }
@@ -916,7 +833,7 @@ void orr_guest_close(orr_guest *g) {
   if (g->state == CLOSING)
     return;
   g->state = CLOSING;
-  close_pipe(g);
+  close_conn(g);
   uv_close((uv_handle_t *)&g->conn_timer, on_handle_closed);
   uv_close((uv_handle_t *)&g->cmd_timer, on_handle_closed);
   uv_close((uv_handle_t *)&g->idle, on_handle_closed);

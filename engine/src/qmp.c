@@ -1,19 +1,18 @@
-#include <errno.h>
-#include <signal.h>
+/*
+** The QMP protocol client: the greeting and qmp_capabilities handshake,
+** commands matched to replies by id, deadlines, events. The socket, its
+** connect retries and the line framing are jsonconn.c's.
+*/
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "orrery/framer.h"
+#include "jsonconn.h"
 #include "orrery/qmp.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
-#define RETRY_FIRST_MS 2
-#define RETRY_MAX_MS 100
 
 /* Ordered: every state from DEAD on means the socket is gone. */
 enum state { CONNECTING, GREETING, NEGOTIATING, READY, DEAD, CLOSING };
@@ -39,24 +38,17 @@ typedef struct {
   request **tail;
 } reqlist;
 
-typedef struct {
-  uv_write_t req;
-  char *text;
-} write_req;
-
 struct orr_qmp {
   uv_loop_t *loop;
-  uv_pipe_t pipe;
-  uv_timer_t timer;  /* connect retries, then the handshake deadline */
+  orr_jc *conn;      /* the socket; NULL once it is closing */
+  uv_timer_t timer;  /* the handshake deadline */
   uv_timer_t dtimer; /* the earliest command deadline */
   uv_idle_t idle;    /* delivers the failures of requests sent when DEAD */
-  int pipe_open;     /* initialized and not yet closing */
-  int handles;       /* not yet closed; freed at 0 when CLOSING */
+  int handles;       /* handles and conn not yet closed; freed at 0 */
   enum state state;
   enum state stage; /* where the handshake is, or where it stopped */
-  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  char path[ORR_JC_PATH_MAX];
   uint64_t deadline; /* uv_hrtime() of the end of connect + handshake */
-  uint64_t retry_ms;
   uint64_t next_id;
   uint64_t command_timeout_ms;
   uint64_t dtimer_at; /* the deadline dtimer is armed for; 0: stopped */
@@ -75,10 +67,7 @@ struct orr_qmp {
   orr_qmp_event_cb event_cb;
   void *event_arg;
   orr_qmp_close_cb close_cb;
-  orr_framer framer;
-  char rbuf[64 * 1024];
   /* Descriptor passing (orr_qmp_send_fd). */
-  int writes;          /* uv_write()s not yet completed */
   int unwritten;       /* requests queued behind a descriptor */
   uint64_t fd_waiting; /* id of the request sent with a descriptor whose
                           reply is not read yet, or 0 */
@@ -180,9 +169,7 @@ static void report_closed(orr_qmp *q, int reason) {
     q->closed_cb(q->arg, reason);
 }
 
-static void on_handle_closed(uv_handle_t *h) {
-  orr_qmp *q = h->data;
-
+static void on_closed(orr_qmp *q) {
   if (--q->handles > 0 || q->state != CLOSING)
     return;
   /* Every write callback has run (uv_close cancels them first), so nothing
@@ -193,16 +180,24 @@ static void on_handle_closed(uv_handle_t *h) {
   report_closed(q, ORR_ECANCELED);
   if (q->close_cb != NULL)
     q->close_cb(q->arg);
-  orr_framer_free(&q->framer);
   free(q);
 }
 
-static void close_pipe(orr_qmp *q) {
-  if (!q->pipe_open)
+static void on_handle_closed(uv_handle_t *h) {
+  on_closed(h->data);
+}
+
+static void on_conn_closed(void *arg) {
+  on_closed(arg);
+}
+
+static void close_conn(orr_qmp *q) {
+  orr_jc *c = q->conn;
+
+  if (c == NULL)
     return;
-  q->pipe_open = 0;
-  uv_read_stop((uv_stream_t *)&q->pipe);
-  uv_close((uv_handle_t *)&q->pipe, on_handle_closed);
+  q->conn = NULL;
+  orr__jc_close(c, on_conn_closed, q);
 }
 
 /* The connection ended on its own: from a loop callback, so the user's
@@ -215,7 +210,7 @@ static void die(orr_qmp *q, int reason) {
   uv_timer_stop(&q->dtimer);
   uv_timer_stop(&q->fd_retry);
   q->fd_waiting = 0;
-  close_pipe(q);
+  close_conn(q);
   report_ready(q, reason);
   fail_all(&q->pending, ORR_EVMGONE);
   report_closed(q, reason);
@@ -223,111 +218,33 @@ static void die(orr_qmp *q, int reason) {
 
 static void flush(orr_qmp *q);
 
-static void on_written(uv_write_t *req, int status) {
-  write_req *w = (write_req *)req;
-  orr_qmp *q = req->data;
+/* Every uv_write() completed: a command queued behind a descriptor may go. */
+static void on_drained(void *arg) {
+  orr_qmp *q = arg;
 
-  free(w->text);
-  free(w);
-  q->writes--;
-  if (status < 0 && status != UV_ECANCELED) {
-    qlog(q, "write: %s", uv_strerror(status));
-    die(q, ORR_EVMGONE);
-    return;
-  }
-  if (q->writes == 0 && q->unwritten > 0 && q->state == READY)
+  if (q->unwritten > 0 && q->state == READY)
     flush(q);
 }
 
+/* Writes r's text (handed over: r->text is NULL after this). */
 static int write_request(orr_qmp *q, request *r) {
-  static char newline[] = "\n";
-  write_req *w = malloc(sizeof *w);
-  uv_buf_t bufs[2];
+  char *text = r->text;
 
-  if (w == NULL)
-    return ORR_ENOMEM;
-  bufs[0] = uv_buf_init(r->text, (unsigned)strlen(r->text));
-  bufs[1] = uv_buf_init(newline, 1);
-  w->text = r->text;
-  w->req.data = q;
-  if (uv_write(&w->req, (uv_stream_t *)&q->pipe, bufs, 2, on_written) != 0) {
-    free(w);
-    return ORR_EIO;
-  }
-  q->writes++;
   r->text = NULL;
-  return 0;
-}
-
-/* The rest of a command whose start went out with its descriptor. */
-static int write_tail(orr_qmp *q, const char *tail, size_t n) {
-  write_req *w = malloc(sizeof *w);
-  uv_buf_t buf;
-  if (w == NULL || (w->text = malloc(n)) == NULL) {
-    free(w);
-    return ORR_ENOMEM;
-  }
-  memcpy(w->text, tail, n);
-  buf = uv_buf_init(w->text, (unsigned)n);
-  w->req.data = q;
-  if (uv_write(&w->req, (uv_stream_t *)&q->pipe, &buf, 1, on_written) != 0) {
-    free(w->text);
-    free(w);
-    return ORR_EIO;
-  }
-  q->writes++;
-  return 0;
+  return orr__jc_write(q->conn, text, 0);
 }
 
 /* Sends r with its descriptor now: 0, 1 to try again later (the socket
 ** buffer is full), or an ORR_* code. */
 static int send_with_fd(orr_qmp *q, request *r) {
-  size_t len = strlen(r->text);
-  char *line = malloc(len + 1);
-  char cbuf[CMSG_SPACE(sizeof(int))];
-  struct msghdr msg;
-  struct iovec iov;
-  struct cmsghdr *cm;
-  uv_os_fd_t sock;
-  ssize_t n;
-  int rc = 0;
+  int rc = orr__jc_write_fd(q->conn, r->text, r->fd);
 
-  if (line == NULL)
-    return ORR_ENOMEM;
-  if (uv_fileno((uv_handle_t *)&q->pipe, &sock) != 0) {
-    free(line);
-    return ORR_EIO;
-  }
-  memcpy(line, r->text, len);
-  line[len] = '\n';
-  memset(&msg, 0, sizeof msg);
-  memset(cbuf, 0, sizeof cbuf);
-  iov.iov_base = line;
-  iov.iov_len = len + 1;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &r->fd, sizeof(int));
-  do
-    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    rc = errno == EAGAIN || errno == EWOULDBLOCK ? 1 : ORR_EVMGONE;
-  } else {
-    /* The descriptor went with the first byte; the rest is plain. */
-    if ((size_t)n < len + 1)
-      rc = write_tail(q, line + n, len + 1 - (size_t)n);
+  if (rc == 0) {
     close(r->fd);
     r->fd = -1;
     free(r->text);
     r->text = NULL;
   }
-  free(line);
   return rc;
 }
 
@@ -347,7 +264,7 @@ static void flush(orr_qmp *q) {
       continue; /* written, awaiting its reply */
     if (r->fd < 0) {
       rc = write_request(q, r);
-    } else if (q->writes > 0 || q->fd_waiting != 0) {
+    } else if (orr__jc_writes(q->conn) > 0 || q->fd_waiting != 0) {
       return;
     } else if ((rc = send_with_fd(q, r)) == 1) {
       uv_timer_start(&q->fd_retry, on_fd_retry, 1, 0);
@@ -434,8 +351,6 @@ static void on_greeting(orr_qmp *q, json_t *greeting) {
   ** front of anything queued and is written now. */
   r = new_request(q, "qmp_capabilities", NULL, on_capabilities, q);
   if (r == NULL || write_request(q, r) != 0) {
-    if (r != NULL)
-      free(r->text);
     free(r);
     die(q, ORR_EIO);
     return;
@@ -527,29 +442,21 @@ static int on_line(void *arg, const char *line, size_t len) {
   return q->state >= DEAD;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  orr_qmp *q = h->data;
+/* The connection ended on its own. */
+static void on_ended(void *arg, orr_jc_end what, int code) {
+  orr_qmp *q = arg;
 
-  (void)suggested;
-  /* One read at a time, consumed before the next: one buffer suffices. */
-  *buf = uv_buf_init(q->rbuf, sizeof q->rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  orr_qmp *q = s->data;
-  int rc;
-
-  if (n < 0) {
-    /* EOF after quit, ECONNRESET after a kill: both are QEMU going away. */
-    if (n != UV_EOF && n != UV_ECONNRESET)
-      qlog(q, "read: %s", uv_strerror((int)n));
+  if (what == ORR_JC_WRITE) {
+    qlog(q, "write: %s", uv_strerror(code));
     die(q, ORR_EVMGONE);
-    return;
-  }
-  rc = orr_framer_feed(&q->framer, buf->base, (size_t)n);
-  if (rc < 0) {
+  } else if (what == ORR_JC_READ) {
+    /* EOF after quit, ECONNRESET after a kill: both are QEMU going away. */
+    if (code != UV_EOF && code != UV_ECONNRESET)
+      qlog(q, "read: %s", uv_strerror(code));
+    die(q, ORR_EVMGONE);
+  } else {
     qlog(q, "dropping the connection: %s",
-         rc == ORR_EIO ? "line too long" : orr_strerror(rc));
+         code == ORR_EIO ? "line too long" : orr_strerror(code));
     die(q, ORR_EIO);
   }
 }
@@ -566,68 +473,22 @@ static void on_handshake_timeout(uv_timer_t *t) {
   die(q, ORR_ETIMEDOUT);
 }
 
-static void connected(orr_qmp *q, int fd) {
-  int rc;
+static void on_connected(void *arg, int status, orr_jc_stage stage,
+                         const char *why) {
+  orr_qmp *q = arg;
 
-  uv_pipe_init(q->loop, &q->pipe, 0);
-  q->pipe.data = q;
-  q->handles++;
-  q->pipe_open = 1;
-  rc = uv_pipe_open(&q->pipe, fd);
-  if (rc != 0) {
-    close(fd);
-  } else {
-    rc = uv_read_start((uv_stream_t *)&q->pipe, on_alloc, on_read);
-  }
-  if (rc != 0) {
-    qlog(q, "%s: %s", q->path, uv_strerror(rc));
-    die(q, ORR_EIO);
+  if (status != 0) {
+    if (stage == ORR_JC_SOCKET)
+      qlog(q, "socket: %s", why);
+    else if (stage == ORR_JC_CONNECT)
+      qlog(q, "connect %s: %s", q->path, why);
+    else
+      qlog(q, "%s: %s", q->path, why);
+    die(q, status);
     return;
   }
   q->state = q->stage = GREETING;
   uv_timer_start(&q->timer, on_handshake_timeout, ms_left(q), 0);
-}
-
-/* A plain non-blocking connect(), which on a unix socket completes or fails
-** at once, so retrying is a timer and a syscall; the fd then becomes a
-** uv_pipe_t. */
-static void try_connect(uv_timer_t *t) {
-  orr_qmp *q = t->data;
-  struct sockaddr_un sa;
-  uint64_t left;
-  int fd, err;
-
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    qlog(q, "socket: %s", strerror(errno));
-    die(q, ORR_EIO);
-    return;
-  }
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path, q->path, sizeof q->path);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-    connected(q, fd);
-    return;
-  }
-  err = errno;
-  close(fd);
-  /* QEMU binds the socket some milliseconds after it was spawned, and a
-  ** full backlog (EAGAIN) clears as soon as it accepts. */
-  if (err == ENOENT || err == ECONNREFUSED || err == EAGAIN || err == EINTR) {
-    left = ms_left(q);
-    if (left == 0) {
-      qlog(q, "connect %s: %s", q->path, strerror(err));
-      die(q, ORR_ETIMEDOUT);
-      return;
-    }
-    uv_timer_start(t, try_connect, q->retry_ms < left ? q->retry_ms : left, 0);
-    q->retry_ms =
-        q->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : q->retry_ms * 2;
-    return;
-  }
-  qlog(q, "connect %s: %s", q->path, strerror(err));
-  die(q, err == EACCES || err == EPERM ? ORR_EPERM : ORR_EIO);
 }
 
 /* ---- command deadlines ---- */
@@ -697,8 +558,9 @@ static void on_idle(uv_idle_t *h) {
 }
 
 int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
-  struct sigaction sa;
+  orr_jc_options jo;
   orr_qmp *q;
+  int rc;
 
   *out = NULL;
   if (loop == NULL || o == NULL || o->path == NULL || o->ready_cb == NULL)
@@ -717,13 +579,23 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   q->command_timeout_ms = o->command_timeout_ms;
   q->arg = o->arg;
   q->next_id = 1;
-  q->retry_ms = RETRY_FIRST_MS;
   q->deadline =
       uv_hrtime() +
       (o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS) * UINT64_C(1000000);
   list_init(&q->pending);
   list_init(&q->deferred);
-  orr_framer_init(&q->framer, 0, on_line, q);
+  memset(&jo, 0, sizeof jo);
+  jo.connected = on_connected;
+  jo.line = on_line;
+  jo.ended = on_ended;
+  jo.drained = on_drained;
+  jo.arg = q;
+  jo.deadline = q->deadline;
+  rc = orr__jc_open(loop, q->path, &jo, &q->conn);
+  if (rc != 0) {
+    free(q);
+    return rc;
+  }
   uv_timer_init(loop, &q->timer);
   uv_timer_init(loop, &q->dtimer);
   uv_idle_init(loop, &q->idle);
@@ -732,13 +604,7 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   q->dtimer.data = q;
   q->idle.data = q;
   q->fd_retry.data = q;
-  q->handles = 4;
-  uv_timer_start(&q->timer, try_connect, 0, 0);
-
-  /* A write to a QEMU that just died raises SIGPIPE, whose default action
-  ** would kill the whole engine; EPIPE is what we want instead. */
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-    signal(SIGPIPE, SIG_IGN);
+  q->handles = 5; /* the four above and conn */
   *out = q;
   return 0;
 }
@@ -859,7 +725,7 @@ void orr_qmp_close(orr_qmp *q, orr_qmp_close_cb cb) {
     return;
   q->state = CLOSING;
   q->close_cb = cb;
-  close_pipe(q);
+  close_conn(q);
   uv_close((uv_handle_t *)&q->timer, on_handle_closed);
   uv_close((uv_handle_t *)&q->dtimer, on_handle_closed);
   uv_close((uv_handle_t *)&q->idle, on_handle_closed);
