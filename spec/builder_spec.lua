@@ -260,6 +260,24 @@ describe("builder methods", function()
       .. '{},"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{}}', 1, true))
   end)
 
+  it("takes a SCSI controller GUID in any case and stores it in lower case", function()
+    -- GUIDs compare case-insensitively, as in HCS: C0 in upper case is
+    -- controller 0, and two spellings of it are one controller.
+    local d = b:document()
+    d.VirtualMachine.Devices.Scsi = { [C0:upper()] = { Attachments = {
+      ["0"] = { Type = "VirtualDisk", Path = "/srv/a.img" } } } }
+    local c = orrery.builder_from(d)
+    assert.same({ [C0] = { Attachments = { ["0"] = { Type = "VirtualDisk",
+      Path = "/srv/a.img" } } } }, c:document().VirtualMachine.Devices.Scsi)
+    c:add_scsi_disk(0, 1, disk("/srv/b.img"))
+    assert.equal("/srv/b.img", c:document().VirtualMachine.Devices.Scsi[C0].Attachments["1"].Path)
+    d.VirtualMachine.Devices.Scsi[C0] = {}
+    assert.error_matches(function() orrery.builder_from(d) end, "is the same GUID as another key")
+    d.VirtualMachine.Devices.Scsi = { [VPCI] = {} }
+    assert.error_matches(function() orrery.builder_from(d) end,
+      "must be one of the four HCS SCSI controller GUIDs")
+  end)
+
   it("add_scsi_disk keys Attachments by the LUN as a string", function()
     b:add_scsi_controller(0)
     b:add_scsi_controller(1)

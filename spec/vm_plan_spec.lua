@@ -171,6 +171,23 @@ describe("orrery.VM on the plan backend", function()
     assert.equal("EEXIST", code)
   end)
 
+  it("takes the controller GUID of a ResourcePath in any case", function()
+    -- GUIDs compare case-insensitively, as in HCS: the upper-case spelling
+    -- names controller 0 and its LUN, never a second controller.
+    assert(vm:start())
+    local att = { Type = "VirtualDisk", Path = img }
+    local upper = "VirtualMachine/Devices/Scsi/" .. C0:upper() .. "/Attachments/"
+    assert.is_true(vm:modify{ ResourcePath = upper .. "6", RequestType = "Add", Settings = att })
+    assert.same(att, attachments(vm)["6"])
+    assert.same({ C0 }, (function()
+      local keys = {}
+      for k in pairs(vm:document().VirtualMachine.Devices.Scsi) do keys[#keys + 1] = k end
+      return keys
+    end)())
+    assert.is_true(vm:modify{ ResourcePath = upper .. "6", RequestType = "Remove" })
+    assert.is_nil(attachments(vm)["6"])
+  end)
+
   it("raises for programmer errors before sending anything", function()
     local mark = #vm:plan_log()
     assert.error_matches(function() vm:add_scsi_disk(4, 0, {}) end,

@@ -9,6 +9,8 @@
 #include "orrery/document.h"
 #include "schema.h"
 
+/* HCS's four fixed SCSI controller GUIDs (hcsshim guestrequest), the only
+** table of them: every layer asks here. */
 static const char *const scsi_guids[ORR_SCSI_CONTROLLERS] = {
     "df6d0690-79e5-55b6-a5ec-c1e2f77f580a",
     "0110f83b-de10-5172-a266-78bca56bf50a",
@@ -23,8 +25,9 @@ const char *orr_scsi_controller_guid(int index) {
 }
 
 int orr_scsi_controller_index(const char *guid) {
-  for (int i = 0; i < ORR_SCSI_CONTROLLERS; i++)
-    if (strcmp(guid, scsi_guids[i]) == 0)
+  /* GUIDs compare case-insensitively, as in HCS. */
+  for (int i = 0; guid != NULL && i < ORR_SCSI_CONTROLLERS; i++)
+    if (strcasecmp(guid, scsi_guids[i]) == 0)
       return i;
   return -1;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "orrery/document.h"
 #include "schema.h"
 
 static int is_hex(char c) {
@@ -31,6 +32,18 @@ const char *orr__check_guid(const char *s, size_t len) {
   return NULL;
 bad:
   return "must be a GUID like 6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f";
+}
+
+const char *orr__check_scsi_guid(const char *s, size_t len) {
+  char key[37];
+  if (orr__check_guid(s, len) == NULL) {
+    memcpy(key, s, 36);
+    key[36] = '\0';
+    if (orr_scsi_controller_index(key) >= 0)
+      return NULL;
+  }
+  return "must be one of the four HCS SCSI controller GUIDs "
+         "(df6d0690-79e5-55b6-a5ec-c1e2f77f580a for controller 0, ...)";
 }
 
 void orr__guid_lower(char out[37], const char *guid) {
@@ -366,7 +379,7 @@ static int normalize_map(const orr_type *t, const json_t *in, const frame *at,
     }
     if (normalize(t->elem, json_object_get(in, keys[i]), &sub, &nv, e) != 0)
       goto err;
-    if (t->key_check == orr__check_guid) {
+    if (orr__guid_keyed(t)) {
       /* GUIDs compare case-insensitively: store one spelling, so the same
       ** device cannot appear twice under two. */
       char low[37];

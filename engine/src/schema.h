@@ -131,12 +131,20 @@ extern const orr_type orr__t_modify_request;
 const orr_type *orr__guest_settings_type(const char *resource_type);
 
 /* String rules shared with the builder. */
+/* The one GUID checker: 8-4-4-4-12 hex digits, either case. */
 const char *orr__check_guid(const char *s, size_t len);
+/* One of HCS's four SCSI controller GUIDs (document.c), either case. */
+const char *orr__check_scsi_guid(const char *s, size_t len);
 const char *orr__check_mac(const char *s, size_t len);
 /* The one spelling of a GUID Orrery stores: lower case (GUIDs compare
 ** case-insensitively, so two spellings must never be two devices). Copies
 ** at most 36 characters. */
 void orr__guid_lower(char out[37], const char *guid);
+/* A map keyed by GUIDs: its keys are stored by orr__guid_lower. */
+static inline int orr__guid_keyed(const orr_type *t) {
+  return t->key_check == orr__check_guid ||
+         t->key_check == orr__check_scsi_guid;
+}
 const char *orr__check_abs_path(const char *s, size_t len);
 const char *orr__check_socket_path(const char *s, size_t len);
 const char *orr__check_lun_key(const char *s, size_t len);

@@ -318,7 +318,7 @@ static void emit_map(out_t *o, const orr_type *t, const json_t *v) {
   json_object_foreach((json_t *)v, key, val) {
     /* GUID keys are stored in lower case; another spelling is not yet
     ** normalized. */
-    if (t->key_check == orr__check_guid)
+    if (orr__guid_keyed(t))
       for (const char *p = key; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
           o->bad = true;

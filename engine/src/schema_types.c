@@ -242,9 +242,8 @@ static const orr_type t_attachments =
 static const orr_field scsi_fields[] = {{"Attachments", &t_attachments, 0},
                                         END};
 static const orr_type t_scsi = OBJ("Scsi", scsi_fields);
-static const char *scsi_key_check(const char *s, size_t len);
 static const orr_type t_scsi_map =
-    MAP("map[string]Scsi", &t_scsi, scsi_key_check, 4);
+    MAP("map[string]Scsi", &t_scsi, orr__check_scsi_guid, 4);
 
 static const char *const pmem_formats[] = {"Vhdx", "Vhd1", NULL};
 static const orr_type t_pmem_format =
@@ -800,15 +799,6 @@ static const orr_field modify_fields[] = {{"ResourcePath", &t_string, 0},
                                           END};
 const orr_type orr__t_modify_request =
     OBJ("ModifySettingRequest", modify_fields);
-
-/* The four controller GUIDs HCS fixes (hcsshim guestrequest). */
-static const char *scsi_key_check(const char *s, size_t len) {
-  for (int i = 0; i < ORR_SCSI_CONTROLLERS; i++)
-    if (len == 36 && memcmp(s, orr_scsi_controller_guid(i), 36) == 0)
-      return NULL;
-  return "must be one of the four HCS SCSI controller GUIDs "
-         "(df6d0690-79e5-55b6-a5ec-c1e2f77f580a for controller 0, ...)";
-}
 
 const orr_type *orr__schema_root(size_t i, const char **name) {
   static const struct {

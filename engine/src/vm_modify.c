@@ -846,9 +846,10 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
   /* GUIDs compare case-insensitively and the document spells them in lower
   ** case (the builder's rule): "...A3B1..." must find the adapter
   ** "...a3b1...", not become a second key and a second QEMU device for the
-  ** same GUID (found by fuzz/fuzz_modify.c). */
-  if (c.nparts == 4 && (strcmp(c.parts[2], "VirtualPci") == 0 ||
-                        strcmp(c.parts[2], "NetworkAdapters") == 0))
+  ** same GUID (found by fuzz/fuzz_modify.c); a SCSI controller likewise. */
+  if ((c.nparts == 4 && (strcmp(c.parts[2], "VirtualPci") == 0 ||
+                         strcmp(c.parts[2], "NetworkAdapters") == 0)) ||
+      (c.nparts >= 4 && strcmp(c.parts[2], "Scsi") == 0))
     for (char *p = c.parts[3]; *p != '\0'; p++)
       *p = (char)tolower((unsigned char)*p);
   orr__vm_log(vm, "modify", json_incref(norm));

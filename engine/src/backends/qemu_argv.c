@@ -64,6 +64,8 @@
 #include <unistd.h>
 
 #include "backends/qemu_xlate.h"
+#include "orrery/document.h"
+#include "schema.h"
 
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
 /* Where q35 sits: binary -S -nodefaults -no-user-config -sandbox V -M q35 */
@@ -761,7 +763,7 @@ static int scsi(bld *b, const json_t *devices, bool throttle) {
       ctrls == NULL)
     return rc;
   json_object_foreach((json_t *)ctrls, key, val) {
-    int i = orr__qemu_scsi_index(key);
+    int i = orr_scsi_controller_index(key);
     if (i < 0 || byidx[i] != NULL)
       return orr_error_set(b->err, ORR_EINVAL,
                            "%s.%s: controllers must be keyed by one of HCS's "
@@ -773,7 +775,7 @@ static int scsi(bld *b, const json_t *devices, bool throttle) {
     const json_t *atts, *bylun[64] = {NULL};
     if (byidx[c] == NULL)
       continue;
-    join(cpath, sizeof cpath, path, orr__qemu_scsi_guid(c));
+    join(cpath, sizeof cpath, path, orr_scsi_controller_guid(c));
     if ((rc = orr__qemu_check_fields(byidx[c], cpath, scsi_ctrl_rules,
                                      b->ignored, b->err)) != 0 ||
         (rc = opt_obj(byidx[c], "Attachments", cpath, &atts, b->err)) != 0)

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "backends/qemu_xlate.h"
+#include "orrery/document.h"
+#include "schema.h"
 
 /* {"do":[], "wait_deleted":null, "after":[], "ignored":[]} */
 static json_t *plan_new(void) {
@@ -82,7 +84,9 @@ int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
 
   *plan = NULL;
   snprintf(path, sizeof path, "VirtualMachine.Devices.Scsi.%s.Attachments.%d",
-           orr__qemu_scsi_guid(ctrl) ? orr__qemu_scsi_guid(ctrl) : "?", lun);
+           orr_scsi_controller_guid(ctrl) ? orr_scsi_controller_guid(ctrl)
+                                          : "?",
+           lun);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
   if ((rc = orr__qemu_disk_objects(ctrl, lun, attachment, path, throttle_group,
@@ -212,7 +216,7 @@ int orr__qemu_plan_vpci_remove(const char *guid, json_t **plan,
   bool oom = false;
 
   *plan = NULL;
-  if (guid == NULL || !orr__qemu_is_guid(guid))
+  if (guid == NULL || orr__check_guid(guid, strlen(guid)) != NULL)
     return orr_error_set(err, ORR_EINVAL,
                          "VirtualMachine.Devices.VirtualPci.%s: the VMBus id "
                          "must be a GUID",
@@ -253,7 +257,7 @@ int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err) {
   bool oom = false;
 
   *plan = NULL;
-  if (guid == NULL || !orr__qemu_is_guid(guid))
+  if (guid == NULL || orr__check_guid(guid, strlen(guid)) != NULL)
     return orr_error_set(err, ORR_EINVAL,
                          "VirtualMachine.Devices.NetworkAdapters.%s: the NIC "
                          "id must be a GUID",

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "backends/qemu_xlate.h"
+#include "orrery/document.h"
+#include "schema.h"
 #include "image.h"
 
 /* ---------------------------------------------------------------------- */
@@ -126,13 +128,16 @@ char orr__qemu_name_kind(const char *s) {
     return 'd';
   if (disk_name(s, "file-") || disk_name(s, "fmt-") || disk_name(s, "qos-"))
     return 'n';
-  if ((strncmp(s, "vpci-", 5) == 0 && orr__qemu_is_guid(s + 5)) ||
-      (strncmp(s, "nic-", 4) == 0 && orr__qemu_is_guid(s + 4)))
+  if ((strncmp(s, "vpci-", 5) == 0 &&
+       orr__check_guid(s + 5, strlen(s + 5)) == NULL) ||
+      (strncmp(s, "nic-", 4) == 0 &&
+       orr__check_guid(s + 4, strlen(s + 4)) == NULL))
     return 'd';
   if (sscanf(s, "p9-%3d%n", &k, &end) == 1 && s[end] == '\0' && k >= 0 &&
       strcmp(s, name_fmt("p9-%d", k).s) == 0)
     return 'd';
-  if (strncmp(s, "net-", 4) == 0 && orr__qemu_is_guid(s + 4))
+  if (strncmp(s, "net-", 4) == 0 &&
+      orr__check_guid(s + 4, strlen(s + 4)) == NULL)
     return 'N';
   return 0;
 }
@@ -143,36 +148,6 @@ int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
   if (n < 0 || (size_t)n >= size)
     return ORR_EINVAL;
   return 0;
-}
-
-static const char *const scsi_guids[4] = {
-    "df6d0690-79e5-55b6-a5ec-c1e2f77f580a",
-    "0110f83b-de10-5172-a266-78bca56bf50a",
-    "b5d2d8d4-3a75-51bf-945b-3444dc6b8579",
-    "305891a9-b251-5dfe-91a2-c25d9212275b",
-};
-
-const char *orr__qemu_scsi_guid(int index) {
-  return index >= 0 && index < 4 ? scsi_guids[index] : NULL;
-}
-
-int orr__qemu_scsi_index(const char *guid) {
-  for (int i = 0; i < 4; i++)
-    if (strcasecmp(guid, scsi_guids[i]) == 0)
-      return i;
-  return -1;
-}
-
-bool orr__qemu_is_guid(const char *s) {
-  static const int groups[5] = {8, 4, 4, 4, 12};
-  for (int g = 0; g < 5; g++) {
-    for (int i = 0; i < groups[g]; i++, s++)
-      if (!isxdigit((unsigned char)*s))
-        return false;
-    if (g < 4 && *s++ != '-')
-      return false;
-  }
-  return *s == '\0';
 }
 
 /* ---------------------------------------------------------------------- */
@@ -609,7 +584,7 @@ int orr__qemu_nic_objects(const char *guid, const json_t *nic, const char *path,
   int rc;
 
   *netdev = *device = NULL;
-  if (!orr__qemu_is_guid(guid))
+  if (orr__check_guid(guid, strlen(guid)) != NULL)
     return orr_error_set(err, ORR_EINVAL, "%s: the NIC id must be a GUID",
                          path);
   if ((rc = orr__qemu_check_fields(nic, path, nic_rules, ignored, err)) != 0 ||
@@ -735,7 +710,7 @@ int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
   int rc;
 
   *device = NULL;
-  if (!orr__qemu_is_guid(guid))
+  if (orr__check_guid(guid, strlen(guid)) != NULL)
     return orr_error_set(err, ORR_EINVAL, "%s: the VMBus id must be a GUID",
                          path);
   if ((rc = orr__qemu_check_fields(dev, path, vpci_rules, ignored, err)) != 0)

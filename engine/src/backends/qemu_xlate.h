@@ -159,11 +159,6 @@ orr_qemu_name orr__qemu_disk_key(int c, int lun);
 int orr__qemu_run_path(char *buf, size_t size, const orr_qemu_config *cfg,
                        const char *file);
 
-/* HCS's four fixed SCSI controller GUIDs: index 0..3 <-> key in
-** Devices.Scsi. orr__qemu_scsi_index returns -1 for any other string. */
-const char *orr__qemu_scsi_guid(int index);
-int orr__qemu_scsi_index(const char *guid);
-
 /* ---------------------------------------------------------------------- */
 /* Boot time                                                              */
 /* ---------------------------------------------------------------------- */
@@ -323,9 +318,6 @@ int orr__qemu_get_str(const json_t *obj, const char *key, const char *path,
                       const char **out /* NULL if absent */, orr_error *err);
 int orr__qemu_req_str(const json_t *obj, const char *key, const char *path,
                       const char **out, orr_error *err);
-
-/* A GUID string 8-4-4-4-12 hex (either case). */
-bool orr__qemu_is_guid(const char *s);
 
 /* The format the engine gives the image at path: image.h's
 ** orr__image_top_format, through a descriptor opened only if it is a
