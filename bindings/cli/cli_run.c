@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "l_orrery.h"
-#include "l_util.h"
+#include "lua/l_orrery.h"
+#include "lua/l_util.h"
 
 static const char run_help[] =
     "usage: %s run [OPTIONS] RECIPE.lua [ARGS...]\n"

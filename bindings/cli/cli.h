@@ -12,7 +12,7 @@
 #include <lua.h>
 #include <uv.h>
 
-#include "l_async.h"
+#include "lua/l_async.h"
 
 /* Exit codes, documented in `orrery --help` and README.md. */
 enum {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l_orrery.h"
+#include "lua/l_orrery.h"
 #include "repl.h"
 
 #define EOFMARK "<eof>"

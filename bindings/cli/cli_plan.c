@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "l_orrery.h"
-#include "l_util.h"
+#include "lua/l_orrery.h"
+#include "lua/l_util.h"
 #include "orrery/document.h"
 
 static const char plan_help[] =

@@ -13,7 +13,7 @@
 
 #include <limits.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 
 typedef struct orr_repl {
   lua_State *L;

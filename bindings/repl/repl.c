@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "l_orrery.h"
-#include "l_util.h"
+#include "lua/l_orrery.h"
+#include "lua/l_util.h"
 #include "repl.h"
 
 #ifndef ORR_VERSION

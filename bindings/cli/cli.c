@@ -8,8 +8,8 @@
 #include <lualib.h>
 
 #include "cli.h"
-#include "l_orrery.h"
-#include "l_util.h"
+#include "lua/l_orrery.h"
+#include "lua/l_util.h"
 #include "orrery/install.h"
 
 const char *orr_cli_progname = "orrery";
