@@ -12,8 +12,6 @@
 #include "lua/l_util.h"
 #include "orrery/install.h"
 
-const char *orr_cli_progname = "orrery";
-
 int orr_cli_is_help(const char *arg) {
   return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
@@ -129,18 +127,6 @@ lua_State *orr_cli_newstate(void) {
   return L;
 }
 
-int orr_cli_report(lua_State *L, int status) {
-  const char *msg;
-  if (status == LUA_OK)
-    return ORR_EXIT_OK;
-  msg = lua_tostring(L, -1);
-  fprintf(stderr, "%s: %s\n", orr_cli_progname,
-          msg ? msg : "(error object is not a string)");
-  fflush(stderr);
-  lua_pop(L, 1);
-  return ORR_EXIT_FAIL;
-}
-
 int orr_cli_load_recipe(lua_State *L, int argc, char **argv) {
   const char *file = strcmp(argv[0], "-") == 0 ? NULL : argv[0];
   int status;
@@ -168,23 +154,6 @@ int orr_cli_dochunk(lua_State *L, const char *chunk, const char *name) {
     status = lua_pcall(L, 0, 0, base);
   lua_remove(L, base);
   return status;
-}
-
-static void on_closed(uv_handle_t *h) {
-  *(int *)h->data = 1;
-}
-
-static int is_set(void *arg) {
-  return *(int *)arg;
-}
-
-void orr_cli_close_handle(lua_State *L, uv_handle_t *h) {
-  int closed = 0;
-  if (uv_is_closing(h))
-    return;
-  h->data = &closed;
-  uv_close(h, on_closed);
-  orr_l_run_until(L, is_set, &closed);
 }
 
 static const char version_help[] =

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "lua/l_orrery.h"
 #include "lua/l_util.h"
+#include "repl/repl.h"
 
 static const char run_help[] =
     "usage: %s run [OPTIONS] RECIPE.lua [ARGS...]\n"
@@ -316,7 +317,7 @@ static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
     else if (cmd == NULL && o.argc > 0 && looks_like_command(o.argv[0]))
       rc = orr_cli_usage_error(NULL, "no command '%s'", o.argv[0]);
     else if (o.argc == 0 && o.nactions == 0)
-      rc = orr_cli_repl(1, argv); /* plain `orrery` or `orrery -i` */
+      rc = orr_cli_interactive(argv[0]); /* plain `orrery` or `orrery -i` */
     else {
       /* As lua5.4: with neither a recipe nor a chunk (`orrery -l MOD`),
       ** the REPL comes after the libraries. */
@@ -339,4 +340,19 @@ int orr_cli_run(int argc, char **argv) {
 
 int orr_cli_toplevel(int argc, char **argv) {
   return run_with(NULL, argc, argv, 0);
+}
+
+int orr_cli_interactive(char *prog) {
+  char dash[] = "-";
+  char *script[] = {prog, dash, NULL};
+  lua_State *L;
+  int rc;
+  /* As lua5.4: without a terminal, stdin is a script. */
+  if (!isatty(STDIN_FILENO))
+    return run_with(NULL, 2, script, 0);
+  if ((L = orr_cli_newstate()) == NULL)
+    return ORR_EXIT_FAIL;
+  rc = orr_repl_main(L);
+  lua_close(L);
+  return rc;
 }

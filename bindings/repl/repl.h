@@ -13,7 +13,7 @@
 
 #include <limits.h>
 
-#include "cli/cli.h"
+#include "term/term.h"
 
 typedef struct orr_repl {
   lua_State *L;
@@ -26,6 +26,9 @@ typedef struct orr_repl {
   int prompting;      /* a prompt is on screen, libedit owns the line */
   const char *prompt; /* the prompt shown (or to show) */
   char history[PATH_MAX];
+  /* A line libedit read (NULL: Ctrl-D): evaluation's, set by repl.c, so
+  ** that editing (the lowest part) never calls up into it. */
+  void (*on_line)(struct orr_repl *r, const char *line);
   /* The statement being typed: the lines of an incomplete chunk. */
   char *chunk;
   size_t len, cap;
@@ -81,5 +84,14 @@ void orr_repl_print_outcome(orr_repl *r, int idx);
 
 /* repl_complete.c */
 void orr_repl_complete_init(orr_repl *r);
+
+/* ---- The REPL as the command line calls it (repl.c) --------------------- */
+
+/* Runs the interactive REPL on L until Ctrl-D; returns an exit code.
+** Creates the session (VM tracking) unless orr_repl_session was called. */
+int orr_repl_main(lua_State *L);
+/* Starts tracking the VMs created from now on (orrery.session): for
+** `orrery run -i`, before the recipe runs. Raises on failure. */
+void orr_repl_session(lua_State *L);
 
 #endif

@@ -33,7 +33,7 @@ static void on_line(char *line) {
   orr_repl *r = active;
   /* libedit has already put the terminal back in cooked mode. */
   r->prompting = 0;
-  orr_repl_line(r, line);
+  r->on_line(r, line);
   free(line);
 }
 

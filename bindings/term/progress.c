@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "term/term.h"
 
 #define TICK_MS 100
 #define TTY_AFTER_MS 1000   /* a spinner appears after this */

@@ -9,7 +9,7 @@
 #include <signal.h>
 #include <string.h>
 
-#include "cli.h"
+#include "term/term.h"
 
 #define MAX_HOOKED 3
 
