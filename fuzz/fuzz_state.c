@@ -24,9 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/qemu_xlate.h"
+#include "backends/qemu_backend.h"
 #include "orrery/document.h"
-#include "vm_internal.h"
 
 #define CHECK(cond)                                                            \
   do {                                                                         \

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The KVM probe boots QEMU itself, confined as every QEMU the engine runs. */
+#include "backends/qemu_xlate.h"
 #include "orrery/accel.h"
 #include "orrery/guest_image.h"
 #include "orrery/process.h"

@@ -2,7 +2,8 @@
 ** CPU limits for a QEMU process through the cgroup cpu controller (v1's
 ** cfs quota and shares, or v2's cpu.max and cpu.weight). HCS expresses
 ** Limit as a fraction of the VM's processors times 100000, and Weight on
-** 1..10000 around a default of 100.
+** 1..10000 around a default of 100. A host utility: it knows a process
+** and a group, not a VM (the qemu backend's cpu_limits calls it).
 */
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vm_internal.h"
+#include "cgroup.h"
 
 #define PERIOD_US 100000LL
 
@@ -37,17 +38,13 @@ static int exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
-int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
-                      orr_error *e) {
+int orr__cgroup_apply(char *dir, size_t size, const char *name, int pid,
+                      const json_t *limits, long long cpus, orr_error *e) {
   json_t *limit = json_object_get(limits, "Limit");
   json_t *weight = json_object_get(limits, "Weight");
   char val[64];
   int v2, rc;
-  if (vm->backend == &orr__backend_plan) {
-    orr__vm_log(vm, "cgroup", json_deep_copy(limits));
-    return 0;
-  }
-  if (vm->cgroup[0] == '\0') {
+  if (dir[0] == '\0') {
     const char *base;
     if (exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) {
       base = "/sys/fs/cgroup/cpu";
@@ -58,15 +55,14 @@ int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
                            "CPU limits need the cgroup cpu controller, and "
                            "none is mounted at /sys/fs/cgroup");
     }
-    snprintf(vm->cgroup, sizeof vm->cgroup, "%s/orrery", base);
-    if (mkdir(vm->cgroup, 0755) != 0 && errno != EEXIST)
+    snprintf(dir, size, "%s/orrery", base);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
       goto nodir;
-    snprintf(vm->cgroup, sizeof vm->cgroup, "%s/orrery/%s-%.8s", base, vm->id,
-             vm->runtime_id);
-    if (mkdir(vm->cgroup, 0755) != 0 && errno != EEXIST)
+    snprintf(dir, size, "%s/orrery/%s", base, name);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
       goto nodir;
-    snprintf(val, sizeof val, "%d", vm->pid);
-    if ((rc = write_file(vm->cgroup, "cgroup.procs", val, e)) != 0)
+    snprintf(val, sizeof val, "%d", pid);
+    if ((rc = write_file(dir, "cgroup.procs", val, e)) != 0)
       return rc;
   }
   v2 = exists("/sys/fs/cgroup/cgroup.controllers") &&
@@ -80,15 +76,15 @@ int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
         snprintf(val, sizeof val, "max %lld", PERIOD_US);
       else
         snprintf(val, sizeof val, "%lld %lld", quota, PERIOD_US);
-      if ((rc = write_file(vm->cgroup, "cpu.max", val, e)) != 0)
+      if ((rc = write_file(dir, "cpu.max", val, e)) != 0)
         return rc;
     } else {
       snprintf(val, sizeof val, "%lld", PERIOD_US);
-      if ((rc = write_file(vm->cgroup, "cpu.cfs_period_us", val, e)) != 0)
+      if ((rc = write_file(dir, "cpu.cfs_period_us", val, e)) != 0)
         return rc;
       snprintf(val, sizeof val, "%lld",
                quota < 1000 && quota >= 0 ? 1000 : quota);
-      if ((rc = write_file(vm->cgroup, "cpu.cfs_quota_us", val, e)) != 0)
+      if ((rc = write_file(dir, "cpu.cfs_quota_us", val, e)) != 0)
         return rc;
     }
   }
@@ -99,22 +95,20 @@ int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
     else
       snprintf(val, sizeof val, "%lld",
                w * 1024 / 100 < 2 ? 2 : w * 1024 / 100);
-    if ((rc = write_file(vm->cgroup, v2 ? "cpu.weight" : "cpu.shares", val,
-                         e)) != 0)
+    if ((rc = write_file(dir, v2 ? "cpu.weight" : "cpu.shares", val, e)) != 0)
       return rc;
   }
   return 0;
 nodir:
   rc = errno;
-  vm->cgroup[0] = '\0';
+  dir[0] = '\0';
   return orr_error_set(e, ORR_ENOTSUP,
                        "CPU limits need a writable cgroup cpu controller: "
                        "cannot create a group: %s",
                        strerror(rc));
 }
 
-/* Read back for tests and properties: the group's path, "" if none. */
-void orr__cgroup_remove(orr_vm *vm) {
-  if (vm->cgroup[0] != '\0')
-    rmdir(vm->cgroup); /* succeeds once the process is gone */
+void orr__cgroup_remove(const char *dir) {
+  if (dir[0] != '\0')
+    rmdir(dir); /* succeeds once the process is gone */
 }

@@ -1,7 +1,6 @@
 /*
-** The engine context: one loop, the VMs on it, the runtime root, and a
-** deferred-call queue so that no callback ever runs from inside the call
-** that asked for it.
+** The engine context: one loop, the VMs on it, the runtime root, and the
+** backends it offers. (Its deferred-call queue is defer.c's.)
 */
 #include <errno.h>
 #include <stdio.h>
@@ -13,37 +12,12 @@
 #include "rundir.h"
 #include "vm_internal.h"
 
-struct orr_deferred {
-  orr_deferred *next;
-  orr_deferred_fn fn;
-  void *arg;
-};
-
-static void run_deferred(uv_idle_t *h) {
-  orr_engine *eng = h->data;
-  /* Take the current batch; calls queued while it runs wait a turn. */
-  orr_deferred *d = eng->dq_head;
-  eng->dq_head = eng->dq_tail = NULL;
-  uv_idle_stop(&eng->idle);
-  while (d != NULL) {
-    orr_deferred *next = d->next;
-    d->fn(d->arg);
-    free(d);
-    d = next;
-  }
-}
-
-void orr__defer(orr_engine *eng, orr_deferred_fn fn, void *arg) {
-  orr_deferred *d = calloc(1, sizeof *d);
-  d->fn = fn;
-  d->arg = arg;
-  if (eng->dq_tail)
-    eng->dq_tail->next = d;
-  else
-    eng->dq_head = d;
-  eng->dq_tail = d;
-  uv_idle_start(&eng->idle, run_deferred);
-}
+/* The registry: the one place that names the backends (architecture.json:
+** the engine knows its backends, the core only their interface). */
+extern const orr_backend orr__backend_qemu;
+extern const orr_backend orr__backend_plan;
+static const orr_backend *const backends[] = {&orr__backend_qemu,
+                                              &orr__backend_plan, NULL};
 
 int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   orr_engine *eng = calloc(1, sizeof *eng);
@@ -63,8 +37,12 @@ int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   eng->idle.data = eng;
   orr_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
   orr__fault_init(); /* the crash harness's hook (fault.c), read once */
+  eng->backends = backends;
   /* An engine killed outright leaves its VMs' directories behind. */
-  orr__run_dir_sweep(eng->runtime_root);
+  for (size_t i = 0; backends[i] != NULL; i++)
+    if (backends[i]->pidfile != NULL)
+      orr__run_dir_sweep(eng->runtime_root, backends[i]->pidfile,
+                         backends[i]->run_files);
   *out = eng;
   return 0;
 }

@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backends/qemu_xlate.h"
 #include "orrery/vm.h"
 #include "rundir.h"
 
@@ -189,20 +188,23 @@ int orr__run_dir_lock(int dirfd, const char *path, orr_error *e) {
   return orr_error_set(e, ORR_EIO, "cannot lock %s: %s", path, strerror(errno));
 }
 
-static const char *const run_files[] = {
-    ORR_QEMU_QMP_SOCK,        ORR_QEMU_QGA_SOCK,      ORR_QEMU_VNC_SOCK,
-    ORR_QEMU_PIDFILE,         ORR_QEMU_VARS_FILE,     ORR_VM_STATE_FILE,
-    ORR_VM_STATE_FILE ".tmp", ORR_VM_NOT_DURABLE_FILE};
+/* The core's own files (the journal, vm_persist.c). */
+static const char *const core_files[] = {
+    ORR_VM_STATE_FILE, ORR_VM_STATE_FILE ".tmp", ORR_VM_NOT_DURABLE_FILE};
 
-/* Unlinks the runtime files below dirfd, then the directory (name, below
-** parent) if that leaves it empty. */
-static void clear_at(int dirfd, int parent, const char *name) {
-  for (size_t i = 0; i < sizeof run_files / sizeof *run_files; i++)
-    unlinkat(dirfd, run_files[i], 0);
+/* Unlinks the runtime files below dirfd (the core's and the backend's
+** files), then the directory (name, below parent) if that leaves it
+** empty. */
+static void clear_at(int dirfd, int parent, const char *name,
+                     const char *const *files) {
+  for (size_t i = 0; i < sizeof core_files / sizeof *core_files; i++)
+    unlinkat(dirfd, core_files[i], 0);
+  for (size_t i = 0; files && files[i]; i++)
+    unlinkat(dirfd, files[i], 0);
   unlinkat(parent, name, AT_REMOVEDIR);
 }
 
-void orr__run_dir_clear(int dirfd, const char *dir) {
+void orr__run_dir_clear(int dirfd, const char *dir, const char *const *files) {
   char parent[PATH_MAX];
   const char *slash = strrchr(dir, '/');
   int pfd;
@@ -213,16 +215,16 @@ void orr__run_dir_clear(int dirfd, const char *dir) {
   pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (pfd < 0)
     return;
-  clear_at(dirfd, pfd, slash + 1);
+  clear_at(dirfd, pfd, slash + 1, files);
   close(pfd);
 }
 
 /* Reads a pid file below dirfd; 0 when there is none. */
-static int read_pidfile(int dirfd) {
+static int read_pidfile(int dirfd, const char *pidfile) {
   char buf[32];
   ssize_t n;
-  int fd = openat(dirfd, ORR_QEMU_PIDFILE,
-                  O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  int fd =
+      openat(dirfd, pidfile, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
     return 0;
   n = read(fd, buf, sizeof buf - 1);
@@ -233,11 +235,12 @@ static int read_pidfile(int dirfd) {
   return atoi(buf);
 }
 
-int orr__run_dir_pid(int dirfd) {
-  return read_pidfile(dirfd);
+int orr__run_dir_pid(int dirfd, const char *pidfile) {
+  return read_pidfile(dirfd, pidfile);
 }
 
-void orr__run_dir_sweep(const char *root) {
+void orr__run_dir_sweep(const char *root, const char *pidfile,
+                        const char *const *files) {
   int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d;
   struct dirent *ent;
@@ -263,7 +266,7 @@ void orr__run_dir_sweep(const char *root) {
       close(fd);
       continue;
     }
-    pid = read_pidfile(fd);
+    pid = read_pidfile(fd, pidfile);
     /* EPERM means alive but someone else's: not ours to clear. A directory
     ** without a pidfile may be another engine's VM being created right now:
     ** kept. The lock is taken only for a directory about to be cleared (so
@@ -271,7 +274,7 @@ void orr__run_dir_sweep(const char *root) {
     ** and skips one another engine holds. */
     if (pid > 0 && !(kill(pid, 0) == 0 || errno == EPERM) &&
         flock(fd, LOCK_EX | LOCK_NB) == 0)
-      clear_at(fd, rfd, ent->d_name);
+      clear_at(fd, rfd, ent->d_name, files);
     close(fd);
   }
   closedir(d);

@@ -30,19 +30,24 @@ int orr__run_dir_open(const char *path, int *dirfd, orr_error *e);
 */
 int orr__run_dir_lock(int dirfd, const char *path, orr_error *e);
 
-/* The pid in the directory's QEMU pid file, 0 when there is none. */
-int orr__run_dir_pid(int dirfd);
+/* The pid in the directory's pid file (the backend's backend->pidfile),
+** 0 when there is none. */
+int orr__run_dir_pid(int dirfd, const char *pidfile);
 
 /* Removes the files the engine keeps in the runtime directory dir (open as
-** dirfd), then the directory itself if that leaves it empty. */
-void orr__run_dir_clear(int dirfd, const char *dir);
+** dirfd): the core's journal and files (NULL-terminated, may be NULL: the
+** backend's backend->run_files); then the directory itself if that leaves
+** it empty. */
+void orr__run_dir_clear(int dirfd, const char *dir, const char *const *files);
 
 /*
 ** Clears the runtime directories under root that a killed engine left
-** behind: those that are ours and whose QEMU (qemu.pid) is gone, unless
-** another engine holds them. A directory without a pidfile may be another
-** engine's VM being created right now: kept.
+** behind: those that are ours and whose process (the pid in pidfile) is
+** gone, unless another engine holds them; files as for orr__run_dir_clear.
+** A directory without a pidfile may be another engine's VM being created
+** right now: kept. The engine sweeps once per backend that has a pidfile.
 */
-void orr__run_dir_sweep(const char *root);
+void orr__run_dir_sweep(const char *root, const char *pidfile,
+                        const char *const *files);
 
 #endif

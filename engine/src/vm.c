@@ -40,8 +40,7 @@ const json_t *orr_vm_document(const orr_vm *vm) {
 }
 
 const char *orr_vm_guest_socket(const orr_vm *vm) {
-  return vm->layout ? json_string_value(json_object_get(vm->layout, "qga"))
-                    : NULL;
+  return vm->backend->guest_socket ? vm->backend->guest_socket(vm) : NULL;
 }
 
 orr_engine *orr_vm_engine(const orr_vm *vm) {
@@ -60,7 +59,7 @@ void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg) {
 void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry) {
   json_t *e;
   /* Only the dry run keeps a log; a real VM's would grow without bound. */
-  if (vm->backend != &orr__backend_plan) {
+  if (!vm->backend->dry_run) {
     json_decref(entry);
     return;
   }
@@ -77,9 +76,9 @@ void orr__vm_emit(orr_vm *vm, const char *event, json_t *data) {
   emit(vm, event, data);
 }
 
-/* Health is what the deadlines show: a VM turns unresponsive when a QMP
-** command misses its deadline, and responsive at QEMU's next answer (the
-** late answer to that command at the latest: QEMU answers in order). */
+/* Health is what the deadlines show: a VM turns unresponsive when a step
+** misses its deadline, and responsive at the backend's next answer (the
+** late answer to that step at the latest: QEMU answers in order). */
 void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
                     uint64_t ms) {
   json_t *ev;
@@ -155,12 +154,8 @@ json_t *orr_vm_properties(const orr_vm *vm) {
     json_object_set_new(p, "ProcessId", json_integer(vm->pid));
   if (vm->accel[0])
     json_object_set_new(p, "Accel", json_string(vm->accel));
-  /* How QEMU is confined: -sandbox always; more for a confined engine. */
-  if (vm->backend == &orr__backend_qemu)
-    json_object_set_new(p, "Confinement",
-                        json_pack("{s:b, s:b, s:i}", "Seccomp", 1,
-                                  "Descriptors", vm->confined, "Landlock",
-                                  vm->landlock_abi));
+  if (vm->backend->properties)
+    vm->backend->properties(vm, p);
   if (vm->exited) {
     json_object_set_new(p, "Exit", exit_info(vm));
     return p;
@@ -172,7 +167,8 @@ json_t *orr_vm_properties(const orr_vm *vm) {
         json_pack("{s:s, s:I, s:I}", "Command", vm->unresponsive_cmd,
                   "TimeoutMs", (json_int_t)vm->unresponsive_timeout_ms, "ForMs",
                   (json_int_t)(orr__now_ms() - vm->unresponsive_at)));
-  /* Changes whose caller got ETIMEDOUT and that QEMU has not settled. */
+  /* Changes whose caller got ETIMEDOUT and that the backend has not
+  ** settled. */
   json_t *doubt = json_array();
   for (const orr_req *r = vm->reqs; r; r = r->next)
     if (r->in_doubt && !r->settled)
@@ -190,13 +186,20 @@ json_t *orr_vm_properties(const orr_vm *vm) {
     json_decref(doubt);
   /* A VM that outlives its engine: whether state.json still describes it
   ** (false only after a change that could be neither written down nor
-  ** rolled back; re-opening then settles it from what QEMU reports). */
-  if (vm->backend == &orr__backend_qemu && orr__vm_keeps_state(vm)) {
+  ** rolled back; re-opening then settles it from what the VM reports). */
+  if (vm->backend->attach != NULL && orr__vm_keeps_state(vm)) {
     json_object_set_new(p, "Durable", json_boolean(!vm->not_durable));
     if (vm->not_durable)
       json_object_set_new(p, "DurableError", json_string(vm->durable_err));
   }
   return p;
+}
+
+const orr_backend *orr__backend_find(const orr_engine *eng, const char *name) {
+  for (size_t i = 0; eng->backends && eng->backends[i]; i++)
+    if (strcmp(eng->backends[i]->name, name) == 0)
+      return eng->backends[i];
+  return NULL;
 }
 
 static int check_id(const char *id, orr_error *e) {
@@ -239,12 +242,9 @@ static int check_confined(const orr_vm *vm, const orr_vm_options *opts,
   int rc;
   if (p == NULL)
     return 0;
-  if (vm->opts.qemu_binary != NULL)
-    return orr_error_set(e, ORR_EPERM,
-                         "sandbox: create: opts.qemu_binary is not allowed (it "
-                         "runs a host program; a confined engine runs only "
-                         "its own %s)",
-                         ORR_QEMU_DEFAULT_BINARY);
+  if (vm->backend->check_options != NULL &&
+      (rc = vm->backend->check_options(vm, e)) != 0)
+    return rc;
   if (opts->runtime_dir != NULL &&
       (rc = orr__policy_check_new_dir(p, vm->run_dir,
                                       "create: opts.runtime_dir", e)) != 0)
@@ -349,11 +349,8 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   json_array_foreach(shares, i, share) json_object_set_new(
       vm->p9_index, json_string_value(json_object_get(share, "Name")),
       json_integer((json_int_t)i));
-  if (opts->backend == NULL || strcmp(opts->backend, "qemu") == 0) {
-    vm->backend = &orr__backend_qemu;
-  } else if (strcmp(opts->backend, "plan") == 0) {
-    vm->backend = &orr__backend_plan;
-  } else {
+  vm->backend = orr__backend_find(eng, opts->backend ? opts->backend : "qemu");
+  if (vm->backend == NULL) {
     rc = orr_error_set(e, ORR_EINVAL,
                        "create: backend must be \"qemu\" or \"plan\", got "
                        "\"%s\"",
@@ -374,9 +371,8 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   if ((rc = check_confined(vm, opts, e)) != 0)
     goto fail;
   {
-    const char *accel =
-        orr__accel_resolve(opts->accel ? opts->accel : "auto",
-                           vm->backend != &orr__backend_plan, e);
+    const char *accel = orr__accel_resolve(opts->accel ? opts->accel : "auto",
+                                           !vm->backend->dry_run, e);
     if (accel == NULL) {
       rc = e ? e->code : ORR_EINVAL;
       goto fail;
@@ -388,7 +384,7 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   ** removes the runtime directory: a new QEMU there would lose its files
   ** (or be refused, the old one still running). So the launch waits for
   ** it; what can be refused now still is. */
-  if (vm->backend == &orr__backend_qemu)
+  if (!vm->backend->dry_run)
     for (orr_vm *o = eng->vms; o; o = o->next)
       if (o->closed && strcmp(o->run_dir, vm->run_dir) == 0)
         vm->after = o;
@@ -515,27 +511,18 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   orr__defer(vm->eng, create_failed, f);
 }
 
-void orr__vm_event(orr_vm *vm, const char *event, json_t *data) {
-  if (strcmp(event, "RESUME") == 0)
-    vm->after_save = false; /* QEMU left "postmigrate" */
-  if (vm->cycling &&
-      (strcmp(event, "STOP") == 0 || strcmp(event, "RESUME") == 0))
-    ; /* a save taking QEMU out of "postmigrate": still Paused */
-  else if (strcmp(event, "STOP") == 0 && vm->state == ORR_VM_RUNNING)
+void orr__vm_running(orr_vm *vm, bool running) {
+  if (!running && vm->state == ORR_VM_RUNNING)
     set_state(vm, ORR_VM_PAUSED);
-  else if (strcmp(event, "RESUME") == 0 &&
+  else if (running &&
            (vm->state == ORR_VM_PAUSED || vm->state == ORR_VM_CREATED))
     set_state(vm, ORR_VM_RUNNING);
-  else if (strcmp(event, "SHUTDOWN") == 0) {
-    const char *why = json_string_value(json_object_get(data, "reason"));
-    vm->quitting = true; /* QEMU exits next and closes QMP first */
-    if (why)
-      snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s", why);
-  } else if (strcmp(event, "device_deleted") == 0) {
-    emit(vm, event, data);
-    return;
-  }
-  orr__req_on_event(vm, event, data);
+}
+
+void orr__vm_stopping(orr_vm *vm, const char *reason) {
+  vm->quitting = true; /* the process exits next, its channel closes first */
+  if (reason)
+    snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s", reason);
 }
 
 void orr__vm_exited(orr_vm *vm, long long code, int signal,
@@ -555,7 +542,6 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
   else if (vm->exit_reason[0] == '\0')
     snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s",
              reason ? reason : "exited");
-  orr__cgroup_remove(vm);
   orr__vm_unpersist(vm); /* nothing left to re-attach to */
   set_state(vm, ORR_VM_STOPPED);
   info = exit_info(vm);
@@ -574,12 +560,35 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
 
 /* ---- lifecycle requests ---- */
 
-static orr_req *simple(orr_vm *vm, orr_vm_cb cb, void *arg, const char *cmd,
-                       json_t *args) {
+/* A request whose plan is the backend's step for verb (NULL: the backend
+** could not plan it, and r has failed). */
+static orr_req *verb_req(orr_vm *vm, orr_vm_cb cb, void *arg, orr_verb verb,
+                         uint64_t timeout_ms) {
   orr_req *r = orr__req_new(vm, cb, arg);
-  r->plan =
-      json_pack("{s:[{s:s, s:o*}]}", "do", "execute", cmd, "arguments", args);
+  json_t *step = NULL;
+  orr_error e = {0, ""};
+  r->timeout_ms = timeout_ms;
+  if (vm->backend->verb(vm, verb, &step, &e) != 0) {
+    orr__req_fail(r, e.code ? e.code : ORR_ENOTSUP, "%s", e.msg);
+    return NULL;
+  }
+  r->plan = json_pack("{s:[o]}", "do", step);
   return r;
+}
+
+int orr__vm_send_verb(orr_vm *vm, orr_verb verb, uint64_t timeout_ms,
+                      orr_backend_reply_cb cb, void *arg) {
+  json_t *step = NULL, *args;
+  orr_error e = {0, ""};
+  int rc;
+  if (vm->backend->verb(vm, verb, &step, &e) != 0)
+    return e.code ? e.code : ORR_ENOTSUP;
+  args = json_object_get(step, "arguments");
+  rc = vm->backend->send(
+      vm, json_string_value(json_object_get(step, "execute")),
+      args ? json_deep_copy(args) : NULL, timeout_ms, cb, NULL, arg);
+  json_decref(step);
+  return rc;
 }
 
 static int state_is(orr_req *r, const char *op, int n, ...) {
@@ -612,8 +621,9 @@ static void commit_paused(orr_req *r) {
 ** from a saved state, which QEMU brings up paused (HCS starts a VM created
 ** from a saved state with Start, not Resume). */
 void orr_vm_start(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
-  orr_req *r = simple(vm, cb, arg, "cont", NULL);
-  r->timeout_ms = timeout_ms;
+  orr_req *r = verb_req(vm, cb, arg, ORR_VERB_START, timeout_ms);
+  if (r == NULL)
+    return;
   r->commit = commit_running;
   if (vm->restore && !vm->has_run && vm->state == ORR_VM_PAUSED)
     orr__req_run(r);
@@ -622,16 +632,18 @@ void orr_vm_start(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
 }
 
 void orr_vm_pause(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
-  orr_req *r = simple(vm, cb, arg, "stop", NULL);
-  r->timeout_ms = timeout_ms;
+  orr_req *r = verb_req(vm, cb, arg, ORR_VERB_PAUSE, timeout_ms);
+  if (r == NULL)
+    return;
   r->commit = commit_paused;
   if (state_is(r, "pause", 1, ORR_VM_RUNNING))
     orr__req_run(r);
 }
 
 void orr_vm_resume(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
-  orr_req *r = simple(vm, cb, arg, "cont", NULL);
-  r->timeout_ms = timeout_ms;
+  orr_req *r = verb_req(vm, cb, arg, ORR_VERB_RESUME, timeout_ms);
+  if (r == NULL)
+    return;
   r->commit = commit_running;
   if (state_is(r, "resume", 1, ORR_VM_PAUSED))
     orr__req_run(r);
@@ -645,116 +657,7 @@ static void on_counted_reply(void *arg, int status, json_t *result,
     orr__req_replied(arg);
 }
 
-/* ---- save: migrate to a file, then poll until QEMU says completed ---- */
-
-#define SAVE_POLL_MS 10
-
-static void save_poll(uv_timer_t *t);
-
-/* The save's deadline passed: the caller gets ETIMEDOUT, and the VM must
-** be left as it was, paused without a migration running. QEMU runs the
-** cancel whenever it answers again. */
-static void save_expired(orr_req *r, const char *why) {
-  orr__req_fail(r, ORR_ETIMEDOUT,
-                "save: %s; the migration to %s is cancelled (the file is "
-                "left as it is)",
-                why, json_string_value(json_object_get(r->data, "path")));
-  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), on_counted_reply,
-                    NULL);
-}
-
-static void on_query_migrate(void *arg, int status, json_t *result,
-                             const char *errmsg) {
-  orr_req *r = arg;
-  const char *st;
-  uint64_t left;
-  char why[200];
-  if (status == ORR_ETIMEDOUT) {
-    if (!r->done)
-      save_expired(r, errmsg);
-    return;
-  }
-  if (orr__req_replied(r))
-    return;
-  if (status != 0) {
-    orr__req_fail(r, status, "save: query-migrate: %s", errmsg);
-    return;
-  }
-  st = json_string_value(json_object_get(result, "status"));
-  if (st && strcmp(st, "completed") == 0) {
-    orr__req_finish(r, 0, NULL);
-  } else if (st &&
-             (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
-    const char *desc = json_string_value(json_object_get(result, "error-desc"));
-    orr__req_fail(r, ORR_EBACKEND, "save: migration %s%s%s", st,
-                  desc ? ": " : "", desc ? desc : "");
-  } else if ((left = orr__req_left(r)) == 0) {
-    snprintf(why, sizeof why, "the migration did not complete within %llu ms",
-             (unsigned long long)r->timeout_ms);
-    save_expired(r, why);
-  } else {
-    orr__req_arm_timer(r, left < SAVE_POLL_MS ? left : SAVE_POLL_MS, save_poll);
-  }
-}
-
-static void save_query(orr_req *r) {
-  if (orr__req_send_cmd(r, json_object_get(r->plan, "poll"), on_query_migrate,
-                        NULL) != 0)
-    orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
-}
-
-static void save_poll(uv_timer_t *t) {
-  save_query(t->data);
-}
-
-/* The cont + stop that takes QEMU out of "postmigrate" is no state change
-** for the caller: the save clears the flag however it ends. */
-typedef struct {
-  orr_vm *vm;
-  orr_vm_cb cb;
-  void *arg;
-} cycle_guard;
-
-static void cycle_done(void *arg, int status, const orr_error *err,
-                       json_t *result) {
-  cycle_guard *g = arg;
-  g->vm->cycling = false;
-  if (g->cb)
-    g->cb(g->arg, status, err, result);
-  free(g);
-}
-
-/* The migration starts here, not as a plan step: one QEMU starts late
-** must still be cancelled (the caller was told the save failed), not
-** adopted as a late last step would be. */
-static void on_migrate_reply(void *arg, int status, json_t *result,
-                             const char *errmsg) {
-  orr_req *r = arg;
-  (void)result;
-  if (status == ORR_ETIMEDOUT) {
-    /* The cancel queues behind the migrate: QEMU runs them in order. */
-    if (!r->done)
-      save_expired(r, errmsg);
-    return;
-  }
-  if (orr__req_replied(r))
-    return;
-  if (status != 0)
-    orr__req_fail(r, status, "save: migrate: %s",
-                  status == ORR_EVMGONE ? "the VM process is gone" : errmsg);
-  else
-    save_query(r);
-}
-
-static void save_then(orr_req *r) {
-  /* A migration from a paused VM leaves QEMU in "postmigrate" whether it
-  ** completes, fails or is cancelled (and if QEMU refuses to start it, the
-  ** next save's cont + stop is merely not needed). */
-  r->vm->after_save = true;
-  if (orr__req_send_cmd(r, json_object_get(r->plan, "start"), on_migrate_reply,
-                        NULL) != 0)
-    orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
-}
+/* ---- save: the backend's (backend->save), with the core's deadline ---- */
 
 void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
                  orr_vm_cb cb, void *arg) {
@@ -765,30 +668,24 @@ void orr_vm_save(orr_vm *vm, const json_t *options, uint64_t timeout_ms,
   int index;
   if (!state_is(r, "save", 1, ORR_VM_PAUSED))
     return;
-  /* The engine opens the file (under its policy) and QEMU writes to that
-  ** descriptor: no shell, so any path. */
-  r->hr = orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
-                           vm->backend == &orr__backend_plan);
+  if (vm->backend->save == NULL) {
+    orr__req_fail(r, ORR_ENOTSUP, "save: the %s backend cannot save a VM",
+                  vm->backend->name);
+    return;
+  }
+  /* The engine opens the file (under its policy) and the backend's process
+  ** writes to that descriptor: no shell, so any path. */
+  r->hr = orr__hostres_new(vm->eng->policy, ORR_HR_QMP, vm->backend->dry_run);
   if (r->hr == NULL ||
       orr__hostres_save(r->hr, path, "save: SaveStateFilePath", &index, &e) !=
           0 ||
-      orr__qemu_plan_save(vm->after_save, index, &r->plan, &e) != 0) {
+      vm->backend->save(r, index, &e) != 0) {
     orr__req_fail(r, e.code ? e.code : ORR_ENOMEM, "%s",
                   e.code ? e.msg : "save: out of memory");
     return;
   }
-  if (vm->after_save) {
-    cycle_guard *g = calloc(1, sizeof *g);
-    g->vm = vm;
-    g->cb = r->cb;
-    g->arg = r->arg;
-    r->cb = cycle_done;
-    r->arg = g;
-    vm->cycling = true;
-  }
   r->timeout_ms = timeout_ms ? timeout_ms : ORR_VM_SAVE_TIMEOUT_MS;
   r->data = json_pack("{s:s}", "path", path);
-  r->then = save_then;
   orr__req_run(r);
 }
 
@@ -800,16 +697,28 @@ static void force_kill(uv_timer_t *t) {
     r->vm->backend->kill(r->vm);
 }
 
-/* Asks QEMU to quit; SIGKILL if it has not exited ORR_VM_QUIT_GRACE_MS
-** later. A stopped or hung QEMU never reads the quit, and SIGKILL ends it
-** all the same (stopped included). Once per request. */
+/* Sends the step of verb for r (the backend plans it). */
+static int send_verb(orr_req *r, orr_verb verb, orr_backend_reply_cb cb) {
+  json_t *step = NULL;
+  orr_error e = {0, ""};
+  int rc;
+  if (r->vm->backend->verb(r->vm, verb, &step, &e) != 0)
+    return e.code ? e.code : ORR_ENOTSUP;
+  rc = orr__req_send_cmd(r, step, cb, NULL);
+  json_decref(step);
+  return rc;
+}
+
+/* Asks the backend to quit; SIGKILL if it has not exited
+** ORR_VM_QUIT_GRACE_MS later. A stopped or hung QEMU never reads the quit,
+** and SIGKILL ends it all the same (stopped included). Once per request. */
 static void quit_then(orr_req *r) {
   if (r->quitting)
     return;
   r->quitting = true;
   r->timeout_ms = ORR_VM_QUIT_GRACE_MS;
   r->deadline = orr__now_ms() + ORR_VM_QUIT_GRACE_MS;
-  if (orr__req_send(r, "quit", NULL, on_counted_reply, NULL) != 0)
+  if (send_verb(r, ORR_VERB_QUIT, on_counted_reply) != 0)
     r->vm->backend->kill(r->vm);
   orr__req_arm_timer(r, ORR_VM_QUIT_GRACE_MS, force_kill);
 }
@@ -825,7 +734,8 @@ static void on_powerdown_reply(void *arg, int status, json_t *result,
   orr_req *r = arg;
   (void)result;
   if (status == ORR_ETIMEDOUT) {
-    /* QEMU cannot even pass the request on: no guest will power off. */
+    /* The backend cannot even pass the request on: no guest will power
+    ** off. */
     if (!r->done && !r->vm->exited)
       quit_then(r);
     return;
@@ -833,17 +743,27 @@ static void on_powerdown_reply(void *arg, int status, json_t *result,
   if (orr__req_replied(r))
     return;
   if (status == ORR_EBACKEND)
-    orr__req_fail(r, status, "system_powerdown: %s", errmsg);
+    orr__req_fail(r, status, "%s: %s",
+                  json_string_value(json_object_get(r->data, "step")), errmsg);
   /* 0: the guest has until the deadline; EVMGONE: the exit finishes r. */
 }
 
 static void powerdown_then(orr_req *r) {
+  json_t *step = NULL;
+  orr_error e = {0, ""};
   /* The guest may ignore ACPI power-down (a busybox guest does). */
-  if (orr__req_send(r, "system_powerdown", NULL, on_powerdown_reply, NULL) !=
-      0) {
+  if (r->vm->backend->verb(r->vm, ORR_VERB_POWERDOWN, &step, &e) != 0) {
     quit_then(r);
     return;
   }
+  json_decref(r->data);
+  r->data = json_pack("{s:O}", "step", json_object_get(step, "execute"));
+  if (orr__req_send_cmd(r, step, on_powerdown_reply, NULL) != 0) {
+    json_decref(step);
+    quit_then(r);
+    return;
+  }
+  json_decref(step);
   orr__req_arm_timer(r, orr__req_left(r), powerdown_expired);
 }
 
@@ -923,9 +843,7 @@ void orr_vm_close(orr_vm *vm) {
     vm->backend->release(vm);
     return;
   }
-  if (json_is_false(
-          json_object_get(vm->doc, "ShouldTerminateOnLastHandleClosed")) &&
-      vm->backend == &orr__backend_qemu) {
+  if (orr__vm_keeps_state(vm) && vm->backend->attach != NULL) {
     /* The VM outlives this handle: stop watching it, leave it running, and
     ** keep its state on disk for orrery.open. */
     vm->detached = true;
@@ -933,8 +851,8 @@ void orr_vm_close(orr_vm *vm) {
     vm->backend->release(vm);
     return;
   }
-  if (vm->backend->send(vm, "quit", NULL, ORR_VM_QUIT_GRACE_MS,
-                        close_quit_reply, NULL, NULL) != 0) {
+  if (orr__vm_send_verb(vm, ORR_VERB_QUIT, ORR_VM_QUIT_GRACE_MS,
+                        close_quit_reply, NULL) != 0) {
     vm->backend->kill(vm);
     return;
   }
@@ -948,9 +866,20 @@ void orr_vm_close(orr_vm *vm) {
 
 void orr_vm_qmp(orr_vm *vm, const char *command, const json_t *arguments,
                 uint64_t timeout_ms, orr_vm_cb cb, void *arg) {
-  orr_req *r = simple(vm, cb, arg, command,
-                      arguments ? json_deep_copy(arguments) : NULL);
+  orr_req *r = orr__req_new(vm, cb, arg);
+  json_t *step = NULL;
+  orr_error e = {0, ""};
   r->timeout_ms = timeout_ms;
+  if (vm->backend->raw == NULL ||
+      vm->backend->raw(vm, command, arguments, &step, &e) != 0) {
+    if (vm->backend->raw == NULL)
+      orr__req_fail(r, ORR_ENOTSUP, "qmp: the %s backend takes no raw messages",
+                    vm->backend->name);
+    else
+      orr__req_fail(r, e.code, "%s", e.msg);
+    return;
+  }
+  r->plan = json_pack("{s:[o]}", "do", step);
   if (vm->eng->policy != NULL && !orr__policy_raw_qmp_allowed(command)) {
     orr__req_fail(r, ORR_EPERM,
                   "sandbox: qmp: only read-only commands (query-*, qom-get, "

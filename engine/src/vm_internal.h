@@ -8,7 +8,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "backends/qemu_xlate.h"
+#include "backend.h"
+#include "hostres.h"
 #include "orrery/policy.h"
 #include "orrery/process.h"
 #include "orrery/qmp.h"
@@ -25,6 +26,8 @@ struct orr_engine {
   orr_vm *vms; /* every VM not yet freed */
   char runtime_root[256];
   orr_policy *policy; /* confinement (orrery/policy.h), NULL: none */
+  /* The backends it offers, NULL-terminated (engine.c's registry). */
+  const orr_backend *const *backends;
 };
 
 /* Runs fn(arg) from the loop soon, never from inside this call. */
@@ -38,59 +41,7 @@ typedef enum {
   ORR_VM_STOPPED,
 } orr_vm_st;
 
-typedef struct orr_req orr_req;
 typedef struct orr_unplug orr_unplug;
-
-/* A backend translates and sends; bookkeeping stays in the VM layer. */
-typedef struct {
-  const char *name;
-  /* Checks what can be checked without touching the host (may be NULL;
-  ** launch does it too). */
-  int (*prepare)(orr_vm *vm, orr_error *e);
-  /* Starts the VM paused; later calls orr__vm_launched(vm, status, e). */
-  int (*launch)(orr_vm *vm, orr_error *e);
-  /* Sends one QMP command; same contract as orr_qmp_send_timed()
-  ** (timeout_ms 0: ORR_VM_TIMEOUT_MS). */
-  int (*send)(orr_vm *vm, const char *cmd, json_t *args, uint64_t timeout_ms,
-              orr_qmp_reply_cb cb, orr_qmp_reply_cb late, void *arg);
-  /* The same with a descriptor (taken), as orr_qmp_send_fd(). */
-  int (*send_fd)(orr_vm *vm, const char *cmd, json_t *args, int fd,
-                 uint64_t timeout_ms, orr_qmp_reply_cb cb,
-                 orr_qmp_reply_cb late, void *arg);
-  /* Ends the process now (SIGKILL); orr__vm_exited() follows. */
-  void (*kill)(orr_vm *vm);
-  /* Frees backend state once the VM is gone; then orr__vm_released(). */
-  void (*release)(orr_vm *vm);
-  /*
-  ** Re-attach (orrery.open; NULL: the backend cannot). check_state checks
-  ** the backend's own parts of a state file the core has already checked
-  ** (its layout, process identity, every intent's plan): ORR_EINVAL naming
-  ** the field. It reads nothing but st and run_dir.
-  */
-  int (*check_state)(const json_t *st, const char *run_dir, orr_error *e);
-  /* Proves that the process the state names is this VM's, watches it and
-  ** connects; later orr__vm_attached(vm, status, e). Never signals a process
-  ** it has not proved, nor one it could not greet. */
-  int (*attach)(orr_vm *vm, const json_t *st, orr_error *e);
-  /*
-  ** Settles the journal against what the VM itself reports: for each intent
-  ** of `intents` ({Resource, Commit, Data, Plan}), "adopted" (its change is
-  ** complete in the VM), "undone" (it is not, and what part of it was done
-  ** has been taken back) or "pending" (a removal the guest has still to
-  ** complete); deletes what the backend's naming scheme owns that neither
-  ** the document nor an adopted intent accounts for; brings the layout in
-  ** line. Then orr__vm_reconciled(vm, status, outcomes, gone, e): gone
-  ** lists the backend ids of document devices the VM no longer has.
-  */
-  void (*reconcile)(orr_vm *vm, const json_t *intents);
-} orr_backend;
-
-extern const orr_backend orr__backend_qemu;
-extern const orr_backend orr__backend_plan;
-
-/* The qemu translation's config for this VM: both backends translate the
-** same way, so the plan backend records what the qemu backend would run. */
-void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg);
 
 struct orr_vm {
   orr_engine *eng;
@@ -102,10 +53,10 @@ struct orr_vm {
   orr_vm_st state;
   bool has_run;   /* reached Running once: start is for a VM that never ran */
   json_t *doc;    /* the live document */
-  json_t *layout; /* root ports etc. from the qemu translation */
+  json_t *layout; /* the backend's own (backend.h): stored, never read */
   json_t *argv;
   json_t *plan_log;
-  json_t *p9_index; /* share Name -> boot index k (qdev p9-<k>) */
+  json_t *p9_index; /* share Name -> its index in the boot document */
   long long boot_mb;
   orr_vm_options opts;
   char accel[8];
@@ -132,7 +83,7 @@ struct orr_vm {
   char exit_reason[64];
   /* Callers. */
   orr_req *reqs;       /* requests in flight */
-  orr_unplug *unplugs; /* device_dels awaiting DEVICE_DELETED */
+  orr_unplug *unplugs; /* removals awaiting their device's deletion */
   json_t *reserved;    /* resource paths with a change in flight */
   orr_vm_event_cb event_cb;
   void *event_arg;
@@ -183,18 +134,29 @@ uint64_t orr__now_ms(void);
 
 /* Backend -> VM layer. */
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e);
+/* The guest's CPUs run (true) or stopped (false), whoever asked. */
+void orr__vm_running(orr_vm *vm, bool running);
+/* The VM is on its way out (the guest powered off, or it was told to
+** quit): its exit follows, and reason (may be NULL) is why. */
+void orr__vm_stopping(orr_vm *vm, const char *reason);
+/* The backend deleted the device with this id (its plan's "wait_deleted",
+** or one nobody asked it to delete: backend->device_gone says which
+** resource of the document that was). */
+void orr__vm_device_deleted(orr_vm *vm, const char *device);
+/* A backend event that requests may wait on (r->wait_event, set by the
+** backend's own save or migrate): they finish with status and msg. */
+void orr__vm_event(orr_vm *vm, const char *event, int status, const char *msg);
 /* QEMU missed a deadline (responsive false) or answered again. */
 void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
                     uint64_t ms);
 /* Emits an event to the VM's subscriber. */
 void orr__vm_emit(orr_vm *vm, const char *event, json_t *data);
-void orr__vm_event(orr_vm *vm, const char *event, json_t *data);
 void orr__vm_exited(orr_vm *vm, long long code, int signal, const char *reason);
 void orr__vm_released(orr_vm *vm);
 void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry);
 
 /*
-** A request: a plan (see qemu_xlate.h) run against the backend, then an
+** A request: a plan (backend.h) run against the backend, then an
 ** optional wait for an event, then commit() on success.
 **
 ** Deadline: the call's, from timeout_ms (0: ORR_VM_TIMEOUT_MS) when it
@@ -223,9 +185,9 @@ struct orr_req {
   uint64_t deadline;     /* orr__now_ms() it passes at; 0: not started */
   uv_timer_t *timer;
   orr_unplug *joined;     /* the unplug this request waits on */
-  const char *wait_event; /* e.g. "MIGRATION" */
+  const char *wait_event; /* a backend event (orr__vm_event) it awaits */
   bool wait_exit;         /* completes when the process is gone */
-  bool deleted_early;     /* DEVICE_DELETED overtook the reply to device_del */
+  bool deleted_early;     /* the deletion overtook the removal step's reply */
   bool done;              /* outcome decided */
   bool delivered;         /* cb has run (or was dropped) */
   bool in_doubt;   /* failed ETIMEDOUT with QEMU's answer owed: settling */
@@ -259,10 +221,10 @@ void orr__req_run(orr_req *r);
 ** flight until its outcome. cb gets ORR_ETIMEDOUT at the deadline and must
 ** then leave the count alone: late (NULL: only the count) gets the outcome. */
 int orr__req_send(orr_req *r, const char *name, json_t *args,
-                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late);
-/* orr__req_send() of a plan's {"execute", "arguments"} (copied). */
-int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
-                      orr_qmp_reply_cb late);
+                  orr_backend_reply_cb cb, orr_backend_reply_cb late);
+/* orr__req_send() of a step {"execute", "arguments", "fd"?} (copied). */
+int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_backend_reply_cb cb,
+                      orr_backend_reply_cb late);
 /* First thing in a reply callback of r (not for ORR_ETIMEDOUT): nonzero
 ** means r is already decided (ignore the reply). */
 int orr__req_replied(orr_req *r);
@@ -278,20 +240,18 @@ void orr__req_fail(orr_req *r, int status, const char *fmt, ...)
 /* Makes r wait on the unplug already pending for resource, if any
 ** (returns 1); a repeated removal waits instead of failing. */
 int orr__req_join_unplug(orr_req *r, const char *resource);
-/* Event dispatch to requests and unplugs. */
-void orr__req_on_event(orr_vm *vm, const char *event, json_t *data);
 /* The VM is gone: every request and unplug fails with ORR_EVMGONE. */
 void orr__req_fail_all(orr_vm *vm, int status);
 
 /* An unplug in progress: outlives the request that started it. */
 struct orr_unplug {
   orr_unplug *next;
-  char *qdev;
+  char *device; /* the backend's id of the device (opaque) */
   char *resource;
-  json_t *after; /* cleanup commands after DEVICE_DELETED */
+  json_t *after; /* cleanup steps once the device is deleted */
   json_t *data;  /* commit data */
   orr_req_commit commit;
-  /* DEVICE_DELETED came: committed, off vm->unplugs, cleanup in flight. */
+  /* The deletion came: committed, off vm->unplugs, cleanup in flight. */
   bool deleted;
   int cleanup_left; /* cleanup commands not yet answered */
   orr_vm *vm;
@@ -300,8 +260,9 @@ struct orr_unplug {
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                     orr_vm_cb cb, void *arg);
-/* The unplug of a document device QEMU deleted unasked, or NULL. */
-orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *qdev);
+/* The unplug of a document device the backend deleted unasked (device:
+** its id), or NULL (backend->device_gone knows no such device). */
+orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *device);
 
 /* Only a VM that outlives its handle is ever re-attached; rewriting the
 ** others' state.json on every change would be work for nobody (and a
@@ -312,7 +273,8 @@ static inline bool orr__vm_keeps_state(const orr_vm *vm) {
 }
 
 /*
-** The journal (vm_persist.c). Only a qemu VM that keeps state has one; for
+** The journal (vm_persist.c). Only a VM that keeps state, of a backend
+** that can re-attach (backend->attach), has one; for
 ** the others these are no-ops (sync calls back with 0).
 */
 /* The in-memory state changed; it is written soon (within 100 ms), in one
@@ -369,10 +331,12 @@ typedef enum { ORR_FAULT_NONE, ORR_FAULT_FAIL } orr_fault_action;
 orr_fault_action orr__fault(const char *point);
 void orr__fault_init(void);
 
-/* cgroup CPU limits (cgroup.c). */
-int orr__cgroup_apply(orr_vm *vm, const json_t *limits, long long cpus,
-                      orr_error *e);
-void orr__cgroup_remove(orr_vm *vm);
+/* The engine's backend of that name (vm.c), or NULL. */
+const orr_backend *orr__backend_find(const orr_engine *eng, const char *name);
+/* Plans a lifecycle verb's step and sends it outside any request (close's
+** quit): backend->verb, then backend->send. */
+int orr__vm_send_verb(orr_vm *vm, orr_verb verb, uint64_t timeout_ms,
+                      orr_backend_reply_cb cb, void *arg);
 
 /* KVM verdict for accel "auto" (accel.c). may_probe: without a cached
 ** verdict, boot the default guest once to find out (never for plan VMs). */

@@ -1,15 +1,15 @@
 /*
 ** Run-time changes: a ModifySettingRequest is checked against the live
-** document with the builder's rules, translated into a plan by the
-** backend's translation layer, run by the request runner, and committed to
-** the live document only on success.
+** document with the builder's rules, planned by the backend
+** (backend->plan_change), run by the request runner, and committed to the
+** live document only on success. The same planning, without running,
+** serves a device the backend reports deleted unasked.
 */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/qemu_xlate.h"
 #include "orrery/document.h"
 #include "schema.h"
 #include "vm_internal.h"
@@ -23,6 +23,10 @@ typedef struct {
   json_t *settings; /* borrowed, may be NULL */
   char *parts[MAX_PARTS];
   int nparts;
+  /* Planning the removal of a device the backend deleted unasked: nothing
+  ** is reserved, run or reported; plan gets the backend's plan. */
+  bool unasked;
+  json_t *plan;
 } modify_ctx;
 
 static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
@@ -32,32 +36,20 @@ static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
 
 /* ---- commits: apply the change to the live document ---- */
 
-static void commit_fdsets(orr_vm *vm, const json_t *f) {
-  const char *key = json_string_value(json_object_get(f, "key"));
-  json_t *ids = json_object_get(f, "ids"), *all;
-  if (key == NULL || vm->layout == NULL)
-    return;
-  all = json_object_get(vm->layout, "fdsets");
-  if (!json_is_array(ids)) { /* none (any more): a name-mode disk, or gone */
-    json_object_del(all, key);
-    return;
-  }
-  if (all == NULL) {
-    all = json_object();
-    json_object_set_new(vm->layout, "fdsets", all);
-  }
-  json_object_set(all, key, ids);
+/* The backend's part of a commit (its keys of data), on its layout. A
+** scratch VM checking a journal has no backend. */
+static void commit_backend(orr_vm *vm, const json_t *data) {
+  if (vm->backend != NULL && vm->backend->commit != NULL)
+    vm->backend->commit(vm, data);
 }
 
-/* data: {"keys":[...], "value": v | absent (delete), "port": id, "free":
-** port to release, "fdsets": {"key", "ids"} of a disk}. */
+/* data: {"keys":[...], "value": v | absent (delete)}, and the backend's
+** keys (backend->plan_change). */
 void orr__commit_path(orr_req *r) {
   json_t *keys = json_object_get(r->data, "keys");
   json_t *value = json_object_get(r->data, "value");
   json_t *cur = r->vm->doc;
   size_t n = json_array_size(keys);
-  const char *free_port =
-      json_string_value(json_object_get(r->data, "free_port"));
   for (size_t i = 0; i + 1 < n; i++) {
     const char *k = json_string_value(json_array_get(keys, i));
     json_t *next = json_object_get(cur, k);
@@ -72,16 +64,7 @@ void orr__commit_path(orr_req *r) {
     json_object_set(cur, last, value);
   else
     json_object_del(cur, last);
-  commit_fdsets(r->vm, json_object_get(r->data, "fdsets"));
-  if (free_port) {
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(r->vm->layout, "ports"), i, p) {
-      if (json_equal(json_object_get(p, "device"),
-                     json_object_get(r->data, "qdev")))
-        json_object_set_new(p, "device", json_null());
-    }
-  }
+  commit_backend(r->vm, r->data);
 }
 
 static void commit_merge(orr_req *r) {
@@ -98,6 +81,7 @@ static void commit_merge(orr_req *r) {
     cur = next;
   }
   json_object_update(cur, json_object_get(r->data, "value"));
+  commit_backend(r->vm, r->data);
 }
 
 void orr__commit_remove_share(orr_req *r) {
@@ -109,9 +93,10 @@ void orr__commit_remove_share(orr_req *r) {
   json_array_foreach(shares, i, s) {
     if (strcmp(json_string_value(json_object_get(s, "Name")), name) == 0) {
       json_array_remove(shares, i);
-      return;
+      break;
     }
   }
+  commit_backend(r->vm, r->data);
 }
 
 /* The commits an intent names in state.json. */
@@ -141,6 +126,8 @@ orr_req_commit orr__commit_by_name(const char *name) {
 static int fail(modify_ctx *c, int code, const char *fmt, const char *a,
                 const char *b) {
   char msg[400];
+  if (c->unasked)
+    return code; /* nobody asked: nothing to report */
   snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
   orr__req_fail(c->r, code, "%s: %s", c->path, msg);
   return code;
@@ -201,7 +188,7 @@ static int reserve(modify_ctx *c) {
           strcmp(o->reserve, c->path) == 0)
         return fail(c, ORR_EBUSY,
                     "a change to this resource timed out and is in doubt "
-                    "until QEMU answers (the VM is unresponsive)%s%s",
+                    "until the VM answers (the VM is unresponsive)%s%s",
                     NULL, NULL);
     return fail(c, ORR_EBUSY,
                 "another change to this resource is in flight%s%s", NULL, NULL);
@@ -218,76 +205,98 @@ static json_t *keys_json(const char *const *keys) {
   return a;
 }
 
-/* A free root port, claimed for qdev; NULL if the pool is exhausted. */
-static const char *claim_port(orr_vm *vm, const char *qdev) {
-  size_t i;
-  json_t *p;
-  json_array_foreach(json_object_get(vm->layout, "ports"), i, p) {
-    if (json_is_null(json_object_get(p, "device")) ||
-        json_object_get(p, "device") == NULL) {
-      json_object_set_new(p, "device", json_string(qdev));
-      return json_string_value(json_object_get(p, "id"));
-    }
-  }
-  return NULL;
+/* A change that ends uncommitted gives back what the backend's plan
+** claimed (a root port): when it fails, or, in doubt, when it is rolled
+** back. */
+static void abandon_backend(orr_req *r) {
+  if (r->vm->backend->abandon != NULL)
+    r->vm->backend->abandon(r->vm, r->data);
 }
 
-static void release_port(orr_vm *vm, const char *qdev) {
-  size_t i;
-  json_t *p;
-  json_array_foreach(json_object_get(vm->layout, "ports"), i, p) {
-    const char *d = json_string_value(json_object_get(p, "device"));
-    if (d && strcmp(d, qdev) == 0)
-      json_object_set_new(p, "device", json_null());
-  }
-}
-
-/* A port claimed for an add is given back if the add ends uncommitted:
-** when it fails, or, in doubt, when it is rolled back. */
-static void unclaim_port(orr_req *r) {
-  const char *qdev = json_string_value(json_object_get(r->data, "claimed"));
-  if (qdev != NULL)
-    release_port(r->vm, qdev);
+/* What a change's host files are opened through: judged under the engine's
+** policy; a dry run keeps nothing open. A VM launched confined gets
+** descriptors from whichever engine drives it: its Landlock domain is for
+** life, so it may not be able to open a path itself. */
+static orr_hostres *request_hostres(const orr_vm *vm) {
+  orr_hostres *hr =
+      orr__hostres_new(vm->eng->policy, ORR_HR_QMP, vm->backend->dry_run);
+  if (vm->confined)
+    orr__hostres_pass_fds(hr);
+  return hr;
 }
 
 /* ---- resources ---- */
 
-/* The fdsets a disk's images went into (fd mode) live in the layout, for
-** its removal: commit data "fdsets" {"key", "ids"} sets them (ids) or drops
-** them (no ids). */
-static void disk_fdsets(json_t *data, int ctrl, int lun, json_t *ids) {
-  json_object_set_new(data, "fdsets",
-                      json_pack("{s:s, s:O?}", "key",
-                                orr__qemu_disk_key(ctrl, lun).s, "ids", ids));
+static size_t nkeys_of(const char *const *keys) {
+  size_t n = 0;
+  while (keys[n])
+    n++;
+  return n;
 }
 
-static const json_t *disk_fdsets_of(const orr_vm *vm, int ctrl, int lun) {
-  return json_object_get(json_object_get(vm->layout, "fdsets"),
-                         orr__qemu_disk_key(ctrl, lun).s);
+/*
+** Has the backend plan the change (r->data already holds the core's commit
+** data; the backend adds its own keys) and runs the plan, or, for an
+** unasked removal, keeps it in c->plan. An Add's host files are opened
+** through a resource set the request holds until its steps are sent.
+*/
+static int plan_and_run(modify_ctx *c, orr_op op, const char *const *keys,
+                        const json_t *settings, const json_t *current) {
+  orr_vm *vm = c->r->vm;
+  orr_change ch = {.op = op,
+                   .keys = keys,
+                   .nkeys = nkeys_of(keys),
+                   .settings = settings,
+                   .current = current};
+  json_t *plan = NULL;
+  orr_error e = {0, ""};
+  int rc;
+  if (vm->backend->plan_change == NULL)
+    return fail(c, ORR_ENOTSUP, "the %s backend changes nothing at run time%s",
+                vm->backend->name, NULL);
+  if (op == ORR_CHANGE_ADD) {
+    c->r->hr = request_hostres(vm);
+    ch.hr = c->r->hr;
+    c->r->abandon = abandon_backend;
+  }
+  if ((rc = vm->backend->plan_change(vm, &ch, c->r->data, &plan, &e)) != 0) {
+    json_decref(plan);
+    return fail(c, rc, "%s%s", e.msg, NULL);
+  }
+  if (c->unasked) {
+    c->plan = plan;
+    return 0;
+  }
+  c->r->plan = plan;
+  orr__req_run(c->r);
+  return 0;
 }
 
-/* What a change's host files are opened through: judged under the engine's
-** policy; the plan backend keeps nothing open. A QEMU launched confined
-** gets descriptors from whichever engine drives it: its Landlock domain is
-** for life, so it may not be able to open a path itself. */
-static orr_hostres *request_hostres(const orr_vm *vm) {
-  orr_hostres *hr = orr__hostres_new(vm->eng->policy, ORR_HR_QMP,
-                                     vm->backend == &orr__backend_plan);
-  if (vm->confined)
-    orr__hostres_pass_fds(hr);
-  return hr;
+/* The tail of every removal: one already pending for the resource is
+** waited on; otherwise the resource is reserved and the removal planned. A
+** device deleted unasked while a change to it is in flight is left to that
+** change, which finds out for itself. */
+static int removal(modify_ctx *c, const char *const *keys,
+                   const json_t *settings, const json_t *current) {
+  if (c->unasked) {
+    if (json_object_get(c->r->vm->reserved, c->path))
+      return -1;
+  } else {
+    if (orr__req_join_unplug(c->r, c->path))
+      return 0;
+    if (reserve(c))
+      return -1;
+  }
+  return plan_and_run(c, ORR_CHANGE_REMOVE, keys, settings, current);
 }
 
 static int scsi(modify_ctx *c) {
   orr_vm *vm = c->r->vm;
   int ctrl = orr_scsi_controller_index(c->parts[3]);
   const char *lunkey = c->parts[5];
-  json_t *attachments, *plan = NULL;
-  orr_error e = {0, ""};
-  bool tg = json_is_true(json_object_get(vm->layout, "throttle_group"));
+  json_t *attachments;
   const char *keys[] = {"VirtualMachine", "Devices", "Scsi", c->parts[3],
                         "Attachments",    lunkey,    NULL};
-  int lun, rc;
   if (ctrl < 0)
     return fail(c, ORR_EINVAL,
                 "controller \"%s\" is not one of the four HCS SCSI controller "
@@ -295,7 +304,6 @@ static int scsi(modify_ctx *c) {
                 c->parts[3], NULL);
   if (orr__check_lun_key(lunkey, strlen(lunkey)) != NULL)
     return fail(c, ORR_EINVAL, "LUN must be 0..63, got \"%s\"%s", lunkey, NULL);
-  lun = atoi(lunkey);
   attachments = json_object_get(
       json_object_get(vm_obj(vm->doc, "Devices", "Scsi"), c->parts[3]),
       "Attachments");
@@ -318,50 +326,25 @@ static int scsi(modify_ctx *c) {
       json_decref(att);
       return -1;
     }
-    /* The request holds the image's descriptors until QEMU has them. */
-    c->r->hr = request_hostres(vm);
-    rc = orr__qemu_plan_scsi_add(ctrl, lun, att, tg, c->r->hr, &plan, &e);
     c->r->data = json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", att);
-    disk_fdsets(c->r->data, ctrl, lun, json_object_get(plan, "fdsets"));
-  } else {
-    if (json_object_get(attachments, lunkey) == NULL)
-      return fail(c, ORR_ENOENT, "LUN %s is not attached on controller %s",
-                  lunkey, c->parts[3]);
-    c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
-    disk_fdsets(c->r->data, ctrl, lun, NULL);
     c->r->commit = orr__commit_path;
-    if (orr__req_join_unplug(c->r, c->path))
-      return 0;
-    if (reserve(c))
-      return -1;
-    rc = orr__qemu_plan_scsi_remove(ctrl, lun, tg,
-                                    disk_fdsets_of(vm, ctrl, lun), &plan, &e);
+    return plan_and_run(c, ORR_CHANGE_ADD, keys, att, NULL);
   }
-  if (rc != 0)
-    return fail(c, rc, "%s%s", e.msg, NULL);
-  c->r->plan = plan;
+  if (json_object_get(attachments, lunkey) == NULL)
+    return fail(c, ORR_ENOENT, "LUN %s is not attached on controller %s",
+                lunkey, c->parts[3]);
+  c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
   c->r->commit = orr__commit_path;
-  orr__req_run(c->r);
-  return 0;
+  return removal(c, keys, NULL, json_object_get(attachments, lunkey));
 }
 
-typedef int (*add_plan_fn)(const char *guid, const json_t *settings,
-                           const char *port, orr_hostres *hr, json_t **plan,
-                           orr_error *e);
-typedef int (*remove_plan_fn)(const char *guid, json_t **plan, orr_error *e);
-
-/* VPCI devices and NICs: keyed by a GUID, each in its own root port. */
-static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
-                    orr_qemu_name qdev, add_plan_fn add, remove_plan_fn rm) {
+/* VPCI devices and NICs: keyed by a GUID. */
+static int pci_like(modify_ctx *c, const char *group, const orr_type *type) {
   orr_vm *vm = c->r->vm;
   const char *guid = c->parts[3];
   const char *keys[] = {"VirtualMachine", "Devices", group, guid, NULL};
   json_t *cur = json_object_get(vm_obj(vm->doc, "Devices", group), guid);
-  json_t *plan = NULL, *settings;
-  orr_error e = {0, ""};
-  orr_hostres *hr;
-  const char *port;
-  int rc;
+  json_t *settings;
   if (orr__check_guid(guid, strlen(guid)) != NULL)
     return fail(c, ORR_EINVAL, "\"%s\" is not a GUID%s", guid, NULL);
   if (need_type(c, strcmp(group, "NetworkAdapters") == 0 ? ",Add,Remove,Update,"
@@ -371,46 +354,47 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
     if (cur == NULL)
       return fail(c, ORR_ENOENT, "no device %s in the VM's document%s", guid,
                   NULL);
-    c->r->data = json_pack("{s:o, s:s, s:s}", "keys", keys_json(keys),
-                           "free_port", "yes", "qdev", qdev.s);
+    c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
     c->r->commit = orr__commit_path;
-    if (orr__req_join_unplug(c->r, c->path))
-      return 0;
-    if (reserve(c))
-      return -1;
-    if ((rc = rm(guid, &plan, &e)) != 0)
-      return fail(c, rc, "%s%s", e.msg, NULL);
-    c->r->plan = plan;
-    orr__req_run(c->r);
-    return 0;
+    return removal(c, keys, NULL, cur);
   }
   if ((settings = settings_as(c, type)) == NULL)
     return -1;
   if (strcmp(c->type, "Update") == 0) {
-    /* virtio-net cannot change its MAC or backend while plugged in. */
+    json_t *plan = NULL;
+    orr_error e = {0, ""};
+    orr_change ch = {.op = ORR_CHANGE_UPDATE,
+                     .keys = keys,
+                     .nkeys = 4,
+                     .settings = settings,
+                     .current = cur};
+    int rc;
     if (cur == NULL) {
       json_decref(settings);
       return fail(c, ORR_ENOENT, "no network adapter %s in the document%s",
                   guid, NULL);
     }
-    if (!json_equal(json_object_get(cur, "EndpointId"),
-                    json_object_get(settings, "EndpointId")) ||
-        !json_equal(json_object_get(cur, "MacAddress"),
-                    json_object_get(settings, "MacAddress"))) {
+    /* What the backend cannot change in place is refused before the
+    ** rules are looked at. */
+    c->r->data = json_object();
+    rc = vm->backend->plan_change
+             ? vm->backend->plan_change(vm, &ch, c->r->data, &plan, &e)
+             : orr_error_set(&e, ORR_ENOTSUP,
+                             "the %s backend changes nothing at run time",
+                             vm->backend->name);
+    if (rc != 0) {
       json_decref(settings);
-      return fail(c, ORR_ENOTSUP,
-                  "the qemu backend cannot change EndpointId or MacAddress of "
-                  "a plugged-in adapter; remove it and add it again%s%s",
-                  NULL, NULL);
+      return fail(c, rc, "%s%s", e.msg, NULL);
     }
     if (check_rules(c, keys, settings)) {
+      json_decref(plan);
       json_decref(settings);
       return -1;
     }
-    c->r->data =
-        json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
+    json_object_set_new(c->r->data, "keys", keys_json(keys));
+    json_object_set_new(c->r->data, "value", settings);
     c->r->commit = orr__commit_path;
-    c->r->plan = json_pack("{s:[]}", "do");
+    c->r->plan = plan;
     orr__req_run(c->r);
     return 0;
   }
@@ -423,28 +407,10 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type,
     json_decref(settings);
     return -1;
   }
-  if ((port = claim_port(vm, qdev.s)) == NULL) {
-    json_decref(settings);
-    return fail(c, ORR_EBUSY,
-                "no free root port left for a hot-add (raise the create "
-                "option hotplug_ports)%s%s",
-                NULL, NULL);
-  }
-  c->r->data = json_pack("{s:s}", "claimed", qdev.s);
-  c->r->abandon = unclaim_port;
-  hr = request_hostres(vm);
-  rc = add(guid, settings, port, hr, &plan, &e);
-  orr__hostres_free(hr);
-  if (rc != 0) {
-    json_decref(settings);
-    return fail(c, rc, "%s%s", e.msg, NULL);
-  }
-  json_object_set_new(c->r->data, "keys", keys_json(keys));
-  json_object_set_new(c->r->data, "value", settings);
+  c->r->data =
+      json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
   c->r->commit = orr__commit_path;
-  c->r->plan = plan;
-  orr__req_run(c->r);
-  return 0;
+  return plan_and_run(c, ORR_CHANGE_ADD, keys, settings, NULL);
 }
 
 /* The live document's Plan9 share of that Name, or NULL. */
@@ -457,10 +423,6 @@ static json_t *find_share(orr_vm *vm, const json_t *name) {
       return s;
   }
   return NULL;
-}
-
-static bool has_share(orr_vm *vm, const json_t *name) {
-  return find_share(vm, name) != NULL;
 }
 
 /*
@@ -491,26 +453,38 @@ static int share_matches(modify_ctx *c, const json_t *want,
 }
 
 static int plan9(modify_ctx *c) {
-  json_t *share, *plan = NULL, *k;
-  orr_error e = {0, ""};
+  orr_vm *vm = c->r->vm;
+  const char *keys[] = {"VirtualMachine", "Devices", "Plan9", "Shares", NULL};
+  json_t *share, *k, *have;
   int rc;
-  json_t *have;
   if (need_type(c, ",Add,Remove,"))
     return -1;
   if (strcmp(c->type, "Add") == 0) {
+    json_t *plan = NULL;
+    orr_error e = {0, ""};
+    orr_change ch = {
+        .op = ORR_CHANGE_ADD, .keys = keys, .nkeys = 4, .settings = NULL};
     if ((share = settings_as(c, &orr__t_plan9_share)) == NULL)
       return -1;
-    rc = orr__qemu_plan_plan9_add(share, &plan, &e);
+    ch.settings = share;
+    rc = vm->backend->plan_change
+             ? vm->backend->plan_change(vm, &ch, NULL, &plan, &e)
+             : ORR_ENOTSUP;
     json_decref(share);
     json_decref(plan);
+    /* No backend adds one yet, and the journal has no commit for it. */
+    if (rc == 0)
+      snprintf(e.msg, sizeof e.msg,
+               "a Plan9 share added at run time is not recorded by the VM "
+               "manager yet");
     return fail(c, rc ? rc : ORR_ENOTSUP, "%s%s", e.msg, NULL);
   }
   if ((share = settings_as(c, &orr__t_plan9_share_ref)) == NULL)
     return -1;
-  k = json_object_get(c->r->vm->p9_index,
+  k = json_object_get(vm->p9_index,
                       json_string_value(json_object_get(share, "Name")));
-  have = find_share(c->r->vm, json_object_get(share, "Name"));
-  /* The index keeps the boot-time qdev of every share, removed ones too:
+  have = find_share(vm, json_object_get(share, "Name"));
+  /* The index keeps the boot-time index of every share, removed ones too:
   ** whether the share is still there is the live document's to say. */
   if (k == NULL || !json_is_integer(k) || have == NULL) {
     fail(c, ORR_ENOENT, "no Plan9 share named \"%s\" in the document%s",
@@ -523,28 +497,17 @@ static int plan9(modify_ctx *c) {
     return -1;
   }
   c->r->data = json_pack("{s:O}", "name", json_object_get(share, "Name"));
-  json_decref(share);
   c->r->commit = orr__commit_remove_share;
-  if (orr__req_join_unplug(c->r, c->path))
-    return 0;
-  if (reserve(c))
-    return -1;
-  if ((rc = orr__qemu_plan_plan9_remove((int)json_integer_value(k), &plan,
-                                        &e)) != 0)
-    return fail(c, rc, "%s%s", e.msg, NULL);
-  c->r->plan = plan;
-  orr__req_run(c->r);
-  return 0;
+  rc = removal(c, keys, share, have);
+  json_decref(share);
+  return rc;
 }
 
 static int memory(modify_ctx *c) {
   orr_vm *vm = c->r->vm;
-  json_t *plan = NULL;
-  orr_error e = {0, ""};
-  json_int_t mb, cur;
+  json_int_t mb;
   const char *keys[] = {"VirtualMachine", "ComputeTopology", "Memory",
                         "SizeInMB", NULL};
-  int rc;
   if (c->type && strcmp(c->type, "Update") != 0)
     return fail(c, ORR_EINVAL,
                 "RequestType must be absent or \"Update\" here, got \"%s\"%s",
@@ -561,17 +524,22 @@ static int memory(modify_ctx *c) {
                 NULL, NULL);
   if (reserve(c))
     return -1;
-  cur = json_integer_value(json_object_get(
-      vm_obj(vm->doc, "ComputeTopology", "Memory"), "SizeInMB"));
-  if ((rc = orr__qemu_plan_memory((uint64_t)mb,
-                                  (uint64_t)(cur > 0 ? cur : vm->boot_mb),
-                                  (uint64_t)vm->boot_mb, &plan, &e)) != 0)
-    return fail(c, rc, "%s%s", e.msg, NULL);
   c->r->data = json_pack("{s:o, s:I}", "keys", keys_json(keys), "value", mb);
   c->r->commit = orr__commit_path;
-  c->r->plan = plan;
-  orr__req_run(c->r);
-  return 0;
+  return plan_and_run(
+      c, ORR_CHANGE_UPDATE, keys, c->settings,
+      json_object_get(vm_obj(vm->doc, "ComputeTopology", "Memory"),
+                      "SizeInMB"));
+}
+
+/* The backend's CPU limits (ENOTSUP without them). */
+static int apply_cpu_limits(orr_vm *vm, const json_t *limits, long long cpus,
+                            orr_error *e) {
+  if (vm->backend->cpu_limits == NULL)
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "the %s backend cannot limit a VM's CPUs",
+                         vm->backend->name);
+  return vm->backend->cpu_limits(vm, limits, cpus, e);
 }
 
 /* Puts back the limits the document had before (none: no cap, default
@@ -586,7 +554,7 @@ static int cgroup_rollback(orr_req *r, orr_error *e) {
                 json_object_get(cpu, "Weight")
                     ? json_integer_value(json_object_get(cpu, "Weight"))
                     : 100);
-  int rc = orr__cgroup_apply(r->vm, old, cpus ? cpus : 1, e);
+  int rc = apply_cpu_limits(r->vm, old, cpus ? cpus : 1, e);
   json_decref(old);
   return rc;
 }
@@ -604,14 +572,8 @@ static int cpu_limits(modify_ctx *c) {
                 c->type, NULL);
   if ((limits = settings_as(c, &orr__t_processor_limits)) == NULL)
     return -1;
-  if (json_object_get(limits, "MaximumFrequencyMHz")) {
-    json_decref(limits);
-    return fail(c, ORR_ENOTSUP,
-                "MaximumFrequencyMHz has no equivalent for a QEMU process%s%s",
-                NULL, NULL);
-  }
   orr__fault("cgroup:before");
-  if (orr__cgroup_apply(vm, limits, cpus ? cpus : 1, &e) != 0) {
+  if (apply_cpu_limits(vm, limits, cpus ? cpus : 1, &e) != 0) {
     json_decref(limits);
     return fail(c, e.code, "%s%s", e.msg, NULL);
   }
@@ -625,99 +587,6 @@ static int cpu_limits(modify_ctx *c) {
   return 0;
 }
 
-static int nic_add(const char *guid, const json_t *s, const char *port,
-                   orr_hostres *hr, json_t **plan, orr_error *e) {
-  return orr__qemu_plan_nic_add(guid, s, port, hr, plan, e);
-}
-
-static int vpci_add(const char *guid, const json_t *s, const char *port,
-                    orr_hostres *hr, json_t **plan, orr_error *e) {
-  return orr__qemu_plan_vpci_add(guid, s, port, hr, plan, e);
-}
-
-/* ---- devices QEMU deleted without being asked ---- */
-
-/* The unplug record of a device of the document that QEMU reports deleted
-** although nobody asked the engine to remove it: the guest ejected it (a
-** PCI slot powered off from inside), or a raw device_del went around the
-** engine. NULL for a qdev that is not one of the document's devices. */
-orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *qdev) {
-  json_t *devs = vm_obj(vm->doc, "Devices", NULL);
-  json_t *plan = NULL, *data = NULL;
-  orr_req_commit commit = orr__commit_path;
-  orr_error e = {0, ""};
-  char path[256];
-  const char *key;
-  json_t *v;
-  int c, lun, k, n = 0;
-  if (sscanf(qdev, "disk-%d-%d%n", &c, &lun, &n) == 2 && qdev[n] == '\0' &&
-      orr_scsi_controller_guid(c) != NULL) {
-    char lunkey[16];
-    const char *guid = orr_scsi_controller_guid(c);
-    snprintf(lunkey, sizeof lunkey, "%d", lun);
-    if (json_object_get(
-            json_object_get(
-                json_object_get(json_object_get(devs, "Scsi"), guid),
-                "Attachments"),
-            lunkey) == NULL ||
-        orr__qemu_plan_scsi_remove(
-            c, lun, json_is_true(json_object_get(vm->layout, "throttle_group")),
-            disk_fdsets_of(vm, c, lun), &plan, &e) != 0)
-      return NULL;
-    snprintf(path, sizeof path, "VirtualMachine/Devices/Scsi/%s/Attachments/%s",
-             guid, lunkey);
-    data = json_pack("{s:[s,s,s,s,s,s]}", "keys", "VirtualMachine", "Devices",
-                     "Scsi", guid, "Attachments", lunkey);
-    disk_fdsets(data, c, lun, NULL);
-  } else if (sscanf(qdev, "p9-%d%n", &k, &n) == 1 && qdev[n] == '\0') {
-    json_object_foreach(vm->p9_index, key, v) {
-      json_t *name = json_string(key);
-      bool there = json_integer_value(v) == k && has_share(vm, name);
-      json_decref(name);
-      if (there) {
-        snprintf(path, sizeof path, "VirtualMachine/Devices/Plan9/Shares");
-        data = json_pack("{s:s}", "name", key);
-        commit = orr__commit_remove_share;
-        plan = json_pack("{s:[]}", "after");
-        break;
-      }
-    }
-  } else {
-    static const char *const groups[] = {"VirtualPci", "NetworkAdapters"};
-    for (size_t i = 0; i < 2 && data == NULL; i++) {
-      json_object_foreach(json_object_get(devs, groups[i]), key, v) {
-        orr_qemu_name q =
-            i == 0 ? orr__qemu_vpci_qdev(key) : orr__qemu_nic_qdev(key);
-        if (strcmp(q.s, qdev) != 0)
-          continue;
-        if ((i == 0 ? orr__qemu_plan_vpci_remove(key, &plan, &e)
-                    : orr__qemu_plan_nic_remove(key, &plan, &e)) != 0)
-          return NULL;
-        snprintf(path, sizeof path, "VirtualMachine/Devices/%s/%s", groups[i],
-                 key);
-        data = json_pack("{s:[s,s,s,s], s:s, s:s}", "keys", "VirtualMachine",
-                         "Devices", groups[i], key, "free_port", "yes", "qdev",
-                         qdev);
-        break;
-      }
-    }
-  }
-  /* A change to it in flight finds out for itself. */
-  if (data == NULL || json_object_get(vm->reserved, path)) {
-    json_decref(plan);
-    json_decref(data);
-    return NULL;
-  }
-  orr_unplug *u = calloc(1, sizeof *u);
-  u->qdev = strdup(qdev);
-  u->resource = strdup(path);
-  u->after = json_incref(json_object_get(plan, "after"));
-  u->data = data;
-  u->commit = commit;
-  json_decref(plan);
-  return u;
-}
-
 static void dispatch(modify_ctx *c) {
   char **p = c->parts;
   int n = c->nparts;
@@ -729,14 +598,12 @@ static void dispatch(modify_ctx *c) {
     }
     if (n == 4 && strcmp(p[1], "Devices") == 0 &&
         strcmp(p[2], "VirtualPci") == 0) {
-      pci_like(c, "VirtualPci", &orr__t_vpci_device, orr__qemu_vpci_qdev(p[3]),
-               vpci_add, orr__qemu_plan_vpci_remove);
+      pci_like(c, "VirtualPci", &orr__t_vpci_device);
       return;
     }
     if (n == 4 && strcmp(p[1], "Devices") == 0 &&
         strcmp(p[2], "NetworkAdapters") == 0) {
-      pci_like(c, "NetworkAdapters", &orr__t_network_adapter,
-               orr__qemu_nic_qdev(p[3]), nic_add, orr__qemu_plan_nic_remove);
+      pci_like(c, "NetworkAdapters", &orr__t_network_adapter);
       return;
     }
     if (n == 4 && strcmp(p[1], "Devices") == 0 && strcmp(p[2], "Plan9") == 0 &&
@@ -744,6 +611,8 @@ static void dispatch(modify_ctx *c) {
       plan9(c);
       return;
     }
+    if (c->unasked)
+      return; /* only devices go away unasked */
     if (n == 4 && strcmp(p[1], "ComputeTopology") == 0 &&
         strcmp(p[2], "Memory") == 0 && strcmp(p[3], "SizeInMB") == 0) {
       memory(c);
@@ -760,6 +629,71 @@ static void dispatch(modify_ctx *c) {
        "(SCSI attachments, VirtualPci, NetworkAdapters, Plan9 shares, "
        "Memory/SizeInMB, Processor/Limits)%s%s",
        NULL, NULL);
+}
+
+/* Splits c->path into c->parts (in copy, which the caller frees). GUIDs
+** compare case-insensitively and the document spells them in lower case
+** (the builder's rule): "...A3B1..." must find the adapter "...a3b1...",
+** not become a second key and a second device for the same GUID (found by
+** fuzz/fuzz_modify.c); a SCSI controller likewise. */
+static char *split_path(modify_ctx *c) {
+  char *copy = strdup(c->path), *save = NULL;
+  for (char *tok = strtok_r(copy, "/", &save); tok && c->nparts < MAX_PARTS;
+       tok = strtok_r(NULL, "/", &save))
+    c->parts[c->nparts++] = tok;
+  if ((c->nparts == 4 && (strcmp(c->parts[2], "VirtualPci") == 0 ||
+                          strcmp(c->parts[2], "NetworkAdapters") == 0)) ||
+      (c->nparts >= 4 && strcmp(c->parts[2], "Scsi") == 0))
+    for (char *p = c->parts[3]; *p != '\0'; p++)
+      *p = (char)tolower((unsigned char)*p);
+  return copy;
+}
+
+/* ---- devices the backend deleted without being asked ---- */
+
+/* The guest ejected a device of the document (a PCI slot powered off from
+** inside), or a raw command went around the engine: the backend names the
+** resource it was as a Remove request, planned here as any removal but not
+** run (the device is gone; its "after" cleanup still is). NULL for a device
+** that is none of the document's, or one with a change in flight. */
+orr_unplug *orr__vm_unasked_unplug(orr_vm *vm, const char *device) {
+  json_t *req =
+      vm->backend->device_gone ? vm->backend->device_gone(vm, device) : NULL;
+  orr_req scratch;
+  modify_ctx c;
+  orr_unplug *u = NULL;
+  char *copy;
+  if (req == NULL)
+    return NULL;
+  memset(&scratch, 0, sizeof scratch);
+  memset(&c, 0, sizeof c);
+  scratch.vm = vm;
+  scratch.undo = -1;
+  c.r = &scratch;
+  c.unasked = true;
+  c.path = json_string_value(json_object_get(req, "ResourcePath"));
+  c.type = json_string_value(json_object_get(req, "RequestType"));
+  c.settings = json_object_get(req, "Settings");
+  if (c.path == NULL || c.type == NULL || strcmp(c.type, "Remove") != 0) {
+    json_decref(req);
+    return NULL;
+  }
+  copy = split_path(&c);
+  dispatch(&c);
+  if (c.plan != NULL && scratch.data != NULL && scratch.commit != NULL) {
+    u = calloc(1, sizeof *u);
+    u->device = strdup(device);
+    u->resource = strdup(c.path);
+    u->after = json_incref(json_object_get(c.plan, "after"));
+    u->data = json_incref(scratch.data);
+    u->commit = scratch.commit;
+  }
+  json_decref(c.plan);
+  json_decref(scratch.data);
+  orr__hostres_free(scratch.hr);
+  free(copy);
+  json_decref(req);
+  return u;
 }
 
 /*
@@ -809,7 +743,7 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
   modify_ctx c = {.r = r, .path = ""};
   json_t *norm = NULL;
   orr_error e = {0, ""};
-  char *copy, *save = NULL;
+  char *copy;
   json_t *t = json_object_get(options, "timeout_ms");
   if (t != NULL) {
     if (!json_is_integer(t) || json_integer_value(t) < 0) {
@@ -839,19 +773,7 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
   c.path = json_string_value(json_object_get(norm, "ResourcePath"));
   c.type = json_string_value(json_object_get(norm, "RequestType"));
   c.settings = json_object_get(norm, "Settings");
-  copy = strdup(c.path);
-  for (char *tok = strtok_r(copy, "/", &save); tok && c.nparts < MAX_PARTS;
-       tok = strtok_r(NULL, "/", &save))
-    c.parts[c.nparts++] = tok;
-  /* GUIDs compare case-insensitively and the document spells them in lower
-  ** case (the builder's rule): "...A3B1..." must find the adapter
-  ** "...a3b1...", not become a second key and a second QEMU device for the
-  ** same GUID (found by fuzz/fuzz_modify.c); a SCSI controller likewise. */
-  if ((c.nparts == 4 && (strcmp(c.parts[2], "VirtualPci") == 0 ||
-                         strcmp(c.parts[2], "NetworkAdapters") == 0)) ||
-      (c.nparts >= 4 && strcmp(c.parts[2], "Scsi") == 0))
-    for (char *p = c.parts[3]; *p != '\0'; p++)
-      *p = (char)tolower((unsigned char)*p);
+  copy = split_path(&c);
   orr__vm_log(vm, "modify", json_incref(norm));
   dispatch(&c);
   free(copy);

@@ -99,10 +99,10 @@ static json_t *intents_json(const orr_vm *vm) {
   /* A removal waiting for the guest: its plan is what is left of it. */
   for (orr_unplug *u = vm->unplugs; u; u = u->next)
     json_array_append_new(
-        a,
-        intent_json(u->resource, u->commit, u->data,
-                    json_pack("{s:[], s:s, s:O}", "do", "wait_deleted", u->qdev,
-                              "after", u->after ? u->after : json_null())));
+        a, intent_json(u->resource, u->commit, u->data,
+                       json_pack("{s:[], s:s, s:O}", "do", "wait_deleted",
+                                 u->device, "after",
+                                 u->after ? u->after : json_null())));
   return a;
 }
 
@@ -118,7 +118,7 @@ static json_t *state_json(const orr_vm *vm) {
 /* ---- writing ---- */
 
 static bool journaled_vm(const orr_vm *vm) {
-  return vm->backend == &orr__backend_qemu && orr__vm_keeps_state(vm) &&
+  return vm->backend->attach != NULL && orr__vm_keeps_state(vm) &&
          vm->run_dir_fd >= 0 && !vm->joff;
 }
 
@@ -548,7 +548,7 @@ static void free_unplugs(orr_vm *vm) {
     vm->unplugs = u->next;
     json_decref(u->after);
     json_decref(u->data);
-    free(u->qdev);
+    free(u->device);
     free(u->resource);
     free(u);
   }
@@ -603,6 +603,7 @@ static int check_confined_open(orr_engine *eng, const char *dir, int dirfd,
 int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
                 orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e) {
   json_t *st = NULL, *doc = NULL;
+  const orr_backend *backend;
   orr_vm *vm;
   int rc;
   for (orr_vm *o = eng->vms; o; o = o->next)
@@ -619,9 +620,14 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
                                   e)) != 0)
       return rc;
   }
+  backend =
+      orr__backend_find(eng, opts && opts->backend ? opts->backend : "qemu");
+  if (backend == NULL)
+    return orr_error_set(e, ORR_EINVAL, "open: no backend \"%s\"",
+                         opts->backend);
   vm = calloc(1, sizeof *vm);
   vm->eng = eng;
-  vm->backend = &orr__backend_qemu;
+  vm->backend = backend;
   vm->run_dir_fd = -1;
   snprintf(vm->id, sizeof vm->id, "%s", id);
   if (opts && opts->runtime_dir)
@@ -679,8 +685,7 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
   orr_vm_options_init(&vm->opts);
   vm->opts.backend = vm->opts.accel = NULL;
   vm->opts.timeout_ms = opts ? opts->timeout_ms : 0; /* the QMP handshake's */
-  vm->opts.guest_agent =
-      json_string_value(json_object_get(vm->layout, "qga")) != NULL;
+  vm->opts.guest_agent = orr_vm_guest_socket(vm) != NULL;
   vm->create_cb = cb;
   vm->create_arg = arg;
   vm->state = ORR_VM_CREATING;
@@ -710,11 +715,11 @@ void orr__vm_attached(orr_vm *vm, int status, const orr_error *e) {
 }
 
 /* A removal the guest has still to complete waits as before the engine
-** died: its DEVICE_DELETED commits it. */
+** died: the device's deletion commits it. */
 static void add_pending(orr_vm *vm, const json_t *it) {
   const json_t *plan = json_object_get(it, "Plan");
   orr_unplug *u = calloc(1, sizeof *u);
-  u->qdev = strdup(json_string_value(json_object_get(plan, "wait_deleted")));
+  u->device = strdup(json_string_value(json_object_get(plan, "wait_deleted")));
   u->resource = strdup(json_string_value(json_object_get(it, "Resource")));
   u->after = json_incref(json_object_get(plan, "after"));
   u->data = json_deep_copy(json_object_get(it, "Data"));
@@ -777,14 +782,14 @@ void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
       u->commit(&r);
       json_decref(u->after);
       json_decref(u->data);
-      free(u->qdev);
+      free(u->device);
       free(u->resource);
       free(u);
     }
   }
   vm->attaching = false;
-  /* CPU limits are the core's (a cgroup): as the document says, whatever
-  ** a dead engine had written last. */
+  /* CPU limits are applied through the backend (a cgroup): as the
+  ** document says, whatever a dead engine had written last. */
   {
     json_t *cpu = json_object_get(
         json_object_get(json_object_get(vm->doc, "VirtualMachine"),
@@ -796,12 +801,13 @@ void orr__vm_reconciled(orr_vm *vm, int status, json_t *outcomes, json_t *gone,
     for (size_t k = 0; k < 3; k++)
       if (json_object_get(cpu, keys[k]))
         json_object_set(limits, keys[k], json_object_get(cpu, keys[k]));
-    if (json_object_size(limits) > 0)
-      orr__cgroup_apply(vm, limits,
-                        json_integer_value(json_object_get(cpu, "Count"))
-                            ? json_integer_value(json_object_get(cpu, "Count"))
-                            : 1,
-                        &ce);
+    if (json_object_size(limits) > 0 && vm->backend->cpu_limits != NULL)
+      vm->backend->cpu_limits(
+          vm, limits,
+          json_integer_value(json_object_get(cpu, "Count"))
+              ? json_integer_value(json_object_get(cpu, "Count"))
+              : 1,
+          &ce);
     json_decref(limits);
   }
   orr__vm_launched(vm, 0, NULL);

@@ -1,8 +1,10 @@
 /*
-** The request runner: executes a plan's "do" steps in order over the
-** backend, undoes the earlier steps in reverse when one fails, waits for
-** the completion event a removal needs, runs the "after" cleanup, and only
-** then commits the change to the live document.
+** The request runner: executes a plan's "do" steps (backend.h) in order
+** over the backend, undoes the earlier steps in reverse when one fails,
+** waits for the deletion a removal needs (orr__vm_device_deleted), runs
+** the "after" cleanup, and only then commits the change to the live
+** document. The steps are the backend's; the runner reads only their
+** "execute" (a name), "fd" and "undo".
 **
 ** Deadlines: a request has one for the whole call (its timeout_ms, else
 ** ORR_VM_TIMEOUT_MS) and every command it sends carries what is left of
@@ -218,7 +220,7 @@ static uint64_t send_ms(orr_req *r) {
 }
 
 int orr__req_send(orr_req *r, const char *name, json_t *args,
-                  orr_qmp_reply_cb cb, orr_qmp_reply_cb late) {
+                  orr_backend_reply_cb cb, orr_backend_reply_cb late) {
   int rc = r->vm->backend->send(r->vm, name, args, send_ms(r), cb,
                                 late ? late : late_drop, r);
   if (rc == 0)
@@ -228,8 +230,8 @@ int orr__req_send(orr_req *r, const char *name, json_t *args,
 
 /* A step with "fd": i passes the request's held descriptor i along
 ** (hostres.h). */
-int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
-                      orr_qmp_reply_cb late) {
+int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_backend_reply_cb cb,
+                      orr_backend_reply_cb late) {
   const char *name = json_string_value(json_object_get(cmd, "execute"));
   json_t *args = json_object_get(cmd, "arguments");
   json_t *fdref = json_object_get(cmd, "fd");
@@ -237,7 +239,7 @@ int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_qmp_reply_cb cb,
   if (fdref == NULL)
     return orr__req_send(r, name, args ? json_deep_copy(args) : NULL, cb, late);
   fd = orr__hostres_dup(r->hr, (int)json_integer_value(fdref));
-  if (fd < 0 && r->vm->backend != &orr__backend_plan)
+  if (fd < 0 && !r->vm->backend->dry_run)
     return ORR_EIO;
   rc = r->vm->backend->send_fd(r->vm, name, args ? json_deep_copy(args) : NULL,
                                fd, send_ms(r), cb, late ? late : late_drop, r);
@@ -404,7 +406,7 @@ static const char *point_name(char *buf, size_t size, const char *what,
   return buf;
 }
 
-static orr_unplug *new_unplug(orr_req *r, const char *qdev);
+static orr_unplug *new_unplug(orr_req *r, const char *device);
 static void unplug_done(orr_vm *vm, orr_unplug *u);
 
 /* QEMU did the last step after all: the change happened, so the document
@@ -493,7 +495,7 @@ static void on_deadline(uv_timer_t *t) {
                   "%s: QEMU deleted %s but did not answer its cleanup "
                   "within %llu ms (the VM is unresponsive); the document no "
                   "longer shows the device",
-                  r->joined->resource, r->joined->qdev,
+                  r->joined->resource, r->joined->device,
                   (unsigned long long)r->timeout_ms);
   } else if (r->joined) {
     orr__req_fail(r, ORR_ETIMEDOUT,
@@ -501,7 +503,7 @@ static void on_deadline(uv_timer_t *t) {
                   "ms (a PCI unplug needs the guest's cooperation); it "
                   "stays pending and the document still shows the device; "
                   "remove it again to keep waiting",
-                  r->joined->resource, r->joined->qdev,
+                  r->joined->resource, r->joined->device,
                   (unsigned long long)r->timeout_ms);
   } else {
     orr__req_fail(r, ORR_ETIMEDOUT, "%s did not complete within %llu ms",
@@ -523,12 +525,12 @@ static void arm_deadline(orr_req *r) {
   orr__req_arm_timer(r, orr__req_left(r), on_deadline);
 }
 
-/* A pending unplug of qdev for r's resource; the unplug commits, not the
+/* A pending unplug of device for r's resource; the unplug commits, not the
 ** request: it may finish after the request timed out. */
-static orr_unplug *new_unplug(orr_req *r, const char *qdev) {
+static orr_unplug *new_unplug(orr_req *r, const char *device) {
   orr_unplug *u = calloc(1, sizeof *u);
-  u->qdev = strdup(qdev);
-  u->resource = strdup(r->reserve ? r->reserve : qdev);
+  u->device = strdup(device);
+  u->resource = strdup(r->reserve ? r->reserve : device);
   u->after = json_incref(plan_list(r, "after"));
   u->data = json_incref(r->data);
   u->commit = r->commit;
@@ -542,8 +544,8 @@ static orr_unplug *new_unplug(orr_req *r, const char *qdev) {
   return u;
 }
 
-static void wait_unplug(orr_req *r, const char *qdev) {
-  orr_unplug *u = new_unplug(r, qdev);
+static void wait_unplug(orr_req *r, const char *device) {
+  orr_unplug *u = new_unplug(r, device);
   r->joined = u;
   arm_deadline(r);
   if (r->deleted_early)
@@ -662,7 +664,7 @@ int orr__req_join_unplug(orr_req *r, const char *resource) {
 static void unplug_free(orr_unplug *u) {
   json_decref(u->after);
   json_decref(u->data);
-  free(u->qdev);
+  free(u->device);
   free(u->resource);
   free(u);
 }
@@ -705,8 +707,8 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
   /* QEMU no longer has the device: the document says so at once. */
   {
     char point[96];
-    snprintf(point, sizeof point, "deleted:%.*s", (int)strcspn(u->qdev, "-"),
-             u->qdev);
+    snprintf(point, sizeof point, "deleted:%.*s", (int)strcspn(u->device, "-"),
+             u->device);
     orr__fault(point);
   }
   if (u->commit) {
@@ -718,8 +720,9 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
   u->vm = vm;
   /* The removals waiting on it keep their deadline: QEMU answers the
   ** cleanup at once, unless it stopped answering. */
-  ev = json_pack("{s:s, s:s}", "Device", u->qdev, "ResourcePath", u->resource);
-  orr__vm_event(vm, "device_deleted", ev);
+  ev =
+      json_pack("{s:s, s:s}", "Device", u->device, "ResourcePath", u->resource);
+  orr__vm_emit(vm, "device_deleted", ev);
   json_decref(ev);
   /* Cleanup QEMU refused while the device existed (blockdev-del ...). */
   u->cleanup_left = 1; /* held until every command is sent */
@@ -739,50 +742,40 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
     unplug_finished(vm, u);
 }
 
-void orr__req_on_event(orr_vm *vm, const char *event, json_t *data) {
-  if (strcmp(event, "DEVICE_DELETED") == 0) {
-    /* virtio devices also send one for their backend, with no "device". */
-    const char *dev = json_string_value(json_object_get(data, "device"));
-    if (dev == NULL)
-      return;
-    for (orr_unplug *u = vm->unplugs; u; u = u->next)
-      if (strcmp(u->qdev, dev) == 0) {
-        unplug_done(vm, u);
-        return;
-      }
-    /* The event may overtake the reply to our own device_del (QEMU sends
-    ** it while running the command, a late one included): remember it
-    ** for the request, which then finds its unplug already done. */
-    for (orr_req *r = vm->reqs; r; r = r->next) {
-      const char *w = json_string_value(plan_list(r, "wait_deleted"));
-      if ((!r->done || (r->in_doubt && !r->settled)) && r->joined == NULL &&
-          w && strcmp(w, dev) == 0) {
-        r->deleted_early = true;
-        return;
-      }
-    }
-    /* Gone without being asked (the guest ejected it): the live document
-    ** follows QEMU, and the removal's cleanup runs all the same. */
-    orr_unplug *u = orr__vm_unasked_unplug(vm, dev);
-    if (u != NULL)
+void orr__vm_device_deleted(orr_vm *vm, const char *dev) {
+  for (orr_unplug *u = vm->unplugs; u; u = u->next)
+    if (strcmp(u->device, dev) == 0) {
       unplug_done(vm, u);
-    return;
+      return;
+    }
+  /* The event may overtake the reply to our own removal step (QEMU sends
+  ** it while running the command, a late one included): remember it for
+  ** the request, which then finds its unplug already done. */
+  for (orr_req *r = vm->reqs; r; r = r->next) {
+    const char *w = json_string_value(plan_list(r, "wait_deleted"));
+    if ((!r->done || (r->in_doubt && !r->settled)) && r->joined == NULL && w &&
+        strcmp(w, dev) == 0) {
+      r->deleted_early = true;
+      return;
+    }
   }
+  /* Gone without being asked (the guest ejected it): the live document
+  ** follows the VM, and the removal's cleanup runs all the same. */
+  orr_unplug *u = orr__vm_unasked_unplug(vm, dev);
+  if (u != NULL)
+    unplug_done(vm, u);
+}
+
+void orr__vm_event(orr_vm *vm, const char *event, int status, const char *msg) {
   for (orr_req *r = vm->reqs; r; r = r->next) {
     if (r->done || r->wait_event == NULL || strcmp(r->wait_event, event) != 0)
       continue;
     if (r->step < json_array_size(plan_list(r, "do")))
       continue; /* still sending: not waiting yet */
-    if (strcmp(event, "MIGRATION") == 0) {
-      const char *st = json_string_value(json_object_get(data, "status"));
-      if (st && strcmp(st, "completed") == 0)
-        orr__req_finish(r, 0, NULL);
-      else if (st &&
-               (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0))
-        orr__req_fail(r, ORR_EBACKEND, "save: migration %s", st);
-    } else {
+    if (status == 0)
       orr__req_finish(r, 0, NULL);
-    }
+    else
+      orr__req_fail(r, status, "%s", msg ? msg : event);
   }
 }
 

@@ -109,51 +109,12 @@ static int check_data(const char *commit, const json_t *data, const json_t *doc,
         json_string_length(v) > 256)
       return bad(e, f, "needs name, a string of 1 to 256 bytes");
   } else {
-    json_object_foreach((json_t *)data, key, v) {
-      if (strcmp(key, "keys") != 0 && strcmp(key, "value") != 0 &&
-          strcmp(key, "free_port") != 0 && strcmp(key, "qdev") != 0 &&
-          strcmp(key, "claimed") != 0 && strcmp(key, "fdsets") != 0)
-        return bad(e, f,
-                   "may hold only keys, value, free_port, qdev, claimed and "
-                   "fdsets");
-    }
-    /* A disk's fdsets (fd mode): {key = "<ctrl>-<lun>", ids = [...]}, no
-    ** ids when the disk goes. Their values are the backend's to check in
-    ** the layout once committed; here only the shape. */
-    v = json_object_get(data, "fdsets");
-    if (v) {
-      const json_t *k = json_object_get(v, "key"),
-                   *ids = json_object_get(v, "ids");
-      size_t i;
-      json_t *id;
-      if (!json_is_object(v) || !json_is_string(k) ||
-          json_string_length(k) == 0 || json_string_length(k) > 8 ||
-          json_object_size(v) != (ids ? 2u : 1u) ||
-          (ids && !json_is_null(ids) &&
-           (!json_is_array(ids) || json_array_size(ids) > 32)))
-        return bad(e, f,
-                   "fdsets must be {key = \"<controller>-<lun>\", ids = at "
-                   "most 32 fdset ids or null}");
-      json_array_foreach(ids, i, id) {
-        if (!json_is_integer(id))
-          return bad(e, f, "fdsets ids must be integers");
-      }
-    }
+    /* Other keys of Data are the backend's (backend->plan_change adds
+    ** them): its check_state checks them. */
     if ((rc = check_keys(json_object_get(data, "keys"), f, &shape, e)) != 0)
       return rc;
     if ((strcmp(commit, "merge") == 0) != (shape == 4))
       return bad(e, f, "keys do not fit the commit");
-    v = json_object_get(data, "free_port");
-    if (v && !(json_is_string(v) && strcmp(json_string_value(v), "yes") == 0))
-      return bad(e, f, "free_port must be \"yes\"");
-    v = json_object_get(data, "qdev");
-    if (v && (!json_is_string(v) || json_string_length(v) == 0 ||
-              json_string_length(v) > 63))
-      return bad(e, f, "qdev must be a string of 1 to 63 bytes");
-    v = json_object_get(data, "claimed"); /* the root port an add took */
-    if (v && (!json_is_string(v) || json_string_length(v) == 0 ||
-              json_string_length(v) > 63))
-      return bad(e, f, "claimed must be a string of 1 to 63 bytes");
     v = json_object_get(data, "value");
     if (shape == 3 || shape == 4) {
       if (v == NULL)

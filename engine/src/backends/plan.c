@@ -1,14 +1,15 @@
 /*
-** The plan backend: a dry run. It translates exactly as the qemu backend
-** does, records the argv and every QMP command it would send (vm:plan_log()),
-** and answers as an obedient QEMU with a cooperative guest would.
+** The plan backend: a dry run. It translates and plans exactly as the qemu
+** backend does (qemu_backend.h: the same translation, verbs, change plans
+** and save), records the argv and every QMP command it would send
+** (vm:plan_log()), and answers as an obedient QEMU with a cooperative guest
+** would, its events going through the qemu backend's translation.
 */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "qemu_xlate.h"
-#include "vm_internal.h"
+#include "qemu_backend.h"
 
 typedef struct {
   orr_vm *vm;
@@ -61,13 +62,13 @@ static void reply_later(void *p) {
     r->cb(r->arg, 0, result, "");
     /* Events a QEMU with a cooperative guest would send next. */
     if (strcmp(r->cmd, "cont") == 0) {
-      orr__vm_event(vm, "RESUME", NULL);
+      orr__qemu_event(vm, "RESUME", NULL);
     } else if (strcmp(r->cmd, "stop") == 0) {
-      orr__vm_event(vm, "STOP", NULL);
+      orr__qemu_event(vm, "STOP", NULL);
     } else if (strcmp(r->cmd, "device_del") == 0) {
       json_t *ev =
           json_pack("{s:O?}", "device", json_object_get(r->args, "id"));
-      orr__vm_event(vm, "DEVICE_DELETED", ev);
+      orr__qemu_event(vm, "DEVICE_DELETED", ev);
       json_decref(ev);
     } else if (strcmp(r->cmd, "quit") == 0 ||
                strcmp(r->cmd, "system_powerdown") == 0) {
@@ -139,12 +140,34 @@ static void plan_release(orr_vm *vm) {
   orr__defer(vm->eng, release_later, vm);
 }
 
-/* A dry run has nothing to re-attach to. */
+/* What the qemu backend would set: recorded. */
+static int plan_cpu_limits(orr_vm *vm, const json_t *limits, long long cpus,
+                           orr_error *e) {
+  (void)cpus;
+  if (json_object_get(limits, "MaximumFrequencyMHz"))
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "MaximumFrequencyMHz has no equivalent for a QEMU "
+                         "process");
+  orr__vm_log(vm, "cgroup", json_deep_copy(limits));
+  return 0;
+}
+
+/* A dry run has nothing to re-attach to, and keeps no runtime files. */
 const orr_backend orr__backend_plan = {
     .name = "plan",
+    .dry_run = true,
     .launch = plan_launch,
     .send = plan_send,
     .send_fd = plan_send_fd,
+    .verb = orr__qemu_verb,
+    .save = orr__qemu_save,
+    .raw = orr__qemu_raw,
+    .plan_change = orr__qemu_plan_change,
+    .commit = orr__qemu_commit,
+    .abandon = orr__qemu_abandon,
+    .device_gone = orr__qemu_device_gone,
+    .cpu_limits = plan_cpu_limits,
+    .guest_socket = orr__qemu_guest_socket,
     .kill = plan_kill,
     .release = plan_release,
 };

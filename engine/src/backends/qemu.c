@@ -12,12 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "landlock.h"
 #include "pidwatch.h"
 #include "qemu_backend.h"
-#include "qemu_xlate.h"
 #include "rundir.h"
-#include "vm_internal.h"
 
 /* Makes and locks the runtime directory. One left by a QEMU that is still
 ** alive, or held by another engine, is in use. */
@@ -33,7 +32,7 @@ static int claim_run_dir(orr_vm *vm, orr_error *e) {
                          "holds %s",
                          vm->id, vm->run_dir);
   }
-  pid = orr__run_dir_pid(fd);
+  pid = orr__run_dir_pid(fd, ORR_QEMU_PIDFILE);
   if (pid > 0 && kill(pid, 0) == 0) {
     close(fd);
     return orr_error_set(e, ORR_EEXIST,
@@ -52,7 +51,7 @@ static void remove_run_dir(orr_vm *vm) {
   if (!vm->owns_run_dir)
     return;
   vm->owns_run_dir = false;
-  orr__run_dir_clear(vm->run_dir_fd, vm->run_dir);
+  orr__run_dir_clear(vm->run_dir_fd, vm->run_dir, orr__qemu_run_files);
 }
 
 static void stop_restore_poll(orr_vm *vm) {
@@ -125,7 +124,20 @@ static void on_event(void *arg, const char *event, json_t *data,
   }
   if (strcmp(event, "RESUME") == 0 && vm->layout != NULL)
     orr__qemu_drop_lingering(vm);
-  orr__vm_event(vm, event, data);
+  orr__qemu_event(vm, event, data);
+}
+
+/* backend->cpu_limits: the process's cgroup. */
+static int qemu_cpu_limits(orr_vm *vm, const json_t *limits, long long cpus,
+                           orr_error *e) {
+  char name[128];
+  if (json_object_get(limits, "MaximumFrequencyMHz"))
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "MaximumFrequencyMHz has no equivalent for a QEMU "
+                         "process");
+  snprintf(name, sizeof name, "%s-%.8s", vm->id, vm->runtime_id);
+  return orr__cgroup_apply(vm->cgroup, sizeof vm->cgroup, name, vm->pid, limits,
+                           cpus, e);
 }
 
 static void on_cgroup_ready(orr_vm *vm) {
@@ -146,7 +158,7 @@ static void on_cgroup_ready(orr_vm *vm) {
     if (json_object_get(cpu, keys[i]))
       json_object_set(limits, keys[i], json_object_get(cpu, keys[i]));
   if (json_object_size(limits) > 0 &&
-      orr__cgroup_apply(vm, limits, proc ? json_integer_value(proc) : 1, &e)) {
+      qemu_cpu_limits(vm, limits, proc ? json_integer_value(proc) : 1, &e)) {
     json_decref(limits);
     orr__vm_launched(vm, e.code, &e);
     vm->backend->kill(vm);
@@ -341,6 +353,7 @@ static void on_qemu_exit(void *arg, int64_t status, int signal) {
   orr_vm *vm = arg;
   if (vm->state == ORR_VM_CREATING)
     fail_launch(vm, ORR_EBACKEND, "QEMU exited during start-up");
+  orr__cgroup_remove(vm->cgroup);
   orr__vm_exited(vm, status, signal, NULL);
 }
 
@@ -499,6 +512,7 @@ static void on_pid_gone(void *arg) {
   /* Not our child: the exit status went to whoever reaps it. */
   if (vm->state == ORR_VM_CREATING || vm->attaching)
     fail_launch(vm, ORR_EVMGONE, "QEMU exited while re-attaching");
+  orr__cgroup_remove(vm->cgroup);
   orr__vm_exited(vm, -1, 0, "exited (status unknown: not our child)");
 }
 
@@ -578,12 +592,44 @@ static void qemu_release(orr_vm *vm) {
   handle_closed(vm);
 }
 
+/* A confined engine runs only its own QEMU: a binary of the caller's
+** choosing would be a host program run on the caller's say-so. */
+static int qemu_check_options(const orr_vm *vm, orr_error *e) {
+  if (vm->eng->policy != NULL && vm->opts.qemu_binary != NULL)
+    return orr_error_set(e, ORR_EPERM,
+                         "sandbox: create: opts.qemu_binary is not allowed (it "
+                         "runs a host program; a confined engine runs only "
+                         "its own %s)",
+                         ORR_QEMU_DEFAULT_BINARY);
+  return 0;
+}
+
+/* How QEMU is confined: -sandbox always; more for a confined engine. */
+static void qemu_properties(const orr_vm *vm, json_t *p) {
+  json_object_set_new(p, "Confinement",
+                      json_pack("{s:b, s:b, s:i}", "Seccomp", 1, "Descriptors",
+                                vm->confined, "Landlock", vm->landlock_abi));
+}
+
 const orr_backend orr__backend_qemu = {
     .name = "qemu",
+    .run_files = orr__qemu_run_files,
+    .pidfile = ORR_QEMU_PIDFILE,
+    .check_options = qemu_check_options,
     .prepare = qemu_prepare,
     .launch = qemu_launch,
     .send = qemu_send,
     .send_fd = qemu_send_fd,
+    .verb = orr__qemu_verb,
+    .save = orr__qemu_save,
+    .raw = orr__qemu_raw,
+    .plan_change = orr__qemu_plan_change,
+    .commit = orr__qemu_commit,
+    .abandon = orr__qemu_abandon,
+    .device_gone = orr__qemu_device_gone,
+    .cpu_limits = qemu_cpu_limits,
+    .properties = qemu_properties,
+    .guest_socket = orr__qemu_guest_socket,
     .kill = qemu_kill,
     .release = qemu_release,
     .check_state = orr__qemu_check_state,

@@ -1,12 +1,56 @@
 /*
-** What the qemu backend's files share (qemu.c drives the process and QMP,
-** qemu_state.c checks a state file's backend parts, qemu_reconcile.c
-** settles a re-attached VM's journal). Not for the core.
+** What the qemu backend's files share, and what the plan backend (a dry run
+** of the same translation) takes from them. Not for the core, which knows
+** both only as an orr_backend (backend.h).
+**
+**   qemu.c            the process, QMP, launch, attach, kill, release
+**   qemu_ops.c        QEMU's semantics both backends share: the lifecycle
+**                     verbs' commands, QMP events -> the core's calls, the
+**                     guest agent socket, the runtime files
+**   qemu_change.c     run-time changes: plan_change, commit, abandon,
+**                     device_gone (root ports, fdsets, qdev names)
+**   qemu_save.c       save: migrate to a file and poll
+**   qemu_state.c      a state file's backend parts (check_state)
+**   qemu_reconcile.c  settling a re-attached VM's journal (reconcile)
+**   qemu_xlate.h      the pure translation (argv, plans, names)
 */
 #ifndef ORR_BACKENDS_QEMU_BACKEND_H
 #define ORR_BACKENDS_QEMU_BACKEND_H
 
+#include "qemu_xlate.h"
 #include "vm_internal.h"
+
+/* The two backends built on QEMU's translation (engine.c registers them). */
+extern const orr_backend orr__backend_qemu;
+extern const orr_backend orr__backend_plan;
+
+/* The qemu translation's config for this VM: both backends translate the
+** same way, so the plan backend records what the qemu backend would run. */
+void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg);
+
+/* ---- qemu_ops.c ---- */
+/* backend->verb: cont, stop, system_powerdown, quit. */
+int orr__qemu_verb(orr_vm *vm, orr_verb verb, json_t **step, orr_error *e);
+/* backend->raw: the caller's QMP command as it is. */
+int orr__qemu_raw(orr_vm *vm, const char *name, const json_t *args,
+                  json_t **step, orr_error *e);
+/* A QMP event, as the core's calls (RESUME/STOP: running; SHUTDOWN:
+** stopping; DEVICE_DELETED of a device: device_deleted). */
+void orr__qemu_event(orr_vm *vm, const char *event, json_t *data);
+/* backend->guest_socket: the layout's "qga". */
+const char *orr__qemu_guest_socket(const orr_vm *vm);
+/* backend->run_files and ->pidfile. */
+extern const char *const orr__qemu_run_files[];
+
+/* ---- qemu_change.c ---- */
+int orr__qemu_plan_change(orr_vm *vm, const orr_change *ch, json_t *data,
+                          json_t **plan, orr_error *e);
+void orr__qemu_commit(orr_vm *vm, const json_t *data);
+void orr__qemu_abandon(orr_vm *vm, const json_t *data);
+json_t *orr__qemu_device_gone(orr_vm *vm, const char *qdev);
+
+/* ---- qemu_save.c ---- */
+int orr__qemu_save(orr_req *r, int fd, orr_error *e);
 
 /* orr_backend.check_state of the qemu backend (qemu_state.c). */
 int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e);

@@ -39,7 +39,6 @@
 
 #include "orrery/document.h"
 #include "qemu_backend.h"
-#include "qemu_xlate.h"
 
 #define WAIT_MS 10000
 
@@ -515,7 +514,8 @@ static void finish(rec *c) {
   if (c->err == 0) {
     size_t i;
     json_t *ev;
-    json_array_foreach(c->late, i, ev) orr__vm_event(vm, "DEVICE_DELETED", ev);
+    json_array_foreach(c->late, i, ev)
+        orr__qemu_event(vm, "DEVICE_DELETED", ev);
   }
   json_decref(c->outcomes);
   json_decref(c->gone);

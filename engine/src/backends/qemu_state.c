@@ -17,7 +17,6 @@
 
 #include "orrery/document.h"
 #include "qemu_backend.h"
-#include "qemu_xlate.h"
 
 /* The path the layout must give for file in run_dir, or NULL (no such
 ** file) when nullable and the value is null. */
@@ -291,6 +290,66 @@ out:
   return rc;
 }
 
+/* The qemu backend's keys of an intent's Data (orr__qemu_plan_change adds
+** them; the core checked its own, keys and value): a root port to free
+** (free_port, qdev) or given back (claimed), a disk's fdsets. */
+static int bad(orr_error *e, const char *field, const char *rule) {
+  return orr_error_set(e, ORR_EINVAL, "state.json: %s %s", field, rule);
+}
+
+static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
+  const json_t *data = json_object_get(it, "Data");
+  const char *key;
+  json_t *v;
+  char f[64];
+  const char *commit = json_string_value(json_object_get(it, "Commit"));
+  if (commit != NULL && strcmp(commit, "share") == 0)
+    return 0; /* {name}: the core's */
+  snprintf(f, sizeof f, "%s.Data", field);
+  json_object_foreach((json_t *)data, key, v) {
+    if (strcmp(key, "keys") != 0 && strcmp(key, "value") != 0 &&
+        strcmp(key, "free_port") != 0 && strcmp(key, "qdev") != 0 &&
+        strcmp(key, "claimed") != 0 && strcmp(key, "fdsets") != 0)
+      return bad(e, f,
+                 "may hold only keys, value, free_port, qdev, claimed and "
+                 "fdsets");
+  }
+  /* A disk's fdsets (fd mode): {key = "<ctrl>-<lun>", ids = [...]}, no
+  ** ids when the disk goes. Their values are the backend's to check in
+  ** the layout once committed; here only the shape. */
+  v = json_object_get(data, "fdsets");
+  if (v) {
+    const json_t *k = json_object_get(v, "key"),
+                 *ids = json_object_get(v, "ids");
+    size_t i;
+    json_t *id;
+    if (!json_is_object(v) || !json_is_string(k) ||
+        json_string_length(k) == 0 || json_string_length(k) > 8 ||
+        json_object_size(v) != (ids ? 2u : 1u) ||
+        (ids && !json_is_null(ids) &&
+         (!json_is_array(ids) || json_array_size(ids) > 32)))
+      return bad(e, f,
+                 "fdsets must be {key = \"<controller>-<lun>\", ids = at "
+                 "most 32 fdset ids or null}");
+    json_array_foreach(ids, i, id) {
+      if (!json_is_integer(id))
+        return bad(e, f, "fdsets ids must be integers");
+    }
+  }
+  v = json_object_get(data, "free_port");
+  if (v && !(json_is_string(v) && strcmp(json_string_value(v), "yes") == 0))
+    return bad(e, f, "free_port must be \"yes\"");
+  v = json_object_get(data, "qdev");
+  if (v && (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > 63))
+    return bad(e, f, "qdev must be a string of 1 to 63 bytes");
+  v = json_object_get(data, "claimed"); /* the root port an add took */
+  if (v && (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > 63))
+    return bad(e, f, "claimed must be a string of 1 to 63 bytes");
+  return 0;
+}
+
 /* The qemu backend's parts of a state file: the process identity, the
 ** layout (every path exactly where this runtime directory puts it: a file
 ** naming a QMP socket elsewhere is refused) and every intent's plan. */
@@ -407,7 +466,8 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
     if ((rc = check_plan(json_object_get(it, "Plan"), f, e)) != 0)
       return rc;
     snprintf(f, sizeof f, "Intents[%zu]", i);
-    if ((rc = check_intent_fdsets(it, f, e)) != 0)
+    if ((rc = check_data_keys(it, f, e)) != 0 ||
+        (rc = check_intent_fdsets(it, f, e)) != 0)
       return rc;
   }
   return 0;
