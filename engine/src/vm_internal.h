@@ -61,7 +61,11 @@ struct orr_vm {
   orr_vm_options opts;
   char accel[8];
   char *restore;
-  /* Backend state. */
+  /* Backend state. The qemu backend's fields are here by name (of these
+  ** the core reads only pid, start_time and confined, for properties, the
+  ** journal and how a change's files are passed); a new backend keeps its
+  ** own in priv, which it allocates and frees (release). */
+  void *priv;
   orr_process *proc;
   orr_qmp *qmp;
   int pid;
@@ -240,6 +244,11 @@ void orr__req_fail(orr_req *r, int status, const char *fmt, ...)
 /* Makes r wait on the unplug already pending for resource, if any
 ** (returns 1); a repeated removal waits instead of failing. */
 int orr__req_join_unplug(orr_req *r, const char *resource);
+/* The backend deleted device: the unplug waiting for it completes, or the
+** request whose removal step it overtook is told (1); 0: none of them. */
+int orr__req_device_deleted(orr_vm *vm, const char *device);
+/* Completes an unplug now: commits it and runs its cleanup. */
+void orr__req_unplug_done(orr_vm *vm, orr_unplug *u);
 /* The VM is gone: every request and unplug fails with ORR_EVMGONE. */
 void orr__req_fail_all(orr_vm *vm, int status);
 
@@ -312,9 +321,10 @@ bool orr__plan_verifiable(const json_t *plan);
 int orr__vm_state_check(const json_t *st, const char *id, const char *run_dir,
                         const orr_backend *backend, json_t **doc, orr_error *e);
 
-/* Commits an intent can name (vm_modify.c): "path", "share", "merge". */
+/* Commits an intent can name (vm_commit.c): "path", "share", "merge". */
 void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);
+void orr__commit_merge(orr_req *r);
 const char *orr__commit_name(orr_req_commit fn);
 orr_req_commit orr__commit_by_name(const char *name);
 

@@ -3,7 +3,8 @@
 ** document with the builder's rules, planned by the backend
 ** (backend->plan_change), run by the request runner, and committed to the
 ** live document only on success. The same planning, without running,
-** serves a device the backend reports deleted unasked.
+** serves a device the backend reports deleted unasked. The commits are
+** vm_commit.c's.
 */
 #include <ctype.h>
 #include <stdio.h>
@@ -32,93 +33,6 @@ typedef struct {
 static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
   json_t *v = json_object_get(json_object_get(doc, "VirtualMachine"), k1);
   return k2 ? json_object_get(v, k2) : v;
-}
-
-/* ---- commits: apply the change to the live document ---- */
-
-/* The backend's part of a commit (its keys of data), on its layout. A
-** scratch VM checking a journal has no backend. */
-static void commit_backend(orr_vm *vm, const json_t *data) {
-  if (vm->backend != NULL && vm->backend->commit != NULL)
-    vm->backend->commit(vm, data);
-}
-
-/* data: {"keys":[...], "value": v | absent (delete)}, and the backend's
-** keys (backend->plan_change). */
-void orr__commit_path(orr_req *r) {
-  json_t *keys = json_object_get(r->data, "keys");
-  json_t *value = json_object_get(r->data, "value");
-  json_t *cur = r->vm->doc;
-  size_t n = json_array_size(keys);
-  for (size_t i = 0; i + 1 < n; i++) {
-    const char *k = json_string_value(json_array_get(keys, i));
-    json_t *next = json_object_get(cur, k);
-    if (next == NULL) {
-      next = json_object();
-      json_object_set_new(cur, k, next);
-    }
-    cur = next;
-  }
-  const char *last = json_string_value(json_array_get(keys, n - 1));
-  if (value)
-    json_object_set(cur, last, value);
-  else
-    json_object_del(cur, last);
-  commit_backend(r->vm, r->data);
-}
-
-static void commit_merge(orr_req *r) {
-  json_t *keys = json_object_get(r->data, "keys");
-  json_t *cur = r->vm->doc;
-  size_t i;
-  json_t *k;
-  json_array_foreach(keys, i, k) {
-    json_t *next = json_object_get(cur, json_string_value(k));
-    if (next == NULL) {
-      next = json_object();
-      json_object_set_new(cur, json_string_value(k), next);
-    }
-    cur = next;
-  }
-  json_object_update(cur, json_object_get(r->data, "value"));
-  commit_backend(r->vm, r->data);
-}
-
-void orr__commit_remove_share(orr_req *r) {
-  json_t *shares =
-      json_object_get(vm_obj(r->vm->doc, "Devices", "Plan9"), "Shares");
-  const char *name = json_string_value(json_object_get(r->data, "name"));
-  size_t i;
-  json_t *s;
-  json_array_foreach(shares, i, s) {
-    if (strcmp(json_string_value(json_object_get(s, "Name")), name) == 0) {
-      json_array_remove(shares, i);
-      break;
-    }
-  }
-  commit_backend(r->vm, r->data);
-}
-
-/* The commits an intent names in state.json. */
-static const struct {
-  const char *name;
-  orr_req_commit fn;
-} commits[] = {{"path", orr__commit_path},
-               {"share", orr__commit_remove_share},
-               {"merge", commit_merge}};
-
-const char *orr__commit_name(orr_req_commit fn) {
-  for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)
-    if (commits[i].fn == fn)
-      return commits[i].name;
-  return NULL;
-}
-
-orr_req_commit orr__commit_by_name(const char *name) {
-  for (size_t i = 0; name && i < sizeof commits / sizeof *commits; i++)
-    if (strcmp(commits[i].name, name) == 0)
-      return commits[i].fn;
-  return NULL;
 }
 
 /* ---- helpers ---- */
@@ -580,7 +494,7 @@ static int cpu_limits(modify_ctx *c) {
   orr__fault("cgroup:after");
   c->r->data =
       json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", limits);
-  c->r->commit = commit_merge;
+  c->r->commit = orr__commit_merge;
   c->r->rollback = cgroup_rollback;
   c->r->plan = json_pack("{s:[]}", "do");
   orr__req_run(c->r);
@@ -649,7 +563,17 @@ static char *split_path(modify_ctx *c) {
   return copy;
 }
 
-/* ---- devices the backend deleted without being asked ---- */
+/* ---- devices the backend deleted ---- */
+
+void orr__vm_device_deleted(orr_vm *vm, const char *device) {
+  orr_unplug *u;
+  if (orr__req_device_deleted(vm, device))
+    return; /* a removal waited for it */
+  /* Gone without being asked (the guest ejected it): the live document
+  ** follows the VM, and the removal's cleanup runs all the same. */
+  if ((u = orr__vm_unasked_unplug(vm, device)) != NULL)
+    orr__req_unplug_done(vm, u);
+}
 
 /* The guest ejected a device of the document (a PCI slot powered off from
 ** inside), or a raw command went around the engine: the backend names the

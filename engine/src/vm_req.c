@@ -742,11 +742,15 @@ static void unplug_done(orr_vm *vm, orr_unplug *u) {
     unplug_finished(vm, u);
 }
 
-void orr__vm_device_deleted(orr_vm *vm, const char *dev) {
+void orr__req_unplug_done(orr_vm *vm, orr_unplug *u) {
+  unplug_done(vm, u);
+}
+
+int orr__req_device_deleted(orr_vm *vm, const char *dev) {
   for (orr_unplug *u = vm->unplugs; u; u = u->next)
     if (strcmp(u->device, dev) == 0) {
       unplug_done(vm, u);
-      return;
+      return 1;
     }
   /* The event may overtake the reply to our own removal step (QEMU sends
   ** it while running the command, a late one included): remember it for
@@ -756,14 +760,10 @@ void orr__vm_device_deleted(orr_vm *vm, const char *dev) {
     if ((!r->done || (r->in_doubt && !r->settled)) && r->joined == NULL && w &&
         strcmp(w, dev) == 0) {
       r->deleted_early = true;
-      return;
+      return 1;
     }
   }
-  /* Gone without being asked (the guest ejected it): the live document
-  ** follows the VM, and the removal's cleanup runs all the same. */
-  orr_unplug *u = orr__vm_unasked_unplug(vm, dev);
-  if (u != NULL)
-    unplug_done(vm, u);
+  return 0;
 }
 
 void orr__vm_event(orr_vm *vm, const char *event, int status, const char *msg) {

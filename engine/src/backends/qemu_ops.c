@@ -30,7 +30,7 @@ int orr__qemu_verb(orr_vm *vm, orr_verb verb, json_t **step, orr_error *e) {
 int orr__qemu_raw(orr_vm *vm, const char *name, const json_t *args,
                   json_t **step, orr_error *e) {
   (void)vm;
-  if (name == NULL || name[0] == '\0')
+  if (name == NULL)
     return orr_error_set(e, ORR_EINVAL, "qmp: a command name is required");
   *step = json_pack("{s:s}", "execute", name);
   if (args != NULL)

@@ -1,0 +1,102 @@
+/*
+** The commits: what a change that succeeded does to the live document
+** (and, through backend->commit, to the backend's layout). A journal's
+** intents name them ("path", "share", "merge"), so re-attaching adopts a
+** change with the same function that committed it, and checking a state
+** file (vm_state.c) applies them to a scratch VM.
+*/
+#include <string.h>
+
+#include "vm_internal.h"
+
+static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
+  json_t *v = json_object_get(json_object_get(doc, "VirtualMachine"), k1);
+  return k2 ? json_object_get(v, k2) : v;
+}
+
+/* ---- commits: apply the change to the live document ---- */
+
+/* The backend's part of a commit (its keys of data), on its layout. A
+** scratch VM checking a journal has no backend. */
+static void commit_backend(orr_vm *vm, const json_t *data) {
+  if (vm->backend != NULL && vm->backend->commit != NULL)
+    vm->backend->commit(vm, data);
+}
+
+/* data: {"keys":[...], "value": v | absent (delete)}, and the backend's
+** keys (backend->plan_change). */
+void orr__commit_path(orr_req *r) {
+  json_t *keys = json_object_get(r->data, "keys");
+  json_t *value = json_object_get(r->data, "value");
+  json_t *cur = r->vm->doc;
+  size_t n = json_array_size(keys);
+  for (size_t i = 0; i + 1 < n; i++) {
+    const char *k = json_string_value(json_array_get(keys, i));
+    json_t *next = json_object_get(cur, k);
+    if (next == NULL) {
+      next = json_object();
+      json_object_set_new(cur, k, next);
+    }
+    cur = next;
+  }
+  const char *last = json_string_value(json_array_get(keys, n - 1));
+  if (value)
+    json_object_set(cur, last, value);
+  else
+    json_object_del(cur, last);
+  commit_backend(r->vm, r->data);
+}
+
+void orr__commit_merge(orr_req *r) {
+  json_t *keys = json_object_get(r->data, "keys");
+  json_t *cur = r->vm->doc;
+  size_t i;
+  json_t *k;
+  json_array_foreach(keys, i, k) {
+    json_t *next = json_object_get(cur, json_string_value(k));
+    if (next == NULL) {
+      next = json_object();
+      json_object_set_new(cur, json_string_value(k), next);
+    }
+    cur = next;
+  }
+  json_object_update(cur, json_object_get(r->data, "value"));
+  commit_backend(r->vm, r->data);
+}
+
+void orr__commit_remove_share(orr_req *r) {
+  json_t *shares =
+      json_object_get(vm_obj(r->vm->doc, "Devices", "Plan9"), "Shares");
+  const char *name = json_string_value(json_object_get(r->data, "name"));
+  size_t i;
+  json_t *s;
+  json_array_foreach(shares, i, s) {
+    if (strcmp(json_string_value(json_object_get(s, "Name")), name) == 0) {
+      json_array_remove(shares, i);
+      break;
+    }
+  }
+  commit_backend(r->vm, r->data);
+}
+
+/* The commits an intent names in state.json. */
+static const struct {
+  const char *name;
+  orr_req_commit fn;
+} commits[] = {{"path", orr__commit_path},
+               {"share", orr__commit_remove_share},
+               {"merge", orr__commit_merge}};
+
+const char *orr__commit_name(orr_req_commit fn) {
+  for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)
+    if (commits[i].fn == fn)
+      return commits[i].name;
+  return NULL;
+}
+
+orr_req_commit orr__commit_by_name(const char *name) {
+  for (size_t i = 0; name && i < sizeof commits / sizeof *commits; i++)
+    if (strcmp(commits[i].name, name) == 0)
+      return commits[i].fn;
+  return NULL;
+}
