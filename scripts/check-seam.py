@@ -27,9 +27,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "engine", "src")
 
-CORE = ["vm.c", "vm_modify.c", "vm_persist.c", "vm_req.c", "vm_state.c",
-        "rundir.c", "engine.c", "defer.c", "vm_internal.h", "backend.h",
-        "rundir.h"]
+CORE = ["vm.c", "vm_modify.c", "vm_commit.c", "vm_persist.c", "vm_req.c",
+        "vm_state.c", "rundir.c", "engine.c", "defer.c", "vm_internal.h",
+        "backend.h", "rundir.h"]
 
 # Every QMP command and event the qemu backend sends or reads (and a few it
 # might): none of these may appear as a string in the core.
