@@ -27,6 +27,8 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   JANSSON = { header = "jansson.h", library = "jansson" },
+  CURL = { header = "curl/curl.h", library = "curl" },
+  YAML = { header = "yaml.h", library = "yaml" },
 }
 build = {
   type = "cmake",

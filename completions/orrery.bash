@@ -19,7 +19,7 @@ _orrery() {
   # The word before an option's argument: -e CHUNK, -l MOD, --allow-write DIR
   # (bash splits --allow-write=DIR at the '=').
   case $prev in
-    -e|-l) return 0 ;;
+    -e|-l|--namespace|--source) return 0 ;;
     --allow-write) compopt -o dirnames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
     =)
       if [[ ${COMP_WORDS[COMP_CWORD-2]} == --allow-write ]]; then
@@ -33,7 +33,7 @@ _orrery() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       -e|-l) ((i++)) ;;
-      =|--allow-write) ;;
+      =|--allow-write|--backend|--namespace|--source) ;;
       -*) ;;
       *)
         if [[ -z $cmd ]]; then
@@ -66,8 +66,10 @@ _orrery() {
         _orrery_files "$cur"
       fi ;;
     plan)
-      if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "--compact -h --help" -- "$cur"))
+      if [[ $prev == --backend || ($prev == = && ${COMP_WORDS[COMP_CWORD-2]} == --backend) ]]; then
+        COMPREPLY=($(compgen -W "plan kubevirt" -- "$cur"))
+      elif [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "--compact --backend= --namespace= --source= -h --help" -- "$cur"))
       else
         _orrery_files "$cur"
       fi ;;

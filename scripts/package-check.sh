@@ -88,7 +88,7 @@ mkdir -p "$specs/spec" "$specs/helpers/orrery"
 # with the suite: the quickstart above boots the installed guest.
 cp spec/install_spec.lua spec/builder_spec.lua spec/builder_traps_spec.lua \
   spec/roundtrip_spec.lua spec/vm_plan_spec.lua spec/tasks_spec.lua \
-  spec/plan_cli_spec.lua "$specs/spec/"
+  spec/plan_cli_spec.lua spec/kubevirt_plan_spec.lua "$specs/spec/"
 cp scripts/lib/orrery/testing.lua "$specs/helpers/orrery/"
 cat >"$specs/.busted" <<'EOF'
 -- The specs against the installed packages: Debian's default Lua paths,

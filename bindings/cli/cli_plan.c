@@ -3,6 +3,7 @@
 ** creates on the plan backend, and prints the document it returns (and the
 ** VMs with their plan logs) as JSON. Nothing touches the host.
 */
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,18 +14,29 @@
 #include "orrery/document.h"
 
 static const char plan_help[] =
-    "usage: %s plan [--compact] RECIPE.lua [ARGS...]\n"
+    "usage: %s plan [OPTIONS] RECIPE.lua [ARGS...]\n"
     "\n"
-    "Runs RECIPE with every VM it creates on the plan backend (nothing is\n"
-    "started) and prints, as JSON, the document it returns (end the recipe\n"
-    "with `return b`) or, when it creates VMs, {\"document\": ..., \"vms\":\n"
-    "[{\"id\", \"document\", \"plan_log\"}]} with the QEMU argv and every QMP\n"
-    "command the qemu backend would send. Standard output carries the JSON\n"
-    "alone: what the recipe prints goes to standard error.\n"
+    "Runs RECIPE with every VM it creates as a dry run (nothing is started,\n"
+    "nothing is sent) and prints, as JSON, the document it returns (end the\n"
+    "recipe with `return b`) or, when it creates VMs, {\"document\": ...,\n"
+    "\"vms\": [{\"id\", \"document\", ...}]}: with the plan backend each VM\n"
+    "has \"plan_log\", the QEMU argv and every QMP command the qemu backend\n"
+    "would send; with --backend kubevirt it has \"kubevirt\": {\"manifest\",\n"
+    "\"requests\"}, the VirtualMachine and every Kubernetes API request the\n"
+    "kubevirt backend would send. Standard output carries the JSON alone:\n"
+    "what the recipe prints goes to standard error.\n"
     "\n"
     "options:\n"
-    "  --compact   one line of JSON\n"
-    "  -h, --help  this help\n"
+    "  --backend=NAME   plan (default: QEMU's dry run) or kubevirt\n"
+    "  --namespace=NS   kubevirt: the namespace (default: \"default\")\n"
+    "  --source=STRING=SOURCE\n"
+    "                   kubevirt: the cluster source of a path or endpoint\n"
+    "                   the document names (pvc:NAME, dv:NAME,\n"
+    "                   containerdisk:IMAGE[#/PATH], pod, multus:NAME,\n"
+    "                   hostdevice:NAME); repeatable, over the recipe's own\n"
+    "                   create option sources\n"
+    "  --compact        one line of JSON\n"
+    "  -h, --help       this help\n"
     "\n"
     "exit codes: 0 printed, 1 the recipe failed or returned no valid\n"
     "document, 2 usage error\n";
@@ -117,15 +129,24 @@ static int run_diverted(lua_State *L, int argc, char **argv, int *nres,
   return status;
 }
 
-static int plan(lua_State *L, int compact, int argc, char **argv) {
-  int nres = 0, failed = 0, status;
+typedef struct {
+  int compact;
+  const char *backend;   /* "plan" or "kubevirt" */
+  const char *namespace; /* or NULL */
+  json_t *sources;       /* --source entries, or NULL */
+} plan_opts;
+
+static int plan(lua_State *L, plan_opts *o, int argc, char **argv) {
+  int nres = 0, failed = 0, status, compact = o->compact;
   orr_builder *b;
   orr_error e = {0, ""};
   json_t *vms;
   char *text;
-  /* VMs the recipe creates default to the plan backend and are recorded,
-  ** so the output shows what the qemu backend would have sent. */
-  orr_l_set_default_backend(L, "plan");
+  /* VMs the recipe creates default to a dry run of the backend and are
+  ** recorded, so the output shows what it would have sent. */
+  orr_l_set_default_backend(L, o->backend);
+  orr_l_set_plan_kubevirt(L, o->namespace, o->sources);
+  o->sources = NULL;
   status = run_diverted(L, argc, argv, &nres, &failed);
   if (status != LUA_OK)
     return orr_cli_report(L, status);
@@ -156,18 +177,89 @@ static int plan(lua_State *L, int compact, int argc, char **argv) {
   return ORR_EXIT_OK;
 }
 
+enum { OPT_BACKEND = 256, OPT_NAMESPACE, OPT_SOURCE, OPT_COMPACT };
+
+static const struct option longopts[] = {
+    {"compact", no_argument, NULL, OPT_COMPACT},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"namespace", required_argument, NULL, OPT_NAMESPACE},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* getopt_long in POSIX order: the recipe's own arguments pass through. */
+static int parse(plan_opts *o, int argc, char **argv, int *done, int *first) {
+  int c;
+  *done = 0;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+    const char *eq;
+    switch (c) {
+    case 'h':
+      printf(plan_help, orr_cli_progname);
+      *done = 1;
+      return ORR_EXIT_OK;
+    case OPT_COMPACT:
+      o->compact = 1;
+      break;
+    case OPT_BACKEND:
+      if (strcmp(optarg, "plan") != 0 && strcmp(optarg, "kubevirt") != 0)
+        return orr_cli_usage_error("plan",
+                                   "--backend must be plan or kubevirt, got "
+                                   "\"%s\"",
+                                   optarg);
+      o->backend = optarg;
+      break;
+    case OPT_NAMESPACE:
+      o->namespace = optarg;
+      break;
+    case OPT_SOURCE:
+      /* The string may hold "=" itself: the source is after the last. */
+      if ((eq = strrchr(optarg, '=')) == NULL || eq == optarg || !eq[1])
+        return orr_cli_usage_error(
+            "plan", "--source needs STRING=SOURCE, got \"%s\"", optarg);
+      if (o->sources == NULL)
+        o->sources = json_object();
+      {
+        char *key = strndup(optarg, (size_t)(eq - optarg));
+        json_object_set_new(o->sources, key, json_string(eq + 1));
+        free(key);
+      }
+      break;
+    case ':':
+      return orr_cli_usage_error("plan", "%s needs a value", argv[optind - 1]);
+    default:
+      return orr_cli_bad_option("plan", argv, longopts);
+    }
+  }
+  if ((o->namespace || o->sources) && strcmp(o->backend, "kubevirt") != 0)
+    return orr_cli_usage_error("plan", "--namespace and --source are for "
+                                       "--backend kubevirt");
+  *first = optind;
+  return ORR_EXIT_OK;
+}
+
 int orr_cli_plan(int argc, char **argv) {
-  int compact = 0, done, first, rc;
-  const orr_cli_flag flags[] = {{"compact", &compact}, {NULL, NULL}};
+  plan_opts o = {0, "plan", NULL, NULL};
+  int done = 0, first = argc, rc;
   lua_State *L;
-  rc = orr_cli_parse_flags("plan", argc, argv, flags, plan_help, &done, &first);
-  if (rc != ORR_EXIT_OK || done)
+  rc = parse(&o, argc, argv, &done, &first);
+  if (rc != ORR_EXIT_OK || done) {
+    json_decref(o.sources);
     return rc;
-  if (first >= argc)
+  }
+  if (first >= argc) {
+    json_decref(o.sources);
     return orr_cli_usage_error("plan", "missing RECIPE");
-  if ((L = orr_cli_newstate()) == NULL)
+  }
+  if ((L = orr_cli_newstate()) == NULL) {
+    json_decref(o.sources);
     return ORR_EXIT_FAIL;
-  rc = plan(L, compact, argc - first, argv + first);
+  }
+  rc = plan(L, &o, argc - first, argv + first);
+  json_decref(o.sources);
   lua_close(L);
   return rc;
 }

@@ -52,6 +52,8 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   lua_setfield(L, -2, "default_guest");
   orr_l_push_guest_methods(L);
   lua_setfield(L, -2, "Guest");
+  orr_l_push_kubevirt(L);
+  lua_setfield(L, -2, "kubevirt");
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
   /* Loaded from a build tree: where it is (for specs); nil installed. */

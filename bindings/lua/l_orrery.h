@@ -43,6 +43,9 @@ struct orr_l_task *orr_l_spawn(lua_State *L, int nargs);
 ** read and returns 1; else returns 0. */
 int orr_l_task_failed(lua_State *L, int idx);
 
+/* orrery.kubevirt (l_kubevirt.c): pushes its table. */
+void orr_l_push_kubevirt(lua_State *L);
+
 /* orrery.VM and orrery.create. */
 void orr_l_open_vm(lua_State *L);
 extern const luaL_Reg orr_l_vm_funcs[];
@@ -50,8 +53,13 @@ extern const luaL_Reg orr_l_vm_funcs[];
 ** `orrery plan`). Setting it also records the plan VMs created from then on
 ** for orr_l_vm_plan_report. */
 void orr_l_set_default_backend(lua_State *L, const char *backend);
-/* [{"id":..., "document":..., "plan_log":[...]}] for the recorded plan VMs
-** (new reference; an empty array when none). */
+/* `orrery plan --backend kubevirt`'s defaults for kubevirt VMs: the
+** namespace (NULL: "default") and sources (taken; may be NULL) that
+** orrery.create adds under a recipe's own (the command line's win). */
+void orr_l_set_plan_kubevirt(lua_State *L, const char *ns, json_t *sources);
+/* [{"id":..., "document":..., "plan_log":[...]}] for the recorded plan VMs,
+** {"id", "document", "kubevirt": {"manifest", "requests"}} for kubevirt
+** dry runs (new reference; an empty array when none). */
 json_t *orr_l_vm_plan_report(lua_State *L);
 /* How many VMs orrery.create has made in this state (any backend). */
 size_t orr_l_vm_created(lua_State *L);

@@ -19,7 +19,7 @@
 
 typedef struct {
   char *id;
-  json_t *doc, *log; /* snapshots taken at close */
+  json_t *doc, *log; /* snapshots taken at close (log: the backend's report) */
   struct lvm *live;  /* the open VM, or NULL */
 } plan_rec;
 
@@ -27,7 +27,9 @@ typedef struct {
 ** orr_l_set_default_backend, before any VM, so it is finalized after them
 ** (they snapshot into it when closed). */
 typedef struct {
-  char *backend; /* the default backend, or NULL */
+  char *backend;      /* the default backend, or NULL */
+  char *kv_ns;        /* orrery plan --backend kubevirt --namespace, or NULL */
+  json_t *kv_sources; /* its --source entries, or NULL */
   plan_rec *recs;
   size_t n, cap;
   size_t created; /* orrery.create calls that made a VM */
@@ -58,6 +60,8 @@ static int state_gc(lua_State *L) {
   }
   free(s->recs);
   free(s->backend);
+  free(s->kv_ns);
+  json_decref(s->kv_sources);
   memset(s, 0, sizeof *s);
   return 0;
 }
@@ -96,6 +100,14 @@ void orr_l_set_default_backend(lua_State *L, const char *backend) {
   s->backend = copy;
 }
 
+void orr_l_set_plan_kubevirt(lua_State *L, const char *ns, json_t *sources) {
+  vm_state *s = get_state(L, 1);
+  free(s->kv_ns);
+  json_decref(s->kv_sources);
+  s->kv_ns = ns != NULL ? strdup(ns) : NULL;
+  s->kv_sources = sources;
+}
+
 static void record(lua_State *L, lvm *v, const char *id) {
   vm_state *s = get_state(L, 0);
   plan_rec *r;
@@ -123,7 +135,7 @@ static void snapshot(lvm *v) {
     return;
   r = &v->rec_state->recs[v->rec];
   r->doc = json_deep_copy(orr_vm_document(v->vm));
-  r->log = orr_vm_plan_log(v->vm);
+  r->log = orr_vm_plan_report(v->vm);
   r->live = NULL;
   v->rec_state = NULL;
 }
@@ -147,16 +159,22 @@ json_t *orr_l_vm_plan_report(lua_State *L) {
   for (size_t i = 0; s != NULL && i < s->n; i++) {
     plan_rec *r = &s->recs[i];
     json_t *doc, *log;
+    json_t *entry;
     if (r->live != NULL) {
       doc = ordered(orr_vm_document(r->live->vm));
-      log = orr_vm_plan_log(r->live->vm);
+      log = orr_vm_plan_report(r->live->vm);
     } else {
       doc = ordered(r->doc);
       log = json_incref(r->log);
     }
-    json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "id",
-                                         r->id ? r->id : "", "document", doc,
-                                         "plan_log", log ? log : json_array()));
+    entry = json_pack("{s:s, s:o}", "id", r->id ? r->id : "", "document", doc);
+    /* The backend's own record: plan_log (QEMU), kubevirt (the cluster). */
+    if (json_is_object(log))
+      json_object_update(entry, log);
+    else
+      json_object_set_new(entry, "plan_log", json_array());
+    json_decref(log);
+    json_array_append_new(arr, entry);
   }
   return arr;
 }
@@ -668,8 +686,9 @@ static int l_document(lua_State *L) {
 /* ---- orrery.create ------------------------------------------------------ */
 
 static const char *const opt_names[] = {
-    "backend",     "accel",       "hotplug_ports", "guest_agent", "restore",
-    "qemu_binary", "runtime_dir", "timeout_ms",    NULL};
+    "backend",    "accel",       "hotplug_ports", "guest_agent",
+    "restore",    "qemu_binary", "runtime_dir",   "timeout_ms",
+    "kubeconfig", "namespace",   "sources",       NULL};
 
 /* A string option into *out if given (else *out keeps the engine's
 ** default); left on the stack so it lives as long as the call. */
@@ -698,6 +717,35 @@ static lua_Integer int_opt(lua_State *L, int idx, const char *op,
   return n;
 }
 
+/* opts.sources (a table of strings to strings) merged with `orrery plan
+** --source` (which wins); NULL when neither has any. Raises for a table
+** that is not one. */
+static json_t *sources_opt(lua_State *L, int idx, const vm_state *s,
+                           int planning) {
+  json_t *src = NULL;
+  if (!lua_isnoneornil(L, idx)) {
+    int t = lua_getfield(L, idx, "sources");
+    if (t != LUA_TNIL && t != LUA_TTABLE)
+      luaL_error(L, "create: opts.sources must be a table, got %s",
+                 luaL_typename(L, -1));
+    if (t == LUA_TTABLE) {
+      src = orr_l_checkjson(L, lua_gettop(L), "create: opts.sources");
+      if (json_is_array(src) && json_array_size(src) == 0) {
+        json_decref(src); /* {}: no sources */
+        src = json_object();
+      }
+    }
+    lua_pop(L, 1);
+  }
+  if (planning && s->kv_sources != NULL) {
+    if (src == NULL)
+      src = json_object();
+    if (json_is_object(src))
+      json_object_update(src, s->kv_sources);
+  }
+  return src;
+}
+
 static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
   vm_state *s = get_state(L, 0);
   const char *backend = NULL;
@@ -717,7 +765,8 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
         luaL_error(L,
                    "create: unknown option '%s' (expected backend, accel, "
                    "hotplug_ports, guest_agent, restore, qemu_binary, "
-                   "runtime_dir or timeout_ms)",
+                   "runtime_dir, timeout_ms, kubeconfig, namespace or "
+                   "sources)",
                    luaL_tolstring(L, -1, NULL));
     }
     str_opt(L, idx, "backend", &backend);
@@ -725,6 +774,8 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
     str_opt(L, idx, "restore", &o->restore);
     str_opt(L, idx, "qemu_binary", &o->qemu_binary);
     str_opt(L, idx, "runtime_dir", &o->runtime_dir);
+    str_opt(L, idx, "kubeconfig", &o->kubeconfig);
+    str_opt(L, idx, "namespace", &o->kube_namespace);
     o->hotplug_ports =
         (int)int_opt(L, idx, "create", "hotplug_ports", 4096, o->hotplug_ports);
     o->timeout_ms =
@@ -746,6 +797,13 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
     backend = s->backend; /* orrery plan's default */
   if (backend != NULL)
     o->backend = backend;
+  /* Under `orrery plan` nothing reaches a cluster either: a kubevirt VM is
+  ** a dry run of the kubevirt backend. */
+  if (s != NULL && s->backend != NULL && strcmp(o->backend, "kubevirt") == 0) {
+    o->dry_run = 1;
+    if (o->kube_namespace == NULL)
+      o->kube_namespace = s->kv_ns;
+  }
 }
 
 /* The document from a Builder (copied), a table, or JSON text. Returns NULL
@@ -815,9 +873,9 @@ static int l_create(lua_State *L) {
   orr_engine *eng;
   orr_vm *vm = NULL;
   orr_l_op *op;
-  json_t *doc;
+  json_t *doc, *sources;
   lvm *v;
-  int ud;
+  int ud, rc;
   luaL_argexpected(L, !lua_isnoneornil(L, 2), 2,
                    ORR_L_BUILDER ", document table or JSON text");
   lua_settop(L, 3);
@@ -825,19 +883,25 @@ static int l_create(lua_State *L) {
   eng = orr_l_engine(L); /* before the userdata: finalizer order */
   orr_l_check_wait(L);
   s = get_state(L, 1); /* before the VM's userdata: finalizer order */
+  sources = sources_opt(L, 3, s, o.dry_run);
   doc = doc_arg(L, 2, &e);
-  if (doc == NULL)
+  if (doc == NULL) {
+    json_decref(sources);
     return orr_l_fail(L, &e);
+  }
+  o.sources = sources; /* borrowed by the call only */
   op = orr_l_op_new(L, push_create);
   orr_l_op_keep(op, doc);
   v = new_vm_ud(L, op, &ud);
-  if (orr_vm_create(eng, id, doc, &o, orr_l_op_cb, op, &vm, &e) != 0) {
+  rc = orr_vm_create(eng, id, doc, &o, orr_l_op_cb, op, &vm, &e);
+  json_decref(sources);
+  if (rc != 0) {
     orr_l_op_cancel(L, op);
     return orr_l_fail(L, &e);
   }
   s->created++;
   bind_vm(L, v, ud, vm);
-  if (o.backend != NULL && strcmp(o.backend, "plan") == 0)
+  if (strcmp(o.backend, "plan") == 0 || o.dry_run)
     record(L, v, id);
   return orr_l_op_wait(L, op);
 }

@@ -97,6 +97,11 @@ typedef struct {
   ** none is kept open, the VM keeps a log of what it would do
   ** (vm:plan_log()), and no host is probed for KVM. */
   bool dry_run;
+  /* The VM runs elsewhere (a cluster): no accelerator is resolved on this
+  ** host, and the backend takes the cluster create options (kubeconfig,
+  ** kube_namespace, sources, dry_run: orrery/vm.h) that the others refuse,
+  ** as it refuses the host ones (restore, qemu_binary, runtime_dir). */
+  bool remote;
   /* Runtime files the backend keeps in the VM's runtime directory (NULL-
   ** terminated), removed with it; pidfile names the one holding the pid
   ** of the VM's process, whose death makes a directory stale (NULL: the
@@ -167,6 +172,10 @@ typedef struct {
   void (*properties)(const orr_vm *vm, json_t *p);
   /* The guest agent's socket, or NULL. May be NULL. */
   const char *(*guest_socket)(const orr_vm *vm);
+  /* What a dry run of this VM recorded, for `orrery plan` (new reference:
+  ** keys merged into the VM's report entry), or NULL. May be NULL: then a
+  ** dry_run backend's report is {"plan_log": vm:plan_log()}. */
+  json_t *(*plan_report)(const orr_vm *vm);
 
   /* ---- the end ---- */
 

@@ -16,8 +16,9 @@
 ** the engine knows its backends, the core only their interface). */
 extern const orr_backend orr__backend_qemu;
 extern const orr_backend orr__backend_plan;
-static const orr_backend *const backends[] = {&orr__backend_qemu,
-                                              &orr__backend_plan, NULL};
+extern const orr_backend orr__backend_kubevirt;
+static const orr_backend *const backends[] = {
+    &orr__backend_qemu, &orr__backend_plan, &orr__backend_kubevirt, NULL};
 
 int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   orr_engine *eng = calloc(1, sizeof *eng);

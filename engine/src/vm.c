@@ -51,6 +51,14 @@ json_t *orr_vm_plan_log(const orr_vm *vm) {
   return json_incref(vm->plan_log);
 }
 
+json_t *orr_vm_plan_report(const orr_vm *vm) {
+  if (vm->backend->plan_report != NULL)
+    return vm->backend->plan_report(vm);
+  if (vm->backend->dry_run)
+    return json_pack("{s:O}", "plan_log", vm->plan_log);
+  return NULL;
+}
+
 void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg) {
   vm->event_cb = cb;
   vm->event_arg = arg;
@@ -232,6 +240,29 @@ static void random_guid(char out[37]) {
 
 static void launch_after(orr_vm *vm, orr_vm *gone);
 
+/* An option of another kind of backend is a mistake, not a hint: refused,
+** naming it. (accel, hotplug_ports and guest_agent stay defaults a remote
+** backend ignores, so a recipe written for one host plans on a cluster
+** unchanged.) */
+static int check_remote_opts(const orr_backend *b, const orr_vm_options *o,
+                             orr_error *e) {
+  const char *host = o->restore       ? "restore"
+                     : o->qemu_binary ? "qemu_binary"
+                     : o->runtime_dir ? "runtime_dir"
+                                      : NULL;
+  const char *remote = o->kubeconfig       ? "kubeconfig"
+                       : o->kube_namespace ? "namespace"
+                       : o->sources        ? "sources"
+                       : o->dry_run        ? "dry_run"
+                                           : NULL;
+  const char *bad = b->remote ? host : remote;
+  if (bad != NULL)
+    return orr_error_set(e, ORR_EINVAL,
+                         "create: opts.%s is not an option of the %s backend",
+                         bad, b->name);
+  return 0;
+}
+
 /* A confined engine's rules for the create options, once every default is
 ** applied (the runtime directory computed): no program of the caller's
 ** choosing, a runtime directory the caller may write. The saved state and
@@ -352,11 +383,13 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   vm->backend = orr__backend_find(eng, opts->backend ? opts->backend : "qemu");
   if (vm->backend == NULL) {
     rc = orr_error_set(e, ORR_EINVAL,
-                       "create: backend must be \"qemu\" or \"plan\", got "
-                       "\"%s\"",
+                       "create: backend must be \"qemu\", \"plan\" or "
+                       "\"kubevirt\", got \"%s\"",
                        opts->backend);
     goto fail;
   }
+  if ((rc = check_remote_opts(vm->backend, opts, e)) != 0)
+    goto fail;
   if (opts->runtime_dir)
     snprintf(vm->run_dir, sizeof vm->run_dir, "%s", opts->runtime_dir);
   else
@@ -370,7 +403,7 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   }
   if ((rc = check_confined(vm, opts, e)) != 0)
     goto fail;
-  {
+  if (!vm->backend->remote) { /* a cluster's nodes are its own to pick */
     const char *accel = orr__accel_resolve(opts->accel ? opts->accel : "auto",
                                            !vm->backend->dry_run, e);
     if (accel == NULL) {
@@ -399,6 +432,9 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   } else {
     vm->launched = true;
   }
+  /* Borrowed for the call: the backend copied what it keeps. */
+  vm->opts.kubeconfig = vm->opts.kube_namespace = NULL;
+  vm->opts.sources = NULL;
   vm->next = eng->vms;
   eng->vms = vm;
   *out = vm;

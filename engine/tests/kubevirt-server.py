@@ -652,6 +652,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     verbose = False
+    tls = None  # the ssl.SSLContext
+
+    def finish_request(self, request, client_address):
+        # The TLS handshake happens here, in the connection's own thread: a
+        # client that connects and stalls (a test that gave up mid-way)
+        # must not hold up every other connection in accept().
+        request.settimeout(30)
+        try:
+            request = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            request.close()
+            return
+        request.settimeout(None)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            try:
+                request.close()
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address):
         # A client that gave up (its deadline, a cancelled watch, a TLS
@@ -676,7 +696,7 @@ def main():
     ctx.load_cert_chain(args.cert, args.key)
     ctx.load_verify_locations(args.client_ca)
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.tls = ctx
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
     os.rename(args.port_file + ".tmp", args.port_file)

@@ -83,7 +83,7 @@ ORR_API void orr_engine_free(orr_engine *eng);
 ORR_API int orr_engine_vm_count(const orr_engine *eng);
 
 typedef struct {
-  const char *backend;     /* "qemu" (default) or "plan" */
+  const char *backend;     /* "qemu" (default), "plan" or "kubevirt" */
   const char *accel;       /* "auto" (default), "kvm" or "tcg" */
   int hotplug_ports;       /* free root ports for hot-adds; 0: 16 */
   int guest_agent;         /* 1 add the qemu-ga port, 0 not, -1 (default)
@@ -96,6 +96,20 @@ typedef struct {
                               0: 10 s for the one, 60 s for the other.
                               Missed: ORR_ETIMEDOUT naming what QEMU did
                               not reach, and QEMU is killed */
+  /* The kubevirt backend's (docs/kubevirt.md); refused on the others, as
+  ** the qemu backend's restore, qemu_binary and runtime_dir are on it
+  ** (accel, hotplug_ports and guest_agent are QEMU's and ignored there). */
+  const char *kubeconfig;     /* the kubeconfig file; NULL:
+                                 $ORRERY_KUBECONFIG, else $KUBECONFIG, else
+                                 ~/.kube/config */
+  const char *kube_namespace; /* NULL: the kubeconfig context's */
+  const json_t *sources;      /* {document path or endpoint: cluster source}
+                                 (pvc:, dv:, containerdisk:, pod, multus:,
+                                 hostdevice:); borrowed during the call */
+  int dry_run;                /* kubevirt: record every API request it would
+                                 send and answer as an obedient cluster
+                                 (`orrery plan --backend kubevirt`); no
+                                 kubeconfig is read, nothing is sent */
 } orr_vm_options;
 
 ORR_API void orr_vm_options_init(orr_vm_options *o);
@@ -192,6 +206,10 @@ ORR_API const json_t *orr_vm_document(const orr_vm *vm);
 ** ForMs}, InDoubt [...]}: see the README. New reference. */
 ORR_API json_t *orr_vm_properties(const orr_vm *vm);
 ORR_API json_t *orr_vm_plan_log(const orr_vm *vm); /* new reference */
+/* What a dry run recorded, as `orrery plan` reports it (new reference):
+** {"plan_log": [...]} on the plan backend, {"kubevirt": {"manifest",
+** "requests"}} on a kubevirt dry run; NULL for a VM that is not one. */
+ORR_API json_t *orr_vm_plan_report(const orr_vm *vm);
 /* The unix socket of the guest agent's virtio-serial port (QEMU is the
 ** server), or NULL when the VM has none (create option guest_agent). */
 ORR_API const char *orr_vm_guest_socket(const orr_vm *vm);

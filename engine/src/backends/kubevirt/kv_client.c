@@ -134,6 +134,15 @@ static void backoff_fired(uv_timer_t *t) {
 static void retry_or_end(call *k, int rc, const orr_error *why) {
   orr_kv_client *c = k->c;
   uint64_t now = uv_now(c->loop), delay;
+  /* A failure that comes in while the client closes is not retried: the
+  ** close already ended the calls waiting out a backoff, and a new one
+  ** would outlive it. */
+  if (c->closing) {
+    orr_error err;
+    orr_error_set(&err, ORR_ECANCELED, "the client is closing");
+    end_call(k, ORR_ECANCELED, NULL, &err);
+    return;
+  }
   if (k->attempts >= c->retry.max_attempts || now >= k->deadline) {
     orr_error err = *why;
     if (now >= k->deadline && rc != ORR_ETIMEDOUT) {

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kubevirt.h"
+#include "orrery/kubevirt.h"
 
 extern const char orr__kv_schema_text[];
 
@@ -436,4 +437,19 @@ int orr__kv_check_request(const json_t *req, orr_error *e) {
                          method, path);
   return orr_error_set(
       e, ORR_EINVAL, "request: %s is not a path of the KubeVirt v1 API", path);
+}
+
+/* ---- the public checks (orrery/kubevirt.h) ---- */
+
+const json_t *orr_kubevirt_schema_source(void) {
+  return json_object_get(orr__kv_schema(), "source");
+}
+
+int orr_kubevirt_check(const char *definition, const json_t *v,
+                       const char *where, orr_error *e) {
+  return orr__kv_check(definition, v, where ? where : "value", e);
+}
+
+int orr_kubevirt_check_request(const json_t *req, orr_error *e) {
+  return orr__kv_check_request(req, e);
 }
