@@ -686,9 +686,9 @@ static int l_document(lua_State *L) {
 /* ---- orrery.create ------------------------------------------------------ */
 
 static const char *const opt_names[] = {
-    "backend",    "accel",       "hotplug_ports", "guest_agent",
-    "restore",    "qemu_binary", "runtime_dir",   "timeout_ms",
-    "kubeconfig", "namespace",   "sources",       NULL};
+    "backend",     "accel",        "hotplug_ports", "guest_agent", "restore",
+    "qemu_binary", "runtime_dir",  "timeout_ms",    "kubeconfig",  "namespace",
+    "sources",     "template_ram", "template_boot", NULL};
 
 /* A string option into *out if given (else *out keeps the engine's
 ** default); left on the stack so it lives as long as the call. */
@@ -765,8 +765,8 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
         luaL_error(L,
                    "create: unknown option '%s' (expected backend, accel, "
                    "hotplug_ports, guest_agent, restore, qemu_binary, "
-                   "runtime_dir, timeout_ms, kubeconfig, namespace or "
-                   "sources)",
+                   "runtime_dir, timeout_ms, kubeconfig, namespace, "
+                   "sources or template)",
                    luaL_tolstring(L, -1, NULL));
     }
     str_opt(L, idx, "backend", &backend);
@@ -776,6 +776,11 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
     str_opt(L, idx, "runtime_dir", &o->runtime_dir);
     str_opt(L, idx, "kubeconfig", &o->kubeconfig);
     str_opt(L, idx, "namespace", &o->kube_namespace);
+    /* What orrery.create's template option becomes (orrery/template.lua). */
+    str_opt(L, idx, "template_ram", &o->template_ram);
+    if (lua_getfield(L, idx, "template_boot") != LUA_TNIL)
+      o->template_boot = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     o->hotplug_ports =
         (int)int_opt(L, idx, "create", "hotplug_ports", 4096, o->hotplug_ports);
     o->timeout_ms =

@@ -306,6 +306,7 @@ static void vm_free(orr_vm *vm) {
     close(vm->run_dir_fd); /* and with it the VM's lock */
   orr__hostres_free(vm->boot_res);
   free(vm->restore);
+  free(vm->template_ram);
   free((char *)vm->opts.qemu_binary);
   free(vm);
 }
@@ -353,8 +354,13 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   vm->opts.accel = NULL;
   vm->opts.runtime_dir = NULL;
   vm->opts.restore = NULL;
+  vm->opts.template_ram = NULL;
   vm->opts.qemu_binary = opts->qemu_binary ? strdup(opts->qemu_binary) : NULL;
   vm->restore = opts->restore ? strdup(opts->restore) : NULL;
+  if (opts->template_ram) {
+    vm->template_ram = strdup(opts->template_ram);
+    random_guid(vm->vmgenid);
+  }
   vm->create_cb = cb;
   vm->create_arg = arg;
   if (vm->opts.guest_agent < 0) {
@@ -453,6 +459,7 @@ fail:
     close(vm->run_dir_fd);
   orr__hostres_free(vm->boot_res);
   free(vm->restore);
+  free(vm->template_ram);
   free((char *)vm->opts.qemu_binary);
   free(vm);
   return rc;

@@ -61,6 +61,8 @@ struct orr_vm {
   orr_vm_options opts;
   char accel[8];
   char *restore;
+  char *template_ram; /* opts.template_ram, owned */
+  char vmgenid[37];   /* the generation id a template or clone gets */
   /* Backend state. The qemu backend's fields are here by name (of these
   ** the core reads only pid, start_time and confined, for properties, the
   ** journal and how a change's files are passed); a new backend keeps its

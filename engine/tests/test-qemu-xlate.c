@@ -747,7 +747,7 @@ static void test_plans(void) {
   /* save: to the request's descriptor (getfd, SCM_RIGHTS), never exec:
   ** (QEMU's -sandbox spawn=deny); after a save, out of postmigrate first. */
   json_t *v;
-  ASSERT_OK(orr__qemu_plan_save(false, 2, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_save(false, false, 2, &plan, &err));
   ASSERT_EQ(json_array_size(json_object_get(plan, "do")), 2);
   v = json_array_get(json_object_get(plan, "do"), 1);
   ASSERT_STR_EQ(json_string_value(json_object_get(v, "execute")), "getfd");
@@ -757,7 +757,18 @@ static void test_plans(void) {
                     json_object_get(json_object_get(v, "arguments"), "uri")),
                 "fd:" ORR_QEMU_SAVE_FD);
   json_decref(plan);
-  ASSERT_OK(orr__qemu_plan_save(true, 0, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_save(false, true, 2, &plan, &err));
+  /* A template's save leaves its RAM (the file) out of the stream. */
+  v = json_object_get(
+      json_object_get(json_array_get(json_object_get(plan, "do"), 0),
+                      "arguments"),
+      "capabilities");
+  ASSERT_EQ(json_array_size(v), 2);
+  ASSERT_STR_EQ(
+      json_string_value(json_object_get(json_array_get(v, 1), "capability")),
+      "x-ignore-shared");
+  json_decref(plan);
+  ASSERT_OK(orr__qemu_plan_save(true, false, 0, &plan, &err));
   v = json_array_get(json_object_get(plan, "do"), 0);
   ASSERT_STR_EQ(json_string_value(json_object_get(v, "execute")), "cont");
   ASSERT_STR_EQ(

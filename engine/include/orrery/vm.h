@@ -83,12 +83,22 @@ ORR_API void orr_engine_free(orr_engine *eng);
 ORR_API int orr_engine_vm_count(const orr_engine *eng);
 
 typedef struct {
-  const char *backend;     /* "qemu" (default), "plan" or "kubevirt" */
-  const char *accel;       /* "auto" (default), "kvm" or "tcg" */
-  int hotplug_ports;       /* free root ports for hot-adds; 0: 16 */
-  int guest_agent;         /* 1 add the qemu-ga port, 0 not, -1 (default)
-                              when the document boots the default guest */
-  const char *restore;     /* saved state file to restore from, or NULL */
+  const char *backend; /* "qemu" (default), "plan" or "kubevirt" */
+  const char *accel;   /* "auto" (default), "kvm" or "tcg" */
+  int hotplug_ports;   /* free root ports for hot-adds; 0: 16 */
+  int guest_agent;     /* 1 add the qemu-ga port, 0 not, -1 (default)
+                          when the document boots the default guest */
+  const char *restore; /* saved state file to restore from, or NULL */
+  /* Templates (qemu; the Lua library's orrery.template drives them). With
+  ** template_ram set the VM's RAM lives in that file and the VM has a VM
+  ** generation id device with a GUID of its own (a clone's is new, so the
+  ** guest kernel reseeds its random generator). template_boot 1: this VM
+  ** is the template: its RAM is written through to the file and a save
+  ** leaves it out of the state (x-ignore-shared). 0: a clone of it: the
+  ** file is mapped private (copy-on-write), restore names the template's
+  ** saved state, loaded with x-ignore-shared. Not with NUMA. */
+  const char *template_ram;
+  int template_boot;
   const char *qemu_binary; /* NULL: qemu-system-x86_64 */
   const char *runtime_dir; /* NULL: <runtime root>/<id> */
   uint64_t timeout_ms;     /* create's deadline for the QMP handshake and,

@@ -170,6 +170,7 @@ static void on_cgroup_ready(orr_vm *vm) {
 
 static void on_status(void *arg, int status, json_t *result,
                       const char *errmsg);
+static void start_incoming(orr_vm *vm);
 
 /* create's deadline: the handshake's (timeout_ms, else 10 s) or, with
 ** restore, loading the state's (timeout_ms, else 60 s), from the spawn. */
@@ -318,7 +319,60 @@ static void on_ready(void *arg, int status) {
     return;
   }
   orr_qmp_on_event(vm->qmp, on_event, vm);
+  if (!vm->attaching && json_object_get(vm->layout, "incoming") != NULL) {
+    start_incoming(vm);
+    return;
+  }
   if (send_status(vm) != 0)
+    fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+static void on_incoming(void *arg, int status, json_t *result,
+                        const char *errmsg) {
+  orr_vm *vm = arg;
+  (void)result;
+  if (vm->state != ORR_VM_CREATING || status == ORR_EVMGONE)
+    return; /* gone: the exit reports itself */
+  if (status != 0) {
+    char what[700];
+    snprintf(what, sizeof what, "QEMU did not take the saved state %s: %s",
+             vm->restore, errmsg);
+    fail_launch(vm, status, what);
+    return;
+  }
+  if (send_status(vm) != 0)
+    fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+static void on_incoming_caps(void *arg, int status, json_t *result,
+                             const char *errmsg) {
+  orr_vm *vm = arg;
+  const json_t *in = json_object_get(vm->layout, "incoming");
+  uint64_t now, end = vm->launch_ms + launch_limit(vm);
+  if (status != 0) {
+    on_incoming(arg, status, result, errmsg);
+    return;
+  }
+  uv_update_time(vm->eng->loop);
+  now = uv_now(vm->eng->loop);
+  if (orr_qmp_send_timed(vm->qmp, "migrate-incoming",
+                         json_pack("{s:O}", "uri", json_object_get(in, "uri")),
+                         end > now ? end - now : 1, on_incoming, NULL, vm) != 0)
+    fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+}
+
+/* A clone loads the template's state with x-ignore-shared: QEMU 7.2 takes
+** the capability only by QMP, so the launch was -incoming defer and the
+** migration starts here (from the descriptor QEMU inherited). */
+static void start_incoming(orr_vm *vm) {
+  uint64_t now, end = vm->launch_ms + launch_limit(vm);
+  uv_update_time(vm->eng->loop);
+  now = uv_now(vm->eng->loop);
+  if (orr_qmp_send_timed(vm->qmp, "migrate-set-capabilities",
+                         json_pack("{s:[{s:s, s:b}]}", "capabilities",
+                                   "capability", "x-ignore-shared", "state", 1),
+                         end > now ? end - now : 1, on_incoming_caps, NULL,
+                         vm) != 0)
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
 
@@ -365,6 +419,9 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
     cfg->hotplug_ports = vm->opts.hotplug_ports;
   cfg->guest_agent = vm->opts.guest_agent == 1;
   cfg->restore_path = vm->restore;
+  cfg->ram_file = vm->template_ram;
+  cfg->ram_shared = vm->template_ram != NULL && vm->opts.template_boot;
+  cfg->vmgenid_guid = vm->template_ram != NULL ? vm->vmgenid : NULL;
   if (vm->opts.qemu_binary)
     cfg->binary = vm->opts.qemu_binary;
   orr__qemu_probe_host(&cfg->host);
@@ -604,8 +661,16 @@ static int qemu_check_options(const orr_vm *vm, orr_error *e) {
   return 0;
 }
 
-/* How QEMU is confined: -sandbox always; more for a confined engine. */
+/* A template's role, and how QEMU is confined: -sandbox always; more for a
+** confined engine. */
 static void qemu_properties(const orr_vm *vm, json_t *p) {
+  /* A template or a clone of one: its RAM file and generation id. */
+  if (vm->template_ram)
+    json_object_set_new(p, "Template",
+                        json_pack("{s:s, s:s, s:s}", "Role",
+                                  vm->opts.template_boot ? "template" : "clone",
+                                  "RamFile", vm->template_ram, "GenerationId",
+                                  vm->vmgenid));
   json_object_set_new(p, "Confinement",
                       json_pack("{s:b, s:b, s:i}", "Seccomp", 1, "Descriptors",
                                 vm->confined, "Landlock", vm->landlock_abi));

@@ -555,6 +555,27 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
                                                &count, b->err)) != 0))
     return rc;
 
+  if (b->cfg->ram_file != NULL) {
+    char ref[4096];
+    int rc2;
+    if (numa != NULL)
+      return orr_error_set(b->err, ORR_ENOTSUP,
+                           "%s: a template's RAM is one file; NUMA nodes are "
+                           "not supported with templates",
+                           npath);
+    /* The template writes its RAM through to the file (share=on); a clone
+    ** maps the same file private, so its writes stay its own and the
+    ** pages it never writes are shared with every other clone. */
+    if ((rc2 = orr__hostres_file(b->cfg->hr, b->cfg->ram_file, true,
+                                 "template: RAM file", ref, sizeof ref, NULL,
+                                 b->err)) != 0)
+      return rc2;
+    push_json(b, b->argv, "-object",
+              json_pack("{s:s, s:s, s:I, s:s, s:b}", "qom-type",
+                        "memory-backend-file", "id", ORR_QEMU_RAM_ID, "size",
+                        (json_int_t)size << 20, "mem-path", ref, "share",
+                        b->cfg->ram_shared));
+  }
   push(b, b->argv, "-m");
   if (pm->count > 0)
     pushf(b, b->argv, "%lldM,slots=%lld,maxmem=%lldM", size, pm->count,
@@ -697,8 +718,10 @@ static int chipset(bld *b, const json_t *vm, json_t *files,
     ** and QEMU's ACPI tables (PCI hot-plug needs them) and jumps to the
     ** kernel, about 0.3 s sooner under TCG. It cannot boot a disk, which a
     ** direct kernel boot never does. README "Decisions". */
-    push(b, b->argv, "-bios");
-    push(b, b->argv, KERNEL_FIRMWARE);
+    if (b->cfg->vmgenid_guid == NULL) {
+      push(b, b->argv, "-bios");
+      push(b, b->argv, KERNEL_FIRMWARE);
+    }
     /* 7.2 takes these three values verbatim (no option parsing). */
     if ((rc = orr__hostres_file(b->cfg->hr, kernel, false,
                                 "VirtualMachine.Chipset.LinuxKernelDirect."
@@ -1093,6 +1116,14 @@ static int check_config(const orr_qemu_config *cfg, orr_error *err) {
     return orr_error_set(err, ORR_EINVAL,
                          "cfg.hotplug_ports must be in 0..%d, got %d",
                          ORR_QEMU_MAX_PORTS, cfg->hotplug_ports);
+  if (cfg->ram_file != NULL && cfg->ram_file[0] != '/')
+    return orr_error_set(err, ORR_EINVAL,
+                         "cfg.ram_file must be an absolute path, got '%s'",
+                         cfg->ram_file);
+  if (cfg->ram_file != NULL && !cfg->ram_shared && cfg->restore_path == NULL)
+    return orr_error_set(err, ORR_EINVAL,
+                         "cfg.ram_file: a clone needs the template's device "
+                         "state (cfg.restore_path)");
   if (cfg->restore_path != NULL &&
       (cfg->restore_path[0] != '/' || cfg->hr == NULL))
     return orr_error_set(err, ORR_EINVAL,
@@ -1227,10 +1258,17 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   }
   if ((rc = chipset(b, vm, files, &machine_extra)) != 0)
     goto out;
-  if (*machine_extra &&
+  if ((*machine_extra || cfg->ram_file != NULL) &&
       json_array_set_new(b->argv, ARGV_MACHINE_VALUE,
-                         json_sprintf("q35%s", machine_extra)) != 0)
+                         json_sprintf("q35%s%s", machine_extra,
+                                      cfg->ram_file
+                                          ? ",memory-backend=" ORR_QEMU_RAM_ID
+                                          : "")) != 0)
     b->oom = true;
+  if (cfg->vmgenid_guid != NULL)
+    push_json(b, b->devs, "-device",
+              json_pack("{s:s, s:s, s:s}", "driver", "vmgenid", "id",
+                        ORR_QEMU_VMGENID_ID, "guid", cfg->vmgenid_guid));
   if ((rc = storage_qos(b, vm, &throttle)) != 0)
     goto out;
   if (devices != NULL) {
@@ -1265,7 +1303,20 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
         0)
       goto out;
     push(b, b->argv, "-incoming");
-    pushf(b, b->argv, "fd:%d", fdnum);
+    if (cfg->ram_file != NULL && !cfg->ram_shared) {
+      /* A clone: the stream leaves out the RAM the file holds, which
+      ** QEMU reads only with x-ignore-shared on, a capability that must
+      ** be set before the incoming migration starts (7.2 has no -global
+      ** for it): the launch sets it, then migrate-incoming. */
+      push(b, b->argv, "defer");
+      if (json_object_set_new(layout, "incoming",
+                              json_pack("{s:o, s:b}", "uri",
+                                        json_sprintf("fd:%d", fdnum),
+                                        "ignore_shared", 1)) != 0)
+        b->oom = true;
+    } else {
+      pushf(b, b->argv, "fd:%d", fdnum);
+    }
   }
 
   /* fd mode: each image descriptor QEMU inherits goes into its fdset, and

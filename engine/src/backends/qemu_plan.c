@@ -343,8 +343,8 @@ int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,
 
 /* ---------------------------------------------------------------------- */
 
-int orr__qemu_plan_save(bool after_save, int fd, json_t **plan,
-                        orr_error *err) {
+int orr__qemu_plan_save(bool after_save, bool ignore_shared, int fd,
+                        json_t **plan, orr_error *err) {
   json_t *p = plan_new();
   bool oom = p == NULL;
 
@@ -355,10 +355,14 @@ int orr__qemu_plan_save(bool after_save, int fd, json_t **plan,
     oom |= step(p, "stop", json_object(), NULL) != 0;
   }
   if (p != NULL) {
-    oom |= step(p, "migrate-set-capabilities",
-                json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
-                          "events", "state", 1),
-                NULL) != 0;
+    json_t *caps = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+                             "events", "state", 1);
+    /* A template's RAM is its file: the stream leaves it out. */
+    if (ignore_shared && caps != NULL)
+      oom |= json_array_append_new(
+          json_object_get(caps, "capabilities"),
+          json_pack("{s:s, s:b}", "capability", "x-ignore-shared", "state", 1));
+    oom |= step(p, "migrate-set-capabilities", caps, NULL) != 0;
     /* A migrate that fails leaves the named descriptor in QEMU: close it. */
     oom |=
         step_fd(p, "getfd", json_pack("{s:s}", "fdname", ORR_QEMU_SAVE_FD), fd,

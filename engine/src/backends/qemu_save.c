@@ -130,7 +130,9 @@ static void save_then(orr_req *r) {
 
 int orr__qemu_save(orr_req *r, int fd, orr_error *e) {
   orr_vm *vm = r->vm;
-  if (orr__qemu_plan_save(vm->after_save, fd, &r->plan, e) != 0)
+  if (orr__qemu_plan_save(vm->after_save,
+                          vm->template_ram != NULL && vm->opts.template_boot,
+                          fd, &r->plan, e) != 0)
     return e->code;
   if (vm->after_save) {
     cycle_guard *g = calloc(1, sizeof *g);

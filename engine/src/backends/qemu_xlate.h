@@ -57,6 +57,17 @@ typedef struct {
   bool guest_agent;    /* add virtio-serial + the qga socket */
   const char *restore_path; /* NULL, or a saved state to -incoming from
                                (opened through hr) */
+  /* Templates (orrery.template): guest RAM in this file instead of
+  ** anonymous memory (memory-backend-file "ram0"). ram_shared: the
+  ** template itself, whose RAM is written through to the file; otherwise
+  ** a clone, mapping it private (copy-on-write). Both get a VM generation
+  ** id device (vmgenid_guid) and boot SeaBIOS, never qboot (qboot cannot
+  ** run the ACPI linker commands vmgenid needs and hangs). A clone's
+  ** restore loads with x-ignore-shared (-incoming defer; the layout's
+  ** "incoming" says how). */
+  const char *ram_file;
+  bool ram_shared;
+  const char *vmgenid_guid;
   unsigned vsock_cid;    /* guest CID (>= 3) if HvSocket services need vsock */
   const char *ovmf_code; /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
   const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
@@ -103,6 +114,8 @@ void orr__qemu_probe_host(orr_qemu_host_facts *facts);
 #define ORR_QEMU_BALLOON_ID "balloon0" /* virtio-balloon-pci, always */
 #define ORR_QEMU_VSOCK_ID "vsock0"     /* vhost-vsock-pci, when needed */
 #define ORR_QEMU_VIDEO_ID "video0"     /* VGA on pcie.0 addr 0x1 */
+#define ORR_QEMU_RAM_ID "ram0"         /* a template's memory-backend-file */
+#define ORR_QEMU_VMGENID_ID "vmgenid0" /* a template's generation id */
 #define ORR_QEMU_THROTTLE_GROUP "tg0"  /* the VM-wide StorageQoS group */
 #define ORR_QEMU_THROTTLE_PATH "/objects/tg0"
 
@@ -276,7 +289,8 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err);
 ** "do" starts with a cont and a stop (the guest runs for that round trip;
 ** the stop is also cont's undo). */
 #define ORR_QEMU_SAVE_FD "orr-save"
-int orr__qemu_plan_save(bool after_save, int fd, json_t **plan, orr_error *err);
+int orr__qemu_plan_save(bool after_save, bool ignore_shared, int fd,
+                        json_t **plan, orr_error *err);
 
 /* ---------------------------------------------------------------------- */
 /* Shared by qemu_argv.c and qemu_plan.c (not for the VM layer)           */
