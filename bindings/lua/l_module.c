@@ -54,6 +54,8 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   lua_setfield(L, -2, "Guest");
   orr_l_push_kubevirt(L);
   lua_setfield(L, -2, "kubevirt");
+  orr_l_push_template_funcs(L);
+  lua_setfield(L, -2, "_template");
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
   /* Loaded from a build tree: where it is (for specs); nil installed. */

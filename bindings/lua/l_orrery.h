@@ -75,6 +75,9 @@ void orr_l_push_guest_methods(lua_State *L);
 ** loads no native code and writes (itself, or through the engine and QEMU)
 ** only below the directories in allow_write (NULL-terminated; NULL: none).
 ** One-way. Returns LUA_OK, or an error status with the message on top. */
+/* orrery.core._template: the template cache's host primitives. */
+void orr_l_push_template_funcs(lua_State *L);
+
 int orr_l_sandbox(lua_State *L, const char *const *allow_write);
 
 #endif

@@ -18,5 +18,7 @@ end
 -- orrery.Guest's waits built on exec (orrery/guest.lua); a core built
 -- before orrery.Guest existed simply lacks them.
 if core.Guest then require("orrery.guest")(core) end
+-- orrery.template and create's template option (orrery/template.lua).
+if core._template then require("orrery.template")(core) end
 
 return core
