@@ -21,6 +21,7 @@ int orr_cli_plan(int argc, char **argv);
 int orr_cli_repl(int argc, char **argv);
 int orr_cli_doctor(int argc, char **argv);
 int orr_cli_version(int argc, char **argv);
+int orr_cli_template(int argc, char **argv);
 /* `orrery [OPTIONS] [RECIPE [ARGS...]]`, lua5.4-style (argv[0] is the
 ** program). */
 int orr_cli_toplevel(int argc, char **argv);

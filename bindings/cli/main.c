@@ -24,6 +24,8 @@ static const command commands[] = {
     {"repl", orr_cli_repl, "the interactive Lua REPL on the engine's loop"},
     {"doctor", orr_cli_doctor,
      "check the host: QEMU, KVM (the real boot probe), OVMF, ..."},
+    {"template", orr_cli_template,
+     "list or remove the cached templates of orrery.template"},
     {"version", orr_cli_version, "print the versions"},
     {NULL, NULL, NULL},
 };

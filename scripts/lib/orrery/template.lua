@@ -394,11 +394,66 @@ return function(core)
     return vm
   end
 
+  local function human(bytes)
+    if bytes >= 1073741824 then return string.format("%.1fG", bytes / 1073741824) end
+    return string.format("%.0fM", bytes / 1048576)
+  end
+
+  -- `orrery template ls [--json]`, `orrery template rm KEY... | --all`
+  -- (bindings/cli_template.c checked the words); true on success.
+  local function cli(args)
+    local root = cache_root()
+    if not root then
+      io.stderr:write("orrery template: no cache directory (set XDG_CACHE_HOME or HOME)\n")
+      return false
+    end
+    local all = list(root)
+    if args[1] == "ls" then
+      if args[2] == "--json" then
+        local out = {}
+        for i, t in ipairs(all) do
+          out[i] = { Key = t.Key, Directory = t.Dir, SizeInMB = t.SizeInMB, Accel = t.Accel,
+                     DiskBytes = t.DiskBytes, Created = t.Created, LastUsed = t.LastUsed,
+                     BootMs = t.BootMs, Kernel = (t.Parts.Kernel or {}).path, Qemu = t.Parts.Qemu.version }
+        end
+        print(#out == 0 and "[]" or H.encode(out))
+        return true
+      end
+      print(string.format("%-16s %6s %-5s %6s  %-19s %s", "KEY", "MEMORY", "ACCEL", "DISK", "LAST USED", "KERNEL"))
+      for _, t in ipairs(all) do
+        print(string.format("%-16s %5dM %-5s %6s  %-19s %s", t.Key, t.SizeInMB, t.Accel, human(t.DiskBytes),
+          os.date("%Y-%m-%d %H:%M:%S", t.LastUsed or 0), (t.Parts.Kernel or {}).path or "-"))
+      end
+      return true
+    end
+    local ok_all = true
+    for i = 2, #args do
+      local hits = {}
+      for _, t in ipairs(all) do
+        if args[i] == "--all" or t.Key:sub(1, #args[i]) == args[i] then hits[#hits + 1] = t end
+      end
+      if #hits == 0 then
+        io.stderr:write("orrery template rm: no template " .. args[i] .. " in " .. root .. "\n")
+        ok_all = false
+      elseif #hits > 1 and args[i] ~= "--all" then
+        io.stderr:write("orrery template rm: " .. args[i] .. " names " .. #hits .. " templates; give more of the key\n")
+        ok_all = false
+      else
+        for _, t in ipairs(hits) do
+          local ok, err = remove_dir(t.Dir)
+          if ok then print("removed " .. t.Key) else io.stderr:write("orrery template rm: " .. err .. "\n"); ok_all = false end
+        end
+      end
+    end
+    return ok_all
+  end
+
   core.Template = Template
   -- The cache, for `orrery template ls|rm` and specs.
   core.template_cache = {
     root = cache_root,
     list = function(root) return list(root or cache_root()) end,
     remove = function(t) return remove_dir(t.Dir) end,
+    cli = cli,
   }
 end

@@ -134,6 +134,25 @@ function M.create(id, b, opts, runtime_dir)
   return require("orrery").create(id, b, opts)
 end
 
+-- A started VM with its guest agent answering, and its orrery.Guest: a clone of b's template
+-- (orrery.template, cached across runs: no boot once the cache has it), or booted when
+-- ORRERY_TESTING_TEMPLATES=0 (or opts.boot: specs that test booting itself). opts as create's.
+function M.guest_vm(id, b, opts, runtime_dir)
+  local orrery = require("orrery")
+  opts = opts or {}
+  local boot = opts.boot or os.getenv("ORRERY_TESTING_TEMPLATES") == "0"
+  opts.boot = nil
+  opts.accel = "tcg"
+  opts.runtime_dir = opts.runtime_dir or runtime_dir
+  if not boot then opts.template = assert(orrery.template(b, { accel = "tcg" })) end
+  local vm = assert(orrery.create(id, b, opts))
+  local ok, err = vm:start()
+  if not ok then vm:close(); error(err, 2) end
+  local g, gerr = vm:guest{ timeout_ms = 120000 }
+  if not g then vm:close(); error(gerr, 2) end
+  return vm, g
+end
+
 -- The query-block entry whose qdev path contains qdev, or nil.
 function M.block_by_qdev(vm, qdev)
   for _, blk in ipairs(assert(vm:qmp("query-block"))) do
