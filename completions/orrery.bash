@@ -11,7 +11,7 @@ _orrery_files() {
 
 _orrery() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-  local commands="run plan repl doctor version help"
+  local commands="run plan repl doctor template version help"
   local runopts="-e -l -i -q --quiet --sandbox --allow-write= -h --help"
   local i cmd="" recipe=""
   COMPREPLY=()
@@ -38,7 +38,7 @@ _orrery() {
       *)
         if [[ -z $cmd ]]; then
           cmd=${COMP_WORDS[i]}
-          case $cmd in run|plan|repl|doctor|version|help) ;; *) recipe=$cmd ;; esac
+          case $cmd in run|plan|repl|doctor|template|version|help) ;; *) recipe=$cmd ;; esac
         elif [[ ($cmd == run || $cmd == plan) && -z $recipe ]]; then
           recipe=${COMP_WORDS[i]}
         fi ;;
@@ -75,8 +75,17 @@ _orrery() {
       fi ;;
     doctor) COMPREPLY=($(compgen -W "--json --refresh -h --help" -- "$cur")) ;;
     version) COMPREPLY=($(compgen -W "--json -h --help" -- "$cur")) ;;
+    template)
+      # ls or rm, then ls's --json or rm's --all and the cached keys.
+      if [[ $COMP_CWORD -eq 2 ]]; then
+        COMPREPLY=($(compgen -W "ls rm -h --help" -- "$cur"))
+      elif [[ ${COMP_WORDS[2]} == ls ]]; then
+        COMPREPLY=($(compgen -W "--json" -- "$cur"))
+      elif [[ ${COMP_WORDS[2]} == rm ]]; then
+        COMPREPLY=($(compgen -W "--all $(orrery template ls 2>/dev/null | awk 'NR > 1 {print $1}')" -- "$cur"))
+      fi ;;
     repl) COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
-    help) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "run plan repl doctor version" -- "$cur")) ;;
+    help) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "run plan repl doctor template version" -- "$cur")) ;;
   esac
   # "--allow-write=" takes its directory right after the '='.
   [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null

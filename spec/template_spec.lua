@@ -95,4 +95,24 @@ describe("a template of the default guest", function()
       "create: opts.template must be an orrery.Template (from orrery.template), got a table")
     assert.are.equal("", T.qemu_pids(ROOT)) -- nothing was started
   end)
+
+  it("is kept only where a sandboxed recipe may write", function()
+    local dir = T.tmpdir()
+    finally(function() T.run("rm -rf " .. T.q(dir)) end)
+    -- The default cache and any other directory it may not write: refused
+    -- before anything is made or booted.
+    local rc, out = T.orrery_run(dir, "sandboxed", string.format([[
+local b = orrery.builder{ owner = "sb" }
+b:set_memory{ SizeInMB = 256 }
+print(orrery.template(b, { accel = "tcg" }))
+print(orrery.template(b, { accel = "tcg", dir = %q }))
+]], ROOT .. "/outside"), nil, false, "--sandbox --allow-write=" .. T.q(dir))
+    assert.are.equal(0, rc, out)
+    local n = 0
+    for _ in out:gmatch("nil\tEPERM: sandbox: template: [^\n]* is outside the directories this recipe may write") do
+      n = n + 1
+    end
+    assert.are.equal(2, n, out)
+    assert.is_false(T.run("test -e " .. T.q(ROOT .. "/outside")))
+  end)
 end)

@@ -86,7 +86,7 @@ static int l_stat(lua_State *L) {
 
 /* private_dir(path) -> true: an absolute path made if missing (its
 ** missing parents too, 0700), and then a directory (not a link) that is
-** ours and 0700: its files hold guest memory. A confined engine makes one
+** ours and 0700: its files hold guest memory. A confined engine uses one
 ** only below an allowed directory. */
 static int l_private_dir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -96,9 +96,17 @@ static int l_private_dir(lua_State *L) {
   struct stat st;
   if (path[0] != '/' || strlen(path) >= sizeof buf)
     return luaL_error(L, "template: %s must be an absolute path", path);
-  if (lstat(path, &st) != 0) {
-    if (p != NULL && orr_policy_check_dir(p, path, "template", &e) != 0)
+  /* A confined engine's templates live where it may write, existing or
+  ** not: their files are written, and loaded into QEMU (docs/templates.md). */
+  if (p != NULL) {
+    /* The directory, or the nearest ancestor that exists (made below). */
+    snprintf(buf, sizeof buf, "%s", path);
+    while (lstat(buf, &st) != 0 && strrchr(buf, '/') != buf)
+      *strrchr(buf, '/') = '\0';
+    if (orr_policy_check_dir(p, buf, "template", &e) != 0)
       return orr_l_fail(L, &e);
+  }
+  if (lstat(path, &st) != 0) {
     snprintf(buf, sizeof buf, "%s", path);
     for (char *c = buf + 1;; c++) {
       if (*c == '/' || *c == '\0') {

@@ -219,6 +219,10 @@ return function(core)
 
   -- Boots the template into dir (a new directory) and saves it there.
   local function build(doc, b, o, dir, parts, key)
+    -- The RAM file exists before QEMU opens it: a confined engine hands
+    -- QEMU an open descriptor of it (QEMU sizes an empty file itself).
+    local made, merr = write_file(dir .. "/ram", "")
+    if not made then return fail("EIO", "template: cannot create %s/ram: %s", dir, tostring(merr)) end
     local id = "template-" .. key:sub(1, 8) .. "-" .. tostring(math.floor(core.now() * 1000) % 100000000)
     local vm, err, code = create(id, b, {
       accel = o.accel, hotplug_ports = o.hotplug_ports, guest_agent = o.guest_agent,
