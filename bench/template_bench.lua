@@ -65,7 +65,7 @@ local function rss_kb(pid)
   return tonumber(s:match("VmRSS:%s+(%d+) kB"))
 end
 
-orrery.run(function()
+local function main()
   local t0 = orrery.now()
   local t = assert(orrery.template(builder(), { accel = "tcg", dir = ROOT .. "/cache" }))
   print(string.format("template built in %.0f ms (its boot to agent-ready: %d ms)", orrery.now() - t0, t.BootMs))
@@ -120,6 +120,7 @@ orrery.run(function()
   for _, vm in ipairs(vms) do vm:close() end
   print(string.format("16 running clones: summed PSS %.1f MiB; one booted VM: RSS %.1f MiB   ratio %.2f (target <= 3)",
     pss / 1024, booted_rss / 1024, pss / booted_rss))
-end)
+end
+main()
 
 os.execute("rm -rf " .. B.quote(ROOT))
