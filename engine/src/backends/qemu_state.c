@@ -354,10 +354,19 @@ static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
 ** layout (every path exactly where this runtime directory puts it: a file
 ** naming a QMP socket elsewhere is refused) and every intent's plan. */
 int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
-  static const char *const keys[] = {
-      "ports",       "ignored", "throttle_group", "qmp",    "pidfile",
-      "qga",         "vnc",     "files",          "fdsets", "fdsets_lingering",
-      "confinement", NULL};
+  static const char *const keys[] = {"ports",
+                                     "ignored",
+                                     "throttle_group",
+                                     "qmp",
+                                     "pidfile",
+                                     "qga",
+                                     "vnc",
+                                     "files",
+                                     "fdsets",
+                                     "fdsets_lingering",
+                                     "confinement",
+                                     "incoming",
+                                     NULL};
   const json_t *layout = json_object_get(st, "Layout"), *v, *it;
   const char *key;
   json_t *val;
@@ -382,6 +391,14 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                            "\"%.64s\"",
                            key);
   }
+  /* A clone's deferred restore: done long before any re-attach. */
+  v = json_object_get(layout, "incoming");
+  if (v != NULL &&
+      (!json_is_object(v) || !json_is_string(json_object_get(v, "uri")) ||
+       !json_is_boolean(json_object_get(v, "ignore_shared"))))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.incoming must be {uri, "
+                         "ignore_shared}");
   if ((rc = check_path(layout, "qmp", run_dir, ORR_QEMU_QMP_SOCK, false, e)) ||
       (rc = check_path(layout, "pidfile", run_dir, ORR_QEMU_PIDFILE, false,
                        e)) ||
