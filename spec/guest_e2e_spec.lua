@@ -17,9 +17,7 @@ local function suite(mode)
   -- unix socket paths live below it).
   -- A clone's boot-time document must be its template's, so in that mode the
   -- directory has a fixed name (the template is then cached across runs).
-  -- One per build directory, so suites of several trees can run at once.
-  local ROOT = mode == "clone" and ("/tmp/orrery-e2e-clone-" .. orrery._template.hash(T.build_dir()):sub(1, 12))
-    or T.tmpdir()
+  local ROOT = mode == "clone" and T.stable_dir("e2e-clone") or T.tmpdir()
   assert(os.execute("mkdir -p " .. ROOT .. "/share " .. ROOT .. "/run"))
   local SHARE_TEXT = "read through 9p from " .. ROOT .. "\n"
   T.spit(ROOT .. "/share/host.txt", SHARE_TEXT)

@@ -151,11 +151,12 @@ describe("an hcsshim-shaped Plan9 Remove on a real QEMU", function()
     b:set_memory{ SizeInMB = 256 }
     b:set_processor{ Count = 1 }
     b:set_linux_kernel_direct_boot(orrery.default_guest())
-    b:add_plan9_share{ Name = "1", AccessName = "1", Path = ROOT, Port = 564, Flags = 5 }
-    vm = assert(T.create("hcs-p9", b, {}, ROOT .. "/vm"))
-    assert(vm:start())
-    -- The guest must be up to acknowledge the PCI unplug.
-    assert(vm:guest{ timeout_ms = 120000 }):close()
+    -- A clone of the document's template (the share's path stays the same from run to run); the
+    -- guest must be up to acknowledge the PCI unplug.
+    b:add_plan9_share{ Name = "1", AccessName = "1", Path = T.stable_dir("hcs-p9-share"), Port = 564, Flags = 5 }
+    local g
+    vm, g = T.guest_vm("hcs-p9", b, {}, ROOT .. "/vm")
+    g:close()
   end)
   teardown(function()
     if vm then vm:close() end

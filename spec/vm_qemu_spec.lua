@@ -653,10 +653,10 @@ describe("orrery.VM on QEMU (TCG)", function()
     setup(function()
       local b = builder("guest", { memory = 256 })
       b:set_linux_kernel_direct_boot(orrery.default_guest())
-      b:add_plan9_share{ Name = "src", AccessName = "src", Path = ROOT, Port = 564 }
-      vm = assert(create("guest", b))
+      -- A clone of the document's template: the share's path stays the same from run to run.
+      b:add_plan9_share{ Name = "src", AccessName = "src", Path = T.stable_dir("vmqemu-share"), Port = 564 }
+      vm = T.guest_vm("guest", b, {}, ROOT .. "/guest")
       vm:on("device_deleted", function(d) deleted[#deleted + 1] = d end)
-      assert(vm:start())
     end)
     teardown(function()
       if vm then vm:close() end

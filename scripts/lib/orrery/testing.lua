@@ -134,6 +134,15 @@ function M.create(id, b, opts, runtime_dir)
   return require("orrery").create(id, b, opts)
 end
 
+-- A directory whose name stays the same from run to run of this build tree (made if missing): for
+-- paths a template's boot-time document names (a Plan9 share, a COM port's socket), so its template
+-- is found in the cache again. One per build tree, so suites of several trees can run at once.
+function M.stable_dir(name)
+  local d = "/tmp/orrery-" .. name .. "-" .. require("orrery")._template.hash(M.build_dir()):sub(1, 12)
+  assert(M.run("mkdir -p " .. M.q(d)))
+  return d
+end
+
 -- A started VM with its guest agent answering, and its orrery.Guest: a clone of b's template
 -- (orrery.template, cached across runs: no boot once the cache has it), or booted when
 -- ORRERY_TESTING_TEMPLATES=0 (or opts.boot: specs that test booting itself). opts as create's.
