@@ -43,12 +43,49 @@ local function write_verdict(cache, verdict, kernel)
     verdict, kernel))
 end
 
+describe("orrery template", function()
+  it("lists the cache and removes templates by key prefix", function()
+    local dir = T.tmpdir()
+    finally(function() T.run("rm -rf " .. T.q(dir)) end)
+    local env = { XDG_CACHE_HOME = dir }
+    local out, err, code = run({ "template", "ls" }, { env = env })
+    assert.equal(0, code, err)
+    assert.matches("^KEY%s+MEMORY%s+ACCEL%s+DISK%s+LAST USED%s+KERNEL\n$", out)
+    -- Two templates as orrery.template leaves them (their RAM and state files are not read).
+    for _, key in ipairs({ "00aa11bb22cc33dd", "00aa99ee88ff7766" }) do
+      local t = dir .. "/orrery/templates/" .. key
+      assert(T.run("mkdir -p " .. T.q(t)))
+      spit(t .. "/template.json", string.format([[{"Key":"%s","SizeInMB":256,"Accel":"tcg","LastUsed":%d,
+        "Parts":{"Kernel":{"path":"/k"},"Qemu":{"version":"7.2"}}}]], key, os.time()))
+      spit(t .. "/ram", "")
+    end
+    out, err, code = run({ "template", "ls", "--json" }, { env = env })
+    assert.equal(0, code, err)
+    local list = cjson.decode(out)
+    assert.equal(2, #list)
+    assert.equal("/k", list[1].Kernel)
+    _, err, code = run({ "template", "rm", "00aa" }, { env = env })
+    assert.equal(1, code)
+    assert.truthy(err:find("00aa names 2 templates", 1, true), err)
+    out, err, code = run({ "template", "rm", "00aa9" }, { env = env })
+    assert.equal(0, code, err)
+    assert.equal("removed 00aa99ee88ff7766\n", out)
+    assert.is_false(T.run("test -e " .. T.q(dir .. "/orrery/templates/00aa99ee88ff7766")))
+    out, err, code = run({ "template", "rm", "--all" }, { env = env })
+    assert.equal(0, code, err)
+    assert.equal("removed 00aa11bb22cc33dd\n", out)
+    _, err, code = run({ "template", "rm", "ffff" }, { env = env })
+    assert.equal(1, code)
+    assert.truthy(err:find("no template ffff", 1, true), err)
+  end)
+end)
+
 describe("orrery help and version", function()
   it("--help lists every command and the exit codes", function()
     local out, err, code = run({ "--help" })
     assert.equal(0, code)
     assert.equal("", err)
-    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "version" } do
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "version" } do
       assert.matches("\n  " .. cmd .. " ", out)
     end
     assert.matches("exit codes:", out, 1, true)
@@ -56,7 +93,7 @@ describe("orrery help and version", function()
   end)
 
   it("every command has --help, also as `help CMD`", function()
-    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "version" } do
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "version" } do
       local out, _, code = run({ cmd, "--help" })
       assert.equal(0, code, cmd)
       assert.matches("^usage: orrery " .. cmd, out)
@@ -96,6 +133,11 @@ describe("orrery help and version", function()
       { { "version", "extra" }, "unknown argument extra" },
       { { "repl", "extra" }, "unknown argument extra" },
       { { "help", "nope" }, "no command 'nope'" },
+      { { "template" }, "expected ls or rm" },
+      { { "template", "cp" }, "unknown subcommand cp" },
+      { { "template", "ls", "--all" }, "--all is an option of rm" },
+      { { "template", "rm" }, "rm needs a KEY or --all" },
+      { { "template", "ls", "x" }, "unknown argument x" },
     }
     for _, c in ipairs(cases) do
       local out, err, code = run(c[1])

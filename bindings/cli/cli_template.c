@@ -24,7 +24,9 @@ static const char template_help[] =
     "            do); --all removes every one. Clones still running keep\n"
     "            their files until they exit.\n\n"
     "ORRERY_TEMPLATE_CACHE_MB bounds the cache (default 4096): making a\n"
-    "template removes the least recently used others beyond it.\n";
+    "template removes the least recently used others beyond it.\n\n"
+    "exit codes: 0 success, 1 a template could not be found or removed,\n"
+    "2 usage error\n";
 
 int orr_cli_template(int argc, char **argv) {
   lua_State *L;
