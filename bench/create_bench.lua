@@ -68,7 +68,7 @@ end
 run_orrery(0) -- warm-up: page cache, the loop's first VM
 run_bare()
 local orr, bare = B.interleave(RUNS, run_orrery, run_bare, function(i, o, b)
-  io.stderr:write(string.format("run %d: orrery %d ms, bare %.1f ms\n", i, o, b))
+  io.stderr:write(string.format("run %d: orrery %.1f ms, bare %.1f ms\n", i, o, b))
 end)
 local mo, mb = median(orr), median(bare)
 print(string.format("create to QMP ready, TCG, medians of %d interleaved runs:", RUNS))
