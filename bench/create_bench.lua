@@ -53,8 +53,8 @@ local function run_bare()
   return ms
 end
 
--- orrery.now() has millisecond steps; hrtime would be better, but the
--- loop's clock is what a recipe sees.
+-- orrery.now() is the loop's clock (milliseconds, a float), the clock a
+-- recipe sees.
 local function run_orrery(i)
   local t0 = orrery.now()
   local vm = assert(orrery.create("bench-" .. i, builder(),
