@@ -50,14 +50,15 @@ def part_of(path):
         return "Backends"
     if base in ("engine.c",):
         return "Engine"
-    if base.startswith("vm") or base in ("rundir.c", "defer.c"):
+    if base.startswith("vm") or base in ("rundir.c", "defer.c",
+                                         "runtime_root.c"):
         return "Core"
     if base in ("accel.c", "cgroup.c", "hostres.c", "landlock.c",
                 "policy.c", "fault.c", "image.c", "guest_image.c",
                 "install.c"):
         return "Host"
-    if base in ("qmp.c", "guest_agent.c", "framer.c", "process.c",
-                "pidwatch.c"):
+    if base in ("qmp.c", "guest_agent.c", "jsonconn.c", "framer.c",
+                "process.c", "pidwatch.c"):
         return "Transport"
     if base in ("guest.c",):
         return "Guest"
