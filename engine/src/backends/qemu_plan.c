@@ -374,6 +374,10 @@ int orr__qemu_plan_save(bool after_save, bool ignore_shared, int fd,
                    json_pack("{s:s}", "uri", "fd:" ORR_QEMU_SAVE_FD))) != 0;
     oom |= json_object_set_new(
                p, "poll", json_pack("{s:s}", "execute", "query-migrate")) != 0;
+    /* Completed is not yet done: QEMU leaves "finish-migrate" a moment
+    ** later, and refuses cont until then. */
+    oom |= json_object_set_new(
+               p, "settle", json_pack("{s:s}", "execute", "query-status")) != 0;
     oom |=
         json_object_set_new(
             p, "cancel", json_pack("{s:s}", "execute", "migrate_cancel")) != 0;

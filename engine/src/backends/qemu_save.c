@@ -1,6 +1,7 @@
 /*
 ** The qemu backend's save (backend->save): migrate to the file the request
-** holds, then poll query-migrate until QEMU says completed. The core has
+** holds, then poll query-migrate until QEMU says completed, then
+** query-status until QEMU has left "finish-migrate". The core has
 ** checked the state, opened the file and set the deadline; this drives the
 ** request through the runner's calls (vm_internal.h).
 */
@@ -22,6 +23,8 @@ static void on_counted_reply(void *arg, int status, json_t *result,
 #define SAVE_POLL_MS 10
 
 static void save_poll(uv_timer_t *t);
+static void settle_query(orr_req *r);
+static void settle_poll(uv_timer_t *t);
 
 /* The save's deadline passed: the caller gets ETIMEDOUT, and the VM must
 ** be left as it was, paused without a migration running. QEMU runs the
@@ -54,7 +57,7 @@ static void on_query_migrate(void *arg, int status, json_t *result,
   }
   st = json_string_value(json_object_get(result, "status"));
   if (st && strcmp(st, "completed") == 0) {
-    orr__req_finish(r, 0, NULL);
+    settle_query(r);
   } else if (st &&
              (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
     const char *desc = json_string_value(json_object_get(result, "error-desc"));
@@ -67,6 +70,46 @@ static void on_query_migrate(void *arg, int status, json_t *result,
   } else {
     orr__req_arm_timer(r, left < SAVE_POLL_MS ? left : SAVE_POLL_MS, save_poll);
   }
+}
+
+/* The migration completed: the save is done once QEMU's run state has left
+** "finish-migrate" (its migration thread moves it on after announcing
+** completion), since until then it refuses cont: a resume, or the next
+** save's cont + stop, right after the save would fail. */
+static void on_query_status(void *arg, int status, json_t *result,
+                            const char *errmsg) {
+  orr_req *r = arg;
+  const char *st;
+  uint64_t left;
+  if (status == ORR_ETIMEDOUT) {
+    if (!r->done)
+      save_expired(r, errmsg);
+    return;
+  }
+  if (orr__req_replied(r))
+    return;
+  if (status != 0) {
+    orr__req_fail(r, status, "save: query-status: %s", errmsg);
+    return;
+  }
+  st = json_string_value(json_object_get(result, "status"));
+  if (st == NULL || strcmp(st, "finish-migrate") != 0)
+    orr__req_finish(r, 0, NULL);
+  else if ((left = orr__req_left(r)) == 0)
+    save_expired(r, "QEMU did not leave finish-migrate in time");
+  else
+    orr__req_arm_timer(r, left < SAVE_POLL_MS ? left : SAVE_POLL_MS,
+                       settle_poll);
+}
+
+static void settle_poll(uv_timer_t *t) {
+  settle_query(t->data);
+}
+
+static void settle_query(orr_req *r) {
+  if (orr__req_send_cmd(r, json_object_get(r->plan, "settle"), on_query_status,
+                        NULL) != 0)
+    orr__req_fail(r, ORR_EVMGONE, "save: VM %s is gone", r->vm->id);
 }
 
 static void save_query(orr_req *r) {
