@@ -231,7 +231,8 @@ describe("hcsshim's resource paths", function()
   -- answered ENOTSUP by name.
   local HANDLED = { SCSIResourceFormat = true, VirtualPCIResourceFormat = true,
                     NetworkResourceFormat = true, Plan9ShareResourcePath = true,
-                    MemoryResourcePath = true, CPULimitsResourcePath = true }
+                    MemoryResourcePath = true, CPULimitsResourcePath = true,
+                    VPMemControllerResourceFormat = true, MappedPipeResourceFormat = true }
   local vm
   setup(function()
     local b = orrery.builder("paths")
@@ -259,6 +260,6 @@ describe("hcsshim's resource paths", function()
         end
       end
     end
-    assert.equal(6, seen)
+    assert.equal(8, seen)
   end)
 end)

@@ -44,6 +44,7 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   orr_l_open_task(L);
   orr_l_open_vm(L);
   orr_l_open_guest(L);
+  orr_l_open_stream(L);
   lua_newtable(L);
   luaL_setfuncs(L, orr_l_builder_funcs, 0);
   luaL_setfuncs(L, orr_l_task_funcs, 0);
@@ -56,6 +57,8 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   lua_setfield(L, -2, "kubevirt");
   orr_l_push_template_funcs(L);
   lua_setfield(L, -2, "_template");
+  orr_l_push_vm_methods(L);
+  lua_setfield(L, -2, "VM");
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");
   /* Loaded from a build tree: where it is (for specs); nil installed. */

@@ -14,6 +14,7 @@
 #define ORR_L_VM "orrery.VM"
 #define ORR_L_TASK "orrery.Task"
 #define ORR_L_GUEST "orrery.Guest"
+#define ORR_L_STREAM "orrery.Stream"
 
 /* What orrery.so exports (the bindings are compiled with hidden
 ** visibility): the luaopen_ functions, nothing else. */
@@ -48,6 +49,8 @@ void orr_l_push_kubevirt(lua_State *L);
 
 /* orrery.VM and orrery.create. */
 void orr_l_open_vm(lua_State *L);
+/* Pushes orrery.VM's method table. */
+void orr_l_push_vm_methods(lua_State *L);
 extern const luaL_Reg orr_l_vm_funcs[];
 /* The backend orrery.create uses when opts.backend is absent ("plan" for
 ** `orrery plan`). Setting it also records the plan VMs created from then on
@@ -79,5 +82,11 @@ void orr_l_push_guest_methods(lua_State *L);
 void orr_l_push_template_funcs(lua_State *L);
 
 int orr_l_sandbox(lua_State *L, const char *const *allow_write);
+
+/* orrery.Stream (l_stream.c): the class, and a stream connected to the unix
+** socket at path (waits for the connection; pushes the Stream, or the fail
+** tuple). Only for sockets the engine vouches for (a VM's mapped pipe). */
+void orr_l_open_stream(lua_State *L);
+int orr_l_stream_connect(lua_State *L, const char *path);
 
 #endif

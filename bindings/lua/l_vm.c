@@ -575,6 +575,7 @@ static int guid_remove(lua_State *L, const char *op, const char *prefix) {
 #define VPCI_PATH "VirtualMachine/Devices/VirtualPci"
 #define NIC_PATH "VirtualMachine/Devices/NetworkAdapters"
 #define PLAN9_PATH "VirtualMachine/Devices/Plan9/Shares"
+#define VPMEM_PATH "VirtualMachine/Devices/VirtualPMem/Devices"
 
 static int l_add_vpci_device(lua_State *L) {
   return guid_with_settings(L, "add_vpci_device", VPCI_PATH, "Add");
@@ -587,6 +588,58 @@ static int l_add_nic(lua_State *L) {
 }
 static int l_remove_nic(lua_State *L) {
   return guid_remove(L, "remove_nic", NIC_PATH);
+}
+/* VPMem devices are keyed by a number (hcsshim's uint32 id). */
+static void vpmem_key(lua_State *L, const char *op) {
+  if (!lua_isinteger(L, 2))
+    luaL_error(L, "%s: the device number must be an integer, got %s", op,
+               describe(L, 2));
+  lua_tostring(L, 2); /* in place: the path's last part */
+}
+static int l_add_vpmem_device(lua_State *L) {
+  check_open(L, 1);
+  vpmem_key(L, "add_vpmem_device");
+  return guid_with_settings(L, "add_vpmem_device", VPMEM_PATH, "Add");
+}
+static int l_remove_vpmem_device(lua_State *L) {
+  check_open(L, 1);
+  vpmem_key(L, "remove_vpmem_device");
+  return guid_remove(L, "remove_vpmem_device", VPMEM_PATH);
+}
+/* Mapped pipes: hcsshim's AddPipe/RemovePipe, keyed by the host path. */
+#define PIPE_PATH "VirtualMachine/Devices/MappedPipes"
+static int pipe_change(lua_State *L, const char *op, const char *type) {
+  lvm *v = check_open(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  uint64_t ms = 0;
+  char path[512];
+  timeout_opt(L, 3, op, &ms);
+  orr_l_check_wait(L);
+  snprintf(path, sizeof path, "%s/%s", PIPE_PATH, host);
+  return modify(L, v, request(path, type, NULL), timeout_json(ms));
+}
+static int l_add_pipe(lua_State *L) {
+  return pipe_change(L, "add_pipe", "Add");
+}
+static int l_remove_pipe(lua_State *L) {
+  return pipe_change(L, "remove_pipe", "Remove");
+}
+/* vm:pipe(host_path) -> an orrery.Stream to the VM's mapped pipe there. */
+static int l_pipe(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  json_t *props = orr_vm_properties(v->vm);
+  int mine =
+      json_object_get(json_object_get(props, "MappedPipes"), host) != NULL;
+  json_decref(props);
+  if (!mine) {
+    orr_error e;
+    orr_error_set(&e, ORR_ENOENT,
+                  "pipe: %s is not a mapped pipe of this VM (vm:add_pipe)",
+                  host);
+    return orr_l_fail(L, &e);
+  }
+  return orr_l_stream_connect(L, host);
 }
 /* hcsshim's UpdateNIC refuses nil settings; so do we, as a raise. */
 static int l_update_nic(lua_State *L) {
@@ -686,9 +739,11 @@ static int l_document(lua_State *L) {
 /* ---- orrery.create ------------------------------------------------------ */
 
 static const char *const opt_names[] = {
-    "backend",     "accel",        "hotplug_ports", "guest_agent", "restore",
-    "qemu_binary", "runtime_dir",  "timeout_ms",    "kubeconfig",  "namespace",
-    "sources",     "template_ram", "template_boot", NULL};
+    "backend",       "accel",         "hotplug_ports",
+    "guest_agent",   "restore",       "qemu_binary",
+    "runtime_dir",   "timeout_ms",    "kubeconfig",
+    "namespace",     "sources",       "template_ram",
+    "template_boot", "memory_max_mb", NULL};
 
 /* A string option into *out if given (else *out keeps the engine's
 ** default); left on the stack so it lives as long as the call. */
@@ -766,7 +821,7 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
                    "create: unknown option '%s' (expected backend, accel, "
                    "hotplug_ports, guest_agent, restore, qemu_binary, "
                    "runtime_dir, timeout_ms, kubeconfig, namespace, "
-                   "sources or template)",
+                   "sources, template or memory_max_mb)",
                    luaL_tolstring(L, -1, NULL));
     }
     str_opt(L, idx, "backend", &backend);
@@ -786,6 +841,8 @@ static void create_opts(lua_State *L, int idx, orr_vm_options *o) {
     o->timeout_ms =
         (uint64_t)int_opt(L, idx, "create", "timeout_ms", LUA_MAXINTEGER,
                           (lua_Integer)o->timeout_ms);
+    o->memory_max_mb =
+        (uint64_t)int_opt(L, idx, "create", "memory_max_mb", 1048576, 0);
     switch (lua_getfield(L, idx, "guest_agent")) {
     case LUA_TNIL:
       break;
@@ -958,6 +1015,11 @@ static const luaL_Reg methods[] = {
     {"remove_scsi_disk", l_remove_scsi_disk},
     {"add_vpci_device", l_add_vpci_device},
     {"remove_vpci_device", l_remove_vpci_device},
+    {"add_vpmem_device", l_add_vpmem_device},
+    {"remove_vpmem_device", l_remove_vpmem_device},
+    {"add_pipe", l_add_pipe},
+    {"remove_pipe", l_remove_pipe},
+    {"pipe", l_pipe},
     {"add_nic", l_add_nic},
     {"remove_nic", l_remove_nic},
     {"update_nic", l_update_nic},
@@ -980,6 +1042,13 @@ static const luaL_Reg meta[] = {{"__gc", l_close},
                                 {"__tostring", l_tostring},
                                 {"__index", NULL},
                                 {NULL, NULL}};
+
+/* Pushes orrery.VM's method table (the Lua library adds to it). */
+void orr_l_push_vm_methods(lua_State *L) {
+  luaL_getmetatable(L, ORR_L_VM);
+  lua_getfield(L, -1, "__index");
+  lua_remove(L, -2);
+}
 
 void orr_l_open_vm(lua_State *L) {
   orr_l_newclass(L, ORR_L_VM, meta, methods);

@@ -327,6 +327,100 @@ static int pci_like(modify_ctx *c, const char *group, const orr_type *type) {
   return plan_and_run(c, ORR_CHANGE_ADD, keys, settings, NULL);
 }
 
+/*
+** VPMem devices (hcsshim's VPMemManager): Add and Remove of
+** VirtualMachine/Devices/VirtualPMem/Devices/<n>. As in hcsshim, the
+** controller must be in the document; Orrery also holds the device count
+** to MaximumCount (the backend holds the image to MaximumSizeBytes).
+*/
+static int vpmem(modify_ctx *c) {
+  orr_vm *vm = c->r->vm;
+  const char *key = c->parts[4];
+  const char *keys[] = {"VirtualMachine", "Devices", "VirtualPMem",
+                        "Devices",        key,       NULL};
+  json_t *ctrl = vm_obj(vm->doc, "Devices", "VirtualPMem");
+  json_t *devs = json_object_get(ctrl, "Devices");
+  json_t *cur = json_object_get(devs, key), *settings;
+  json_t *maxv = json_object_get(ctrl, "MaximumCount");
+  char *end;
+  long k = strtol(key, &end, 10);
+  if (*key == '\0' || *end != '\0' || k < 0 || k > 255 ||
+      (key[0] == '0' && key[1] != '\0'))
+    return fail(c, ORR_EINVAL,
+                "the VPMem device key must be a number 0..255, got \"%s\"%s",
+                key, NULL);
+  if (need_type(c, ",Add,Remove,"))
+    return -1;
+  if (ctrl == NULL)
+    return fail(c, ORR_ENOENT,
+                "the VM has no VPMem controller (Devices.VirtualPMem is "
+                "added at build time: add_vpmem_controller)%s%s",
+                NULL, NULL);
+  if (strcmp(c->type, "Remove") == 0) {
+    if (cur == NULL)
+      return fail(c, ORR_ENOENT, "no VPMem device %s in the VM's document%s",
+                  key, NULL);
+    c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
+    c->r->commit = orr__commit_path;
+    return removal(c, keys, NULL, cur);
+  }
+  if (c->unasked)
+    return -1;
+  if (cur != NULL)
+    return fail(c, ORR_EEXIST, "VPMem device %s is already in the document%s",
+                key, NULL);
+  if (maxv != NULL &&
+      (json_int_t)json_object_size(devs) >= json_integer_value(maxv)) {
+    char n[32];
+    snprintf(n, sizeof n, "%lld", (long long)json_integer_value(maxv));
+    return fail(c, ORR_EINVAL,
+                "Devices.VirtualPMem.MaximumCount (%s) devices are already "
+                "there%s",
+                n, NULL);
+  }
+  if ((settings = settings_as(c, &orr__t_vpmem_device)) == NULL)
+    return -1;
+  if (check_rules(c, keys, settings) || reserve(c)) {
+    json_decref(settings);
+    return -1;
+  }
+  c->r->data =
+      json_pack("{s:o, s:o}", "keys", keys_json(keys), "value", settings);
+  c->r->commit = orr__commit_path;
+  return plan_and_run(c, ORR_CHANGE_ADD, keys, settings, NULL);
+}
+
+/*
+** Mapped pipes (hcsshim's PipeManager): VirtualMachine/Devices/MappedPipes/
+** <host path>, Add or Remove, no Settings. HCS's document has no field for
+** them: the backend keeps them (its layout, its properties), so the commit
+** is the backend's alone and the change is not journaled as an intent.
+*/
+static void commit_backend_only(orr_req *r) {
+  if (r->vm->backend->commit != NULL)
+    r->vm->backend->commit(r->vm, r->data);
+  orr__vm_dirty(r->vm);
+}
+
+static int mapped_pipe(modify_ctx *c, const char *host) {
+  const char *keys[] = {"VirtualMachine", "Devices", "MappedPipes", host, NULL};
+  if (need_type(c, ",Add,Remove,"))
+    return -1;
+  if (c->settings != NULL && !json_is_null(c->settings))
+    return fail(c, ORR_EINVAL,
+                "Settings must be absent (hcsshim sends none): the guest's "
+                "port is named after the host path%s%s",
+                NULL, NULL);
+  c->r->journal = false;
+  c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
+  c->r->commit = commit_backend_only;
+  if (strcmp(c->type, "Remove") == 0)
+    return removal(c, keys, NULL, NULL);
+  if (c->unasked || reserve(c))
+    return -1;
+  return plan_and_run(c, ORR_CHANGE_ADD, keys, NULL, NULL);
+}
+
 /* The live document's Plan9 share of that Name, or NULL. */
 static json_t *find_share(orr_vm *vm, const json_t *name) {
   size_t i;
@@ -501,10 +595,23 @@ static int cpu_limits(modify_ctx *c) {
   return 0;
 }
 
+#define PIPES_PREFIX "VirtualMachine/Devices/MappedPipes/"
+
 static void dispatch(modify_ctx *c) {
   char **p = c->parts;
   int n = c->nparts;
+  /* A pipe's key is a host path, slashes and all. */
+  if (strncmp(c->path, PIPES_PREFIX, strlen(PIPES_PREFIX)) == 0 &&
+      c->path[strlen(PIPES_PREFIX)] != '\0') {
+    mapped_pipe(c, c->path + strlen(PIPES_PREFIX));
+    return;
+  }
   if (n >= 2 && strcmp(p[0], "VirtualMachine") == 0) {
+    if (n == 5 && strcmp(p[1], "Devices") == 0 &&
+        strcmp(p[2], "VirtualPMem") == 0 && strcmp(p[3], "Devices") == 0) {
+      vpmem(c);
+      return;
+    }
     if (n == 6 && strcmp(p[1], "Devices") == 0 && strcmp(p[2], "Scsi") == 0 &&
         strcmp(p[4], "Attachments") == 0) {
       scsi(c);
@@ -541,7 +648,8 @@ static void dispatch(modify_ctx *c) {
   fail(c, ORR_ENOTSUP,
        "this ResourcePath is not one the VM manager changes at run time "
        "(SCSI attachments, VirtualPci, NetworkAdapters, Plan9 shares, "
-       "Memory/SizeInMB, Processor/Limits)%s%s",
+       "VirtualPMem devices, MappedPipes, Memory/SizeInMB, "
+       "Processor/Limits)%s%s",
        NULL, NULL);
 }
 

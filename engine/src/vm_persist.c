@@ -98,11 +98,12 @@ static json_t *intents_json(const orr_vm *vm) {
           a, intent_json(r->reserve, r->commit, r->data, json_incref(r->plan)));
   /* A removal waiting for the guest: its plan is what is left of it. */
   for (orr_unplug *u = vm->unplugs; u; u = u->next)
-    json_array_append_new(
-        a, intent_json(u->resource, u->commit, u->data,
-                       json_pack("{s:[], s:s, s:O}", "do", "wait_deleted",
-                                 u->device, "after",
-                                 u->after ? u->after : json_null())));
+    if (orr__commit_name(u->commit) != NULL)
+      json_array_append_new(
+          a, intent_json(u->resource, u->commit, u->data,
+                         json_pack("{s:[], s:s, s:O}", "do", "wait_deleted",
+                                   u->device, "after",
+                                   u->after ? u->after : json_null())));
   return a;
 }
 

@@ -396,7 +396,7 @@ static void test_real_qemu(void) {
   json_decref(plan);
   json_decref(att);
   /* SCSI remove: completes without a guest, then the nodes go */
-  ASSERT_OK(orr__qemu_plan_scsi_remove(0, 5, true, NULL, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_remove(0, 5, true, NULL, 0, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
   ASSERT(!qdev_exists(&vm, "disk-0-5"));
@@ -443,7 +443,7 @@ static void test_real_qemu(void) {
   ASSERT_EQ(iget(v, "iops-total"), 2000);
   ASSERT_EQ(iget(v, "bps-total"), 20971520);
   json_decref(v);
-  ASSERT_OK(orr__qemu_plan_memory(192, 256, 256, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_memory(192, 256, 256, 0, &plan, &err));
   ASSERT_EQ(run_plan(&vm, plan, &failed, desc, sizeof desc, false), 0);
   json_decref(plan);
 

@@ -582,7 +582,9 @@ static void test_decisions(void) {
                               pmem),
                             NULL),
                &cfg, NULL);
-  ASSERT(find_opt(argv, "-m", "256M,slots=1,maxmem=260M") > 0);
+  /* maxmem: the device (4 MiB) and room for the 3 more MaximumCount
+  ** allows, MaximumSizeBytes (4 MiB) each, to be added at run time. */
+  ASSERT(find_opt(argv, "-m", "256M,slots=1,maxmem=272M") > 0);
   v = json_opt(argv, "-object", "id", "pmem-1-mem");
   ASSERT_STR_EQ(sget(v, "qom-type"), "memory-backend-file");
   ASSERT_STR_EQ(sget(v, "mem-path"), pmem);
@@ -697,7 +699,7 @@ static void test_plans(void) {
   json_decref(plan);
   json_decref(att);
 
-  ASSERT_OK(orr__qemu_plan_scsi_remove(1, 7, true, NULL, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_scsi_remove(1, 7, true, NULL, 0, &plan, &err));
   ASSERT_STR_EQ(sget(json_object_get(dostep(plan, 0), "arguments"), "id"),
                 "disk-1-7");
   ASSERT_STR_EQ(sget(plan, "wait_deleted"), "disk-1-7");
@@ -776,7 +778,7 @@ static void test_plans(void) {
       "stop");
   json_decref(plan);
 
-  ASSERT_OK(orr__qemu_plan_memory(128, 200, 256, &plan, &err));
+  ASSERT_OK(orr__qemu_plan_memory(128, 200, 256, 0, &plan, &err));
   s = dostep(plan, 0);
   ASSERT_STR_EQ(sget(s, "execute"), "balloon");
   ASSERT_EQ(iget(json_object_get(s, "arguments"), "value"), 128 << 20);
@@ -786,9 +788,45 @@ static void test_plans(void) {
       200 << 20);
   ASSERT(json_is_false(json_object_get(plan, "verifiable")));
   json_decref(plan);
-  ASSERT_ERR(orr__qemu_plan_memory(512, 256, 256, &plan, &err), ORR_ENOTSUP);
+  ASSERT_ERR(orr__qemu_plan_memory(512, 256, 256, 0, &plan, &err), ORR_ENOTSUP);
   ASSERT_STR_CONTAINS(err.msg,
                       "VirtualMachine.ComputeTopology.Memory.SizeInMB");
+  ASSERT_STR_CONTAINS(err.msg, "memory_max_mb");
+  /* With a maximum: above the boot size virtio-mem grows, in 2 MB blocks,
+  ** up to the maximum. */
+  ASSERT_ERR(orr__qemu_plan_memory(1025, 256, 256, 1024, &plan, &err),
+             ORR_EINVAL);
+  ASSERT_STR_CONTAINS(err.msg, "memory_max_mb = 1024");
+  ASSERT_ERR(orr__qemu_plan_memory(259, 256, 256, 1024, &plan, &err),
+             ORR_EINVAL);
+  ASSERT_STR_CONTAINS(err.msg, "2 MB blocks");
+  /* From a ballooned 200 to 512: the balloon back to 256, then 256 MB
+  ** plugged; each undone to what it was. */
+  ASSERT_OK(orr__qemu_plan_memory(512, 200, 256, 1024, &plan, &err));
+  ASSERT_EQ((long long)json_array_size(json_object_get(plan, "do")), 2);
+  s = dostep(plan, 0);
+  ASSERT_STR_EQ(sget(s, "execute"), "balloon");
+  ASSERT_EQ(iget(json_object_get(s, "arguments"), "value"), 256 << 20);
+  s = dostep(plan, 1);
+  ASSERT_STR_EQ(sget(s, "execute"), "qom-set");
+  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "path"),
+                "/machine/peripheral/vmem0");
+  ASSERT_STR_EQ(sget(json_object_get(s, "arguments"), "property"),
+                "requested-size");
+  ASSERT_EQ(iget(json_object_get(s, "arguments"), "value"), 256 << 20);
+  ASSERT_EQ(
+      iget(json_object_get(json_object_get(s, "undo"), "arguments"), "value"),
+      0);
+  json_decref(plan);
+  /* From 512 down to 128: virtio-mem to 0 first, then the balloon. */
+  ASSERT_OK(orr__qemu_plan_memory(128, 512, 256, 1024, &plan, &err));
+  ASSERT_EQ((long long)json_array_size(json_object_get(plan, "do")), 2);
+  ASSERT_STR_EQ(sget(dostep(plan, 0), "execute"), "qom-set");
+  ASSERT_EQ(iget(json_object_get(dostep(plan, 0), "arguments"), "value"), 0);
+  ASSERT_STR_EQ(sget(dostep(plan, 1), "execute"), "balloon");
+  ASSERT_EQ(iget(json_object_get(dostep(plan, 1), "arguments"), "value"),
+            128 << 20);
+  json_decref(plan);
 
   att = J("{\"IopsMaximum\":300}");
   ASSERT_OK(orr__qemu_plan_storage_qos(att, true, &plan, &err));

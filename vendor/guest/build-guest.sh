@@ -58,6 +58,7 @@ modules=(
   virtio_console        # virtio-serial: the guest agent port, virtconsole
   9pnet_virtio 9p       # Plan9 shares (virtio-9p-pci)
   virtio_rng virtio_balloon virtio_mem
+  virtio_pmem nd_pmem   # VPMem (virtio-pmem-pci) as /dev/pmemN (pulls libnvdimm, nd_btt)
   crc32c_generic        # ext4/jbd2 ask the crypto API for crc32c (metadata_csum)
   ext4                  # ext4 and ext2 (CONFIG_EXT4_USE_FOR_EXT2) so the guest can mkfs+mount
   button evdev          # ACPI power button → busybox acpid → poweroff (system_powerdown)
@@ -428,6 +429,11 @@ for p in /sys/class/virtio-ports/*; do
   [ "$(readlink "/dev/virtio-ports/$n" 2>/dev/null)" = "../${p##*/}" ] ||
     ln -sfn "../${p##*/}" "/dev/virtio-ports/$n"
 done
+# A port unplugged (a mapped pipe removed): its link goes with it.
+for l in /dev/virtio-ports/*; do
+  [ -L "$l" ] && [ ! -e "$l" ] && rm -f "$l"
+done
+exit 0
 EOF
 
 # uevent helper (run by busybox `uevent` for each kernel uevent once boot is done): devtmpfs
@@ -439,7 +445,7 @@ cat <<'EOF' | wr 0755 /sbin/orrery-hotplug
 # The driver a new device asks for (a hot-added controller, disk, NIC, rng, ...).
 [ "$ACTION" = add ] && [ -n "$MODALIAS" ] && modprobe -q "$MODALIAS"
 case "$SUBSYSTEM:$ACTION" in
-  virtio-ports:add|virtio-ports:change) /sbin/orrery-vports ;;
+  virtio-ports:add|virtio-ports:change|virtio-ports:remove) /sbin/orrery-vports ;;
   cpu:add) [ -w "/sys$DEVPATH/online" ] && echo 1 >"/sys$DEVPATH/online" ;;
   net:add) [ "$INTERFACE" != lo ] && /sbin/orrery-net "$INTERFACE" ;;
 esac

@@ -120,6 +120,9 @@ typedef struct {
                                  send and answer as an obedient cluster
                                  (`orrery plan --backend kubevirt`); no
                                  kubeconfig is read, nothing is sent */
+  uint64_t memory_max_mb;  /* memory the VM may grow to at run time (MiB,
+                              above Memory.SizeInMB: virtio-mem); 0: none,
+                              update_memory only shrinks (balloon) */
 } orr_vm_options;
 
 ORR_API void orr_vm_options_init(orr_vm_options *o);
@@ -195,6 +198,7 @@ ORR_API void orr_vm_wait(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
 */
 ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
                            const json_t *options, orr_vm_cb cb, void *arg);
+
 
 /*
 ** Sends one raw QMP command and returns QEMU's answer as result: the escape

@@ -418,6 +418,7 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
   if (vm->opts.hotplug_ports > 0)
     cfg->hotplug_ports = vm->opts.hotplug_ports;
   cfg->guest_agent = vm->opts.guest_agent == 1;
+  cfg->memory_max_mb = vm->opts.memory_max_mb;
   cfg->restore_path = vm->restore;
   cfg->ram_file = vm->template_ram;
   cfg->ram_shared = vm->template_ram != NULL && vm->opts.template_boot;
@@ -664,6 +665,8 @@ static int qemu_check_options(const orr_vm *vm, orr_error *e) {
 /* A template's role, and how QEMU is confined: -sandbox always; more for a
 ** confined engine. */
 static void qemu_properties(const orr_vm *vm, json_t *p) {
+  json_t *mp = json_object(), *v;
+  const char *key;
   /* A template or a clone of one: its RAM file and generation id. */
   if (vm->template_ram)
     json_object_set_new(p, "Template",
@@ -674,6 +677,15 @@ static void qemu_properties(const orr_vm *vm, json_t *p) {
   json_object_set_new(p, "Confinement",
                       json_pack("{s:b, s:b, s:i}", "Seccomp", 1, "Descriptors",
                                 vm->confined, "Landlock", vm->landlock_abi));
+  /* Mapped pipes: no HCS document field holds them; the layout does. */
+  json_object_foreach(json_object_get(vm->layout, "pipes"), key, v) {
+    json_object_set_new(
+        mp, key,
+        json_pack("{s:O, s:s+}", "Name", json_object_get(v, "name"),
+                  "GuestPath", "/dev/virtio-ports/",
+                  json_string_value(json_object_get(v, "name"))));
+  }
+  json_object_set_new(p, "MappedPipes", mp);
 }
 
 const orr_backend orr__backend_qemu = {

@@ -83,6 +83,8 @@ typedef struct {
   json_t *ignored; /* advisory field paths */
   orr_error *err;
   bool oom;
+  long long vmem_mib; /* virtio-mem's backend (memory_max_mb - size), 0: none */
+  long long boot_mib; /* Memory.SizeInMB */
 } bld;
 
 /* ---------------------------------------------------------------------- */
@@ -418,11 +420,78 @@ static int opt_obj(const json_t *parent, const char *key, const char *path,
 /* ---------------------------------------------------------------------- */
 
 typedef struct {
-  json_t *objects; /* memory-backend-file -object JSON, one per device */
-  json_t *devices; /* virtio-pmem-pci device JSON (no bus yet) */
-  long long count; /* devices */
-  long long mib;   /* address space they need, MiB (2 MiB granules) */
+  json_t *objects;    /* memory-backend-file -object JSON, one per device */
+  json_t *devices;    /* virtio-pmem-pci device JSON (no bus yet) */
+  long long count;    /* devices */
+  long long mib;      /* address space they need, MiB (2 MiB granules) */
+  long long room_mib; /* kept free for devices added at run time */
 } pmem_plan;
+
+int orr__qemu_pmem_objects(int k, const json_t *d, const char *dpath,
+                           long long maxsize, orr_hostres *hr, json_t *ignored,
+                           json_t **object, json_t **device,
+                           long long *size_out, orr_error *err) {
+  const char *host, *fmt;
+  char what[600], ref[4096];
+  bool ro;
+  struct stat st;
+  long long size;
+  int rc;
+  *object = *device = NULL;
+  if ((rc = orr__qemu_check_fields(d, dpath, pmem_dev_rules, ignored, err)) !=
+          0 ||
+      (rc = orr__qemu_req_str(d, "HostPath", dpath, &host, err)) != 0 ||
+      (rc = orr__qemu_get_bool(d, "ReadOnly", dpath, false, &ro, err)) != 0 ||
+      (rc = orr__qemu_get_str(d, "ImageFormat", dpath, &fmt, err)) != 0)
+    return rc;
+  if (fmt != NULL && strcasecmp(fmt, "Vhd1") != 0 &&
+      strcasecmp(fmt, "Raw") != 0)
+    return orr_error_set(err, ORR_ENOTSUP,
+                         "%s.ImageFormat: '%s' is not supported by the "
+                         "qemu backend (pmem maps the file as it is: use "
+                         "Vhd1 (fixed VHD) or Raw)",
+                         dpath, fmt);
+  if (host[0] != '/')
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s.HostPath must be an absolute host path, got "
+                         "'%s'",
+                         dpath, host);
+  snprintf(what, sizeof what, "%s.HostPath", dpath);
+  if ((rc = orr__hostres_file(hr, host, !ro, what, ref, sizeof ref, &st,
+                              err)) != 0)
+    return rc;
+  size = (long long)st.st_size;
+  if (size % 4096 != 0) {
+    /* A fixed VHD: the data, then a 512-byte "conectix" footer. */
+    if (size % 4096 == 512 && strcmp(orr__qemu_disk_format(host), "vpc") == 0)
+      size -= 512;
+    else
+      return orr_error_set(err, ORR_EINVAL,
+                           "%s.HostPath: the image size (%lld bytes) must "
+                           "be a multiple of 4096",
+                           dpath, size);
+  }
+  if (size == 0 || size > maxsize)
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s.HostPath: the image size (%lld bytes) must be "
+                         "in 1..MaximumSizeBytes (%lld)",
+                         dpath, size, maxsize);
+  *object = json_pack("{s:s, s:s, s:s, s:I, s:b, s:b}", "qom-type",
+                      "memory-backend-file", "id", orr__qemu_pmem_memdev(k).s,
+                      "mem-path", ref, "size", (json_int_t)size, "share", !ro,
+                      "readonly", ro);
+  *device =
+      json_pack("{s:s, s:s, s:s}", "driver", "virtio-pmem-pci", "id",
+                orr__qemu_pmem_qdev(k).s, "memdev", orr__qemu_pmem_memdev(k).s);
+  *size_out = size;
+  if (*object == NULL || *device == NULL) {
+    json_decref(*object);
+    json_decref(*device);
+    *object = *device = NULL;
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  }
+  return 0;
+}
 
 static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
   static const char *path = "VirtualMachine.Devices.VirtualPMem";
@@ -439,8 +508,6 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
                               INT64_MAX, &maxsize, b->err)) != 0 ||
       (rc = opt_obj(pm, "Devices", path, &devs, b->err)) != 0)
     return rc;
-  if (devs == NULL)
-    return 0;
   if ((long long)json_object_size(devs) > maxcount)
     return orr_error_set(b->err, ORR_EINVAL,
                          "%s.Devices: %zu devices exceed MaximumCount %lld",
@@ -448,68 +515,29 @@ static int scan_pmem(bld *b, const json_t *pm, pmem_plan *p) {
   for (int k = 0; k < 256; k++) {
     char key[8];
     const json_t *d;
-    const char *host, *fmt;
-    char what[600], ref[4096];
-    bool ro;
-    struct stat st;
+    json_t *obj, *dev;
     long long size;
     snprintf(key, sizeof key, "%d", k);
     if ((d = json_object_get(devs, key)) == NULL)
       continue;
     snprintf(dpath, sizeof dpath, "%s.Devices.%s", path, key);
-    if ((rc = orr__qemu_check_fields(d, dpath, pmem_dev_rules, b->ignored,
-                                     b->err)) != 0 ||
-        (rc = orr__qemu_req_str(d, "HostPath", dpath, &host, b->err)) != 0 ||
-        (rc = orr__qemu_get_bool(d, "ReadOnly", dpath, false, &ro, b->err)) !=
-            0 ||
-        (rc = orr__qemu_get_str(d, "ImageFormat", dpath, &fmt, b->err)) != 0)
+    if ((rc = orr__qemu_pmem_objects(k, d, dpath, maxsize, b->cfg->hr,
+                                     b->ignored, &obj, &dev, &size, b->err)) !=
+        0)
       return rc;
-    if (fmt != NULL && strcasecmp(fmt, "Vhd1") != 0 &&
-        strcasecmp(fmt, "Raw") != 0)
-      return orr_error_set(b->err, ORR_ENOTSUP,
-                           "%s.ImageFormat: '%s' is not supported by the "
-                           "qemu backend (pmem maps the file as it is: use "
-                           "Vhd1 (fixed VHD) or Raw)",
-                           dpath, fmt);
-    if (host[0] != '/')
-      return orr_error_set(b->err, ORR_EINVAL,
-                           "%s.HostPath must be an absolute host path, got "
-                           "'%s'",
-                           dpath, host);
-    snprintf(what, sizeof what, "%s.HostPath", dpath);
-    if ((rc = orr__hostres_file(b->cfg->hr, host, !ro, what, ref, sizeof ref,
-                                &st, b->err)) != 0)
-      return rc;
-    size = (long long)st.st_size;
-    if (size % 4096 != 0) {
-      /* A fixed VHD: the data, then a 512-byte "conectix" footer. */
-      if (size % 4096 == 512 && strcmp(orr__qemu_disk_format(host), "vpc") == 0)
-        size -= 512;
-      else
-        return orr_error_set(b->err, ORR_EINVAL,
-                             "%s.HostPath: the image size (%lld bytes) must "
-                             "be a multiple of 4096",
-                             dpath, size);
-    }
-    if (size == 0 || size > maxsize)
-      return orr_error_set(b->err, ORR_EINVAL,
-                           "%s.HostPath: the image size (%lld bytes) must be "
-                           "in 1..MaximumSizeBytes (%lld)",
-                           dpath, size, maxsize);
-    if (json_array_append_new(p->objects,
-                              json_pack("{s:s, s:s, s:s, s:I, s:b, s:b}",
-                                        "qom-type", "memory-backend-file", "id",
-                                        orr__qemu_pmem_memdev(k).s, "mem-path",
-                                        ref, "size", (json_int_t)size, "share",
-                                        !ro, "readonly", ro)) != 0 ||
-        json_array_append_new(p->devices,
-                              json_pack("{s:s, s:s, s:s}", "driver",
-                                        "virtio-pmem-pci", "id",
-                                        orr__qemu_pmem_qdev(k).s, "memdev",
-                                        orr__qemu_pmem_memdev(k).s)) != 0)
+    if (json_array_append_new(p->objects, obj) != 0 ||
+        json_array_append_new(p->devices, dev) != 0)
       b->oom = true;
     p->count++;
     p->mib += (size + (2 << 20) - 1) / (2 << 20) * 2;
+  }
+  /* Room for devices added at run time: MaximumCount - these, each up to
+  ** MaximumSizeBytes, when both are declared and the room is not absurd
+  ** (address space only: QEMU reserves no memory for it). */
+  if (json_object_get(pm, "MaximumSizeBytes") != NULL && maxcount > p->count) {
+    long long each = (maxsize + (2 << 20) - 1) / (2 << 20) * 2;
+    if (each <= ORR_QEMU_PMEM_ROOM_MAX_MB / (maxcount - p->count))
+      p->room_mib = each * (maxcount - p->count);
   }
   if (p->count != (long long)json_object_size(devs))
     return orr_error_set(b->err, ORR_EINVAL,
@@ -576,12 +604,37 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
                         (json_int_t)size << 20, "mem-path", ref, "share",
                         b->cfg->ram_shared));
   }
+  /* Memory to grow into at run time: virtio-mem (build() adds it). */
+  if (b->cfg->memory_max_mb > 0) {
+    unsigned long long max = b->cfg->memory_max_mb;
+    if (max <= (unsigned long long)size || max > 1048576)
+      return orr_error_set(b->err, ORR_EINVAL,
+                           "memory_max_mb must be above %s.SizeInMB (%lld) "
+                           "and at most 1048576, got %llu",
+                           mpath, size, max);
+    if ((max - (unsigned long long)size) % ORR_QEMU_VMEM_BLOCK_MB != 0)
+      return orr_error_set(b->err, ORR_EINVAL,
+                           "memory_max_mb - %s.SizeInMB must be a multiple of "
+                           "%d MB (virtio-mem's block), got %llu - %lld",
+                           mpath, ORR_QEMU_VMEM_BLOCK_MB, max, size);
+    if (numa != NULL)
+      return orr_error_set(b->err, ORR_ENOTSUP,
+                           "memory_max_mb: the qemu backend cannot grow a VM "
+                           "with %s at run time (the nodes must add up to "
+                           "its memory)",
+                           npath);
+    b->vmem_mib = (long long)(max - (unsigned long long)size);
+  }
   push(b, b->argv, "-m");
   if (pm->count > 0)
     pushf(b, b->argv, "%lldM,slots=%lld,maxmem=%lldM", size, pm->count,
-          size + pm->mib);
+          size + pm->mib + pm->room_mib + b->vmem_mib);
+  else if (b->vmem_mib > 0 || pm->room_mib > 0)
+    pushf(b, b->argv, "%lldM,maxmem=%lldM", size,
+          size + pm->room_mib + b->vmem_mib);
   else
     pushf(b, b->argv, "%lldM", size);
+  b->boot_mib = size;
 
   if (numa != NULL) {
     const json_t *settings;
@@ -1167,7 +1220,7 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   const orr_qemu_config *cfg = b->cfg;
   const json_t *vm, *devices;
   const char *machine_extra;
-  pmem_plan pm = {json_array(), json_array(), 0, 0};
+  pmem_plan pm = {json_array(), json_array(), 0, 0, 0};
   char qmp[4096], pid[4096], qga[4096], vnc[4096];
   json_t *files = json_array(), *ports_layout = json_array();
   json_t *fdsets = json_object();
@@ -1296,6 +1349,18 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   }
   add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci", "id",
                            ORR_QEMU_BALLOON_ID));
+  if (b->vmem_mib > 0) {
+    /* Nothing plugged in at boot: requested-size 0 until update_memory. */
+    push_json(b, b->argv, "-object",
+              json_pack("{s:s, s:s, s:I}", "qom-type", "memory-backend-ram",
+                        "id", ORR_QEMU_VMEM_MEMDEV, "size",
+                        (json_int_t)b->vmem_mib << 20));
+    add_pci_dev(b, json_pack("{s:s, s:s, s:s, s:i, s:I}", "driver",
+                             "virtio-mem-pci", "id", ORR_QEMU_VMEM_ID, "memdev",
+                             ORR_QEMU_VMEM_MEMDEV, "requested-size", 0,
+                             "block-size",
+                             (json_int_t)ORR_QEMU_VMEM_BLOCK_MB << 20));
+  }
   if (cfg->restore_path != NULL) {
     int fdnum;
     if ((rc = orr__hostres_restore(cfg->hr, cfg->restore_path,
@@ -1362,7 +1427,15 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
                           graphics ? json_string(vnc) : json_null()) != 0 ||
       json_object_set(layout, "files", files) != 0 ||
       (json_object_size(fdsets) > 0 &&
-       json_object_set(layout, "fdsets", fdsets) != 0))
+       json_object_set(layout, "fdsets", fdsets) != 0) ||
+      (pm.room_mib > 0 &&
+       json_object_set_new(layout, "pmem_room_mb", json_integer(pm.room_mib)) !=
+           0) ||
+      (b->vmem_mib > 0 &&
+       json_object_set_new(layout, "virtio_mem",
+                           json_pack("{s:I, s:I}", "max_mb",
+                                     (json_int_t)(b->boot_mib + b->vmem_mib),
+                                     "boot_mb", (json_int_t)b->boot_mib)) != 0))
     b->oom = true;
   if (b->oom)
     rc = orr_error_set(b->err, ORR_ENOMEM, "out of memory");
@@ -1377,8 +1450,15 @@ out:
 
 int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
                    json_t **layout, orr_error *err) {
-  bld b = {cfg,          json_array(), json_array(), json_array(),
-           json_array(), err,          false};
+  bld b = {cfg,
+           json_array(),
+           json_array(),
+           json_array(),
+           json_array(),
+           err,
+           false,
+           0,
+           0};
   int rc;
 
   *layout = json_object();

@@ -6,9 +6,11 @@
 ** and a qdev QEMU deleted unasked is mapped back to the resource of the
 ** document it was.
 */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "orrery/document.h"
 #include "qemu_backend.h"
@@ -72,6 +74,8 @@ static void commit_fdsets(orr_vm *vm, const json_t *f) {
   if (key == NULL || vm->layout == NULL)
     return;
   all = json_object_get(vm->layout, "fdsets");
+  if (!json_is_array(ids)) /* a disk added or gone: no overlays on it */
+    json_object_del(json_object_get(vm->layout, "snapshots"), key);
   if (!json_is_array(ids)) { /* none (any more): a name-mode disk, or gone */
     json_object_del(all, key);
     return;
@@ -101,8 +105,12 @@ static int scsi(orr_vm *vm, const orr_change *ch, json_t *data, json_t **plan,
     return orr_error_set(e, ORR_ENOTSUP,
                          "a SCSI attachment is added or removed, not updated");
   disk_fdsets(data, ctrl, lun, NULL);
-  return orr__qemu_plan_scsi_remove(ctrl, lun, tg,
-                                    disk_fdsets_of(vm, ctrl, lun), plan, e);
+  return orr__qemu_plan_scsi_remove(
+      ctrl, lun, tg, disk_fdsets_of(vm, ctrl, lun),
+      (int)json_array_size(
+          json_object_get(json_object_get(vm->layout, "snapshots"),
+                          orr__qemu_disk_key(ctrl, lun).s)),
+      plan, e);
 }
 
 /* VPCI devices and NICs: keyed by a GUID, each in its own root port. */
@@ -167,9 +175,155 @@ static int memory(orr_vm *vm, const orr_change *ch, json_t **plan,
                   orr_error *e) {
   json_int_t mb = json_integer_value(ch->settings);
   json_int_t cur = json_integer_value(ch->current);
-  return orr__qemu_plan_memory((uint64_t)mb,
-                               (uint64_t)(cur > 0 ? cur : vm->boot_mb),
-                               (uint64_t)vm->boot_mb, plan, e);
+  /* The maximum declared at create (memory_max_mb) is in the layout, so a
+  ** re-attached VM knows it too. */
+  json_int_t max = json_integer_value(
+      json_object_get(json_object_get(vm->layout, "virtio_mem"), "max_mb"));
+  return orr__qemu_plan_memory(
+      (uint64_t)mb, (uint64_t)(cur > 0 ? cur : vm->boot_mb),
+      (uint64_t)vm->boot_mb, (uint64_t)(max > 0 ? max : 0), plan, e);
+}
+
+/* VPMem device <n>: a memory-backend-file and a virtio-pmem-pci in a root
+** port of its own, within the address space kept at create. */
+static int pmem(orr_vm *vm, const orr_change *ch, json_t *data, json_t **plan,
+                orr_error *e) {
+  int k = atoi(ch->keys[4]);
+  orr_qemu_name qdev = orr__qemu_pmem_qdev(k);
+  const json_t *ctrl = vm_obj(vm->doc, "Devices", "VirtualPMem");
+  const json_t *maxv = json_object_get(ctrl, "MaximumSizeBytes");
+  const char *port;
+  int rc;
+  if (ch->op == ORR_CHANGE_REMOVE)
+    return orr__qemu_plan_pmem_remove(k, plan, e);
+  if (json_integer_value(json_object_get(vm->layout, "pmem_room_mb")) <= 0 &&
+      !vm->backend->dry_run)
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "VirtualMachine.Devices.VirtualPMem: the VM has no "
+                         "room for devices added at run time: give the "
+                         "controller a MaximumSizeBytes and a MaximumCount "
+                         "above the devices it boots with (at most 256 GiB "
+                         "in all)");
+  if ((port = claim_port(vm, qdev.s)) == NULL)
+    return orr_error_set(e, ORR_EBUSY,
+                         "no free root port left for a hot-add (raise the "
+                         "create option hotplug_ports)");
+  rc = orr__qemu_plan_pmem_add(
+      k, ch->settings, maxv ? (long long)json_integer_value(maxv) : INT64_MAX,
+      port, ch->hr, plan, e);
+  if (rc != 0) {
+    release_port(vm, qdev.s);
+    return rc;
+  }
+  json_object_set_new(data, "claimed", json_string(qdev.s));
+  return 0;
+}
+
+/* ---- mapped pipes (layout "pipes": {host path: {n, name}}) ---- */
+
+/* The guest's name of the pipe at host: its last part without ".sock",
+** [A-Za-z0-9._-], 1..63 bytes. */
+static int pipe_name(const char *host, char *name, size_t size) {
+  const char *base = strrchr(host, '/');
+  size_t n;
+  base = base ? base + 1 : host;
+  n = strlen(base);
+  if (n > 5 && strcmp(base + n - 5, ".sock") == 0)
+    n -= 5;
+  if (n == 0 || n >= size || n > 63)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)base[i]) && !strchr("._-", base[i]))
+      return -1;
+  memcpy(name, base, n);
+  name[n] = '\0';
+  return strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ? -1 : 0;
+}
+
+static int pipe_change(orr_vm *vm, const orr_change *ch, json_t *data,
+                       json_t **plan, orr_error *e) {
+  const char *host = ch->keys[3], *key;
+  json_t *pipes = json_object_get(vm->layout, "pipes");
+  json_t *cur = json_object_get(pipes, host), *v;
+  char name[64];
+  struct stat st;
+  int n = 0, rc;
+  if (ch->op == ORR_CHANGE_REMOVE) {
+    if (cur == NULL)
+      return orr_error_set(e, ORR_ENOENT, "no mapped pipe at %s", host);
+    n = (int)json_integer_value(json_object_get(cur, "n"));
+    json_object_set_new(data, "pipe", json_pack("{s:s}", "host", host));
+    return orr__qemu_plan_pipe_remove(n, plan, e);
+  }
+  if (host[0] != '/' || strlen(host) > 107)
+    return orr_error_set(e, ORR_EINVAL,
+                         "the host path must be absolute and fit a unix "
+                         "socket (at most 107 bytes), got \"%s\"",
+                         host);
+  if (pipe_name(host, name, sizeof name) != 0)
+    return orr_error_set(e, ORR_EINVAL,
+                         "the last part of the host path (%s), without "
+                         "\".sock\", names the guest's port: it must be "
+                         "1..63 of [A-Za-z0-9._-]",
+                         host);
+  if (cur != NULL)
+    return orr_error_set(e, ORR_EEXIST,
+                         "%s is already a mapped pipe of this VM", host);
+  json_object_foreach(pipes, key, v) {
+    if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0)
+      return orr_error_set(e, ORR_EEXIST,
+                           "the guest port name \"%s\" is taken by the pipe "
+                           "at %s",
+                           name, key);
+  }
+  if (strcmp(name, ORR_QEMU_QGA_PORT_NAME) == 0)
+    return orr_error_set(e, ORR_EINVAL, "\"%s\" is the guest agent's port",
+                         name);
+  if (json_is_null(json_object_get(vm->layout, "qga")) && !vm->backend->dry_run)
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "the VM has no virtio-serial controller for the "
+                         "pipe's port (it comes with the guest agent: create "
+                         "option guest_agent, the default for the default "
+                         "guest)");
+  if (vm->eng->policy != NULL || vm->confined)
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "a confined engine cannot have QEMU listen on a new "
+                         "socket while it runs (QEMU opens the path itself)");
+  /* QEMU unlinks whatever is at the path before it listens there. */
+  if (lstat(host, &st) == 0)
+    return orr_error_set(e, ORR_EEXIST,
+                         "%s exists; QEMU would replace it with its socket: "
+                         "give a path where nothing is",
+                         host);
+  for (bool taken = true; taken && n < 1000; n += taken) {
+    taken = false;
+    json_object_foreach(pipes, key, v) {
+      if (json_integer_value(json_object_get(v, "n")) == n)
+        taken = true;
+    }
+  }
+  if ((rc = orr__qemu_plan_pipe_add(n, host, name, plan, e)) != 0)
+    return rc;
+  json_object_set_new(data, "pipe",
+                      json_pack("{s:s, s:{s:i, s:s}}", "host", host, "value",
+                                "n", n, "name", name));
+  return 0;
+}
+
+static void commit_pipe(orr_vm *vm, const json_t *p) {
+  json_t *pipes = json_object_get(vm->layout, "pipes");
+  const char *host = json_string_value(json_object_get(p, "host"));
+  json_t *value = json_object_get(p, "value");
+  if (host == NULL || vm->layout == NULL)
+    return;
+  if (pipes == NULL) {
+    pipes = json_object();
+    json_object_set_new(vm->layout, "pipes", pipes);
+  }
+  if (value)
+    json_object_set(pipes, host, value);
+  else
+    json_object_del(pipes, host);
 }
 
 int orr__qemu_plan_change(orr_vm *vm, const orr_change *ch, json_t *data,
@@ -184,6 +338,10 @@ int orr__qemu_plan_change(orr_vm *vm, const orr_change *ch, json_t *data,
     return plan9(vm, ch, plan, e);
   if (keys_are(ch, 4, "ComputeTopology", "Memory"))
     return memory(vm, ch, plan, e);
+  if (keys_are(ch, 5, "Devices", "VirtualPMem"))
+    return pmem(vm, ch, data, plan, e);
+  if (keys_are(ch, 4, "Devices", "MappedPipes"))
+    return pipe_change(vm, ch, data, plan, e);
   return orr_error_set(e, ORR_ENOTSUP,
                        "the qemu backend does not change this resource at "
                        "run time");
@@ -191,6 +349,8 @@ int orr__qemu_plan_change(orr_vm *vm, const orr_change *ch, json_t *data,
 
 void orr__qemu_commit(orr_vm *vm, const json_t *data) {
   commit_fdsets(vm, json_object_get(data, "fdsets"));
+  if (json_object_get(data, "pipe"))
+    commit_pipe(vm, json_object_get(data, "pipe"));
   if (json_object_get(data, "free_port"))
     release_port(vm, json_string_value(json_object_get(data, "qdev")));
 }

@@ -132,7 +132,7 @@ static json_t *unplug_plan(const char *qdev, bool *oom) {
 }
 
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
-                               const json_t *fdsets, json_t **plan,
+                               const json_t *fdsets, int snaps, json_t **plan,
                                orr_error *err) {
   json_t *p, *id;
   bool oom = false;
@@ -150,6 +150,12 @@ int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
   if (throttle_group)
     oom |= after(p, "blockdev-del",
                  node_del(orr__qemu_disk_qos_node(ctrl, lun).s)) != 0;
+  for (int k = snaps; k >= 1; k--) {
+    oom |= after(p, "blockdev-del",
+                 node_del(orr__qemu_snap_node(ctrl, lun, k).s)) != 0;
+    oom |= after(p, "blockdev-del",
+                 node_del(orr__qemu_snap_file_node(ctrl, lun, k).s)) != 0;
+  }
   oom |= after(p, "blockdev-del",
                node_del(orr__qemu_disk_fmt_node(ctrl, lun).s)) != 0;
   oom |= after(p, "blockdev-del",
@@ -271,9 +277,25 @@ int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err) {
 
 /* ---------------------------------------------------------------------- */
 
+static json_t *balloon_args(uint64_t mb) {
+  return json_pack("{s:I}", "value", (json_int_t)(mb * 1024 * 1024));
+}
+
+static json_t *vmem_args(uint64_t mb) {
+  return json_pack("{s:s, s:s, s:I}", "path", ORR_QEMU_VMEM_PATH, "property",
+                   "requested-size", "value", (json_int_t)(mb * 1024 * 1024));
+}
+
 int orr__qemu_plan_memory(uint64_t size_mb, uint64_t cur_mb, uint64_t boot_mb,
-                          json_t **plan, orr_error *err) {
+                          uint64_t max_mb, json_t **plan, orr_error *err) {
   static const char *path = "VirtualMachine.ComputeTopology.Memory.SizeInMB";
+  /* What each half holds now and is to hold: the balloon's target (at most
+  ** boot_mb) and virtio-mem's requested size (above boot_mb). */
+  uint64_t bal_cur = cur_mb < boot_mb ? cur_mb : boot_mb;
+  uint64_t bal_new = size_mb < boot_mb ? size_mb : boot_mb;
+  uint64_t vm_cur = cur_mb > boot_mb ? cur_mb - boot_mb : 0;
+  uint64_t vm_new = size_mb > boot_mb ? size_mb - boot_mb : 0;
+  bool oom = false;
   json_t *p;
 
   *plan = NULL;
@@ -281,26 +303,232 @@ int orr__qemu_plan_memory(uint64_t size_mb, uint64_t cur_mb, uint64_t boot_mb,
     return orr_error_set(err, ORR_EINVAL,
                          "%s must be an integer in 1..1048576, got %llu", path,
                          (unsigned long long)size_mb);
-  if (size_mb > boot_mb)
+  if (size_mb > boot_mb && max_mb <= boot_mb)
     return orr_error_set(err, ORR_ENOTSUP,
-                         "%s: the qemu backend resizes memory with the "
-                         "balloon, which cannot grow the VM beyond the %llu "
-                         "MB it booted with (asked for %llu)",
+                         "%s: the VM booted with %llu MB and declared no "
+                         "maximum, so it cannot grow to %llu MB (create it "
+                         "with the option memory_max_mb; the balloon only "
+                         "gives back memory the VM booted with)",
                          path, (unsigned long long)boot_mb,
                          (unsigned long long)size_mb);
+  if (size_mb > max_mb && size_mb > boot_mb)
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s: %llu MB is above the maximum the VM was created "
+                         "with (memory_max_mb = %llu)",
+                         path, (unsigned long long)size_mb,
+                         (unsigned long long)max_mb);
+  if (vm_new % ORR_QEMU_VMEM_BLOCK_MB != 0)
+    return orr_error_set(err, ORR_EINVAL,
+                         "%s: above the boot size (%llu MB) memory grows in "
+                         "%d MB blocks (virtio-mem), so %llu MB is not a size "
+                         "it can have",
+                         path, (unsigned long long)boot_mb,
+                         ORR_QEMU_VMEM_BLOCK_MB, (unsigned long long)size_mb);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
-  /* The undo puts the old target back: QEMU cannot report which target it
-  ** has, so a change whose outcome could not be written is rolled back. */
-  return finish(
-      p,
-      step(p, "balloon",
-           json_pack("{s:I}", "value", (json_int_t)(size_mb * 1024 * 1024)),
-           cmd("balloon", json_pack("{s:I}", "value",
-                                    (json_int_t)(cur_mb * 1024 * 1024)))) !=
-              0 ||
-          json_object_set_new(p, "verifiable", json_false()) != 0,
-      plan, err);
+  /* Each step's undo puts the old value back: QEMU cannot report the
+  ** balloon's target, so a change whose outcome could not be written is
+  ** rolled back. Shrinking takes virtio-mem's part away first, growing
+  ** deflates the balloon first. */
+  if (vm_new < vm_cur)
+    oom |= step(p, "qom-set", vmem_args(vm_new),
+                cmd("qom-set", vmem_args(vm_cur))) != 0;
+  if (bal_new != bal_cur)
+    oom |= step(p, "balloon", balloon_args(bal_new),
+                cmd("balloon", balloon_args(bal_cur))) != 0;
+  if (vm_new > vm_cur)
+    oom |= step(p, "qom-set", vmem_args(vm_new),
+                cmd("qom-set", vmem_args(vm_cur))) != 0;
+  if (json_array_size(json_object_get(p, "do")) == 0)
+    /* Nothing changes (the size it has): the balloon once more, so the
+    ** request still talks to QEMU, as it always did. */
+    oom |= step(p, "balloon", balloon_args(bal_new),
+                cmd("balloon", balloon_args(bal_cur))) != 0;
+  oom |= json_object_set_new(p, "verifiable", json_false()) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_pmem_add(int k, const json_t *device, long long maxsize,
+                            const char *port, orr_hostres *hr, json_t **plan,
+                            orr_error *err) {
+  char path[512];
+  json_t *obj, *dev, *p;
+  long long size;
+  bool oom = false;
+  int rc;
+
+  *plan = NULL;
+  snprintf(path, sizeof path, "VirtualMachine.Devices.VirtualPMem.Devices.%d",
+           k);
+  if (k < 0 || k > 255)
+    return orr_error_set(err, ORR_EINVAL, "%s: the device key must be 0..255",
+                         path);
+  if ((rc = check_port(port, path, err)) != 0)
+    return rc;
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  if ((rc = orr__qemu_pmem_objects(k, device, path, maxsize, hr,
+                                   json_object_get(p, "ignored"), &obj, &dev,
+                                   &size, err)) != 0) {
+    json_decref(p);
+    return rc;
+  }
+  oom |= json_object_set_new(dev, "bus", json_string(port)) != 0;
+  oom |= step(p, "object-add", obj,
+              cmd("object-del",
+                  json_pack("{s:s}", "id", orr__qemu_pmem_memdev(k).s))) != 0;
+  oom |= step(p, "device_add", dev, NULL) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_pmem_remove(int k, json_t **plan, orr_error *err) {
+  /* Found against QEMU 7.2: device_del of a virtio-pmem-pci answers "virtio
+  ** based memory devices cannot be unplugged", and an nvdimm cannot be
+  ** unplugged either. Refused before anything is sent. */
+  *plan = NULL;
+  return orr_error_set(err, ORR_ENOTSUP,
+                       "VirtualMachine.Devices.VirtualPMem.Devices.%d: QEMU "
+                       "7.2 cannot unplug a PMem device (virtio-pmem-pci: "
+                       "\"virtio based memory devices cannot be unplugged\"; "
+                       "nvdimm has no unplug either); it stays until the VM "
+                       "stops",
+                       k);
+}
+
+int orr__qemu_plan_snapshot(int ctrl, int lun, int k, const char *overlay,
+                            json_t **plan, orr_error *err) {
+  json_t *p;
+  bool oom = false;
+  orr_qemu_name top = k == 1 ? orr__qemu_disk_fmt_node(ctrl, lun)
+                             : orr__qemu_snap_node(ctrl, lun, k - 1);
+  orr_qemu_name snap = orr__qemu_snap_node(ctrl, lun, k);
+  orr_qemu_name file = orr__qemu_snap_file_node(ctrl, lun, k);
+
+  *plan = NULL;
+  if (ctrl < 0 || ctrl > 3 || lun < 0 || lun > 63 || k < 1 ||
+      k > ORR_QEMU_MAX_SNAPSHOTS || overlay == NULL || overlay[0] != '/')
+    return orr_error_set(err, ORR_EINVAL,
+                         "snapshot: controller 0..3, LUN 0..63, at most %d "
+                         "overlays and an absolute overlay path",
+                         ORR_QEMU_MAX_SNAPSHOTS);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "blockdev-add",
+              json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name",
+                        file.s, "filename", overlay),
+              cmd("blockdev-del", node_del(file.s))) != 0;
+  /* No backing: blockdev-snapshot attaches the current top, so QEMU never
+  ** opens the name the overlay's header holds. */
+  oom |= step(p, "blockdev-add",
+              json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name",
+                        snap.s, "file", file.s, "backing"),
+              cmd("blockdev-del", node_del(snap.s))) != 0;
+  oom |= step(p, "blockdev-snapshot",
+              json_pack("{s:s, s:s}", "node", top.s, "overlay", snap.s),
+              NULL) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_snapshot_group(json_t **group, const json_t *plan,
+                                  orr_error *err) {
+  const json_t *steps = json_object_get(plan, "do");
+  size_t n = json_array_size(steps), i;
+  json_t *tx, *last;
+  bool oom = false;
+  if (*group == NULL) {
+    if ((*group = plan_new()) == NULL)
+      return orr_error_set(err, ORR_ENOMEM, "out of memory");
+    oom |= json_array_append_new(
+               json_object_get(*group, "do"),
+               json_pack("{s:s, s:{s:[]}, s:n}", "execute", "transaction",
+                         "arguments", "actions", "undo")) != 0;
+  }
+  tx = json_object_get(*group, "do");
+  last = json_array_get(tx, json_array_size(tx) - 1);
+  for (i = 0; i + 1 < n; i++) /* the adds go before the transaction */
+    oom |= json_array_insert(tx, json_array_size(tx) - 1,
+                             json_array_get(steps, i)) != 0;
+  oom |= json_array_append_new(
+             json_object_get(json_object_get(last, "arguments"), "actions"),
+             json_pack("{s:s, s:O}", "type", "blockdev-snapshot", "data",
+                       json_object_get(json_array_get(steps, n - 1),
+                                       "arguments"))) != 0;
+  if (oom)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  return 0;
+}
+
+int orr__qemu_plan_commit(int ctrl, int lun, int k, json_t **plan,
+                          orr_error *err) {
+  json_t *p;
+  bool oom = false;
+  char job[32];
+
+  *plan = NULL;
+  if (k < 1 || k > ORR_QEMU_MAX_SNAPSHOTS)
+    return orr_error_set(err, ORR_EINVAL, "commit: no overlay %d", k);
+  snprintf(job, sizeof job, "commit-%d-%d", ctrl, lun);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "block-commit",
+              json_pack("{s:s, s:s}", "job-id", job, "device",
+                        orr__qemu_snap_node(ctrl, lun, k).s),
+              NULL) != 0;
+  oom |= json_object_set_new(p, "job", json_string(job)) != 0;
+  oom |= json_object_set_new(p, "complete",
+                             cmd("job-complete", json_pack("{s:s}", "id",
+                                                           job))) != 0;
+  oom |= json_object_set_new(
+             p, "cancel",
+             cmd("block-job-cancel", json_pack("{s:s, s:b}", "device", job,
+                                               "force", 1))) != 0;
+  oom |= after(p, "blockdev-del",
+               node_del(orr__qemu_snap_node(ctrl, lun, k).s)) != 0;
+  oom |= after(p, "blockdev-del",
+               node_del(orr__qemu_snap_file_node(ctrl, lun, k).s)) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_pipe_add(int n, const char *host, const char *name,
+                            json_t **plan, orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (n < 0 || n > 999 || host == NULL || host[0] != '/' || name == NULL)
+    return orr_error_set(err, ORR_EINVAL,
+                         "VirtualMachine/Devices/MappedPipes: bad pipe %d", n);
+  if ((p = plan_new()) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= step(p, "chardev-add",
+              json_pack("{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b, s:b}}}", "id",
+                        orr__qemu_pipe_chardev(n).s, "backend", "type",
+                        "socket", "data", "addr", "type", "unix", "data",
+                        "path", host, "server", 1, "wait", 0),
+              cmd("chardev-remove",
+                  json_pack("{s:s}", "id", orr__qemu_pipe_chardev(n).s))) != 0;
+  oom |= step(p, "device_add",
+              json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtserialport",
+                        "id", orr__qemu_pipe_qdev(n).s, "bus",
+                        ORR_QEMU_VSERIAL_ID ".0", "chardev",
+                        orr__qemu_pipe_chardev(n).s, "name", name),
+              NULL) != 0;
+  return finish(p, oom, plan, err);
+}
+
+int orr__qemu_plan_pipe_remove(int n, json_t **plan, orr_error *err) {
+  json_t *p;
+  bool oom = false;
+
+  *plan = NULL;
+  if (n < 0 || n > 999)
+    return orr_error_set(err, ORR_EINVAL,
+                         "VirtualMachine/Devices/MappedPipes: bad pipe %d", n);
+  if ((p = unplug_plan(orr__qemu_pipe_qdev(n).s, &oom)) == NULL)
+    return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  oom |= after(p, "chardev-remove",
+               json_pack("{s:s}", "id", orr__qemu_pipe_chardev(n).s)) != 0;
+  return finish(p, oom, plan, err);
 }
 
 int orr__qemu_plan_storage_qos(const json_t *qos, bool throttle_group,

@@ -228,6 +228,11 @@ static void doc_devices(rec *c, void (*fn)(rec *c, const char *qdev)) {
   json_object_foreach(json_object_get(devs, "NetworkAdapters"), key, v) {
     fn(c, orr__qemu_nic_qdev(key).s);
   }
+  json_object_foreach(
+      json_object_get(json_object_get(devs, "VirtualPMem"), "Devices"), key,
+      v) {
+    fn(c, orr__qemu_pmem_qdev(atoi(key)).s);
+  }
   json_array_foreach(json_object_get(json_object_get(devs, "Plan9"), "Shares"),
                      i, share) {
     json_t *k = json_object_get(

@@ -62,17 +62,17 @@ static bool is_fdsets(const json_t *v, size_t max, int disk) {
 static int check_cmd(const json_t *c, bool in_do, const char *field,
                      orr_error *e) {
   static const char *const do_cmds[] = {
-      "blockdev-add", "device_add", "netdev_add", "device_del",
-      "balloon",      "qom-set",    "add-fd"};
-  static const char *const undo_cmds[] = {"blockdev-del", "netdev_del",
-                                          "device_del",   "balloon",
-                                          "qom-set",      "remove-fd"};
+      "blockdev-add", "device_add", "netdev_add", "device_del", "balloon",
+      "qom-set",      "add-fd",     "object-add", "chardev-add"};
+  static const char *const undo_cmds[] = {
+      "blockdev-del", "netdev_del", "device_del", "balloon",
+      "qom-set",      "remove-fd",  "object-del", "chardev-remove"};
   const char *x = json_string_value(json_object_get(c, "execute"));
   const json_t *args = json_object_get(c, "arguments");
   const json_t *fd = json_object_get(c, "fd");
   const char *name = NULL;
   char kind = 0;
-  size_t i, n = in_do ? 7 : 6;
+  size_t i, n = in_do ? 9 : 8;
   for (i = 0; x && i < n && strcmp(x, in_do ? do_cmds[i] : undo_cmds[i]); i++)
     ;
   if (x == NULL || i == n || !json_is_object(args))
@@ -102,6 +102,10 @@ static int check_cmd(const json_t *c, bool in_do, const char *field,
     name = json_string_value(json_object_get(args, "id")), kind = 'N';
   else if (strcmp(x, "device_add") == 0 || strcmp(x, "device_del") == 0)
     name = json_string_value(json_object_get(args, "id")), kind = 'd';
+  else if (strcmp(x, "object-add") == 0 || strcmp(x, "object-del") == 0)
+    name = json_string_value(json_object_get(args, "id")), kind = 'o';
+  else if (strcmp(x, "chardev-add") == 0 || strcmp(x, "chardev-remove") == 0)
+    name = json_string_value(json_object_get(args, "id")), kind = 'c';
   else if (strcmp(x, "balloon") == 0) {
     json_int_t v = json_integer_value(json_object_get(args, "value"));
     if (!json_is_integer(json_object_get(args, "value")) || v < (1 << 20))
@@ -112,9 +116,19 @@ static int check_cmd(const json_t *c, bool in_do, const char *field,
     return 0;
   } else {
     const char *path = json_string_value(json_object_get(args, "path"));
+    const char *prop = json_string_value(json_object_get(args, "property"));
+    json_t *val = json_object_get(args, "value");
+    /* virtio-mem's requested size: bytes, a whole number of blocks. */
+    if (path != NULL && strcmp(path, ORR_QEMU_VMEM_PATH) == 0 && prop &&
+        strcmp(prop, "requested-size") == 0 && json_is_integer(val) &&
+        json_integer_value(val) >= 0 &&
+        json_integer_value(val) % (ORR_QEMU_VMEM_BLOCK_MB << 20) == 0)
+      return 0;
     if (path == NULL || strcmp(path, ORR_QEMU_THROTTLE_PATH) != 0)
-      return orr_error_set(e, ORR_EINVAL, "state.json: %s: qom-set only of %s",
-                           field, ORR_QEMU_THROTTLE_PATH);
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: %s: qom-set only of %s or of %s's "
+                           "requested-size",
+                           field, ORR_QEMU_THROTTLE_PATH, ORR_QEMU_VMEM_PATH);
     return 0;
   }
   if (orr__qemu_name_kind(name) != kind)
@@ -124,6 +138,8 @@ static int check_cmd(const json_t *c, bool in_do, const char *field,
                          field, name ? name : "nothing",
                          kind == 'n'   ? "block node"
                          : kind == 'N' ? "netdev"
+                         : kind == 'o' ? "object"
+                         : kind == 'c' ? "chardev"
                                        : "device");
   return 0;
 }
@@ -366,6 +382,9 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                                      "fdsets_lingering",
                                      "confinement",
                                      "incoming",
+                                     "virtio_mem",
+                                     "pmem_room_mb",
+                                     "pipes",
                                      NULL};
   const json_t *layout = json_object_get(st, "Layout"), *v, *it;
   const char *key;
@@ -467,6 +486,49 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
     return orr_error_set(e, ORR_EINVAL,
                          "state.json: Layout.fdsets_lingering must be an "
                          "array of the engine's fdset ids");
+  v = json_object_get(layout, "pipes");
+  if (v != NULL) {
+    const char *host;
+    json_t *pv;
+    if (!json_is_object(v) || json_object_size(v) > 64)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.pipes must be an object of at "
+                           "most 64 pipes");
+    json_object_foreach((json_t *)v, host, pv) {
+      const json_t *n = json_object_get(pv, "n");
+      const char *name = json_string_value(json_object_get(pv, "name"));
+      if (host[0] != '/' || strlen(host) > 107 || !json_is_integer(n) ||
+          json_integer_value(n) < 0 || json_integer_value(n) > 999 ||
+          name == NULL || name[0] == '\0' || strlen(name) > 64 ||
+          json_object_size(pv) != 2)
+        return orr_error_set(e, ORR_EINVAL,
+                             "state.json: Layout.pipes: each must be "
+                             "\"<absolute socket path>\": {n = 0..999, name "
+                             "= its guest port name}");
+    }
+  }
+  v = json_object_get(layout, "pmem_room_mb");
+  if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                    json_integer_value(v) > ORR_QEMU_PMEM_ROOM_MAX_MB))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.pmem_room_mb must be an integer "
+                         "in 1..%lld",
+                         ORR_QEMU_PMEM_ROOM_MAX_MB);
+  v = json_object_get(layout, "virtio_mem");
+  if (v != NULL) {
+    const json_t *mx = json_object_get(v, "max_mb"),
+                 *bt = json_object_get(v, "boot_mb");
+    if (!json_is_object(v) || json_object_size(v) != 2 ||
+        !json_is_integer(mx) || !json_is_integer(bt) ||
+        json_integer_value(bt) < 1 ||
+        json_integer_value(mx) <= json_integer_value(bt) ||
+        json_integer_value(mx) > 1048576 ||
+        !json_equal(bt, json_object_get(st, "BootMB")))
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.virtio_mem must be {max_mb, "
+                           "boot_mb}: boot_mb the VM's BootMB, max_mb above "
+                           "it and at most 1048576");
+  }
   v = json_object_get(layout, "confinement");
   if (v != NULL && (!json_is_object(v) || json_object_size(v) != 2 ||
                     !json_is_boolean(json_object_get(v, "descriptors")) ||

@@ -104,6 +104,20 @@ orr_qemu_name orr__qemu_com_qdev(int n) {
   return name_fmt("serial%d", n);
 }
 
+orr_qemu_name orr__qemu_snap_node(int c, int lun, int k) {
+  return name_fmt("snap-%d-%d-%d", c, lun, k);
+}
+orr_qemu_name orr__qemu_snap_file_node(int c, int lun, int k) {
+  return name_fmt("sfile-%d-%d-%d", c, lun, k);
+}
+
+orr_qemu_name orr__qemu_pipe_qdev(int n) {
+  return name_fmt("pipe-%d", n);
+}
+orr_qemu_name orr__qemu_pipe_chardev(int n) {
+  return name_fmt("pipechr-%d", n);
+}
+
 int orr__qemu_qmp_chardev(char *buf, size_t size, const char *run_dir) {
   int n = snprintf(buf, size, "socket,id=%s,path=%s/%s,server=on,wait=off",
                    ORR_QEMU_QMP_CHARDEV, run_dir, ORR_QEMU_QMP_SOCK);
@@ -139,6 +153,28 @@ char orr__qemu_name_kind(const char *s) {
   if (strncmp(s, "net-", 4) == 0 &&
       orr__check_guid(s + 4, strlen(s + 4)) == NULL)
     return 'N';
+  {
+    int c, lun, n2 = 0;
+    if ((sscanf(s, "snap-%1d-%2d-%1d%n", &c, &lun, &k, &n2) == 3 ||
+         sscanf(s, "sfile-%1d-%2d-%1d%n", &c, &lun, &k, &n2) == 3) &&
+        s[n2] == '\0' && c >= 0 && c <= 3 && lun >= 0 && lun <= 63 && k >= 1 &&
+        k <= ORR_QEMU_MAX_SNAPSHOTS &&
+        (strcmp(s, name_fmt("snap-%d-%d-%d", c, lun, k).s) == 0 ||
+         strcmp(s, name_fmt("sfile-%d-%d-%d", c, lun, k).s) == 0))
+      return 'n';
+  }
+  if (sscanf(s, "pipe-%3d%n", &k, &end) == 1 && s[end] == '\0' && k >= 0 &&
+      strcmp(s, name_fmt("pipe-%d", k).s) == 0)
+    return 'd';
+  if (sscanf(s, "pipechr-%3d%n", &k, &end) == 1 && s[end] == '\0' && k >= 0 &&
+      strcmp(s, name_fmt("pipechr-%d", k).s) == 0)
+    return 'c';
+  if (sscanf(s, "pmem-%3d%n", &k, &end) == 1 && k >= 0 && k <= 255) {
+    if (s[end] == '\0' && strcmp(s, name_fmt("pmem-%d", k).s) == 0)
+      return 'd';
+    if (strcmp(s, name_fmt("pmem-%d-mem", k).s) == 0)
+      return 'o';
+  }
   return 0;
 }
 

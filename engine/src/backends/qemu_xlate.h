@@ -54,7 +54,12 @@ typedef struct {
   const char *accel;   /* "tcg" (-accel tcg -cpu max) or "kvm" (-accel kvm
                        ** -cpu host); "auto" is resolved by the VM layer */
   int hotplug_ports;   /* free root ports for run-time hot-adds; default 16 */
-  bool guest_agent;    /* add virtio-serial + the qga socket */
+  /* Memory the VM may grow to at run time, MiB (0: none). Above
+  ** Memory.SizeInMB a virtio-mem-pci device (ORR_QEMU_VMEM_ID) over a RAM
+  ** backend of the difference is cold-plugged with nothing plugged in;
+  ** -m gets maxmem for it. */
+  unsigned long long memory_max_mb;
+  bool guest_agent;         /* add virtio-serial + the qga socket */
   const char *restore_path; /* NULL, or a saved state to -incoming from
                                (opened through hr) */
   /* Templates (orrery.template): guest RAM in this file instead of
@@ -117,6 +122,11 @@ void orr__qemu_probe_host(orr_qemu_host_facts *facts);
 #define ORR_QEMU_RAM_ID "ram0"         /* a template's memory-backend-file */
 #define ORR_QEMU_VMGENID_ID "vmgenid0" /* a template's generation id */
 #define ORR_QEMU_THROTTLE_GROUP "tg0"  /* the VM-wide StorageQoS group */
+#define ORR_QEMU_VMEM_ID "vmem0"       /* virtio-mem-pci (memory_max_mb) */
+#define ORR_QEMU_VMEM_MEMDEV "vmem0-mem"
+#define ORR_QEMU_VMEM_PATH "/machine/peripheral/vmem0"
+/* virtio-mem's block size: what it plugs and unplugs at a time. */
+#define ORR_QEMU_VMEM_BLOCK_MB 2
 #define ORR_QEMU_THROTTLE_PATH "/objects/tg0"
 
 /* A qdev id / node name / port name, returned by value so it can be used in
@@ -142,14 +152,23 @@ orr_qemu_name orr__qemu_pmem_qdev(int k);   /* "pmem-<k>" (Devices key) */
 orr_qemu_name orr__qemu_pmem_memdev(int k); /* "pmem-<k>-mem" */
 orr_qemu_name orr__qemu_com_chardev(int n); /* "com<n>" (ComPorts key) */
 orr_qemu_name orr__qemu_com_qdev(int n);    /* "serial<n>" (isa-serial) */
+orr_qemu_name orr__qemu_pipe_qdev(int n);   /* "pipe-<n>" (virtserialport) */
+/* The k-th external snapshot (1..) of disk (c, lun): its qcow2 overlay's
+** format node "snap-<c>-<lun>-<k>" over file node "sfile-<c>-<lun>-<k>". */
+orr_qemu_name orr__qemu_snap_node(int c, int lun, int k);
+orr_qemu_name orr__qemu_snap_file_node(int c, int lun, int k);
+#define ORR_QEMU_MAX_SNAPSHOTS 8 /* overlays on one disk at a time */
+orr_qemu_name orr__qemu_pipe_chardev(int n); /* "pipechr-<n>" */
 
 /* The -chardev value of the QMP socket of a VM in run_dir, as the argv
 ** holds it: what proves a process is this VM's QEMU (orrery.open). */
 int orr__qemu_qmp_chardev(char *buf, size_t size, const char *run_dir);
 
 /* Which of the hot-plug names above s is: 'd' a device (disk-C-L,
-** vpci-GUID, nic-GUID, p9-K), 'n' a block node (file-, fmt- or qos-C-L),
-** 'N' a netdev (net-GUID), 0 none of them. What the engine may delete as
+** vpci-GUID, nic-GUID, p9-K, pmem-K), 'n' a block node (file-, fmt- or
+** qos-C-L), 'N' a netdev (net-GUID), 'o' an object (pmem-K-mem), 'c' a
+** chardev (pipechr-N; its device is pipe-N, 'd'), 0 none. What
+*the engine may delete as
 ** its own when re-attaching. */
 char orr__qemu_name_kind(const char *s);
 
@@ -238,10 +257,33 @@ int orr__qemu_plan_scsi_add(int ctrl, int lun, const json_t *attachment,
                             bool throttle_group, orr_hostres *hr, json_t **plan,
                             orr_error *err);
 /* fdsets: the ids its add put the disk's images in (layout "fdsets"), to
-** drop once the nodes are gone; NULL when none (by name). */
+** drop once the nodes are gone; NULL when none (by name). snaps: the
+** external snapshots on it (their overlay nodes go first, top down). */
 int orr__qemu_plan_scsi_remove(int ctrl, int lun, bool throttle_group,
-                               const json_t *fdsets, json_t **plan,
+                               const json_t *fdsets, int snaps, json_t **plan,
                                orr_error *err);
+
+/* External snapshot k (1..ORR_QEMU_MAX_SNAPSHOTS) of disk (ctrl, lun): the
+** qcow2 overlay the engine wrote at overlay (backing: the current top) is
+** added with no backing (file node, then qcow2 node; each undone by
+** blockdev-del), then blockdev-snapshot puts it over the current top node
+** (fmt-C-L for k = 1, else snap-C-L-(k-1)). Several disks at one point in
+** time: orr__qemu_plan_snapshot_group joins their last steps into one
+** transaction. */
+int orr__qemu_plan_snapshot(int ctrl, int lun, int k, const char *overlay,
+                            json_t **plan, orr_error *err);
+/* Merges plans made by orr__qemu_plan_snapshot into *group (created on the
+** first call): their adds in order, and one "transaction" of every
+** blockdev-snapshot as the last step. */
+int orr__qemu_plan_snapshot_group(json_t **group, const json_t *plan,
+                                  orr_error *err);
+/* Commit of the top overlay k of disk (ctrl, lun) into the image below it
+** (active block-commit, job "commit-<ctrl>-<lun>"); the VM layer waits for
+** BLOCK_JOB_READY, sends "complete" (job-complete), waits for
+** BLOCK_JOB_COMPLETED, then runs "after" (the overlay's nodes deleted);
+** "cancel" (block-job-cancel) ends it early. */
+int orr__qemu_plan_commit(int ctrl, int lun, int k, json_t **plan,
+                          orr_error *err);
 
 /* VPCI device add into the free root port `port` chosen by the VM layer;
 ** device is the HCS VirtualPciDevice. */
@@ -257,12 +299,39 @@ int orr__qemu_plan_nic_add(const char *guid, const json_t *settings,
                            orr_error *err);
 int orr__qemu_plan_nic_remove(const char *guid, json_t **plan, orr_error *err);
 
-/* Memory/SizeInMB update through the balloon, from cur_mb (its undo). The
-** balloon can only give back memory the VM booted with: size_mb > boot_mb
-** is ORR_ENOTSUP. QEMU cannot say what target it was given, so the plan is
-** marked "verifiable": false (its outcome must be on disk before success). */
+/*
+** Memory/SizeInMB update, from cur_mb (its undo). At or below boot_mb the
+** balloon gives memory back to the host; above it (up to max_mb, the
+** create option memory_max_mb, 0: none) virtio-mem plugs memory in: its
+** requested-size is set to size - boot (qom-set), in ORR_QEMU_VMEM_BLOCK_MB
+** steps. A change across boot_mb does both: the balloon back to boot_mb
+** and virtio-mem to its new size, or virtio-mem to 0 and the balloon down.
+** Growing beyond boot_mb without max_mb, or beyond max_mb, is ORR_ENOTSUP
+** / ORR_EINVAL naming the limit. QEMU cannot say what target the balloon
+** was given, so the plan is "verifiable": false.
+*/
 int orr__qemu_plan_memory(uint64_t size_mb, uint64_t cur_mb, uint64_t boot_mb,
-                          json_t **plan, orr_error *err);
+                          uint64_t max_mb, json_t **plan, orr_error *err);
+
+/* VPMem device k (Devices.VirtualPMem.Devices."k") added at run time into
+** the free root port `port`: object-add of its memory-backend-file, then
+** device_add of virtio-pmem-pci. The VM must have room for it (layout
+** "pmem_room_mb", kept at create from MaximumCount and MaximumSizeBytes);
+** QEMU refuses a device that does not fit what is left. Remove is always
+** ORR_ENOTSUP: QEMU 7.2 cannot unplug virtio-pmem-pci (nor nvdimm). */
+int orr__qemu_plan_pmem_add(int k, const json_t *device, long long maxsize,
+                            const char *port, orr_hostres *hr, json_t **plan,
+                            orr_error *err);
+int orr__qemu_plan_pmem_remove(int k, json_t **plan, orr_error *err);
+
+/* A mapped pipe n at run time: chardev-add of a unix socket QEMU listens on
+** at host (server, no wait), then a virtserialport named name on the agent's
+** virtio-serial bus (ORR_QEMU_VSERIAL_ID): the guest sees
+** /dev/virtio-ports/<name>. Remove: device_del, DEVICE_DELETED,
+** chardev-remove (QEMU then unlinks the socket). */
+int orr__qemu_plan_pipe_add(int n, const char *host, const char *name,
+                            json_t **plan, orr_error *err);
+int orr__qemu_plan_pipe_remove(int n, json_t **plan, orr_error *err);
 
 /* StorageQoS update: qom-set of tg0's "limits". That replaces the whole
 ** struct, so a missing field means 0 = unlimited. Without tg0 (the VM was
@@ -362,6 +431,19 @@ int orr__qemu_vpci_objects(const char *guid, const json_t *dev,
                            const char *path, const char *port,
                            const orr_hostres *hr, json_t *ignored,
                            json_t **device, orr_error *err);
+
+/* The memory-backend-file object (-object / object-add) and the
+** virtio-pmem-pci device (no bus yet) of VPMem device k, described by d
+** (named dpath in messages); the image is judged through hr and its size
+** (*size, bytes) must be a multiple of 4 KiB (a fixed VHD's footer left
+** out) and at most maxsize. */
+int orr__qemu_pmem_objects(int k, const json_t *d, const char *dpath,
+                           long long maxsize, orr_hostres *hr, json_t *ignored,
+                           json_t **object, json_t **device, long long *size,
+                           orr_error *err);
+/* The address space kept for VPMem devices added at run time stops here
+** (MiB): a controller declaring more gets none (its hot-adds are refused). */
+#define ORR_QEMU_PMEM_ROOM_MAX_MB (256LL * 1024)
 
 /* Appends s to the JSON array `ignored` (NULL: no-op). */
 void orr__qemu_ignore(json_t *ignored, const char *path, const char *key);

@@ -20,5 +20,8 @@ end
 if core.Guest then require("orrery.guest")(core) end
 -- orrery.template and create's template option (orrery/template.lua).
 if core._template then require("orrery.template")(core) end
+-- vm:modify carries out GuestRequests through the guest manager
+-- (orrery/guest_request.lua).
+if core.VM and core.Guest then require("orrery.guest_request")(core, core.VM) end
 
 return core
