@@ -12,7 +12,7 @@ _orrery_files() {
 _orrery() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   local commands="run plan repl doctor template version help"
-  local runopts="-e -l -i -q --quiet --sandbox --allow-write= -h --help"
+  local runopts="-e -l -i -q --quiet -v --verbose --log-file= --events= --sandbox --allow-write= -h --help"
   local i cmd="" recipe=""
   COMPREPLY=()
 
@@ -21,19 +21,25 @@ _orrery() {
   case $prev in
     -e|-l|--namespace|--source) return 0 ;;
     --allow-write) compopt -o dirnames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
+    --log-file|--events) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
     =)
-      if [[ ${COMP_WORDS[COMP_CWORD-2]} == --allow-write ]]; then
-        compopt -o dirnames 2>/dev/null
-        COMPREPLY=($(compgen -d -- "$cur"))
-        return 0
-      fi ;;
+      case ${COMP_WORDS[COMP_CWORD-2]} in
+        --allow-write)
+          compopt -o dirnames 2>/dev/null
+          COMPREPLY=($(compgen -d -- "$cur"))
+          return 0 ;;
+        --log-file|--events)
+          compopt -o filenames 2>/dev/null
+          COMPREPLY=($(compgen -f -- "$cur"))
+          return 0 ;;
+      esac ;;
   esac
 
   # The command (or, lua5.4 style, the recipe) and whether a recipe came.
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       -e|-l) ((i++)) ;;
-      =|--allow-write|--backend|--namespace|--source) ;;
+      =|--allow-write|--backend|--namespace|--source|--log-file|--events) ;;
       -*) ;;
       *)
         if [[ -z $cmd ]]; then

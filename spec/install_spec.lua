@@ -328,7 +328,8 @@ describe("the man pages and the bash completion", function()
     assert.same({ "--help", "-h", "ls", "rm" }, complete("orrery template "))
     assert.same({ "--json" }, complete("orrery template ls --"))
     assert.same({ "r.lua", "sub" }, complete("orrery run "))
-    assert.same({ "--allow-write=", "--help", "--quiet", "--sandbox", "-e", "-h", "-i", "-l", "-q" },
+    assert.same({ "--allow-write=", "--events=", "--help", "--log-file=", "--quiet", "--sandbox",
+      "--verbose", "-e", "-h", "-i", "-l", "-q", "-v" },
       complete("orrery run -"))
     -- After the recipe the words are its own: any file.
     assert.same({ "r.lua", "sub" }, complete("orrery run r.lua "))

@@ -71,4 +71,16 @@ int orr_cli_load_recipe(lua_State *L, int argc, char **argv);
 /* Runs the chunk at top level with a traceback; returns the lua status. */
 int orr_cli_dochunk(lua_State *L, const char *chunk, const char *name);
 
+/* ---- Logging and events (cli_log.c) ------------------------------------ */
+
+/* ORRERY_LOG, then -v (count) and --log-file (NULL: stderr); returns an
+** exit code (ORR_EXIT_OK, or ORR_EXIT_FAIL having said why). */
+int orr_cli_log_setup(const char *cmd, int verbose, const char *log_file);
+/* --events=FILE ("-": stdout): every event of every VM of L's engine as
+** one JSON line {Time, Id, Event, Data}. NULL (having said why) on
+** failure. Close it after lua_close: the last events come from there. */
+typedef struct orr_cli_events orr_cli_events;
+orr_cli_events *orr_cli_events_open(lua_State *L, const char *path);
+void orr_cli_events_close(orr_cli_events *ev);
+
 #endif

@@ -33,6 +33,13 @@ static const char run_help[] =
     "              (without RECIPE: after the -e chunks), even when the\n"
     "              recipe failed, to look at what it left\n"
     "  -q, --quiet no progress lines for long waits\n"
+    "  -v          log more: -v info, -vv debug, -vvv trace (see\n"
+    "              ORRERY_LOG for per-component levels)\n"
+    "  --log-file=FILE\n"
+    "              write log lines to FILE (appended) instead of stderr\n"
+    "  --events=FILE\n"
+    "              write every VM event as one JSON line to FILE\n"
+    "              (`-`: standard output)\n"
     "  --sandbox   no os.execute, io.popen, package.loadlib or native\n"
     "              modules, and no file written outside --allow-write\n"
     "              directories, by the recipe or by QEMU for it\n"
@@ -66,6 +73,9 @@ typedef struct {
   int sandbox;              /* --sandbox */
   const char **allow_write; /* --allow-write, NULL-terminated */
   int nallow;
+  int verbose;          /* -v count */
+  const char *log_file; /* --log-file */
+  const char *events;   /* --events */
 } run_opts;
 
 typedef struct {
@@ -82,13 +92,16 @@ static void help(const char *cmd) {
   printf(run_help, orr_cli_progname, orr_cli_progname);
 }
 
-enum { OPT_SANDBOX = 256, OPT_ALLOW_WRITE };
+enum { OPT_SANDBOX = 256, OPT_ALLOW_WRITE, OPT_LOG_FILE, OPT_EVENTS };
 
 static const struct option longopts[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"sandbox", no_argument, NULL, OPT_SANDBOX},
     {"allow-write", required_argument, NULL, OPT_ALLOW_WRITE},
+    {"verbose", no_argument, NULL, 'v'},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"events", required_argument, NULL, OPT_EVENTS},
     {NULL, 0, NULL, 0},
 };
 
@@ -103,7 +116,7 @@ static int parse(run_opts *o, int argc, char **argv, int *done) {
   *done = 0;
   optind = 0; /* glibc: start afresh */
   opterr = 0;
-  while ((c = getopt_long(argc, argv, "+:e:l:iqh", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+:e:l:iqvh", longopts, NULL)) != -1) {
     switch (c) {
     case 'e':
     case 'l':
@@ -115,6 +128,19 @@ static int parse(run_opts *o, int argc, char **argv, int *done) {
       break;
     case 'q':
       o->quiet = 1;
+      break;
+    case 'v':
+      o->verbose++;
+      break;
+    case OPT_LOG_FILE:
+      if (optarg[0] == '\0')
+        return orr_cli_usage_error(o->cmd, "--log-file needs a file");
+      o->log_file = optarg;
+      break;
+    case OPT_EVENTS:
+      if (optarg[0] == '\0')
+        return orr_cli_usage_error(o->cmd, "--events needs a file or -");
+      o->events = optarg;
       break;
     case 'h':
       help(o->cmd);
@@ -133,8 +159,7 @@ static int parse(run_opts *o, int argc, char **argv, int *done) {
       return orr_cli_usage_error(o->cmd, "%s",
                                  optopt == 'e'   ? "-e needs a chunk"
                                  : optopt == 'l' ? "-l needs a module"
-                                                 : "--allow-write needs a "
-                                                   "directory");
+                                                 : "this option needs a value");
     default:
       return orr_cli_bad_option(o->cmd, argv, longopts);
     }
@@ -268,8 +293,13 @@ static int run_main(run_opts *o) {
   lua_State *L = orr_cli_newstate();
   run_state st = {o, L, NULL, NULL, 0, ORR_EXIT_OK};
   int status;
+  orr_cli_events *ev = NULL;
   if (L == NULL)
     return ORR_EXIT_FAIL;
+  if (o->events != NULL && (ev = orr_cli_events_open(L, o->events)) == NULL) {
+    lua_close(L);
+    return ORR_EXIT_FAIL;
+  }
   lua_pushcfunction(L, orr_l_msghandler);
   lua_pushcfunction(L, run_protected);
   lua_pushlightuserdata(L, &st);
@@ -286,6 +316,7 @@ static int run_main(run_opts *o) {
   if (o->interactive)
     st.status = orr_repl_main(L);
   lua_close(L);
+  orr_cli_events_close(ev);
   /* Interrupted is interrupted, even when the recipe took the ECANCELED
   ** in its stride (with -i the REPL's own status counts instead). */
   if (st.interrupted && !o->interactive)
@@ -303,7 +334,7 @@ static int looks_like_command(const char *arg) {
 static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
   action *actions = calloc((size_t)argc + 1, sizeof *actions);
   const char **allow = calloc((size_t)argc + 1, sizeof *allow);
-  run_opts o = {cmd, actions, 0, 0, 0, 0, NULL, 0, allow, 0};
+  run_opts o = {cmd, actions, 0, 0, 0, 0, NULL, 0, allow, 0, 0, NULL, NULL};
   int done, rc;
   if (actions == NULL || allow == NULL) {
     free(actions);
@@ -311,6 +342,8 @@ static int run_with(const char *cmd, int argc, char **argv, int need_recipe) {
     return ORR_EXIT_FAIL;
   }
   rc = parse(&o, argc, argv, &done);
+  if (rc == ORR_EXIT_OK && !done)
+    rc = orr_cli_log_setup(cmd, o.verbose, o.log_file);
   if (rc == ORR_EXIT_OK && !done) {
     if (need_recipe && o.argc == 0)
       rc = orr_cli_usage_error(cmd, "missing RECIPE");

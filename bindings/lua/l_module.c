@@ -13,6 +13,7 @@
 #include "orrery/document.h"
 #include "orrery/guest_image.h"
 #include "orrery/install.h"
+#include "orrery/log.h"
 
 #ifndef ORR_VERSION
 #define ORR_VERSION "0.0.0"
@@ -40,6 +41,7 @@ static int l_default_guest(lua_State *L) {
 ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   char dir[1024];
   luaL_checkversion(L);
+  orr_log_init_env();
   orr_l_open_builder(L);
   orr_l_open_task(L);
   orr_l_open_vm(L);
@@ -49,6 +51,7 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   luaL_setfuncs(L, orr_l_builder_funcs, 0);
   luaL_setfuncs(L, orr_l_task_funcs, 0);
   luaL_setfuncs(L, orr_l_vm_funcs, 0);
+  luaL_setfuncs(L, orr_l_log_funcs, 0);
   lua_pushcfunction(L, l_default_guest);
   lua_setfield(L, -2, "default_guest");
   orr_l_push_guest_methods(L);

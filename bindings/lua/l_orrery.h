@@ -67,6 +67,9 @@ json_t *orr_l_vm_plan_report(lua_State *L);
 /* How many VMs orrery.create has made in this state (any backend). */
 size_t orr_l_vm_created(lua_State *L);
 
+/* orrery.log, orrery.on_log, orrery.set_log (l_log.c). */
+extern const luaL_Reg orr_l_log_funcs[];
+
 /* orrery.Guest (l_guest.c). vm:guest{timeout_ms}: the VM userdata is at
 ** 1 and is open (vm). Pushes the methods table (orrery.Guest in the
 ** module, which the Lua half extends). */

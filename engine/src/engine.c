@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "orrery/log.h"
 #include "rundir.h"
 #include "vm_internal.h"
 
@@ -20,8 +21,15 @@ extern const orr_backend orr__backend_kubevirt;
 static const orr_backend *const backends[] = {
     &orr__backend_qemu, &orr__backend_plan, &orr__backend_kubevirt, NULL};
 
+void orr_engine_on_event(orr_engine *eng, orr_vm_event_cb cb, void *arg) {
+  eng->tap_cb = cb;
+  eng->tap_arg = arg;
+}
+
 int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
-  orr_engine *eng = calloc(1, sizeof *eng);
+  orr_engine *eng;
+  orr_log_init_env();
+  eng = calloc(1, sizeof *eng);
   if (eng == NULL)
     return orr_error_set(e, ORR_ENOMEM, "engine: out of memory");
   if (loop == NULL) {

@@ -55,6 +55,8 @@ int orr_guest_open(orr_vm *vm, const orr_guest_options *opts, orr_vm_cb cb,
   /* QEMU listens on the socket before create completes: a refusal now
   ** means it has gone, not that it is still starting. */
   o.refused_is_gone = 1;
+  if (o.log_id == NULL)
+    o.log_id = orr_vm_id(vm);
   return orr_guest_connect(orr_engine_loop(orr_vm_engine(vm)), path, &o, cb,
                            arg, out, e);
 }

@@ -22,6 +22,7 @@
 
 #include "guest_internal.h"
 #include "jsonconn.h"
+#include "orrery/log.h"
 
 #define DEFAULT_OPEN_TIMEOUT_MS 30000
 #define DEFAULT_CMD_TIMEOUT_MS 30000
@@ -83,6 +84,8 @@ struct orr_guest {
   cmdlist delayed; /* not before their time */
   int dead_status;
   char dead_msg[512];
+  char log_id[72];   /* who it is for, in log lines */
+  uint64_t wrote_ns; /* uv_hrtime() of the last line written (trace) */
 };
 
 static void pump(orr_guest *g);
@@ -95,12 +98,12 @@ static void glog(orr_guest *g, const char *fmt, ...) {
   char msg[256];
   va_list ap;
 
-  if (g->opts.log_cb == NULL)
-    return;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  g->opts.log_cb(g->opts.log_arg, msg);
+  orr_log(ORR_LOG_DEBUG, "qga", g->log_id, "%s", msg);
+  if (g->opts.log_cb != NULL)
+    g->opts.log_cb(g->opts.log_arg, msg);
 }
 
 void orr_guest_options_init(orr_guest_options *o) {
@@ -277,6 +280,9 @@ static void die(orr_guest *g, int status, const char *fmt, ...) {
 /* Writes text (taken) as one line; with ff, a 0xFF byte goes first: it
 ** resets the agent's JSON parser, whatever half a command it holds. */
 static int write_line(orr_guest *g, char *text, int ff) {
+  g->wrote_ns = uv_hrtime();
+  orr_log(ORR_LOG_TRACE, "qga", g->log_id, "-> %s%s", ff ? "\\xff " : "",
+          text);
   return orr__jc_write(g->conn, text, ff);
 }
 
@@ -567,6 +573,10 @@ static int on_line(void *arg, const char *line, size_t len) {
   json_error_t jerr;
   json_t *msg = json_loadb(line, len, 0, &jerr);
 
+  /* The latency is since the last line written: the agent answers one
+  ** command at a time. */
+  orr_log(ORR_LOG_TRACE, "qga", g->log_id, "<- %.*s (%.3f ms)", (int)len, line,
+          g->wrote_ns ? (double)(uv_hrtime() - g->wrote_ns) / 1e6 : 0.0);
   if (g->syncing) {
     on_sync_line(g, msg);
   } else if (!json_is_object(msg)) {
@@ -719,6 +729,9 @@ int orr_guest_connect(uv_loop_t *loop, const char *path,
   strcpy(g->path, path);
   if (opts != NULL)
     g->opts = *opts;
+  snprintf(g->log_id, sizeof g->log_id, "%s",
+           g->opts.log_id != NULL ? g->opts.log_id : "");
+  g->opts.log_id = NULL; /* the caller's string need not outlive the call */
   if (g->opts.timeout_ms == 0)
     g->opts.timeout_ms = DEFAULT_OPEN_TIMEOUT_MS;
   if (g->opts.command_timeout_ms == 0)

@@ -11,6 +11,7 @@
 
 #include "jsonconn.h"
 #include "orrery/qmp.h"
+#include "orrery/log.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -29,6 +30,7 @@ typedef struct request {
   int timed_out;       /* cb has had ORR_ETIMEDOUT: the answer is owed */
   char name[40];       /* the command, for messages (may be cut short) */
   int fd;              /* passed with the command (orr_qmp_send_fd), or -1 */
+  uint64_t sent_ns;    /* uv_hrtime() it was written at (trace latency) */
 } request;
 
 /* Requests in send order: QEMU answers in that order too, so the reply is
@@ -62,6 +64,7 @@ struct orr_qmp {
   orr_qmp_ready_cb ready_cb;
   orr_qmp_closed_cb closed_cb;
   orr_qmp_log_cb log_cb;
+  char log_id[72]; /* who the connection is for, in log lines */
   orr_qmp_health_cb health_cb;
   void *arg;
   orr_qmp_event_cb event_cb;
@@ -81,12 +84,36 @@ static void qlog(orr_qmp *q, const char *fmt, ...) {
   char msg[256];
   va_list ap;
 
-  if (q->log_cb == NULL)
-    return;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  q->log_cb(q->arg, msg);
+  orr_log(ORR_LOG_DEBUG, "qmp", q->log_id, "%s", msg);
+  if (q->log_cb != NULL)
+    q->log_cb(q->arg, msg);
+}
+
+/* trace: each message on the wire; a reply with its command's latency. */
+static void trace_out(orr_qmp *q, request *r, const char *text) {
+  if (r->sent_ns != 0)
+    return; /* a descriptor's sendmsg tried again */
+  r->sent_ns = uv_hrtime();
+  if (orr_log_enabled(ORR_LOG_TRACE, "qmp"))
+    orr_log(ORR_LOG_TRACE, "qmp", q->log_id, "-> %s%s", text,
+            r->fd >= 0 ? " (with a descriptor)" : "");
+}
+
+static void trace_in(orr_qmp *q, const request *r, json_t *msg) {
+  char *line;
+  if (!orr_log_enabled(ORR_LOG_TRACE, "qmp"))
+    return;
+  line = json_dumps(msg, JSON_COMPACT);
+  if (r == NULL)
+    orr_log(ORR_LOG_TRACE, "qmp", q->log_id, "<- %s", line ? line : "?");
+  else
+    orr_log(ORR_LOG_TRACE, "qmp", q->log_id, "<- %s (%s, %.3f ms)",
+            line ? line : "?", r->name,
+            r->sent_ns ? (double)(uv_hrtime() - r->sent_ns) / 1e6 : 0.0);
+  free(line);
 }
 
 /* Milliseconds to the deadline, rounded up: 0 only once it has passed.
@@ -230,6 +257,7 @@ static void on_drained(void *arg) {
 static int write_request(orr_qmp *q, request *r) {
   char *text = r->text;
 
+  trace_out(q, r, text);
   r->text = NULL;
   return orr__jc_write(q->conn, text, 0);
 }
@@ -237,7 +265,10 @@ static int write_request(orr_qmp *q, request *r) {
 /* Sends r with its descriptor now: 0, 1 to try again later (the socket
 ** buffer is full), or an ORR_* code. */
 static int send_with_fd(orr_qmp *q, request *r) {
-  int rc = orr__jc_write_fd(q->conn, r->text, r->fd);
+  int rc;
+
+  trace_out(q, r, r->text);
+  rc = orr__jc_write_fd(q->conn, r->text, r->fd);
 
   if (rc == 0) {
     close(r->fd);
@@ -337,6 +368,12 @@ static void on_greeting(orr_qmp *q, json_t *greeting) {
   json_t *ver = json_object_get(json_object_get(greeting, "version"), "qemu");
   request *r;
 
+  if (orr_log_enabled(ORR_LOG_TRACE, "qmp")) {
+    char *line = json_dumps(greeting, JSON_COMPACT);
+    orr_log(ORR_LOG_TRACE, "qmp", q->log_id, "<- {\"QMP\": %s}",
+            line ? line : "?");
+    free(line);
+  }
   if (q->state != GREETING) {
     qlog(q, "ignoring a second greeting");
     return;
@@ -378,6 +415,7 @@ static void on_reply(orr_qmp *q, json_t *msg) {
          json_integer_value(id));
     return;
   }
+  trace_in(q, r, msg);
   if (r->id == q->fd_waiting) {
     /* QEMU ran the command that took the descriptor: the next may go. */
     q->fd_waiting = 0;
@@ -411,6 +449,7 @@ static void on_event(orr_qmp *q, json_t *msg) {
     qlog(q, "ignoring an event without a name");
     return;
   }
+  trace_in(q, NULL, msg);
   if (q->event_cb != NULL)
     q->event_cb(q->event_arg, name, json_object_get(msg, "data"),
                 json_integer_value(json_object_get(ts, "seconds")),
@@ -575,6 +614,7 @@ int orr_qmp_connect(uv_loop_t *loop, const orr_qmp_options *o, orr_qmp **out) {
   q->ready_cb = o->ready_cb;
   q->closed_cb = o->closed_cb;
   q->log_cb = o->log_cb;
+  snprintf(q->log_id, sizeof q->log_id, "%s", o->log_id ? o->log_id : "");
   q->health_cb = o->health_cb;
   q->command_timeout_ms = o->command_timeout_ms;
   q->arg = o->arg;

@@ -15,6 +15,7 @@
 #include "orrery/document.h"
 #include "orrery/guest_image.h"
 #include "policy_host.h"
+#include "orrery/log.h"
 #include "vm_internal.h"
 
 static const char *const state_names[] = {"Creating", "Created", "Running",
@@ -76,6 +77,17 @@ void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry) {
 }
 
 static void emit(orr_vm *vm, const char *event, json_t *data) {
+  /* Console lines have their own component (and are many). */
+  bool console = strcmp(event, "console") == 0;
+  if (orr_log_enabled(console ? ORR_LOG_DEBUG : ORR_LOG_INFO,
+                      console ? "console" : "vm")) {
+    char *text = json_dumps(data, JSON_COMPACT);
+    orr_log(console ? ORR_LOG_DEBUG : ORR_LOG_INFO, console ? "console" : "vm",
+            vm->id, "%s %s", event, text != NULL ? text : "{}");
+    free(text);
+  }
+  if (vm->eng->tap_cb != NULL)
+    vm->eng->tap_cb(vm->eng->tap_arg, vm, event, data);
   if (vm->event_cb && !vm->closed)
     vm->event_cb(vm->event_arg, vm, event, data);
 }

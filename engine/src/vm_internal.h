@@ -28,6 +28,8 @@ struct orr_engine {
   orr_policy *policy; /* confinement (orrery/policy.h), NULL: none */
   /* The backends it offers, NULL-terminated (engine.c's registry). */
   const orr_backend *const *backends;
+  orr_vm_event_cb tap_cb; /* every VM's events (orr_engine_on_event) */
+  void *tap_arg;
 };
 
 /* Runs fn(arg) from the loop soon, never from inside this call. */

@@ -52,6 +52,7 @@ typedef struct {
   int refused_is_gone;
   orr_guest_log_cb log_cb;
   void *log_arg;
+  const char *log_id; /* who it is for in log lines (a VM id); may be NULL */
 } orr_guest_options;
 
 ORR_API void orr_guest_options_init(orr_guest_options *o);

@@ -90,6 +90,7 @@ typedef struct {
   orr_qmp_log_cb log_cb;       /* may be NULL */
   orr_qmp_health_cb health_cb; /* may be NULL */
   void *arg;                   /* passed to the callbacks above */
+  const char *log_id; /* who it is for in log lines (a VM id); may be NULL */
 } orr_qmp_options;
 
 /*

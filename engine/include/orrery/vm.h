@@ -78,6 +78,10 @@ ORR_API uv_loop_t *orr_engine_loop(orr_engine *eng);
 ** loop, bounded) until their processes are gone, and frees everything. Must
 ** not be called from a loop callback. */
 ORR_API void orr_engine_free(orr_engine *eng);
+/* Every event of every VM on the engine, closed ones included, before the
+** VM's own subscriber gets it (orrery run --events); NULL removes it. */
+ORR_API void orr_engine_on_event(orr_engine *eng, orr_vm_event_cb cb,
+                                 void *arg);
 /* Number of VMs the engine still holds (closed ones included until their
 ** process is gone). */
 ORR_API int orr_engine_vm_count(const orr_engine *eng);

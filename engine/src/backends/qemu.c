@@ -391,6 +391,7 @@ static void qmp_options(orr_vm *vm, orr_qmp_options *qo, uint64_t ms) {
   qo->closed_cb = on_qmp_closed;
   qo->health_cb = on_health;
   qo->arg = vm;
+  qo->log_id = vm->id;
 }
 
 static void on_qmp_closed(void *arg, int reason) {
