@@ -99,9 +99,27 @@ static uint64_t timeout_opt(lua_State *L, int idx, const char *op) {
 
 /* ---- Pushing results ---------------------------------------------------- */
 
+/* A failure, with the console's last lines when the guest is dead or
+** silent (the anchor is the Guest, its uservalue 1 the VM). */
+static int guest_fail(lua_State *L, orr_l_op *op) {
+  orr_l_op_pushanchor(L, op);
+  if (lua_type(L, -1) == LUA_TUSERDATA &&
+      lua_getiuservalue(L, -1, 1) == LUA_TUSERDATA)
+    orr_l_console_annotate(orr_l_tovm(L, -1), &op->err);
+  lua_settop(L, lua_gettop(L) - 2);
+  return orr_l_fail(L, &op->err);
+}
+
+static int push_true(lua_State *L, orr_l_op *op) {
+  if (op->status != 0)
+    return guest_fail(L, op);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int push_json(lua_State *L, orr_l_op *op) {
   if (op->status != 0)
-    return orr_l_fail(L, &op->err);
+    return guest_fail(L, op);
   if (op->result != NULL)
     orr_l_pushjson(L, op->result);
   else
@@ -112,7 +130,7 @@ static int push_json(lua_State *L, orr_l_op *op) {
 static int push_content(lua_State *L, orr_l_op *op) {
   json_t *c = json_object_get(op->result, "content");
   if (op->status != 0)
-    return orr_l_fail(L, &op->err);
+    return guest_fail(L, op);
   lua_pushlstring(L, c != NULL ? json_string_value(c) : "",
                   c != NULL ? json_string_length(c) : 0);
   return 1;
@@ -142,13 +160,13 @@ static int push_opened(lua_State *L, orr_l_op *op) {
     return 1;
   guest_close(lua_touserdata(L, -1));
   lua_pop(L, 1);
-  return orr_l_fail(L, &op->err);
+  return guest_fail(L, op);
 }
 
 /* The cached guest answered (or not) a ping. */
 static int push_pinged(lua_State *L, orr_l_op *op) {
   if (op->status != 0)
-    return orr_l_fail(L, &op->err);
+    return guest_fail(L, op);
   orr_l_op_pushanchor(L, op);
   return 1;
 }
@@ -204,7 +222,7 @@ int orr_l_vm_guest(lua_State *L, orr_vm *vm) {
 static int l_ping(lua_State *L) {
   lguest *lg = check_guest(L, 1);
   uint64_t ms = timeout_opt(L, 2, "ping");
-  orr_l_op *op = orr_l_op_new(L, NULL);
+  orr_l_op *op = orr_l_op_new(L, push_true);
   orr_l_op_anchor(L, op, 1);
   orr_guest_ping(lg->g, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
@@ -277,7 +295,7 @@ static int l_write_file(lua_State *L) {
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
   uint64_t ms = timeout_opt(L, 4, "write_file");
-  orr_l_op *op = orr_l_op_new(L, NULL);
+  orr_l_op *op = orr_l_op_new(L, push_true);
   orr_l_op_anchor(L, op, 1);
   orr_guest_write_file(lg->g, path, data, len, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);

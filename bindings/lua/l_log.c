@@ -25,7 +25,7 @@ typedef struct {
   lua_State *L; /* the main state */
 } sink;
 
-static sink *installed; /* whose handlers the engine's handler calls */
+static sink *installed;   /* whose handlers the engine's handler calls */
 static lua_State *direct; /* a thread inside orrery.log, or NULL */
 
 static void push_record(lua_State *L, const orr_log_record *rec) {

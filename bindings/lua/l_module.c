@@ -60,7 +60,7 @@ ORR_L_EXPORT int luaopen_orrery_core(lua_State *L) {
   lua_setfield(L, -2, "kubevirt");
   orr_l_push_template_funcs(L);
   lua_setfield(L, -2, "_template");
-  orr_l_push_vm_methods(L);
+  orr_l_open_console(L);
   lua_setfield(L, -2, "VM");
   lua_pushliteral(L, ORR_VERSION);
   lua_setfield(L, -2, "version");

@@ -51,6 +51,16 @@ void orr_l_push_kubevirt(lua_State *L);
 void orr_l_open_vm(lua_State *L);
 /* Pushes orrery.VM's method table. */
 void orr_l_push_vm_methods(lua_State *L);
+/* The open VM at idx (raises if it is not one, or closed). */
+orr_vm *orr_l_checkvm(lua_State *L, int idx);
+/* The same, or NULL (not a VM, or closed). */
+orr_vm *orr_l_tovm(lua_State *L, int idx);
+/* A failure of a dead or silent guest (ORR_ETIMEDOUT, ORR_EVMGONE) gets
+** "; last console lines:\n..." appended, as much as e holds. */
+void orr_l_console_annotate(orr_vm *vm, orr_error *e);
+/* The console and stats methods added to orrery.VM's (l_console.c);
+** pushes that methods table. */
+void orr_l_open_console(lua_State *L);
 extern const luaL_Reg orr_l_vm_funcs[];
 /* The backend orrery.create uses when opts.backend is absent ("plan" for
 ** `orrery plan`). Setting it also records the plan VMs created from then on

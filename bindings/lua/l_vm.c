@@ -188,6 +188,15 @@ static lvm *check_open(lua_State *L, int idx) {
   return v;
 }
 
+orr_vm *orr_l_tovm(lua_State *L, int idx) {
+  lvm *v = luaL_testudata(L, idx, ORR_L_VM);
+  return v != NULL ? v->vm : NULL;
+}
+
+orr_vm *orr_l_checkvm(lua_State *L, int idx) {
+  return check_open(L, idx)->vm;
+}
+
 static void vm_close(lvm *v) {
   if (v->vm == NULL)
     return;

@@ -206,6 +206,18 @@ typedef struct {
   ** lists the device ids of document devices the VM no longer has.
   */
   void (*reconcile)(orr_vm *vm, const json_t *intents);
+
+  /* ---- seeing inside; NULL: the backend has none ---- */
+
+  /* Sends bytes to COM port `port` as if typed; cb from the loop. The
+  ** backend captures what the ports print itself and hands it over with
+  ** orr__vm_console_open/orr__vm_console_data (vm_internal.h). */
+  void (*console_write)(orr_vm *vm, int port, const char *buf, size_t len,
+                        orr_vm_cb cb, void *arg);
+  /* The VM has exited: hand over what it printed and is not read yet. */
+  void (*console_drain)(orr_vm *vm);
+  /* Resource use for orr_vm_stats() (orrery/vm.h); cb gets the result. */
+  void (*stats)(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg);
 } orr_backend;
 
 #endif

@@ -180,8 +180,8 @@ int orr_log_enabled(int level, const char *component) {
   return ok;
 }
 
-void orr_logv(int level, const char *component, const char *vm,
-              const char *fmt, va_list ap) {
+void orr_logv(int level, const char *component, const char *vm, const char *fmt,
+              va_list ap) {
   char msg[4096], stamp[40];
   struct timeval tv;
   struct tm tm;
@@ -215,8 +215,8 @@ void orr_logv(int level, const char *component, const char *vm,
   }
 }
 
-void orr_log(int level, const char *component, const char *vm,
-             const char *fmt, ...) {
+void orr_log(int level, const char *component, const char *vm, const char *fmt,
+             ...) {
   va_list ap;
   va_start(ap, fmt);
   orr_logv(level, component, vm, fmt, ap);

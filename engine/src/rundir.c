@@ -188,9 +188,11 @@ int orr__run_dir_lock(int dirfd, const char *path, orr_error *e) {
   return orr_error_set(e, ORR_EIO, "cannot lock %s: %s", path, strerror(errno));
 }
 
-/* The core's own files (the journal, vm_persist.c). */
+/* The core's own files (the journal, vm_persist.c; the console,
+** vm_console.c). */
 static const char *const core_files[] = {
-    ORR_VM_STATE_FILE, ORR_VM_STATE_FILE ".tmp", ORR_VM_NOT_DURABLE_FILE};
+    ORR_VM_STATE_FILE,  ORR_VM_STATE_FILE ".tmp",  ORR_VM_NOT_DURABLE_FILE,
+    ORR_VM_CONSOLE_LOG, ORR_VM_CONSOLE_LOG ".1"};
 
 /* Unlinks the runtime files below dirfd (the core's and the backend's
 ** files), then the directory (name, below parent) if that leaves it

@@ -314,6 +314,7 @@ static void vm_free(orr_vm *vm) {
   json_decref(vm->reserved);
   json_decref(vm->settling);
   orr__vm_journal_free(vm);
+  orr__vm_console_free(vm);
   if (vm->run_dir_fd >= 0)
     close(vm->run_dir_fd); /* and with it the VM's lock */
   orr__hostres_free(vm->boot_res);
@@ -586,6 +587,10 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
   if (vm->exited)
     return;
   vm->exited = true;
+  /* What the guest printed last comes before its exit, and failures below
+  ** carry it. */
+  if (vm->backend->console_drain != NULL)
+    vm->backend->console_drain(vm);
   if (vm->kill_timer)
     uv_timer_stop(vm->kill_timer);
   vm->exit_code = code;
@@ -609,6 +614,7 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
     }
   json_decref(info);
   orr__req_fail_all(vm, ORR_EVMGONE);
+  orr__vm_console_exited(vm);
   if (vm->closed)
     vm->backend->release(vm);
 }
@@ -888,6 +894,7 @@ void orr_vm_close(orr_vm *vm) {
   vm->closed = true;
   vm->event_cb = NULL;
   vm->create_cb = NULL;
+  orr__vm_console_cancel(vm);
   for (orr_req *r = vm->reqs; r; r = r->next)
     if (!r->done)
       orr__req_fail(r, ORR_ECANCELED, "VM %s was closed", vm->id);

@@ -135,6 +135,8 @@ struct orr_vm {
   bool cycling;
   bool confined;    /* launched by a confined engine: descriptors only */
   int landlock_abi; /* the Landlock ABI QEMU runs under, 0: none */
+  struct orr_vm_console *console; /* vm_console.c */
+  struct orr_qemu_console *qcon;  /* the qemu backend's capture */
 };
 
 /* Milliseconds on the monotonic clock the QMP deadlines use. */
@@ -269,6 +271,18 @@ struct orr_unplug {
   int cleanup_left; /* cleanup commands not yet answered */
   orr_vm *vm;
 };
+
+/* Console (vm_console.c). The backend says which ports it captures (bit
+** n: COM n+1) and hands over what they print. */
+void orr__vm_console_open(orr_vm *vm, unsigned ports);
+void orr__vm_console_data(orr_vm *vm, int port, const char *buf, size_t len);
+/* The VM exited: the backend drains, waiters fail ORR_EVMGONE. */
+void orr__vm_console_exited(orr_vm *vm);
+/* The handle closed: waiters end ORR_ECANCELED. */
+void orr__vm_console_cancel(orr_vm *vm);
+void orr__vm_console_free(orr_vm *vm);
+/* "; last console lines:\n..." for a failure's message ("" if none). */
+size_t orr__vm_console_suffix(const orr_vm *vm, char *buf, size_t size);
 
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,

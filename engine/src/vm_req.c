@@ -136,6 +136,11 @@ void orr__req_finish(orr_req *r, int status, const orr_error *e) {
   r->status = status;
   if (status != 0 && e != NULL && &r->err != e)
     r->err = *e;
+  /* A VM that died says what its console said last (a panic, ...). */
+  if (status == ORR_EVMGONE && strstr(r->err.msg, "console lines") == NULL) {
+    size_t n = strlen(r->err.msg);
+    orr__vm_console_suffix(r->vm, r->err.msg + n, sizeof r->err.msg - n);
+  }
   if (r->timer)
     uv_timer_stop(r->timer);
   if (r->joined) {

@@ -97,6 +97,14 @@ static void test_minimal(void) {
   ASSERT(find_opt(argv, "-chardev", qmp) > 0);
   ASSERT(find_opt(argv, "-mon", "chardev=qmp,mode=control") > 0);
   ASSERT(find_opt(argv, "-pidfile", F("%s/qemu.pid", run_dir)) > 0);
+  /* COM1 always exists: QEMU listens in the runtime directory and copies
+  ** what the guest prints to the engine's FIFO (console capture). */
+  ASSERT(find_opt(argv, "-chardev",
+                  F("socket,id=com0,path=%s/com0.sock,server=on,wait=off,"
+                    "logfile=%s/com0.out,logappend=on",
+                    run_dir, run_dir)) > 0);
+  ASSERT_STR_EQ(sget(json_opt(argv, "-device", "id", "serial0"), "chardev"),
+                "com0");
   /* balloon + 16 free ports */
   ASSERT_EQ(json_array_size(ports), 17);
   ASSERT_STR_EQ(sget(json_array_get(ports, 0), "id"), "rp0");
@@ -255,8 +263,9 @@ static void test_full_example(void) {
 
   /* COM1 */
   ASSERT(find_opt(argv, "-chardev",
-                  "socket,id=com0,path=/run/orrery/uvm/com1.sock,server=on,"
-                  "wait=off") > 0);
+                  F("socket,id=com0,path=/run/orrery/uvm/com1.sock,server=on,"
+                    "wait=off,logfile=%s/com0.out,logappend=on",
+                    run_dir)) > 0);
   v = json_opt(argv, "-device", "id", "serial0");
   ASSERT_STR_EQ(sget(v, "driver"), "isa-serial");
   ASSERT_STR_EQ(sget(v, "chardev"), "com0");
@@ -319,8 +328,9 @@ static void test_injection(void) {
   ASSERT_EQ(json_object_size(v), 4);
   /* non-JSON options: commas doubled */
   ASSERT(find_opt(argv, "-chardev",
-                  "socket,id=com1,path=/tmp/c,,id=x.sock,server=on,"
-                  "wait=off") > 0);
+                  F("socket,id=com1,path=/tmp/c,,id=x.sock,server=on,"
+                    "wait=off,logfile=%s/com1.out,logappend=on",
+                    run_dir)) > 0);
   ASSERT(find_opt(argv, "-fsdev",
                   "local,id=fs0,path=/tmp/p,,readonly=off,security_model="
                   "none") > 0);

@@ -44,7 +44,8 @@ typedef void (*orr_vm_cb)(void *arg, int status, const orr_error *err,
 
 /*
 ** Events: "state" {State, Previous}, "exit" {ExitCode, Signal, Reason},
-** "device_deleted" {Device, ResourcePath}, "console" {Port, Line} (not yet),
+** "device_deleted" {Device, ResourcePath}, "console" {Port, Line} (a line
+** a COM port printed, without its line end; see orr_vm_console_*),
 ** "unresponsive" {Command, TimeoutMs}: a QMP command missed its deadline;
 ** "responsive" {Command, UnresponsiveMs}: QEMU answered again;
 ** "settled" {ResourcePath (a change) or Command (start, pause, resume,
@@ -233,6 +234,63 @@ ORR_API json_t *orr_vm_plan_report(const orr_vm *vm);
 ORR_API const char *orr_vm_guest_socket(const orr_vm *vm);
 /* The engine this VM lives on (its loop runs the guest agent client). */
 ORR_API orr_engine *orr_vm_engine(const orr_vm *vm);
+
+/*
+** Console. The engine captures what every COM port of the VM prints
+** (COM1, port 0, always exists; ports 1..3 when the document names them),
+** whether or not a client is attached to the port's own socket: each line
+** goes to a "console" event, a ring of the last ORR_CONSOLE_RING_LINES
+** lines per port and <runtime dir>/console.log (at most
+** ORR_CONSOLE_LOG_MAX bytes; the older part is moved to console.log.1).
+** Lines are numbered per port from 0; a line longer than
+** ORR_CONSOLE_LINE_MAX bytes is cut into several.
+*/
+#define ORR_CONSOLE_PORTS 4
+#define ORR_CONSOLE_RING_LINES 512
+#define ORR_CONSOLE_LINE_MAX 2048
+#define ORR_CONSOLE_LOG_MAX (1024 * 1024)
+#define ORR_VM_CONSOLE_LOG "console.log"
+/* Whether port is captured (0 no: not a port of this VM, or a plan VM). */
+ORR_API int orr_vm_console_has(const orr_vm *vm, int port);
+/* Line number seq of port: 0 and *line (valid until the next loop turn),
+** ORR_ENOENT when it has left the ring (*first, if not NULL, gets the
+** oldest number still there) or 1 when it has not come yet. */
+ORR_API int orr_vm_console_line(const orr_vm *vm, int port, uint64_t seq,
+                                const char **line, uint64_t *first);
+/* The number the next complete line will get. */
+ORR_API uint64_t orr_vm_console_next(const orr_vm *vm, int port);
+/* What the port printed since its last line end ("" if nothing). */
+ORR_API const char *orr_vm_console_partial(const orr_vm *vm, int port);
+/* Completes (result NULL) as soon as the port prints anything after line
+** next and the partial text partial_len long, ORR_ETIMEDOUT after
+** timeout_ms (0: no deadline), ORR_EVMGONE when the VM stops first (the
+** message ends with its last console lines), ORR_ECANCELED at close. */
+ORR_API void orr_vm_console_wait(orr_vm *vm, int port, uint64_t next,
+                                 size_t partial_len, uint64_t timeout_ms,
+                                 orr_vm_cb cb, void *arg);
+/* Sends bytes to the port as if typed on it. ORR_ENOTSUP for a port the
+** document gives its own socket (write there). */
+ORR_API void orr_vm_console_write(orr_vm *vm, int port, const char *buf,
+                                  size_t len, uint64_t timeout_ms,
+                                  orr_vm_cb cb, void *arg);
+/* The last `lines` lines of every port (ports 1..3 prefixed "COMn: "),
+** oldest first, joined with "\n", into buf; returns the length. */
+ORR_API size_t orr_vm_console_tail(const orr_vm *vm, int lines, char *buf,
+                                   size_t size);
+
+/*
+** Resource use, as result: {ProcessId, Cpu {UserSeconds, SystemSeconds,
+** TotalSeconds} (QEMU's CPU time), Memory {ResidentBytes} (its RSS), Disks
+** [{Device, Node, ReadBytes, WriteBytes, ReadOperations, WriteOperations,
+** FlushOperations, ReadTimeNs}], Balloon {ActualBytes} (or {Error}), Nics
+** [{Id, EndpointId, RxBytes, TxBytes, RxPackets, TxPackets, RxDropped,
+** TxDropped} as the guest sees them, or {Id, EndpointId, Counters = why
+** none}]}. timeout_ms 0: ORR_VM_TIMEOUT_MS for each QMP query. ORR_ENOTSUP
+** on a backend without (plan), ORR_ESTATE for a VM that is not running or
+** paused.
+*/
+ORR_API void orr_vm_stats(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
+                          void *arg);
 
 /* The one event subscriber (the bindings fan out). */
 ORR_API void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg);

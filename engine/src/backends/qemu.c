@@ -14,6 +14,7 @@
 
 #include "cgroup.h"
 #include "landlock.h"
+#include "orrery/log.h"
 #include "pidwatch.h"
 #include "qemu_backend.h"
 #include "rundir.h"
@@ -69,6 +70,9 @@ static void fail_launch(orr_vm *vm, int status, const char *what) {
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
     out[--n] = '\0';
   orr_error_set(&e, status, "%s%s%s", what, n ? ": " : "", out);
+  n = strlen(e.msg);
+  orr__qemu_console_drain(vm);
+  orr__vm_console_suffix(vm, e.msg + n, sizeof e.msg - n);
   orr__vm_launched(vm, status, &e);
   if (!vm->exited && vm->proc)
     orr_process_kill(vm->proc, SIGKILL);
@@ -468,7 +472,9 @@ static int qemu_launch(orr_vm *vm, orr_error *e) {
   if ((rc = claim_run_dir(vm, e)) != 0)
     return rc;
   vm->owns_run_dir = true;
-  if ((rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0) {
+  if ((rc = orr__qemu_prepare_files(&cfg, vm->doc, e)) != 0 ||
+      (rc = orr__qemu_console_start(vm, true, e)) != 0) {
+    orr__qemu_console_stop(vm);
     remove_run_dir(vm);
     return rc;
   }
@@ -605,6 +611,13 @@ static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
   if ((rc = orr__pidwatch_start(vm->eng->loop, fd, on_pid_gone, vm,
                                 &vm->pidwatch, e)) != 0)
     return rc;
+  {
+    /* Its console reads on where the last engine stopped; without it the
+    ** VM still works. */
+    orr_error ce;
+    if (orr__qemu_console_start(vm, false, &ce) != 0)
+      orr_log(ORR_LOG_WARN, "console", vm->id, "%s", ce.msg);
+  }
   uv_update_time(vm->eng->loop);
   vm->launch_ms = uv_now(vm->eng->loop);
   qmp_options(vm, &qo, handshake_limit(vm));
@@ -629,6 +642,7 @@ static void handle_closed(void *arg) {
 
 static void qemu_release(orr_vm *vm) {
   stop_restore_poll(vm);
+  orr__qemu_console_stop(vm);
   vm->pid_closing = 1;
   if (vm->qmp) {
     vm->pid_closing++;
@@ -713,4 +727,7 @@ const orr_backend orr__backend_qemu = {
     .check_state = orr__qemu_check_state,
     .attach = qemu_attach,
     .reconcile = orr__qemu_reconcile,
+    .console_write = orr__qemu_console_write,
+    .console_drain = orr__qemu_console_drain,
+    .stats = orr__qemu_stats,
 };

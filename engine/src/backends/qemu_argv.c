@@ -1067,10 +1067,12 @@ static int com_ports(bld *b, const json_t *devices) {
   json_t *val;
   int rc;
 
-  if ((rc = opt_obj(devices, "ComPorts", "VirtualMachine.Devices", &ports,
-                    b->err)) != 0 ||
-      ports == NULL)
+  if (devices != NULL &&
+      (rc = opt_obj(devices, "ComPorts", "VirtualMachine.Devices", &ports,
+                    b->err)) != 0)
     return rc;
+  if (devices == NULL)
+    ports = NULL;
   json_object_foreach((json_t *)ports, key, val) {
     if (small_index(key, 3) < 0)
       return orr_error_set(b->err, ORR_EINVAL,
@@ -1083,9 +1085,40 @@ static int com_ports(bld *b, const json_t *devices) {
     char *esc;
     int fdnum;
     const json_t *port;
+    char logf[600], *logesc;
     snprintf(key_s, sizeof key_s, "%d", n);
-    if ((port = json_object_get(ports, key_s)) == NULL)
+    /* What the port prints also goes to the engine's FIFO (console
+    ** capture, qemu_console.c), whoever is attached to its socket. */
+    snprintf(logf, sizeof logf, "%s/com%d.out", b->cfg->run_dir, n);
+    if ((port = json_object_get(ports, key_s)) == NULL) {
+      char sock[600], *sesc;
+      if (n != 0)
+        continue;
+      if ((logesc = double_commas(logf)) == NULL) {
+        b->oom = true;
+        return 0;
+      }
+      /* COM1 always exists (as on Hyper-V): QEMU listens in the runtime
+      ** directory, where the engine writes what is typed. */
+      snprintf(sock, sizeof sock, "%s/com%d.sock", b->cfg->run_dir, n);
+      if ((sesc = double_commas(sock)) == NULL) {
+        free(logesc);
+        b->oom = true;
+        return 0;
+      }
+      push(b, b->argv, "-chardev");
+      pushf(b, b->argv,
+            "socket,id=%s,path=%s,server=on,wait=off,logfile=%s,"
+            "logappend=on",
+            orr__qemu_com_chardev(n).s, sesc, logesc);
+      free(sesc);
+      free(logesc);
+      push_json(b, b->devs, "-device",
+                json_pack("{s:s, s:s, s:s, s:i}", "driver", "isa-serial", "id",
+                          orr__qemu_com_qdev(n).s, "chardev",
+                          orr__qemu_com_chardev(n).s, "index", n));
       continue;
+    }
     join(ppath, sizeof ppath, path, key_s);
     if ((rc = orr__qemu_check_fields(port, ppath, com_rules, b->ignored,
                                      b->err)) != 0 ||
@@ -1099,20 +1132,28 @@ static int com_ports(bld *b, const json_t *devices) {
     snprintf(what, sizeof what, "%s.NamedPipe", ppath);
     if ((rc = orr__hostres_listen(b->cfg->hr, pipe, what, &fdnum, b->err)) != 0)
       return rc;
+    if ((logesc = double_commas(logf)) == NULL) {
+      b->oom = true;
+      return 0;
+    }
     push(b, b->argv, "-chardev");
     if (fdnum >= 0) {
       /* The engine bound it (confined): QEMU listens on what it gets. */
-      pushf(b, b->argv, "socket,id=%s,fd=%d,server=on,wait=off",
-            orr__qemu_com_chardev(n).s, fdnum);
+      pushf(b, b->argv,
+            "socket,id=%s,fd=%d,server=on,wait=off,logfile=%s,logappend=on",
+            orr__qemu_com_chardev(n).s, fdnum, logesc);
     } else {
       if ((esc = double_commas(pipe)) == NULL) {
+        free(logesc);
         b->oom = true;
         return 0;
       }
-      pushf(b, b->argv, "socket,id=%s,path=%s,server=on,wait=off",
-            orr__qemu_com_chardev(n).s, esc);
+      pushf(b, b->argv,
+            "socket,id=%s,path=%s,server=on,wait=off,logfile=%s,logappend=on",
+            orr__qemu_com_chardev(n).s, esc, logesc);
       free(esc);
     }
+    free(logesc);
     push_json(b, b->devs, "-device",
               json_pack("{s:s, s:s, s:s, s:i}", "driver", "isa-serial", "id",
                         orr__qemu_com_qdev(n).s, "chardev",
@@ -1333,9 +1374,11 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
       push_json(b, b->argv, "-object", json_incref(v));
       add_pci_dev(b, json_incref(json_array_get(pm.devices, i)));
     }
-    if ((rc = hvsocket(b, devices)) != 0 || (rc = com_ports(b, devices)) != 0)
+    if ((rc = hvsocket(b, devices)) != 0)
       goto out;
   }
+  if ((rc = com_ports(b, devices)) != 0)
+    goto out;
   if (cfg->guest_agent) {
     add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-serial-pci", "id",
                              ORR_QEMU_VSERIAL_ID));

@@ -64,4 +64,17 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents);
 /* A DEVICE_DELETED that came while reconciling. */
 void orr__qemu_reconcile_event(orr_vm *vm, json_t *data);
 
+/* Console capture (qemu_console.c). The COM ports a document has: bit n
+** for COM n+1 (COM1 always), *piped those with the document's own socket. */
+unsigned orr__qemu_console_ports(const json_t *doc, unsigned *piped);
+/* Opens the ports' FIFOs (create: make them, before QEMU is spawned;
+** otherwise re-attaching: open what is there) and reads them. */
+int orr__qemu_console_start(orr_vm *vm, bool create, orr_error *e);
+void orr__qemu_console_write(orr_vm *vm, int port, const char *buf, size_t len,
+                             orr_vm_cb cb, void *arg);
+void orr__qemu_console_drain(orr_vm *vm);
+void orr__qemu_console_stop(orr_vm *vm);
+/* orr_backend.stats (qemu_stats.c). */
+void orr__qemu_stats(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+
 #endif

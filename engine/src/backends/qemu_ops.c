@@ -10,8 +10,11 @@
 #include "qemu_backend.h"
 
 const char *const orr__qemu_run_files[] = {
-    ORR_QEMU_QMP_SOCK, ORR_QEMU_QGA_SOCK,  ORR_QEMU_VNC_SOCK,
-    ORR_QEMU_PIDFILE,  ORR_QEMU_VARS_FILE, NULL};
+    ORR_QEMU_QMP_SOCK, ORR_QEMU_QGA_SOCK, ORR_QEMU_VNC_SOCK, ORR_QEMU_PIDFILE,
+    ORR_QEMU_VARS_FILE,
+    /* The COM ports' sockets and capture FIFOs (qemu_console.c). */
+    "com0.sock", "com0.out", "com1.sock", "com1.out", "com2.sock", "com2.out",
+    "com3.sock", "com3.out", NULL};
 
 int orr__qemu_verb(orr_vm *vm, orr_verb verb, json_t **step, orr_error *e) {
   static const char *const cmds[] = {

@@ -23,5 +23,7 @@ if core._template then require("orrery.template")(core) end
 -- vm:modify carries out GuestRequests through the guest manager
 -- (orrery/guest_request.lua).
 if core.VM and core.Guest then require("orrery.guest_request")(core, core.VM) end
+-- vm:console(n), the stream over a COM port (orrery/console.lua).
+if core.VM then require("orrery.console")(core) end
 
 return core
