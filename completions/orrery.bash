@@ -1,5 +1,6 @@
 # bash completion for orrery(1): commands, each command's options, recipes
-# (*.lua) where a recipe goes, directories for --allow-write. Installed as
+# (*.lua) where a recipe goes, directories for --allow-write, VM ids (the
+# runtime root's directories) for console, stop and kill. Installed as
 # PREFIX/share/bash-completion/completions/orrery.
 
 # _orrery_files: recipe files and directories below the current word.
@@ -11,7 +12,7 @@ _orrery_files() {
 
 _orrery() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-  local commands="run plan repl doctor template version help"
+  local commands="run plan repl doctor template ps console stop kill version help"
   local runopts="-e -l -i -q --quiet -v --verbose --log-file= --events= --sandbox --allow-write= -h --help"
   local i cmd="" recipe=""
   COMPREPLY=()
@@ -44,7 +45,7 @@ _orrery() {
       *)
         if [[ -z $cmd ]]; then
           cmd=${COMP_WORDS[i]}
-          case $cmd in run|plan|repl|doctor|template|version|help) ;; *) recipe=$cmd ;; esac
+          case $cmd in run|plan|repl|doctor|template|ps|console|stop|kill|version|help) ;; *) recipe=$cmd ;; esac
         elif [[ ($cmd == run || $cmd == plan) && -z $recipe ]]; then
           recipe=${COMP_WORDS[i]}
         fi ;;
@@ -91,7 +92,20 @@ _orrery() {
         COMPREPLY=($(compgen -W "--all $(orrery template ls 2>/dev/null | awk 'NR > 1 {print $1}')" -- "$cur"))
       fi ;;
     repl) COMPREPLY=($(compgen -W "-h --help" -- "$cur")) ;;
-    help) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "run plan repl doctor template version" -- "$cur")) ;;
+    help) [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "run plan repl doctor template ps console stop kill version" -- "$cur")) ;;
+    ps) COMPREPLY=($(compgen -W "--json -h --help" -- "$cur")) ;;
+    console|stop|kill)
+      if [[ $cur == -* ]]; then
+        [[ $cmd == stop ]] && COMPREPLY=($(compgen -W "--timeout= -h --help" -- "$cur")) ||
+          COMPREPLY=($(compgen -W "-h --help" -- "$cur"))
+      else
+        # The VMs under the runtime root.
+        local root=${ORRERY_RUNTIME_DIR:-}
+        [[ $root == /* ]] || root=${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/orrery}
+        [[ -n $root ]] || { [[ $EUID -eq 0 ]] && root=/run/orrery || root=/tmp/orrery-$EUID; }
+        local IFS=$'\n'
+        COMPREPLY=($(cd "$root" 2>/dev/null && compgen -d -- "$cur"))
+      fi ;;
   esac
   # "--allow-write=" takes its directory right after the '='.
   [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null

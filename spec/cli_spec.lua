@@ -85,7 +85,7 @@ describe("orrery help and version", function()
     local out, err, code = run({ "--help" })
     assert.equal(0, code)
     assert.equal("", err)
-    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "version" } do
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "ps", "console", "stop", "kill", "version" } do
       assert.matches("\n  " .. cmd .. " ", out)
     end
     assert.matches("exit codes:", out, 1, true)
@@ -93,7 +93,7 @@ describe("orrery help and version", function()
   end)
 
   it("every command has --help, also as `help CMD`", function()
-    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "version" } do
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "ps", "console", "stop", "kill", "version" } do
       local out, _, code = run({ cmd, "--help" })
       assert.equal(0, code, cmd)
       assert.matches("^usage: orrery " .. cmd, out)

@@ -275,7 +275,7 @@ describe("the man pages and the bash completion", function()
 
   it("orrery(1) has every command, every option of every --help and every exit code", function()
     local man = page(P .. "/share/man/man1/orrery.1"):gsub("\\%-", "-"):gsub("\\f[BIRP]", "")
-    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "version", "help" } do
+    for _, cmd in ipairs{ "run", "plan", "repl", "doctor", "template", "ps", "console", "stop", "kill", "version", "help" } do
       assert.truthy(man:find("\n.B " .. cmd .. "\n", 1, true) or man:find(".B " .. cmd .. " ", 1, true),
         "command " .. cmd)
       local help = cmd == "help" and "" or sh(q(BIN) .. " " .. cmd .. " --help")
@@ -327,6 +327,8 @@ describe("the man pages and the bash completion", function()
     assert.same({ "--compact" }, complete("orrery plan --c"))
     assert.same({ "--help", "-h", "ls", "rm" }, complete("orrery template "))
     assert.same({ "--json" }, complete("orrery template ls --"))
+    assert.same({ "--help", "--json" }, complete("orrery ps --"))
+    assert.same({ "--help", "--timeout=" }, complete("orrery stop --"))
     assert.same({ "r.lua", "sub" }, complete("orrery run "))
     assert.same({ "--allow-write=", "--events=", "--help", "--log-file=", "--quiet", "--sandbox",
       "--verbose", "-e", "-h", "-i", "-l", "-q", "-v" },

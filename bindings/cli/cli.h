@@ -22,6 +22,11 @@ int orr_cli_repl(int argc, char **argv);
 int orr_cli_doctor(int argc, char **argv);
 int orr_cli_version(int argc, char **argv);
 int orr_cli_template(int argc, char **argv);
+/* VMs from the shell (cli_vms.c). */
+int orr_cli_ps(int argc, char **argv);
+int orr_cli_console(int argc, char **argv);
+int orr_cli_stop(int argc, char **argv);
+int orr_cli_kill(int argc, char **argv);
 /* `orrery [OPTIONS] [RECIPE [ARGS...]]`, lua5.4-style (argv[0] is the
 ** program). */
 int orr_cli_toplevel(int argc, char **argv);

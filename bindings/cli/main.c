@@ -26,6 +26,10 @@ static const command commands[] = {
      "check the host: QEMU, KVM (the real boot probe), OVMF, ..."},
     {"template", orr_cli_template,
      "list or remove the cached templates of orrery.template"},
+    {"ps", orr_cli_ps, "list the VMs under the runtime root"},
+    {"console", orr_cli_console, "attach the terminal to COM1 of a VM"},
+    {"stop", orr_cli_stop, "shut a VM down (power-down, then kill)"},
+    {"kill", orr_cli_kill, "terminate a VM at once"},
     {"version", orr_cli_version, "print the versions"},
     {NULL, NULL, NULL},
 };

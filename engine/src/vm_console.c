@@ -40,6 +40,8 @@ struct waiter {
 
 struct orr_vm_console {
   port_t ports[ORR_CONSOLE_PORTS];
+  orr_vm_console_cb tap;
+  void *tap_arg;
   int log_fd;
   off_t log_bytes;
   waiter *waiters;
@@ -191,6 +193,8 @@ void orr__vm_console_data(orr_vm *vm, int port, const char *buf, size_t len) {
   bool any = false;
   if (c == NULL || port < 0 || port >= ORR_CONSOLE_PORTS || len == 0)
     return;
+  if (c->tap != NULL && !vm->closed)
+    c->tap(c->tap_arg, port, buf, len);
   p = &c->ports[port];
   for (size_t i = 0; i < len; i++) {
     char ch = buf[i];
@@ -213,6 +217,14 @@ void orr__vm_console_data(orr_vm *vm, int port, const char *buf, size_t len) {
   }
   if (any)
     wake(vm, port);
+}
+
+void orr_vm_console_tap(orr_vm *vm, orr_vm_console_cb cb, void *arg) {
+  struct orr_vm_console *c = get(vm);
+  if (c == NULL)
+    return;
+  c->tap = cb;
+  c->tap_arg = arg;
 }
 
 int orr_vm_console_has(const orr_vm *vm, int port) {

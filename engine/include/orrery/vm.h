@@ -273,6 +273,11 @@ ORR_API void orr_vm_console_wait(orr_vm *vm, int port, uint64_t next,
 ORR_API void orr_vm_console_write(orr_vm *vm, int port, const char *buf,
                                   size_t len, uint64_t timeout_ms,
                                   orr_vm_cb cb, void *arg);
+/* Every byte a port prints, as it comes (an interactive console: prompts
+** have no line end); NULL removes it. One tap per VM. */
+typedef void (*orr_vm_console_cb)(void *arg, int port, const char *buf,
+                                  size_t len);
+ORR_API void orr_vm_console_tap(orr_vm *vm, orr_vm_console_cb cb, void *arg);
 /* The last `lines` lines of every port (ports 1..3 prefixed "COMn: "),
 ** oldest first, joined with "\n", into buf; returns the length. */
 ORR_API size_t orr_vm_console_tail(const orr_vm *vm, int lines, char *buf,

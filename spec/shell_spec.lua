@@ -1,0 +1,127 @@
+-- Operating VMs from the shell (issue 10 §4) against real QEMU: `orrery ps`,
+-- `orrery console`, `orrery stop` and `orrery kill` on VMs that outlived
+-- the engine that created them, and the one-owner rule (a VM another
+-- engine holds is refused, naming it).
+local cjson = require("cjson")
+
+local T = require("orrery.testing")
+local q, sh = T.q, T.sh
+
+local ORRERY = T.orrery_bin()
+local ROOT = T.tmpdir()
+local RT = ROOT .. "/rt" -- the runtime root of every engine here
+assert(os.execute("mkdir -m 700 " .. q(RT)))
+
+-- Runs orrery with args in the private runtime root; stdout, stderr, code.
+local function orr(args, stdin)
+  local err = ROOT .. "/err"
+  local p = assert(io.popen("ORRERY_RUNTIME_DIR=" .. q(RT) .. " ORRERY_PROGRESS=0 " .. q(ORRERY) .. " "
+    .. args .. " 2>" .. q(err) .. (stdin and (" <" .. q(stdin)) or " </dev/null")))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, T.slurp(err), code
+end
+
+local function ps()
+  local out, err, code = orr("ps --json")
+  assert.equal(0, code, err)
+  local by = {}
+  for _, v in ipairs(cjson.decode(out)) do
+    v.ProcessId, v.EnginePid = math.tointeger(v.ProcessId), math.tointeger(v.EnginePid)
+    by[v.Id] = v
+  end
+  return by
+end
+
+-- A VM that outlives the `orrery run` that creates it.
+local function kept(id, boot)
+  local rc, out = T.orrery_run(ROOT, "make-" .. id, string.format([[
+    local b = orrery.builder{ owner = "shell-spec", ShouldTerminateOnLastHandleClosed = false }
+    b:set_memory{ SizeInMB = 256 }
+    if %s then b:set_linux_kernel_direct_boot(orrery.default_guest()) end
+    local vm = assert(orrery.create(%q, b, { accel = "tcg" }))
+    assert(vm:start())
+    if %s then assert(vm:console(0):expect("orrery%%-guest: ready", { timeout_ms = 60000 })) end
+    vm:close()
+  ]], tostring(boot), id, tostring(boot)), { ORRERY_RUNTIME_DIR = RT })
+  assert.equal(0, rc, out)
+end
+
+describe("orrery ps, console, stop and kill", function()
+  teardown(function()
+    -- Whatever a failed test left running goes.
+    for id in pairs(ps()) do orr("kill " .. q(id)) end
+    os.execute("rm -rf " .. q(ROOT))
+  end)
+
+  it("list, attach to and stop a VM that outlived its engine", function()
+    kept("shell-a", true)
+    local v = ps()["shell-a"]
+    assert.same({ "running", "shell-spec", 0, true }, { v.State, v.Owner, v.EnginePid, v.Kept })
+    assert.is_true(T.alive(v.ProcessId))
+    assert.is_true(v.UptimeSeconds > 0)
+    local table_out = orr("ps")
+    assert.truthy(table_out:find("^ID +STATE +PID +UPTIME +OWNER +ENGINE +KEPT\n"), table_out)
+    assert.truthy(table_out:find("\nshell%-a +running +" .. v.ProcessId .. " +%S+ +shell%-spec +%- +yes\n"), table_out)
+
+    -- console: what is typed reaches COM1, what COM1 prints comes back;
+    -- Ctrl-] detaches and the VM runs on.
+    local input = T.spit(ROOT .. "/typed", "echo shell-$((20+3))\n")
+    local out, err, code = orr("console shell-a", nil)
+    -- (stdin /dev/null: detaches at end of input at once)
+    assert.equal(0, code, err)
+    assert.truthy(err:find("Connected to COM1 of VM shell-a. Escape character is ^]", 1, true), err)
+    assert.truthy(err:find("detached from VM shell-a (it keeps running)", 1, true), err)
+    out, err, code = (function()
+      local p = assert(io.popen("(cat " .. q(input) .. "; sleep 4; printf '\\035'; sleep 30) | ORRERY_RUNTIME_DIR="
+        .. q(RT) .. " " .. q(ORRERY) .. " console shell-a 2>" .. q(ROOT .. "/cerr")))
+      local o = p:read("a")
+      local _, _, c = p:close()
+      return o, T.slurp(ROOT .. "/cerr"), c
+    end)()
+    assert.equal(0, code, err)
+    assert.truthy(out:find("shell-23", 1, true), out)
+    assert.is_true(T.alive(v.ProcessId))
+    assert.truthy(T.slurp(RT .. "/shell-a/console.log"):find("shell-23", 1, true))
+
+    -- One owner at a time: while another engine holds the VM, stop is
+    -- refused and names it; ps shows it.
+    local holder = T.orrery_run(ROOT, "hold", [[
+      local vm = assert(orrery.open("shell-a"))
+      io.open(]] .. string.format("%q", ROOT .. "/held") .. [[, "w"):close()
+      orrery.sleep(6000)
+      vm:close()
+    ]], { ORRERY_RUNTIME_DIR = RT }, true)
+    assert.is_true(T.eventually(function() return T.read(ROOT .. "/held") ~= nil end, 30000, 50))
+    assert.equal(holder, ps()["shell-a"].EnginePid)
+    out, err, code = orr("stop shell-a")
+    assert.equal(1, code)
+    assert.truthy(err:find("EBUSY", 1, true), err)
+    assert.truthy(err:find("engine pid " .. holder, 1, true), err)
+    assert.is_true(T.eventually(function() return not T.alive(holder) end, 30000, 100))
+
+    -- stop: the guest powers off.
+    out, err, code = orr("stop --timeout=30 shell-a")
+    assert.equal(0, code, err)
+    assert.equal("shell-a: guest-shutdown\n", out)
+    assert.is_true(T.eventually(function() return not T.alive(v.ProcessId) end, 5000, 20))
+    assert.is_nil(ps()["shell-a"])
+  end)
+
+  it("kill ends a VM at once; no such VM is ENOENT; bad use is a usage error", function()
+    kept("shell-b", false)
+    local pid = ps()["shell-b"].ProcessId
+    local out, err, code = orr("kill shell-b")
+    assert.equal(0, code, err)
+    assert.equal("shell-b: host-qmp-quit\n", out)
+    -- (gone; init reaps it, as its engine is)
+    assert.is_true(T.eventually(function() return not T.alive(pid) end, 5000, 20))
+    out, err, code = orr("kill shell-b")
+    assert.equal(1, code)
+    assert.truthy(err:find("ENOENT", 1, true), err)
+    for _, args in ipairs{ "kill", "stop", "console", "stop --timeout=0 x", "kill a b", "ps x" } do
+      out, err, code = orr(args)
+      assert.equal(2, code, args .. ": " .. err)
+    end
+  end)
+end)
