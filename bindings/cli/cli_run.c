@@ -156,10 +156,13 @@ static int parse(run_opts *o, int argc, char **argv, int *done) {
       o->sandbox = 1;
       break;
     case ':':
-      return orr_cli_usage_error(o->cmd, "%s",
-                                 optopt == 'e'   ? "-e needs a chunk"
-                                 : optopt == 'l' ? "-l needs a module"
-                                                 : "this option needs a value");
+      return orr_cli_usage_error(
+          o->cmd, "%s",
+          optopt == 'e'            ? "-e needs a chunk"
+          : optopt == 'l'          ? "-l needs a module"
+          : optopt == OPT_LOG_FILE ? "--log-file needs a file"
+          : optopt == OPT_EVENTS   ? "--events needs a file or -"
+                                   : "--allow-write needs a directory");
     default:
       return orr_cli_bad_option(o->cmd, argv, longopts);
     }
