@@ -13,7 +13,8 @@
 -- (without its line end); expect(pattern) skips lines until one matches
 -- the Lua pattern and returns its captures (the whole match if it has
 -- none), and also looks at the text printed since the last line end (a
--- prompt): a match there consumes that line. Both wait like every other
+-- prompt): a match there consumes that line (not for a pattern that ends
+-- in "$": that one matches whole lines only). Both wait like every other
 -- call and fail `nil, "ETIMEDOUT: ...", "ETIMEDOUT"` at their deadline
 -- (default 10 s; timeout_ms = 0 is the default too), or EVMGONE when the
 -- VM stops first (the message ends with its last console lines).
@@ -101,6 +102,7 @@ return function(core)
       error("expect: pattern must be a string (a Lua pattern)", 2)
     end
     local deadline = deadline_of(opts, "expect '" .. pattern .. "'")
+    local line_end = pattern:sub(-1) == "$" and pattern:sub(-2, -2) ~= "%"
     while true do
       local line = take(self)
       while line ~= nil do
@@ -108,9 +110,10 @@ return function(core)
         if c then return table.unpack(c, 1, c.n) end
         line = take(self)
       end
-      -- A prompt has no line end yet.
+      -- A prompt has no line end yet. A pattern anchored at the end ("$")
+      -- means a whole line: a line still being printed could match early.
       local next, partial = self.vm:_console_next(self.port)
-      if self.skip ~= next and partial ~= "" then
+      if not line_end and self.skip ~= next and partial ~= "" then
         local c = captures(partial, pattern)
         if c then
           self.skip = next -- the rest of that line is consumed with it
