@@ -521,64 +521,84 @@ static lua_Integer lun_arg(lua_State *L, int idx, const char *op) {
   return lua_tointeger(L, idx);
 }
 
-static void scsi_path(char *buf, size_t size, int ctrl, lua_Integer lun) {
-  snprintf(buf, size, "VirtualMachine/Devices/Scsi/%s/Attachments/%lld",
-           orr_scsi_controller_guid(ctrl), (long long)lun);
+/* A typed call's op (l_async.c): its JSON argument lives until the op
+** completes (the C call copies it, but the op owns it). */
+static orr_l_op *change_op(lua_State *L, json_t *keep) {
+  orr_l_op *op = orr_l_op_new(L, NULL);
+  orr_l_op_keep(op, keep);
+  orr_l_op_anchor(L, op, 1);
+  return op;
+}
+
+/* The LUN as the C call's int (the request path judges it): one outside
+** int's range cannot be valid anyway. */
+static int lun_int(lua_State *L, lua_Integer lun, const char *op) {
+  if (lun < INT32_MIN || lun > INT32_MAX)
+    luaL_error(L, "%s: lun must be in 0..63, got %lld", op, (long long)lun);
+  return (int)lun;
 }
 
 /* vm:add_scsi_disk(controller, lun, attachment, {timeout_ms}) */
 static int l_add_scsi_disk(lua_State *L) {
   lvm *v = check_open(L, 1);
   int c = controller_arg(L, 2, "add_scsi_disk");
-  lua_Integer lun = lun_arg(L, 3, "add_scsi_disk");
+  int lun = lun_int(L, lun_arg(L, 3, "add_scsi_disk"), "add_scsi_disk");
   uint64_t ms = 0;
-  char path[160];
   json_t *att;
+  orr_l_op *op;
   timeout_opt(L, 5, "add_scsi_disk", &ms);
   orr_l_check_wait(L);
   att = orr_l_checkjson(L, 4, "add_scsi_disk");
-  scsi_path(path, sizeof path, c, lun);
-  return modify(L, v, request(path, "Add", att), timeout_json(ms));
+  op = change_op(L, att);
+  orr_vm_add_scsi_disk(v->vm, c, lun, att, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
 }
 
 /* vm:remove_scsi_disk(controller, lun, {timeout_ms}) */
 static int l_remove_scsi_disk(lua_State *L) {
   lvm *v = check_open(L, 1);
   int c = controller_arg(L, 2, "remove_scsi_disk");
-  lua_Integer lun = lun_arg(L, 3, "remove_scsi_disk");
+  int lun = lun_int(L, lun_arg(L, 3, "remove_scsi_disk"), "remove_scsi_disk");
   uint64_t ms = 0;
-  char path[160];
+  orr_l_op *op;
   timeout_opt(L, 4, "remove_scsi_disk", &ms);
   orr_l_check_wait(L);
-  scsi_path(path, sizeof path, c, lun);
-  return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
+  op = change_op(L, NULL);
+  orr_vm_remove_scsi_disk(v->vm, c, lun, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
 }
 
-/* Add/Update with settings at "<prefix>/<guid>", then {timeout_ms}. */
-static int guid_with_settings(lua_State *L, const char *op, const char *prefix,
-                              const char *type) {
+typedef void (*guid_set_fn)(orr_vm *, const char *, const json_t *, uint64_t,
+                            orr_vm_cb, void *);
+typedef void (*guid_del_fn)(orr_vm *, const char *, uint64_t, orr_vm_cb,
+                            void *);
+
+/* vm:OP(guid, settings, {timeout_ms}) */
+static int guid_with_settings(lua_State *L, const char *name, guid_set_fn fn) {
   lvm *v = check_open(L, 1);
   const char *guid = luaL_checkstring(L, 2);
   uint64_t ms = 0;
   json_t *settings;
-  char path[256];
-  timeout_opt(L, 4, op, &ms);
+  orr_l_op *op;
+  timeout_opt(L, 4, name, &ms);
   orr_l_check_wait(L);
-  settings = orr_l_checkjson(L, 3, op);
-  snprintf(path, sizeof path, "%s/%s", prefix, guid);
-  return modify(L, v, request(path, type, settings), timeout_json(ms));
+  settings = orr_l_checkjson(L, 3, name);
+  op = change_op(L, settings);
+  fn(v->vm, guid, settings, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
 }
 
-/* Remove at "<prefix>/<guid>", no Settings. */
-static int guid_remove(lua_State *L, const char *op, const char *prefix) {
+/* vm:OP(guid, {timeout_ms}) */
+static int guid_remove(lua_State *L, const char *name, guid_del_fn fn) {
   lvm *v = check_open(L, 1);
   const char *guid = luaL_checkstring(L, 2);
   uint64_t ms = 0;
-  char path[256];
-  timeout_opt(L, 3, op, &ms);
+  orr_l_op *op;
+  timeout_opt(L, 3, name, &ms);
   orr_l_check_wait(L);
-  snprintf(path, sizeof path, "%s/%s", prefix, guid);
-  return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
+  op = change_op(L, NULL);
+  fn(v->vm, guid, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
 }
 
 #define VPCI_PATH "VirtualMachine/Devices/VirtualPci"
@@ -587,17 +607,45 @@ static int guid_remove(lua_State *L, const char *op, const char *prefix) {
 #define VPMEM_PATH "VirtualMachine/Devices/VirtualPMem/Devices"
 
 static int l_add_vpci_device(lua_State *L) {
-  return guid_with_settings(L, "add_vpci_device", VPCI_PATH, "Add");
+  return guid_with_settings(L, "add_vpci_device", orr_vm_add_vpci_device);
 }
 static int l_remove_vpci_device(lua_State *L) {
-  return guid_remove(L, "remove_vpci_device", VPCI_PATH);
+  return guid_remove(L, "remove_vpci_device", orr_vm_remove_vpci_device);
 }
 static int l_add_nic(lua_State *L) {
-  return guid_with_settings(L, "add_nic", NIC_PATH, "Add");
+  return guid_with_settings(L, "add_nic", orr_vm_add_nic);
 }
 static int l_remove_nic(lua_State *L) {
-  return guid_remove(L, "remove_nic", NIC_PATH);
+  return guid_remove(L, "remove_nic", orr_vm_remove_nic);
 }
+/* Add/Update with settings at "<prefix>/<key>", then {timeout_ms}: a
+** change with no typed C call of its own yet. */
+static int keyed_with_settings(lua_State *L, const char *op, const char *prefix,
+                               const char *type) {
+  lvm *v = check_open(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  uint64_t ms = 0;
+  json_t *settings;
+  char path[256];
+  timeout_opt(L, 4, op, &ms);
+  orr_l_check_wait(L);
+  settings = orr_l_checkjson(L, 3, op);
+  snprintf(path, sizeof path, "%s/%s", prefix, key);
+  return modify(L, v, request(path, type, settings), timeout_json(ms));
+}
+
+/* Remove at "<prefix>/<key>", no Settings. */
+static int keyed_remove(lua_State *L, const char *op, const char *prefix) {
+  lvm *v = check_open(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  uint64_t ms = 0;
+  char path[256];
+  timeout_opt(L, 3, op, &ms);
+  orr_l_check_wait(L);
+  snprintf(path, sizeof path, "%s/%s", prefix, key);
+  return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
+}
+
 /* VPMem devices are keyed by a number (hcsshim's uint32 id). */
 static void vpmem_key(lua_State *L, const char *op) {
   if (!lua_isinteger(L, 2))
@@ -608,12 +656,12 @@ static void vpmem_key(lua_State *L, const char *op) {
 static int l_add_vpmem_device(lua_State *L) {
   check_open(L, 1);
   vpmem_key(L, "add_vpmem_device");
-  return guid_with_settings(L, "add_vpmem_device", VPMEM_PATH, "Add");
+  return keyed_with_settings(L, "add_vpmem_device", VPMEM_PATH, "Add");
 }
 static int l_remove_vpmem_device(lua_State *L) {
   check_open(L, 1);
   vpmem_key(L, "remove_vpmem_device");
-  return guid_remove(L, "remove_vpmem_device", VPMEM_PATH);
+  return keyed_remove(L, "remove_vpmem_device", VPMEM_PATH);
 }
 /* Mapped pipes: hcsshim's AddPipe/RemovePipe, keyed by the host path. */
 #define PIPE_PATH "VirtualMachine/Devices/MappedPipes"
@@ -656,54 +704,54 @@ static int l_update_nic(lua_State *L) {
   luaL_checkstring(L, 2);
   if (lua_isnoneornil(L, 3))
     return luaL_error(L, "update_nic: network adapter settings cannot be nil");
-  return guid_with_settings(L, "update_nic", NIC_PATH, "Update");
+  return guid_with_settings(L, "update_nic", orr_vm_update_nic);
 }
 
-/* Plan9 add and remove both carry the share as Settings (hcsshim). */
-static int plan9(lua_State *L, const char *op, const char *type) {
+typedef void (*json_fn)(orr_vm *, const json_t *, uint64_t, orr_vm_cb, void *);
+
+/* vm:OP(table, {timeout_ms}): Plan9 add and remove both carry the share as
+** Settings (hcsshim); CPU limits are a resource update. */
+static int with_table(lua_State *L, const char *name, json_fn fn) {
   lvm *v = check_open(L, 1);
   uint64_t ms = 0;
-  json_t *share;
+  json_t *settings;
+  orr_l_op *op;
   luaL_checktype(L, 2, LUA_TTABLE);
-  timeout_opt(L, 3, op, &ms);
+  timeout_opt(L, 3, name, &ms);
   orr_l_check_wait(L);
-  share = orr_l_checkjson(L, 2, op);
-  return modify(L, v, request(PLAN9_PATH, type, share), timeout_json(ms));
+  settings = orr_l_checkjson(L, 2, name);
+  op = change_op(L, settings);
+  fn(v->vm, settings, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
 }
 static int l_add_plan9_share(lua_State *L) {
-  return plan9(L, "add_plan9_share", "Add");
+  return with_table(L, "add_plan9_share", orr_vm_add_plan9_share);
 }
 static int l_remove_plan9_share(lua_State *L) {
-  return plan9(L, "remove_plan9_share", "Remove");
+  return with_table(L, "remove_plan9_share", orr_vm_remove_plan9_share);
 }
-
-/* Resource updates carry no RequestType, as in hcsshim. */
 static int l_update_cpu_limits(lua_State *L) {
-  lvm *v = check_open(L, 1);
-  uint64_t ms = 0;
-  json_t *limits;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  timeout_opt(L, 3, "update_cpu_limits", &ms);
-  orr_l_check_wait(L);
-  limits = orr_l_checkjson(L, 2, "update_cpu_limits");
-  return modify(
-      L, v,
-      request("VirtualMachine/ComputeTopology/Processor/Limits", NULL, limits),
-      timeout_json(ms));
+  return with_table(L, "update_cpu_limits", orr_vm_update_cpu_limits);
 }
 
 static int l_update_memory(lua_State *L) {
   lvm *v = check_open(L, 1);
   uint64_t ms = 0;
+  orr_l_op *op;
   if (!lua_isinteger(L, 2))
     return luaL_error(L, "update_memory: size_mb must be an integer, got %s",
                       describe(L, 2));
   timeout_opt(L, 3, "update_memory", &ms);
   orr_l_check_wait(L);
-  return modify(L, v,
-                request("VirtualMachine/ComputeTopology/Memory/SizeInMB", NULL,
-                        json_integer(lua_tointeger(L, 2))),
-                timeout_json(ms));
+  if (lua_tointeger(L, 2) < 0) /* the request path names the rule */
+    return modify(L, v,
+                  request("VirtualMachine/ComputeTopology/Memory/SizeInMB",
+                          NULL, json_integer(lua_tointeger(L, 2))),
+                  timeout_json(ms));
+  op = change_op(L, NULL);
+  orr_vm_update_memory(v->vm, (uint64_t)lua_tointeger(L, 2), ms, orr_l_op_cb,
+                       op);
+  return orr_l_op_wait(L, op);
 }
 
 /* vm:guest{timeout_ms} -> orrery.Guest | fail (l_guest.c) */

@@ -206,6 +206,52 @@ ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
 
 
 /*
+** Typed run-time changes: each builds the ModifySettingRequest hcsshim sends
+** for it and runs it through orr_vm_modify() (same checks, undo, journal and
+** deadline; timeout_ms 0: ORR_VM_TIMEOUT_MS). JSON arguments are borrowed
+** (copied). An argument that names no resource (controller outside 0..3, a
+** NULL GUID, settings that are not an object) fails with ORR_EINVAL through
+** cb, like every other refusal.
+*/
+/* Scsi/<controller GUID>/Attachments/<lun>: attachment {Type, Path, ...} */
+ORR_API void orr_vm_add_scsi_disk(orr_vm *vm, int controller, int lun,
+                                  const json_t *attachment, uint64_t timeout_ms,
+                                  orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_remove_scsi_disk(orr_vm *vm, int controller, int lun,
+                                     uint64_t timeout_ms, orr_vm_cb cb,
+                                     void *arg);
+/* VirtualPci/<guid>: device {Functions = [{DeviceInstancePath, ...}]} */
+ORR_API void orr_vm_add_vpci_device(orr_vm *vm, const char *guid,
+                                    const json_t *device, uint64_t timeout_ms,
+                                    orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_remove_vpci_device(orr_vm *vm, const char *guid,
+                                       uint64_t timeout_ms, orr_vm_cb cb,
+                                       void *arg);
+/* NetworkAdapters/<guid>: adapter {EndpointId, MacAddress, ...} */
+ORR_API void orr_vm_add_nic(orr_vm *vm, const char *guid, const json_t *adapter,
+                            uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_update_nic(orr_vm *vm, const char *guid,
+                               const json_t *adapter, uint64_t timeout_ms,
+                               orr_vm_cb cb, void *arg);
+ORR_API void orr_vm_remove_nic(orr_vm *vm, const char *guid,
+                               uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+/* Plan9/Shares: share {Name, AccessName, Path, Port, ...} (add is refused
+** by the qemu backend: ORR_ENOTSUP) */
+ORR_API void orr_vm_add_plan9_share(orr_vm *vm, const json_t *share,
+                                    uint64_t timeout_ms, orr_vm_cb cb,
+                                    void *arg);
+ORR_API void orr_vm_remove_plan9_share(orr_vm *vm, const json_t *share,
+                                       uint64_t timeout_ms, orr_vm_cb cb,
+                                       void *arg);
+/* Processor/Limits: limits {Limit, Weight, Reservation} (cgroups) */
+ORR_API void orr_vm_update_cpu_limits(orr_vm *vm, const json_t *limits,
+                                      uint64_t timeout_ms, orr_vm_cb cb,
+                                      void *arg);
+/* Memory/SizeInMB through the balloon */
+ORR_API void orr_vm_update_memory(orr_vm *vm, uint64_t size_mb,
+                                  uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+
+/*
 ** Sends one raw QMP command and returns QEMU's answer as result: the escape
 ** hatch (like virsh qemu-monitor-command) and how tests check QEMU's own
 ** view (query-block, query-pci). It bypasses the live document.
