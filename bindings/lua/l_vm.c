@@ -46,8 +46,8 @@ static const char state_key = 's'; /* vm_state userdata */
 static const char vms_key = 'v';   /* weak {lightuserdata(lvm) = VM} */
 
 static const char *const events[] = {
-    "state",        "exit",       "device_deleted", "console",
-    "unresponsive", "responsive", "settled",        NULL};
+    "state",      "exit",    "device_deleted", "console", "unresponsive",
+    "responsive", "settled", "migration",      NULL};
 
 /* ---- Per-state settings and the plan record ----------------------------- */
 
@@ -439,6 +439,48 @@ static int l_save(lua_State *L) {
   orr_l_op_keep(op, opts);
   orr_l_op_anchor(L, op, 1);
   orr_vm_save(v->vm, opts, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* Reads {to = URI, timeout_ms = n} of vm:migrate; to is left on the stack. */
+static const char *migrate_opts(lua_State *L, int idx, uint64_t *ms) {
+  const char *to;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        (strcmp(lua_tostring(L, -1), "to") != 0 &&
+         strcmp(lua_tostring(L, -1), "timeout_ms") != 0))
+      luaL_error(L, "migrate: unknown option '%s' (expected to or timeout_ms)",
+                 luaL_tolstring(L, -1, NULL));
+  }
+  if (lua_getfield(L, idx, "to") != LUA_TSTRING)
+    luaL_error(L,
+               "migrate: to must be a string (\"unix:/abs/path\" or "
+               "\"tcp:HOST:PORT\"), got %s",
+               luaL_typename(L, -1));
+  to = lua_tostring(L, -1);
+  if (lua_getfield(L, idx, "timeout_ms") != LUA_TNIL &&
+      (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0))
+    luaL_error(L, "migrate: timeout_ms must be a non-negative integer");
+  *ms = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  return to;
+}
+
+/* vm:migrate{to = URI, timeout_ms = n} -> {TotalTimeMs, DowntimeMs, ...} |
+** fail: the VM moves to the engine receiving at URI (orrery.receive). */
+static int l_migrate(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  uint64_t ms = 0;
+  const char *to;
+  orr_l_op *op;
+  lua_settop(L, 2);
+  to = migrate_opts(L, 2, &ms);
+  op = orr_l_op_new(L, push_json);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_migrate(v->vm, to, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
 
@@ -1057,7 +1099,57 @@ static int l_open(lua_State *L) {
   return orr_l_op_wait(L, op);
 }
 
+/* orrery.receive(id, {listen = URI, timeout_ms = n, runtime_dir = dir}):
+** waits for one VM another engine migrates here (vm:migrate) and returns it
+** once it runs here. */
+static int l_receive(lua_State *L) {
+  const char *id = luaL_checkstring(L, 1), *listen;
+  orr_error e = {0, ""};
+  orr_vm_options o;
+  orr_engine *eng;
+  orr_vm *vm = NULL;
+  orr_l_op *op;
+  lvm *v;
+  int ud;
+  lua_settop(L, 2);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  orr_vm_options_init(&o);
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        (strcmp(lua_tostring(L, -1), "listen") != 0 &&
+         strcmp(lua_tostring(L, -1), "timeout_ms") != 0 &&
+         strcmp(lua_tostring(L, -1), "runtime_dir") != 0))
+      luaL_error(L,
+                 "receive: unknown option '%s' (expected listen, timeout_ms "
+                 "or runtime_dir)",
+                 luaL_tolstring(L, -1, NULL));
+  }
+  if (lua_getfield(L, 2, "listen") != LUA_TSTRING)
+    return luaL_error(L,
+                      "receive: opts.listen must be a string "
+                      "(\"unix:/abs/path\" or \"tcp:HOST:PORT\"), got %s",
+                      luaL_typename(L, -1));
+  listen = lua_tostring(L, -1);
+  lua_getfield(L, 2, "runtime_dir");
+  o.runtime_dir = luaL_optstring(L, -1, NULL);
+  o.timeout_ms =
+      (uint64_t)int_opt(L, 2, "receive", "timeout_ms", LUA_MAXINTEGER, 0);
+  eng = orr_l_engine(L);
+  orr_l_check_wait(L);
+  op = orr_l_op_new(L, push_create);
+  v = new_vm_ud(L, op, &ud);
+  if (orr_vm_receive(eng, id, listen, &o, orr_l_op_cb, op, &vm, &e) != 0) {
+    orr_l_op_cancel(L, op);
+    return orr_l_fail(L, &e);
+  }
+  bind_vm(L, v, ud, vm);
+  return orr_l_op_wait(L, op);
+}
+
 static const luaL_Reg methods[] = {
+    {"migrate", l_migrate},
     {"start", l_start},
     {"pause", l_pause},
     {"resume", l_resume},
@@ -1124,5 +1216,6 @@ static int l_default_backend(lua_State *L) {
 
 const luaL_Reg orr_l_vm_funcs[] = {{"create", l_create},
                                    {"open", l_open},
+                                   {"receive", l_receive},
                                    {"default_backend", l_default_backend},
                                    {NULL, NULL}};

@@ -218,6 +218,18 @@ typedef struct {
   void (*console_drain)(orr_vm *vm);
   /* Resource use for orr_vm_stats() (orrery/vm.h); cb gets the result. */
   void (*stats)(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb, void *arg);
+  /* ---- live migration (migrate.c); NULL: the backend cannot ---- */
+
+  /*
+  ** The steps of each phase, for the core to send in turn: {"setup":
+  ** [steps], "handoff": step (sent with the stream's socket), "start",
+  ** "poll" (its answer's "status": "completed", "failed" or "cancelled" end
+  ** it; "downtime", "total-time", "setup-time", "ram" say how it went),
+  ** "cancel", "resume"}. incoming: the destination's, whose launch
+  ** (vm->incoming) waits for a stream with its devices placed as
+  ** vm->incoming_layout (the source's vm->layout) has them.
+  */
+  int (*migrate_plan)(orr_vm *vm, bool incoming, json_t **plan, orr_error *e);
 } orr_backend;
 
 #endif

@@ -313,6 +313,7 @@ static void vm_free(orr_vm *vm) {
   json_decref(vm->p9_index);
   json_decref(vm->reserved);
   json_decref(vm->settling);
+  json_decref(vm->pin_ports);
   orr__vm_journal_free(vm);
   orr__vm_console_free(vm);
   if (vm->run_dir_fd >= 0)
@@ -327,55 +328,18 @@ static void vm_free(orr_vm *vm) {
 /* Freed once no request and no journal write still needs it. */
 void orr__vm_released(orr_vm *vm) {
   vm->released = true;
-  if (vm->reqs == NULL && !orr__vm_journal_busy(vm))
+  if (vm->reqs == NULL && !orr__vm_journal_busy(vm) && vm->mig == NULL)
     vm_free(vm);
 }
 
-int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
-                  const orr_vm_options *opts, orr_vm_cb cb, void *arg,
-                  orr_vm **out, orr_error *e) {
-  orr_vm_options defaults;
-  orr_vm *vm;
-  json_t *norm = NULL, *shares, *share;
+/* What the VM layer keeps from its document: the default guest's agent
+** port, the boot memory, the 9p share order. Takes norm. */
+static void adopt_doc(orr_vm *vm, json_t *norm) {
+  json_t *shares, *share;
   size_t i;
-  int rc;
-  if (opts == NULL) {
-    orr_vm_options_init(&defaults);
-    opts = &defaults;
-  }
-  if ((rc = check_id(id, e)) != 0)
-    return rc;
-  for (orr_vm *o = eng->vms; o; o = o->next)
-    if (!o->closed && strcmp(o->id, id) == 0)
-      return orr_error_set(e, ORR_EEXIST,
-                           "create: a VM with id \"%s\" already exists", id);
-  if ((rc = orr_doc_check(doc, &norm, e)) != 0) {
-    orr_error_prefix(e, "create");
-    return rc;
-  }
-  vm = calloc(1, sizeof *vm);
-  vm->eng = eng;
-  vm->run_dir_fd = -1;
-  snprintf(vm->id, sizeof vm->id, "%s", id);
-  random_guid(vm->runtime_id);
+  json_decref(vm->doc);
   vm->doc = norm;
-  vm->plan_log = json_array();
-  vm->reserved = json_object();
-  vm->p9_index = json_object();
-  vm->opts = *opts;
-  vm->opts.backend = NULL;
-  vm->opts.accel = NULL;
-  vm->opts.runtime_dir = NULL;
-  vm->opts.restore = NULL;
-  vm->opts.template_ram = NULL;
-  vm->opts.qemu_binary = opts->qemu_binary ? strdup(opts->qemu_binary) : NULL;
-  vm->restore = opts->restore ? strdup(opts->restore) : NULL;
-  if (opts->template_ram) {
-    vm->template_ram = strdup(opts->template_ram);
-    random_guid(vm->vmgenid);
-  }
-  vm->create_cb = cb;
-  vm->create_arg = arg;
+  json_object_clear(vm->p9_index);
   if (vm->opts.guest_agent < 0) {
     /* The default guest runs qemu-ga: give it its port unless told not to.
     ** It is known by the manifest next to its kernel, wherever it lies. */
@@ -399,12 +363,64 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   json_array_foreach(shares, i, share) json_object_set_new(
       vm->p9_index, json_string_value(json_object_get(share, "Name")),
       json_integer((json_int_t)i));
+}
+
+/* Frees a VM that was never linked into the engine. */
+static void vm_discard(orr_vm *vm) {
+  json_decref(vm->doc);
+  json_decref(vm->plan_log);
+  json_decref(vm->reserved);
+  json_decref(vm->p9_index);
+  json_decref(vm->layout);
+  json_decref(vm->argv);
+  json_decref(vm->pin_ports);
+  if (vm->run_dir_fd >= 0)
+    close(vm->run_dir_fd);
+  orr__hostres_free(vm->boot_res);
+  free(vm->restore);
+  free(vm->template_ram);
+  free((char *)vm->opts.qemu_binary);
+  free(vm);
+}
+
+/* A VM with no document yet, not linked: its id, options, backend and
+** runtime directory, checked. */
+static int vm_new(orr_engine *eng, const char *id, const orr_vm_options *opts,
+                  const char *op, orr_vm **out, orr_error *e) {
+  orr_vm *vm;
+  int rc;
+  if ((rc = check_id(id, e)) != 0)
+    return rc;
+  for (orr_vm *o = eng->vms; o; o = o->next)
+    if (!o->closed && strcmp(o->id, id) == 0)
+      return orr_error_set(e, ORR_EEXIST,
+                           "%s: a VM with id \"%s\" already exists", op, id);
+  vm = calloc(1, sizeof *vm);
+  vm->eng = eng;
+  vm->run_dir_fd = -1;
+  snprintf(vm->id, sizeof vm->id, "%s", id);
+  random_guid(vm->runtime_id);
+  vm->plan_log = json_array();
+  vm->reserved = json_object();
+  vm->p9_index = json_object();
+  vm->opts = *opts;
+  vm->opts.backend = NULL;
+  vm->opts.accel = NULL;
+  vm->opts.runtime_dir = NULL;
+  vm->opts.restore = NULL;
+  vm->opts.template_ram = NULL;
+  vm->opts.qemu_binary = opts->qemu_binary ? strdup(opts->qemu_binary) : NULL;
+  vm->restore = opts->restore ? strdup(opts->restore) : NULL;
+  if (opts->template_ram) {
+    vm->template_ram = strdup(opts->template_ram);
+    random_guid(vm->vmgenid);
+  }
   vm->backend = orr__backend_find(eng, opts->backend ? opts->backend : "qemu");
   if (vm->backend == NULL) {
     rc = orr_error_set(e, ORR_EINVAL,
-                       "create: backend must be \"qemu\", \"plan\" or "
+                       "%s: backend must be \"qemu\", \"plan\" or "
                        "\"kubevirt\", got \"%s\"",
-                       opts->backend);
+                       op, opts->backend);
     goto fail;
   }
   if ((rc = check_remote_opts(vm->backend, opts, e)) != 0)
@@ -415,41 +431,89 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
     snprintf(vm->run_dir, sizeof vm->run_dir, "%s/%s", eng->runtime_root, id);
   if (strlen(vm->run_dir) + sizeof "/qmp.sock" > 108) {
     rc = orr_error_set(e, ORR_EINVAL,
-                       "create: runtime directory %s is too long for a unix "
+                       "%s: runtime directory %s is too long for a unix "
                        "socket path below it (keep it under 98 bytes)",
-                       vm->run_dir);
+                       op, vm->run_dir);
     goto fail;
   }
   if ((rc = check_confined(vm, opts, e)) != 0)
     goto fail;
-  if (!vm->backend->remote) { /* a cluster's nodes are its own to pick */
-    const char *accel = orr__accel_resolve(opts->accel ? opts->accel : "auto",
-                                           !vm->backend->dry_run, e);
-    if (accel == NULL) {
-      rc = e ? e->code : ORR_EINVAL;
-      goto fail;
-    }
-    snprintf(vm->accel, sizeof vm->accel, "%s", accel);
-  }
+  *out = vm;
+  return 0;
+fail:
+  vm_discard(vm);
+  return rc;
+}
+
+static int resolve_accel(orr_vm *vm, const char *requested, orr_error *e) {
+  const char *accel = orr__accel_resolve(requested ? requested : "auto",
+                                         !vm->backend->dry_run, e);
+  if (accel == NULL)
+    return e ? e->code : ORR_EINVAL;
+  snprintf(vm->accel, sizeof vm->accel, "%s", accel);
+  return 0;
+}
+
+/* Launches vm now, or once a closed VM with its runtime directory is gone;
+** what can be refused now still is. */
+static int vm_go(orr_vm *vm, const char *op, orr_error *e) {
+  int rc;
   vm->state = ORR_VM_CREATING;
   /* A VM just closed under this id may still be quitting, and releasing it
   ** removes the runtime directory: a new QEMU there would lose its files
   ** (or be refused, the old one still running). So the launch waits for
   ** it; what can be refused now still is. */
   if (!vm->backend->dry_run)
-    for (orr_vm *o = eng->vms; o; o = o->next)
-      if (o->closed && strcmp(o->run_dir, vm->run_dir) == 0)
+    for (orr_vm *o = vm->eng->vms; o; o = o->next)
+      if (o != vm && o->closed && strcmp(o->run_dir, vm->run_dir) == 0)
         vm->after = o;
   if (vm->after) {
     if (vm->backend->prepare && (rc = vm->backend->prepare(vm, e)) != 0) {
-      orr_error_prefix(e, "create");
-      goto fail;
+      orr_error_prefix(e, op);
+      return rc;
     }
   } else if ((rc = vm->backend->launch(vm, e)) != 0) {
-    orr_error_prefix(e, "create");
-    goto fail;
+    orr_error_prefix(e, op);
+    return rc;
   } else {
     vm->launched = true;
+  }
+  return 0;
+}
+
+int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
+                  const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                  orr_vm **out, orr_error *e) {
+  orr_vm_options defaults;
+  orr_vm *vm;
+  json_t *norm = NULL;
+  int rc;
+  if (opts == NULL) {
+    orr_vm_options_init(&defaults);
+    opts = &defaults;
+  }
+  if ((rc = check_id(id, e)) != 0)
+    return rc;
+  for (orr_vm *o = eng->vms; o; o = o->next)
+    if (!o->closed && strcmp(o->id, id) == 0)
+      return orr_error_set(e, ORR_EEXIST,
+                           "create: a VM with id \"%s\" already exists", id);
+  if ((rc = orr_doc_check(doc, &norm, e)) != 0) {
+    orr_error_prefix(e, "create");
+    return rc;
+  }
+  if ((rc = vm_new(eng, id, opts, "create", &vm, e)) != 0) {
+    json_decref(norm);
+    return rc;
+  }
+  vm->create_cb = cb;
+  vm->create_arg = arg;
+  adopt_doc(vm, norm);
+  /* A cluster's nodes are its own to pick: no accelerator for remote. */
+  if ((!vm->backend->remote && (rc = resolve_accel(vm, opts->accel, e)) != 0) ||
+      (rc = vm_go(vm, "create", e)) != 0) {
+    vm_discard(vm);
+    return rc;
   }
   /* Borrowed for the call: the backend copied what it keeps. */
   vm->opts.kubeconfig = vm->opts.kube_namespace = NULL;
@@ -458,24 +522,44 @@ int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
   eng->vms = vm;
   *out = vm;
   return 0;
-fail:
-  vm->eng = eng;
-  vm->next = NULL;
-  eng->vms = eng->vms; /* not linked yet */
-  json_decref(vm->doc);
-  json_decref(vm->plan_log);
-  json_decref(vm->reserved);
-  json_decref(vm->p9_index);
-  json_decref(vm->layout);
-  json_decref(vm->argv);
-  if (vm->run_dir_fd >= 0)
-    close(vm->run_dir_fd);
-  orr__hostres_free(vm->boot_res);
-  free(vm->restore);
-  free(vm->template_ram);
-  free((char *)vm->opts.qemu_binary);
-  free(vm);
-  return rc;
+}
+
+int orr__vm_incoming_new(orr_engine *eng, const char *id,
+                         const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                         orr_vm **out, orr_error *e) {
+  orr_vm *vm;
+  int rc;
+  if (opts->restore != NULL)
+    return orr_error_set(e, ORR_EINVAL,
+                         "receive: opts.restore cannot be given (the state "
+                         "comes from the source)");
+  if ((rc = vm_new(eng, id, opts, "receive", &vm, e)) != 0)
+    return rc;
+  if (vm->backend->dry_run || vm->backend->migrate_plan == NULL) {
+    vm_discard(vm);
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "receive: the %s backend cannot receive a VM",
+                         vm->backend->name);
+  }
+  vm->doc = json_object(); /* until the offer brings the live document */
+  vm->create_cb = cb;
+  vm->create_arg = arg;
+  vm->incoming = true;
+  vm->state = ORR_VM_CREATING;
+  vm->next = eng->vms;
+  eng->vms = vm;
+  *out = vm;
+  return 0;
+}
+
+int orr__vm_incoming_launch(orr_vm *vm, json_t *norm, const char *accel,
+                            long long boot_mb, orr_error *e) {
+  adopt_doc(vm, norm);
+  vm->boot_mb = boot_mb; /* the RAM the source booted with */
+  int rc = resolve_accel(vm, accel, e);
+  if (rc != 0)
+    return rc;
+  return vm_go(vm, "receive", e);
 }
 
 /* The VM vm waited for is gone: launch, unless another closed VM with the
@@ -496,6 +580,16 @@ static void launch_after(orr_vm *vm, orr_vm *gone) {
     return;
   }
   vm->launched = true;
+}
+
+static void create_done(void *arg);
+
+void orr__vm_incoming_done(orr_vm *vm, bool running) {
+  vm->incoming = false;
+  vm->has_run = true;
+  set_state(vm, running ? ORR_VM_RUNNING : ORR_VM_PAUSED);
+  orr__vm_dirty(vm);
+  orr__defer(vm->eng, create_done, vm);
 }
 
 static void create_done(void *arg) {
@@ -542,6 +636,10 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   ** report again (its EBACKEND would hide the ETIMEDOUT). */
   if (status != 0 && vm->create_cb == NULL)
     return;
+  if (status == 0 && vm->incoming) {
+    orr__mig_launched(vm); /* it waits for the stream, still Creating */
+    return;
+  }
   if (status == 0) {
     /* A restored VM keeps the paused state it was saved in; a re-attached
     ** one already has the state QEMU reported. */
@@ -562,7 +660,9 @@ void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   f->arg = vm->create_arg;
   f->err = *e;
   f->err.code = status;
-  orr_error_prefix(&f->err, vm->attaching ? "open" : "create");
+  orr_error_prefix(&f->err, vm->attaching  ? "open"
+                            : vm->incoming ? "receive"
+                                           : "create");
   vm->create_cb = NULL;
   orr__defer(vm->eng, create_failed, f);
 }
@@ -603,6 +703,7 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
     snprintf(vm->exit_reason, sizeof vm->exit_reason, "%s",
              reason ? reason : "exited");
   orr__vm_unpersist(vm); /* nothing left to re-attach to */
+  orr__mig_exited(vm);
   set_state(vm, ORR_VM_STOPPED);
   info = exit_info(vm);
   emit(vm, "exit", info);
@@ -654,6 +755,11 @@ int orr__vm_send_verb(orr_vm *vm, orr_verb verb, uint64_t timeout_ms,
 
 static int state_is(orr_req *r, const char *op, int n, ...) {
   va_list ap;
+  orr_error e;
+  if (orr__mig_busy(r->vm, op, &e) != 0) {
+    orr__req_fail(r, e.code, "%s", e.msg);
+    return 0;
+  }
   va_start(ap, n);
   for (int i = 0; i < n; i++)
     if (r->vm->state == (orr_vm_st)va_arg(ap, int)) {
@@ -895,6 +1001,7 @@ void orr_vm_close(orr_vm *vm) {
   vm->event_cb = NULL;
   vm->create_cb = NULL;
   orr__vm_console_cancel(vm);
+  orr__mig_closed(vm);
   for (orr_req *r = vm->reqs; r; r = r->next)
     if (!r->done)
       orr__req_fail(r, ORR_ECANCELED, "VM %s was closed", vm->id);

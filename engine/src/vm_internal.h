@@ -133,6 +133,14 @@ struct orr_vm {
   bool after_save;
   /* That cont + stop is under way: no state change for the caller. */
   bool cycling;
+  /* Live migration (migrate.c): the one in progress, either way, or NULL;
+  ** the VM is not freed while it holds it. */
+  struct orr_mig *mig;
+  /* A VM being received: QEMU waits for the stream (-incoming defer), its
+  ** root ports as the source's layout "ports" has them (pin_ports) and its
+  ** RAM as the source booted it (boot_mb). */
+  bool incoming;
+  json_t *pin_ports;
   bool confined;    /* launched by a confined engine: descriptors only */
   int landlock_abi; /* the Landlock ABI QEMU runs under, 0: none */
   struct orr_vm_console *console; /* vm_console.c */
@@ -283,6 +291,25 @@ void orr__vm_console_cancel(orr_vm *vm);
 void orr__vm_console_free(orr_vm *vm);
 /* "; last console lines:\n..." for a failure's message ("" if none). */
 size_t orr__vm_console_suffix(const orr_vm *vm, char *buf, size_t size);
+/* Receiving a VM (vm.c, for migrate.c): a VM with no document yet, linked
+** and Creating, whose create_cb reports the outcome; then its launch from
+** the offered document (norm taken) with the source's accel. */
+int orr__vm_incoming_new(orr_engine *eng, const char *id,
+                         const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                         orr_vm **out, orr_error *e);
+int orr__vm_incoming_launch(orr_vm *vm, json_t *norm, const char *accel,
+                            long long boot_mb, orr_error *e);
+/* A received VM runs (or is paused, as the source was): its state, then
+** the receive's callback. */
+void orr__vm_incoming_done(orr_vm *vm, bool running);
+
+/* migrate.c's hooks: QEMU of a VM being received is up (-incoming defer);
+** the VM's handle is closed; its process is gone. */
+void orr__mig_launched(orr_vm *vm);
+void orr__mig_closed(orr_vm *vm);
+void orr__mig_exited(orr_vm *vm);
+/* A migration holds the VM: no change, lifecycle call or save meanwhile. */
+int orr__mig_busy(const orr_vm *vm, const char *op, orr_error *e);
 
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,

@@ -798,6 +798,11 @@ void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
                   "modify: VM %s is %s", vm->id, orr_vm_state(vm));
     return;
   }
+  if (orr__mig_busy(vm, "modify", &e) != 0) {
+    json_decref(norm);
+    orr__req_fail(r, e.code, "%s", e.msg);
+    return;
+  }
   if (guest_request(r, norm) != 0) {
     json_decref(norm);
     return;

@@ -260,6 +260,33 @@ ORR_API void orr_vm_qmp(orr_vm *vm, const char *command,
                         const json_t *arguments, uint64_t timeout_ms,
                         orr_vm_cb cb, void *arg);
 
+/*
+** Live migration between two engines (docs/migration.md). The destination
+** engine calls orr_vm_receive: it listens on `listen` ("unix:/abs/path" or
+** "tcp:HOST:PORT") for one incoming VM and returns a VM at once, Creating,
+** whose cb reports when it runs here (or failed: then just close it).
+** opts as for create, but backend qemu, no restore; timeout_ms (0:
+** ORR_VM_MIGRATE_TIMEOUT_MS) bounds the whole wait, connection included.
+** The source calls orr_vm_migrate(vm, to, ...) on a Running or Paused VM:
+** it hands its live document and layout over, the destination starts a
+** matching QEMU that waits for the stream, the stream flows over a second
+** connection, and once the destination runs the VM, the source's QEMU
+** quits (the VM is Stopped, exit reason "migrated"). result: {TotalTimeMs,
+** DowntimeMs, SetupTimeMs, TransferredBytes, Destination}. A migration
+** that fails, times out or is refused leaves the source running as it was
+** (ORR_EBUSY while another change or migration is in flight; ORR_ENOTSUP
+** for a protocol version the peer does not speak; the destination's own
+** code and message when it refuses the document). "migration" events
+** {Role, Phase, ...} on both sides.
+*/
+#define ORR_MIGRATE_PROTOCOL 1
+#define ORR_VM_MIGRATE_TIMEOUT_MS 300000
+ORR_API int orr_vm_receive(orr_engine *eng, const char *id, const char *listen,
+                           const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                           orr_vm **out, orr_error *e);
+ORR_API void orr_vm_migrate(orr_vm *vm, const char *to, uint64_t timeout_ms,
+                            orr_vm_cb cb, void *arg);
+
 /* Sync queries. */
 ORR_API const char *orr_vm_id(const orr_vm *vm);
 /* "Created", "Running", ... */

@@ -236,7 +236,7 @@ static void on_status(void *arg, int status, json_t *result,
   /* A restore is done once QEMU leaves "inmigrate". It reads a regular
   ** file the engine opened (a bad one makes it exit at once), but a large
   ** state on a slow disk can take its time: the wait has a deadline. */
-  if (st && strcmp(st, "inmigrate") == 0) {
+  if (st && strcmp(st, "inmigrate") == 0 && !vm->incoming) {
     uint64_t limit = launch_limit(vm);
     char what[600];
     uv_update_time(vm->eng->loop);
@@ -428,6 +428,11 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
   cfg->ram_file = vm->template_ram;
   cfg->ram_shared = vm->template_ram != NULL && vm->opts.template_boot;
   cfg->vmgenid_guid = vm->template_ram != NULL ? vm->vmgenid : NULL;
+  if (vm->incoming) {
+    cfg->incoming = true;
+    cfg->pin_ports = vm->pin_ports;
+    cfg->memory_mb = vm->boot_mb;
+  }
   if (vm->opts.qemu_binary)
     cfg->binary = vm->opts.qemu_binary;
   orr__qemu_probe_host(&cfg->host);
@@ -730,4 +735,5 @@ const orr_backend orr__backend_qemu = {
     .console_write = orr__qemu_console_write,
     .console_drain = orr__qemu_console_drain,
     .stats = orr__qemu_stats,
+    .migrate_plan = orr__qemu_migrate_plan,
 };

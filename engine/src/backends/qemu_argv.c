@@ -85,6 +85,7 @@ typedef struct {
   bool oom;
   long long vmem_mib; /* virtio-mem's backend (memory_max_mb - size), 0: none */
   long long boot_mib; /* Memory.SizeInMB */
+  char unpinned[80];  /* a device the pinned layout has no port for */
 } bld;
 
 /* ---------------------------------------------------------------------- */
@@ -120,24 +121,57 @@ static void push_json(bld *b, json_t *arr, const char *opt, json_t *obj) {
   free(s);
 }
 
-/* A PCI device in the next root port: sets "bus", queues -device. */
+/* The port index of qdev id in the pinned layout (cfg->pin_ports), or -1. */
+static int pinned_port(const bld *b, const char *id) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(b->cfg->pin_ports, i, p) {
+    const char *d = json_string_value(json_object_get(p, "device"));
+    if (d != NULL && id != NULL && strcmp(d, id) == 0)
+      return (int)i;
+  }
+  return -1;
+}
+
+/* The port a device gets: the next one, or with a pinned layout the one the
+** source has it in (-1: none, an error once the argv is done). */
+static int port_index(const bld *b, const char *id) {
+  if (b->cfg->pin_ports != NULL)
+    return pinned_port(b, id);
+  return (int)json_array_size(b->ports);
+}
+
+/* A PCI device in its root port: sets "bus", queues -device. */
 static void add_pci_dev(bld *b, json_t *dev) {
-  orr_qemu_name port = orr__qemu_port_id((int)json_array_size(b->ports));
   json_t *id = json_object_get(dev, "id");
+  int n = port_index(b, json_string_value(id));
+  orr_qemu_name port = orr__qemu_port_id(n);
+  if (n < 0) {
+    if (b->unpinned[0] == '\0')
+      snprintf(b->unpinned, sizeof b->unpinned, "%s",
+               id ? json_string_value(id) : "?");
+    json_decref(dev);
+    return;
+  }
   if (dev == NULL || id == NULL ||
       json_object_set_new(dev, "bus", json_string(port.s)) != 0) {
     b->oom = true;
     json_decref(dev);
     return;
   }
-  push(b, b->ports, json_string_value(id));
+  if (b->cfg->pin_ports != NULL) {
+    if (json_array_set(b->ports, (size_t)n, id) != 0)
+      b->oom = true;
+  } else {
+    push(b, b->ports, json_string_value(id));
+  }
   push_json(b, b->devs, "-device", dev);
 }
 
-/* The port a device will get from add_pci_dev (for builders that need it
-** up front). */
-static orr_qemu_name next_port(const bld *b) {
-  return orr__qemu_port_id((int)json_array_size(b->ports));
+/* The port the device id will get from add_pci_dev (for builders that need
+** it up front). */
+static orr_qemu_name next_port(const bld *b, const char *id) {
+  return orr__qemu_port_id(port_index(b, id));
 }
 
 /* s with every ',' doubled (QEMU's QemuOpts escape); malloc'd. */
@@ -583,6 +617,8 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
                                                &count, b->err)) != 0))
     return rc;
 
+  if (b->cfg->memory_mb > 0)
+    size = b->cfg->memory_mb;
   if (b->cfg->ram_file != NULL) {
     char ref[4096];
     int rc2;
@@ -908,8 +944,8 @@ static int vpci(bld *b, const json_t *devices) {
     json_t *dev;
     join(dpath, sizeof dpath, path, keys[i]);
     rc = orr__qemu_vpci_objects(keys[i], json_object_get(all, keys[i]), dpath,
-                                next_port(b).s, b->cfg->hr, b->ignored, &dev,
-                                b->err);
+                                next_port(b, orr__qemu_vpci_qdev(keys[i]).s).s,
+                                b->cfg->hr, b->ignored, &dev, b->err);
     if (rc == 0)
       add_pci_dev(b, dev);
   }
@@ -935,8 +971,8 @@ static int nics(bld *b, const json_t *devices) {
     json_t *netdev, *dev;
     join(npath, sizeof npath, path, keys[i]);
     rc = orr__qemu_nic_objects(keys[i], json_object_get(all, keys[i]), npath,
-                               next_port(b).s, b->cfg->hr, b->ignored, &netdev,
-                               &dev, b->err);
+                               next_port(b, orr__qemu_nic_qdev(keys[i]).s).s,
+                               b->cfg->hr, b->ignored, &netdev, &dev, b->err);
     if (rc == 0) {
       push_json(b, b->argv, "-netdev", netdev);
       add_pci_dev(b, dev);
@@ -1266,7 +1302,7 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   json_t *files = json_array(), *ports_layout = json_array();
   json_t *fdsets = json_object();
   bool throttle = false, stop_on_reset, graphics = false;
-  int rc, ncold;
+  int rc, ncold, nports;
   size_t i;
   json_t *v;
 
@@ -1425,6 +1461,9 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
     } else {
       pushf(b, b->argv, "fd:%d", fdnum);
     }
+  } else if (cfg->incoming) {
+    push(b, b->argv, "-incoming");
+    push(b, b->argv, "defer");
   }
 
   /* fd mode: each image descriptor QEMU inherits goes into its fdset, and
@@ -1432,17 +1471,28 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   if ((rc = add_fds(b, fdsets)) != 0)
     goto out;
 
+  if (b->unpinned[0] != '\0') {
+    rc = orr_error_set(b->err, ORR_EINVAL,
+                       "layout.ports: the source's layout has no root port "
+                       "for %s",
+                       b->unpinned);
+    goto out;
+  }
   /* The root ports, then the devices that sit in them. */
   ncold = (int)json_array_size(b->ports);
-  if (ncold + cfg->hotplug_ports > ORR_QEMU_MAX_PORTS) {
+  nports = cfg->pin_ports != NULL ? ncold /* exactly the source's ports */
+                                  : ncold + cfg->hotplug_ports;
+  if (nports > ORR_QEMU_MAX_PORTS) {
     rc = orr_error_set(b->err, ORR_EINVAL,
                        "cfg.hotplug_ports: %d cold-plugged PCI devices + %d "
                        "hot-plug ports exceed the %d root ports q35 can hold",
                        ncold, cfg->hotplug_ports, ORR_QEMU_MAX_PORTS);
     goto out;
   }
-  for (int n = 0; n < ncold + cfg->hotplug_ports; n++) {
+  for (int n = 0; n < nports; n++) {
     json_t *dev = json_array_get(b->ports, (size_t)n);
+    if (json_is_null(dev))
+      dev = NULL;
     char addr[16];
     snprintf(addr, sizeof addr, "0x%x.0x%x", 2 + n / 8, n % 8);
     push_json(b, b->argv, "-device",
@@ -1501,15 +1551,26 @@ int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
            err,
            false,
            0,
-           0};
+           0,
+           ""};
   int rc;
 
   *layout = json_object();
   if (b.argv == NULL || b.devs == NULL || b.ports == NULL ||
       b.ignored == NULL || *layout == NULL)
     rc = orr_error_set(err, ORR_ENOMEM, "out of memory");
-  else
+  else if (cfg->pin_ports != NULL &&
+           (!json_is_array(cfg->pin_ports) ||
+            json_array_size(cfg->pin_ports) > ORR_QEMU_MAX_PORTS))
+    rc = orr_error_set(err, ORR_EINVAL,
+                       "layout.ports must be an array of at most %d ports",
+                       ORR_QEMU_MAX_PORTS);
+  else {
+    for (size_t i = 0; cfg->pin_ports && i < json_array_size(cfg->pin_ports);
+         i++)
+      json_array_append_new(b.ports, json_null());
     rc = build(&b, doc, *layout);
+  }
   json_decref(b.devs);
   json_decref(b.ports);
   json_decref(b.ignored);

@@ -27,6 +27,9 @@ extern const orr_backend orr__backend_plan;
 /* The qemu translation's config for this VM: both backends translate the
 ** same way, so the plan backend records what the qemu backend would run. */
 void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg);
+/* Live migration's steps (qemu_migrate.c). */
+int orr__qemu_migrate_plan(orr_vm *vm, bool incoming, json_t **plan,
+                           orr_error *e);
 
 /* ---- qemu_ops.c ---- */
 /* backend->verb: cont, stop, system_powerdown, quit. */

@@ -73,6 +73,13 @@ typedef struct {
   const char *ram_file;
   bool ram_shared;
   const char *vmgenid_guid;
+  /* A VM received from another engine: -incoming defer, the root ports
+  ** exactly as the source's layout "ports" (every PCI device of the
+  ** document in the port the source has it in; hotplug_ports unused), and
+  ** RAM of memory_mb (the source's boot size; 0: the document's). */
+  bool incoming;
+  const json_t *pin_ports;
+  long long memory_mb;
   unsigned vsock_cid;    /* guest CID (>= 3) if HvSocket services need vsock */
   const char *ovmf_code; /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
   const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
@@ -360,6 +367,9 @@ int orr__qemu_plan_plan9_remove(int k, json_t **plan, orr_error *err);
 #define ORR_QEMU_SAVE_FD "orr-save"
 int orr__qemu_plan_save(bool after_save, bool ignore_shared, int fd,
                         json_t **plan, orr_error *err);
+/* The migration stream's getfd names, on the source and the destination. */
+#define ORR_QEMU_MIGRATE_FD "orr-migrate"
+#define ORR_QEMU_MIGRATE_IN_FD "orr-migrate-in"
 
 /* ---------------------------------------------------------------------- */
 /* Shared by qemu_argv.c and qemu_plan.c (not for the VM layer)           */
