@@ -701,6 +701,8 @@ void orr_vm_migrate(orr_vm *vm, const char *to, uint64_t timeout_ms,
 
 static void refuse_offer(mig *m, int code, const char *text) {
   json_t *r = msg("refused");
+  if (strncmp(text, "receive: ", 9) == 0)
+    text += 9; /* said once, by the VM layer */
   json_object_set_new(r, "code", json_string(orr_err_name(code)));
   json_object_set_new(r, "message", json_string(text));
   orr__mconn_send(m->ctl, r);

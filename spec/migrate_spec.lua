@@ -1,0 +1,244 @@
+-- Live migration between two engines on real QEMU (TCG) booting the default guest: the source is
+-- this process, the destination a second `orrery run` process (orrery.receive). One source VM is
+-- booted for the file; the failures come first (each must leave it running as it was), the
+-- successful migration last (it ends the source). Checked from inside the guest, through qemu-ga.
+local orrery = require("orrery")
+local T = require("orrery.testing")
+
+local ROOT = T.tmpdir()
+assert(os.execute("mkdir -p " .. ROOT .. "/run " .. ROOT .. "/dest " .. ROOT .. "/sock"))
+local SOCK = ROOT .. "/sock/m.sock"
+local URI = "unix:" .. SOCK
+
+-- A destination engine in its own process: body is the recipe after `local vm, err, code =
+-- orrery.receive(...)` (printing its results); returns its pid.
+local function destination(name, body, args)
+  local recipe = string.format([[
+local orrery = require("orrery")
+local vm, err, code = orrery.receive(%q, { listen = %q, timeout_ms = 120000,
+  runtime_dir = %q })
+print("RECEIVED", vm and vm:state() or code, err or "")
+%s
+]], name, URI, ROOT .. "/dest/" .. name, body)
+  return T.orrery_run(ROOT, name, recipe, nil, true, args)
+end
+
+-- Waits for a background process to end; its log.
+local function finished(pid, name, ms)
+  assert.is_true(T.eventually(function() return not T.alive(pid) end, ms or 120000, 100),
+    name .. " did not end")
+  return T.read(ROOT .. "/" .. name .. ".log") or ""
+end
+
+local function listening()
+  assert.is_true(T.eventually(function() return T.sh("test -S " .. SOCK .. " && echo y || true") == "y\n" end,
+    30000, 50), "the destination does not listen on " .. SOCK)
+end
+
+describe("live migration between two engines (TCG)", function()
+  local vm, g, disk, doc_before
+  local pids = {}
+  local events = {}
+
+  local function run(cmd)
+    local r = assert(g:exec(cmd))
+    assert.are.equal(0, r.exit_code, cmd .. ": " .. r.stderr)
+    return r.stdout
+  end
+
+  -- The source as it was: running, the document unchanged, the agent answering, the file there.
+  local function source_unchanged()
+    assert.are.equal("Running", vm:state())
+    assert.are.same(doc_before, vm:document())
+    assert.are.equal("before\n", g:read_file("/root/before.txt"))
+    assert.are.equal("disk\n", g:read_file("/mnt/d/f.txt"))
+    assert(g:write_file("/mnt/d/h.txt", "still writable\n"))
+    assert.are.equal("still writable\n", run("cat /mnt/d/h.txt"))
+    assert.are.equal("running", assert(vm:qmp("query-status")).status)
+  end
+
+  setup(function()
+    local b = T.builder("migrate", { memory = 256 })
+    b:set_linux_kernel_direct_boot(orrery.default_guest())
+    local id = string.format("mig-src-%d", math.random(1e6))
+    vm = assert(orrery.create(id, b, { accel = "tcg", runtime_dir = ROOT .. "/run/src" }))
+    vm:on("migration", function(d) events[#events + 1] = d.Phase end)
+    assert(vm:start())
+    g = assert(vm:guest{ timeout_ms = 90000 })
+    assert(g:write_file("/root/before.txt", "before\n"))
+    -- A disk added at run time, formatted, mounted and written: it must survive the move.
+    disk = T.image(ROOT, "64M")
+    assert(vm:add_scsi_disk(0, 3, { Type = "VirtualDisk", Path = disk }))
+    local dev = assert(g:wait_scsi_disk(0, 3, { timeout_ms = 20000 }))
+    run("mkfs.ext2 -q " .. dev)
+    assert(g:mount_scsi_disk(0, 3, "/mnt/d", { fstype = "ext2" }))
+    assert(g:write_file("/mnt/d/f.txt", "disk\n"))
+    doc_before = vm:document()
+  end)
+
+  teardown(function()
+    for _, pid in ipairs(pids) do
+      if T.alive(pid) then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    end
+    if g then g:close() end
+    if vm then
+      vm:terminate()
+      vm:close()
+    end
+    T.eventually(function() return T.qemu_pids(ROOT) == "" end, 10000, 100)
+    os.execute("rm -rf " .. ROOT)
+  end)
+
+  it("refuses bad addresses at once, naming the rule", function()
+    local ok, err, code = vm:migrate{ to = "unix:relative/path" }
+    assert.is_nil(ok)
+    assert.are.equal("EINVAL", code)
+    assert.matches("a unix socket path must be absolute", err)
+    ok, err, code = vm:migrate{ to = "ftp:x" }
+    assert.are.equal("EINVAL", code)
+    assert.matches('must be "unix:/abs/path" or "tcp:HOST:PORT"', err)
+    ok, err, code = vm:migrate{ to = "tcp:127.0.0.1:99999" }
+    assert.are.equal("EINVAL", code)
+    assert.matches("port must be an integer in 0..65535", err)
+    -- Nobody listens: the connection fails, the source runs on.
+    ok, err, code = vm:migrate{ to = "unix:" .. ROOT .. "/nobody.sock", timeout_ms = 5000 }
+    assert.are.equal("EIO", code)
+    assert.matches("cannot connect to unix:", err)
+    assert.error_matches(function() vm:migrate{ to = URI, speed = 1 } end, "unknown option 'speed'")
+    source_unchanged()
+  end)
+
+  it("fails cleanly on a peer that speaks another protocol version, or none, or goes silent", function()
+    -- socat stands in for a destination, running a shell script per connection (socat would parse
+    -- the quotes of a command given inline).
+    local n = 0
+    local function fake(reply)
+      os.remove(SOCK)
+      n = n + 1
+      local script = T.spit(ROOT .. "/fake" .. n .. ".sh", "head -n 1 >/dev/null\n" .. reply .. "\n")
+      local pid = tonumber(T.sh(string.format("socat UNIX-LISTEN:%s EXEC:'sh %s' >/dev/null 2>&1 & echo $!",
+        SOCK, script)))
+      pids[#pids + 1] = pid
+      listening()
+      return pid
+    end
+    fake([[echo '{"orrery-migrate":2,"type":"ready","token":"x"}'; sleep 5]])
+    local ok, err, code = vm:migrate{ to = URI, timeout_ms = 10000 }
+    assert.is_nil(ok)
+    assert.are.equal("ENOTSUP", code, err)
+    assert.matches("the destination speaks migration protocol version 2, this engine 1", err)
+    source_unchanged()
+    -- It hangs up after the offer.
+    fake("true")
+    ok, err, code = vm:migrate{ to = URI, timeout_ms = 10000 }
+    assert.are.equal("EIO", code)
+    assert.matches("the destination's connection ended", err)
+    source_unchanged()
+    -- It never answers: the caller's deadline.
+    fake("sleep 30")
+    local t0 = orrery.now()
+    ok, err, code = vm:migrate{ to = URI, timeout_ms = 1500 }
+    assert.are.equal("ETIMEDOUT", code)
+    assert.matches("did not complete within 1500 ms %(the destination did not answer the offer%)", err)
+    assert.is_true(orrery.now() - t0 < 5000)
+    source_unchanged()
+    for _, pid in ipairs(pids) do os.execute("kill " .. pid .. " 2>/dev/null") end
+    os.remove(SOCK)
+  end)
+
+  it("is refused by a sandboxed destination whose policy forbids the document, source unchanged", function()
+    -- The destination may write only below ROOT/dest and ROOT/sock: the source's writable disk is
+    -- outside.
+    local name = "refusing"
+    local pid = destination(name, [[
+local ok, e2, c2 = orrery.receive("x", { listen = "unix:/tmp/orrery-not-allowed.sock" })
+print("OUTSIDE", c2, e2)
+ok, e2, c2 = orrery.receive("y", { listen = "tcp:192.0.2.1:4444" })
+print("REMOTE", c2, e2)
+]], "--sandbox --allow-write=" .. ROOT .. "/dest --allow-write=" .. ROOT .. "/sock")
+    pids[#pids + 1] = pid
+    listening()
+    local ok, err, code = vm:migrate{ to = URI, timeout_ms = 60000 }
+    assert.is_nil(ok)
+    assert.are.equal("EPERM", code, err)
+    assert.matches("the destination refused the VM: sandbox: VirtualMachine.Devices.Scsi.[-%x]+.Attachments.3.Path: "
+      .. ROOT:gsub("%p", "%%%0") .. "/img%d+.raw is outside the directories this recipe may write", err)
+    local log = finished(pid, name)
+    assert.matches("RECEIVED\tEPERM\tEPERM: receive: the offered VM was refused: sandbox: ", log)
+    assert.matches("OUTSIDE\tEPERM\tEPERM: [^\n]*receive: listen", log)
+    assert.matches("REMOTE\tEPERM\tEPERM: sandbox: receive: listen: 192.0.2.1 is not a loopback address", log)
+    source_unchanged()
+  end)
+
+  it("survives a destination that dies while the stream flows", function()
+    local name = "dying"
+    local pid = destination(name, "")
+    pids[#pids + 1] = pid
+    listening()
+    -- The destination engine is killed (its QEMU dies with it) once the stream flows.
+    local off = vm:on("migration", function(d)
+      if d.Phase == "streaming" then os.execute("kill -9 " .. pid) end
+    end)
+    local ok, err, code = vm:migrate{ to = URI, timeout_ms = 60000 }
+    off()
+    assert.is_nil(ok)
+    assert.matches("^E", code)
+    print("\n  (the destination died: " .. tostring(err) .. ")")
+    finished(pid, name)
+    assert.is_true(T.eventually(function() return vm:state() == "Running" end, 10000, 50))
+    source_unchanged()
+    os.remove(SOCK)
+  end)
+
+  it("moves the running VM with its run-time disk and files to the other engine", function()
+    local name = "receiver"
+    local pid = destination(name, [[
+local T = require("orrery.testing")
+local g = assert(vm:guest{ timeout_ms = 30000 })
+print("STATE", vm:state())
+print("BEFORE", g:read_file("/root/before.txt"))
+print("DISK", g:read_file("/mnt/d/f.txt"))
+assert(g:write_file("/mnt/d/after.txt", "written at the destination\n"))
+print("AFTER", assert(g:exec("sync; cat /mnt/d/after.txt")).stdout)
+local att = vm:document().VirtualMachine.Devices.Scsi["df6d0690-79e5-55b6-a5ec-c1e2f77f580a"].Attachments["3"]
+print("DOC", att and att.Path)
+print("QEMU", T.block_by_qdev(vm, "disk-0-3") and "disk-0-3" or "none")
+-- The layout came along: a disk can be added and removed here too.
+assert(vm:add_scsi_disk(0, 4, { Type = "VirtualDisk", Path = T.image(]] .. string.format("%q", ROOT .. "/dest") .. [[, "8M") }))
+print("HOTPLUG", assert(g:wait_scsi_disk(0, 4, { timeout_ms = 20000 })))
+assert(vm:remove_scsi_disk(0, 4))
+g:exec("umount /mnt/d")
+g:close()
+vm:terminate()
+vm:close()
+print("END")
+]])
+    pids[#pids + 1] = pid
+    listening()
+    events = {}
+    -- The agent answers right before; the migration reports its times.
+    assert.are.equal("before\n", g:read_file("/root/before.txt"))
+    local res, err = vm:migrate{ to = URI, timeout_ms = 120000 }
+    assert.is_truthy(res, err)
+    assert.is_true(res.TotalTimeMs > 0 and res.DowntimeMs >= 0 and res.TransferredBytes > 0)
+    assert.is_true(res.DowntimeMs < res.TotalTimeMs)
+    -- The source is gone, for the reason that it moved.
+    assert.are.equal("Stopped", vm:state())
+    assert.are.equal("migrated", vm:properties().Exit.Reason)
+    assert.are.same({ "offered", "accepted", "streaming", "completed", "handed over" }, events)
+    local ok, _, code = vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = disk })
+    assert.is_nil(ok)
+    assert.are.equal("EVMGONE", code)
+    local log = finished(pid, name)
+    assert.matches("RECEIVED\tRunning", log)
+    assert.matches("STATE\tRunning", log)
+    assert.matches("BEFORE\tbefore\n", log)
+    assert.matches("DISK\tdisk\n", log)
+    assert.matches("AFTER\twritten at the destination\n", log)
+    assert.matches("DOC\t" .. disk:gsub("%p", "%%%0"), log)
+    assert.matches("QEMU\tdisk%-0%-3", log)
+    assert.matches("HOTPLUG\t/dev/sd", log)
+    assert.matches("END", log)
+    assert.are.equal("", T.qemu_pids(ROOT))
+  end)
+end)
