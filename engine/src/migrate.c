@@ -623,11 +623,10 @@ static void on_ctl_connected(void *arg, orr_mconn *c, int status,
   json_object_set_new(offer, "guest_agent",
                       json_boolean(vm->opts.guest_agent == 1));
   json_object_set_new(offer, "boot_mb", json_integer(vm->boot_mb));
+  /* The backend's own layout, for the destination's backend to place the
+  ** devices as they are here (qemu: the root port of each). */
   json_object_set_new(offer, "layout",
-                      json_pack("{s:O}", "ports",
-                                json_object_get(vm->layout, "ports")
-                                    ? json_object_get(vm->layout, "ports")
-                                    : json_array()));
+                      vm->layout ? json_incref(vm->layout) : json_object());
   m->phase = P_OFFERED;
   orr__mconn_read(c, on_source_msg, m);
   orr__mconn_send(c, offer);
@@ -718,17 +717,17 @@ static void take_offer(mig *m, json_t *in) {
   orr_vm *vm = m->vm;
   orr_error e = {0, ""};
   json_t *doc = json_object_get(in, "document"), *norm = NULL;
-  json_t *ports = json_object_get(json_object_get(in, "layout"), "ports");
+  json_t *layout = json_object_get(in, "layout");
   const char *state = json_string_value(json_object_get(in, "state"));
   const char *accel = json_string_value(json_object_get(in, "accel"));
   const char *backend = json_string_value(json_object_get(in, "backend"));
   json_t *boot = json_object_get(in, "boot_mb");
   json_t *ga = json_object_get(in, "guest_agent");
   char why[600];
-  if (!json_is_object(doc) || !json_is_array(ports) || state == NULL ||
+  if (!json_is_object(doc) || !json_is_object(layout) || state == NULL ||
       accel == NULL || !json_is_integer(boot) || !json_is_boolean(ga)) {
     refuse_offer(m, ORR_EINVAL,
-                 "the offer needs document, layout.ports, state, accel, "
+                 "the offer needs document, layout, state, accel, "
                  "boot_mb and guest_agent");
     return;
   }
@@ -750,12 +749,13 @@ static void take_offer(mig *m, json_t *in) {
     return;
   }
   m->was_running = strcmp(state, "Running") == 0;
-  vm->pin_ports = json_incref(ports);
+  vm->incoming_layout = json_incref(layout);
   vm->opts.guest_agent = json_is_true(ga);
   m->phase = P_LAUNCHING;
-  emit(m, "offered",
-       json_pack("{s:s}", "Source",
-                 json_string_value(json_object_get(in, "id")) ?: ""));
+  {
+    const char *src = json_string_value(json_object_get(in, "id"));
+    emit(m, "offered", json_pack("{s:s}", "Source", src ? src : ""));
+  }
   if (orr__vm_incoming_launch(vm, norm, accel, json_integer_value(boot), &e) !=
       0) {
     refuse_offer(m, e.code, e.msg);

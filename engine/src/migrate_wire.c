@@ -279,8 +279,7 @@ void orr__mconn_send(orr_mconn *c, json_t *msg) {
   if (s == NULL || c->closing)
     goto fail;
   n = strlen(s);
-  s = realloc(s, n + 1) ?: s;
-  s[n] = '\n'; /* one line, no NUL */
+  s[n] = '\n'; /* one line: the NUL's byte carries the newline */
   w = malloc(sizeof *w);
   if (w == NULL)
     goto fail;

@@ -313,7 +313,7 @@ static void vm_free(orr_vm *vm) {
   json_decref(vm->p9_index);
   json_decref(vm->reserved);
   json_decref(vm->settling);
-  json_decref(vm->pin_ports);
+  json_decref(vm->incoming_layout);
   orr__vm_journal_free(vm);
   orr__vm_console_free(vm);
   if (vm->run_dir_fd >= 0)
@@ -373,7 +373,7 @@ static void vm_discard(orr_vm *vm) {
   json_decref(vm->p9_index);
   json_decref(vm->layout);
   json_decref(vm->argv);
-  json_decref(vm->pin_ports);
+  json_decref(vm->incoming_layout);
   if (vm->run_dir_fd >= 0)
     close(vm->run_dir_fd);
   orr__hostres_free(vm->boot_res);

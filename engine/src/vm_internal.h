@@ -136,11 +136,12 @@ struct orr_vm {
   /* Live migration (migrate.c): the one in progress, either way, or NULL;
   ** the VM is not freed while it holds it. */
   struct orr_mig *mig;
-  /* A VM being received: QEMU waits for the stream (-incoming defer), its
-  ** root ports as the source's layout "ports" has them (pin_ports) and its
-  ** RAM as the source booted it (boot_mb). */
+  /* A VM being received: the backend starts it waiting for the stream,
+  ** its devices placed as the source's backend layout (incoming_layout, the
+  ** source's vm->layout) has them, with the RAM the source booted with
+  ** (boot_mb). */
   bool incoming;
-  json_t *pin_ports;
+  json_t *incoming_layout;
   bool confined;    /* launched by a confined engine: descriptors only */
   int landlock_abi; /* the Landlock ABI QEMU runs under, 0: none */
   struct orr_vm_console *console; /* vm_console.c */

@@ -430,7 +430,9 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
   cfg->vmgenid_guid = vm->template_ram != NULL ? vm->vmgenid : NULL;
   if (vm->incoming) {
     cfg->incoming = true;
-    cfg->pin_ports = vm->pin_ports;
+    cfg->pin_ports = json_object_get(vm->incoming_layout, "ports");
+    if (cfg->pin_ports == NULL)
+      cfg->pin_ports = json_null(); /* refused by the translation */
     cfg->memory_mb = vm->boot_mb;
   }
   if (vm->opts.qemu_binary)
