@@ -222,6 +222,11 @@ print("END")
     -- The agent answers right before; the migration reports its times.
     assert.are.equal("before\n", g:read_file("/root/before.txt"))
     local res, err = vm:migrate{ to = URI, timeout_ms = 120000 }
+    if not res then
+      -- What the destination said, for the failure's message.
+      T.eventually(function() return not T.alive(pid) end, 20000, 100)
+      err = err .. "\n--- the destination's log:\n" .. (T.read(ROOT .. "/" .. name .. ".log") or "")
+    end
     assert.is_truthy(res, err)
     assert.is_true(res.TotalTimeMs > 0 and res.DowntimeMs >= 0 and res.TransferredBytes > 0)
     assert.is_true(res.DowntimeMs < res.TotalTimeMs)

@@ -752,6 +752,8 @@ static void take_offer(mig *m, json_t *in) {
   vm->incoming_layout = json_incref(layout);
   vm->opts.guest_agent = json_is_true(ga);
   m->phase = P_LAUNCHING;
+  /* QEMU's start-up may take what is left of the receive's deadline. */
+  vm->opts.timeout_ms = left(m) ? left(m) : 1;
   {
     const char *src = json_string_value(json_object_get(in, "id"));
     emit(m, "offered", json_pack("{s:s}", "Source", src ? src : ""));
@@ -894,6 +896,16 @@ void orr__mig_launched(orr_vm *vm) {
   }
   m->setup_i = 0;
   send_next(m);
+}
+
+/* QEMU did not start (or missed its deadline): the source is told before
+** the caller hears, so a recipe that ends on the failure cannot cut the
+** answer off. */
+void orr__mig_launch_failed(orr_vm *vm, int status, const orr_error *e) {
+  mig *m = vm->mig;
+  if (m == NULL || m->ended)
+    return;
+  fail(m, status, "%s", e ? e->msg : "QEMU did not start");
 }
 
 int orr_vm_receive(orr_engine *eng, const char *id, const char *listen,

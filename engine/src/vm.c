@@ -632,6 +632,8 @@ static void create_written(void *arg, int status, const orr_error *e) {
 void orr__vm_launched(orr_vm *vm, int status, const orr_error *e) {
   if (status != 0 && vm->attaching)
     vm->attach_failed = true; /* an open that failed touches nothing more */
+  if (status != 0 && vm->incoming)
+    orr__mig_launch_failed(vm, status, e); /* the source hears it now */
   /* A launch fails once: the kill that follows a missed deadline must not
   ** report again (its EBACKEND would hide the ETIMEDOUT). */
   if (status != 0 && vm->create_cb == NULL)

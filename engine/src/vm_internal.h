@@ -307,6 +307,7 @@ void orr__vm_incoming_done(orr_vm *vm, bool running);
 /* migrate.c's hooks: QEMU of a VM being received is up (-incoming defer);
 ** the VM's handle is closed; its process is gone. */
 void orr__mig_launched(orr_vm *vm);
+void orr__mig_launch_failed(orr_vm *vm, int status, const orr_error *e);
 void orr__mig_closed(orr_vm *vm);
 void orr__mig_exited(orr_vm *vm);
 /* A migration holds the VM: no change, lifecycle call or save meanwhile. */
