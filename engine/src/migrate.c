@@ -62,6 +62,7 @@ struct orr_mig {
   bool ended;        /* the outcome is decided */
   bool delivered;    /* the caller heard (or never will) */
   bool peer_running; /* source: the destination runs the VM */
+  int stats_polls;   /* polls for the times of a completed migration */
   bool started;      /* the source's QEMU was told to migrate */
   bool completed;    /* its QEMU said completed */
   bool was_running;  /* the source ran: the destination resumes it */
@@ -336,6 +337,14 @@ static void on_poll(void *arg, int status, json_t *result, const char *errmsg) {
     return;
   }
   st = json_string_value(json_object_get(result, "status"));
+  if (st && strcmp(st, "completed") == 0 && !m->incoming &&
+      json_integer_value(json_object_get(result, "total-time")) == 0 &&
+      m->stats_polls++ < 20) {
+    /* QEMU says completed a moment before it has written down the
+    ** migration's times: ask again for them. */
+    arm(m, 2, on_poll_timer);
+    return;
+  }
   if (st && strcmp(st, "completed") == 0) {
     if (!m->incoming) {
       json_decref(m->stats);
@@ -521,6 +530,10 @@ static void on_source_msg(void *arg, orr_mconn *c, json_t *in, int status,
   if (m->ended || m->phase == P_QUITTING)
     return;
   if (in == NULL) {
+    /* A destination that runs the VM has said all it had to say; it may
+    ** hang up before our QEMU reports completion (its poll is ahead). */
+    if (m->peer_running)
+      return;
     fail(m, status == 0 ? ORR_EIO : status,
          "migrate: the destination's connection ended (%s)", errmsg);
     return;
