@@ -76,6 +76,11 @@ struct orr_mig {
 
 typedef struct orr_mig mig;
 
+/* The call's name, as its messages start (never a bare backend verb). */
+static const char *op(const mig *m) {
+  return m->incoming ? "receive:" : "migrate:";
+}
+
 static void send_next(mig *m);
 static void poll_now(mig *m);
 static void on_stream_connected(void *arg, orr_mconn *c, int status,
@@ -302,8 +307,8 @@ static void fail(mig *m, int code, const char *fmt, ...) {
 static void on_deadline(uv_timer_t *t) {
   mig *m = t->data;
   fail(m, ORR_ETIMEDOUT,
-       "%s: the migration did not complete within %llu ms (%s)",
-       m->incoming ? "receive" : "migrate", (unsigned long long)m->timeout_ms,
+       "%s the migration did not complete within %llu ms (%s)", op(m),
+       (unsigned long long)m->timeout_ms,
        m->phase == P_LISTEN      ? "no source connected and offered a VM"
        : m->phase == P_CONNECT   ? "connecting to the destination"
        : m->phase == P_OFFERED   ? "the destination did not answer the offer"
@@ -331,8 +336,7 @@ static void on_poll(void *arg, int status, json_t *result, const char *errmsg) {
   if (replied(m, status))
     return;
   if (status != 0) {
-    fail(m, status, "%s: query-migrate: %s",
-         m->incoming ? "receive" : "migrate",
+    fail(m, status, "%s query-migrate: %s", op(m),
          status == ORR_EVMGONE ? "the VM process is gone" : errmsg);
     return;
   }
@@ -357,9 +361,8 @@ static void on_poll(void *arg, int status, json_t *result, const char *errmsg) {
   } else if (st &&
              (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)) {
     const char *desc = json_string_value(json_object_get(result, "error-desc"));
-    fail(m, ORR_EBACKEND, "%s: QEMU's migration %s%s%s",
-         m->incoming ? "receive" : "migrate", st, desc ? ": " : "",
-         desc ? desc : "");
+    fail(m, ORR_EBACKEND, "%s QEMU's migration %s%s%s", op(m), st,
+         desc ? ": " : "", desc ? desc : "");
   } else if (left(m) == 0) {
     on_deadline(m->timer);
   } else {
@@ -370,8 +373,7 @@ static void on_poll(void *arg, int status, json_t *result, const char *errmsg) {
 
 static void poll_now(mig *m) {
   if (send_plan(m, "poll", -1, on_poll) != 0)
-    fail(m, ORR_EVMGONE, "%s: the VM process is gone",
-         m->incoming ? "receive" : "migrate");
+    fail(m, ORR_EVMGONE, "%s the VM process is gone", op(m));
 }
 
 static void on_started(void *arg, int status, json_t *result,
@@ -387,8 +389,9 @@ static void on_started(void *arg, int status, json_t *result,
   if (status != 0) {
     if (!m->incoming)
       m->started = false; /* QEMU refused to start: nothing to cancel */
-    fail(m, status, "%s: %s: %s", m->incoming ? "receive" : "migrate",
-         m->incoming ? "migrate-incoming" : "migrate",
+    fail(m, status, "%s %s: %s", op(m),
+         json_string_value(
+             json_object_get(json_object_get(m->plan, "start"), "execute")),
          status == ORR_EVMGONE ? "the VM process is gone" : errmsg);
     return;
   }
@@ -410,7 +413,9 @@ static void on_handed(void *arg, int status, json_t *result,
   if (replied(m, status))
     return;
   if (status != 0) {
-    fail(m, status, "%s: getfd: %s", m->incoming ? "receive" : "migrate",
+    fail(m, status, "%s %s: %s", op(m),
+         json_string_value(
+             json_object_get(json_object_get(m->plan, "handoff"), "execute")),
          errmsg);
     return;
   }
@@ -425,8 +430,7 @@ static void hand_off(mig *m) {
   m->stream_fd = -1;
   m->phase = P_HANDOFF;
   if (send_plan(m, "handoff", fd, on_handed) != 0)
-    fail(m, ORR_EVMGONE, "%s: the VM process is gone",
-         m->incoming ? "receive" : "migrate");
+    fail(m, ORR_EVMGONE, "%s the VM process is gone", op(m));
 }
 
 static void on_setup(void *arg, int status, json_t *result,
@@ -440,7 +444,7 @@ static void on_setup(void *arg, int status, json_t *result,
   if (replied(m, status))
     return;
   if (status != 0) {
-    fail(m, status, "%s: %s", m->incoming ? "receive" : "migrate", errmsg);
+    fail(m, status, "%s %s", op(m), errmsg);
     return;
   }
   m->setup_i++;
@@ -453,8 +457,7 @@ static void send_next(mig *m) {
   json_t *c = json_array_get(json_object_get(m->plan, "setup"), m->setup_i);
   if (c != NULL) {
     if (send_cmd(m, c, -1, on_setup) != 0)
-      fail(m, ORR_EVMGONE, "%s: the VM process is gone",
-           m->incoming ? "receive" : "migrate");
+      fail(m, ORR_EVMGONE, "%s the VM process is gone", op(m));
     return;
   }
   if (m->incoming) {
@@ -514,8 +517,8 @@ static void source_running(mig *m) {
   ** hears once it is gone. */
   m->phase = P_QUITTING;
   m->vm->quitting = true;
-  if (m->vm->backend->send(m->vm, "quit", NULL, ORR_VM_QUIT_GRACE_MS, on_quit,
-                           NULL, m) == 0)
+  if (orr__vm_send_verb(m->vm, ORR_VERB_QUIT, ORR_VM_QUIT_GRACE_MS, on_quit,
+                        m) == 0)
     m->inflight++;
   else
     m->vm->backend->kill(m->vm);
@@ -659,8 +662,11 @@ void orr_vm_migrate(orr_vm *vm, const char *to, uint64_t timeout_ms,
   orr_error e = {0, ""};
   char why[300];
   mig *m;
-  if (orr__mig_busy(vm, "migrate", &e) != 0)
-    return refuse(vm, cb, arg, e.code, e.msg + strlen("migrate: "));
+  if (vm->mig != NULL && !vm->mig->ended) {
+    snprintf(why, sizeof why, "VM %s is %s (wait for it to end)", vm->id,
+             vm->mig->incoming ? "being received" : "migrating already");
+    return refuse(vm, cb, arg, ORR_EBUSY, why);
+  }
   if (vm->exited) {
     snprintf(why, sizeof why, "VM %s is gone (%s)", vm->id, vm->exit_reason);
     return refuse(vm, cb, arg, ORR_EVMGONE, why);
@@ -988,8 +994,7 @@ void orr__mig_closed(orr_vm *vm) {
     return;
   if (m->incoming)
     m->vm->create_cb = NULL; /* the caller is gone */
-  fail(m, ORR_ECANCELED, "%s: VM %s was closed",
-       m->incoming ? "receive" : "migrate", vm->id);
+  fail(m, ORR_ECANCELED, "%s VM %s was closed", op(m), vm->id);
 }
 
 void orr__mig_exited(orr_vm *vm) {
@@ -1005,6 +1010,6 @@ void orr__mig_exited(orr_vm *vm) {
     orr__defer(vm->eng, deliver_source, m);
     return;
   }
-  fail(m, ORR_EVMGONE, "%s: the VM process is gone (%s)",
-       m->incoming ? "receive" : "migrate", vm->exit_reason);
+  fail(m, ORR_EVMGONE, "%s the VM process is gone (%s)", op(m),
+       vm->exit_reason);
 }
