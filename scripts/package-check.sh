@@ -54,7 +54,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. Build.
+# 1. Build. The guest's kernel comes from the machine's kernel cache (build-kernel.sh), the
+# one the build trees use: debhelper points HOME and XDG_CACHE_HOME elsewhere while it
+# builds, so the cache is named explicitly, or the package build would compile the kernel
+# a second time.
+export ORRERY_KERNEL_CACHE=${ORRERY_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/orrery/kernel}
 copy_tree "$src"
 t0=$(date +%s)
 (cd "$src" && DEB_BUILD_OPTIONS="parallel=2 nocheck" dpkg-buildpackage -b -us -uc) \

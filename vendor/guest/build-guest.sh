@@ -2,12 +2,15 @@
 # build-guest.sh OUTDIR
 #
 # Assembles Orrery's embedded default guest from Debian 12 packages only:
-#   OUTDIR/vmlinuz            Debian's generic amd64 kernel (linux-image-<abi>-amd64), as shipped
-#   OUTDIR/vmlinux            the same kernel decompressed (ELF, PVH entry): QEMU -kernel boots
-#                             it ~2.4 s sooner under TCG than vmlinuz (see below)
+#   OUTDIR/vmlinux            the kernel as an ELF with a PVH entry (QEMU -kernel boots it
+#                             directly): by default built from Debian's linux-source-6.1 by
+#                             build-kernel.sh with every driver the guest needs built in
+#                             (cached outside the build tree); with ORRERY_GUEST_KERNEL=debian
+#                             Debian's generic kernel, decompressed here (see below)
+#   OUTDIR/vmlinuz            the same kernel as a bzImage (for firmware boots)
 #   OUTDIR/initramfs.cpio     busybox-static + qemu-guest-agent (+ its shared libraries)
-#                             + the virtio/SCSI/9p/ext4 modules, with a small /init; not
-#                             compressed: gunzip under TCG cost the boot ~0.2-0.3 s
+#                             (+ the virtio/SCSI/9p/ext4 modules with Debian's kernel), with a
+#                             small /init; not compressed: gunzip under TCG cost ~0.2-0.3 s
 #   OUTDIR/cmdline            the kernel command line to boot it with (one line)
 #   OUTDIR/stamp              hash of this script's inputs; an unchanged rerun says "cached"
 #   OUTDIR/manifest.txt       what went in: package versions, modules, sizes
@@ -23,6 +26,11 @@
 # vendor/packages.txt lists cpio; vendor/install-deps.sh installs it.
 #
 # Env: ORRERY_GUEST_FORCE=1 rebuilds even when the stamp matches.
+#      ORRERY_GUEST_KERNEL=orrery (default) builds the kernel with build-kernel.sh; if that
+#      fails, this script fails (it never falls back silently to a guest that boots twice as
+#      slowly). ORRERY_GUEST_KERNEL=debian takes Debian's generic kernel package and its
+#      modules instead: no compiler needed, a slower boot (docs/guest.md).
+#      build-kernel.sh's own variables (ORRERY_KERNEL_CACHE, ...) pass through.
 set -euo pipefail
 
 t_start=$(date +%s%N)
@@ -32,6 +40,12 @@ die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 OUTDIR"
 out=$(realpath -m "$1")
 self=$(realpath "${BASH_SOURCE[0]}")
+here=$(dirname "$self")
+kernel_mode=${ORRERY_GUEST_KERNEL:-orrery}
+case $kernel_mode in
+  orrery | debian) ;;
+  *) die "ORRERY_GUEST_KERNEL must be orrery or debian, not '$kernel_mode'" ;;
+esac
 
 # --- Which kernel flavour -------------------------------------------------------------------
 # Debian ships two amd64 kernel flavours. linux-image-cloud-amd64 is smaller and boots a bit
@@ -86,12 +100,23 @@ guest_pkgs=(busybox-static qemu-guest-agent)
 #   self-test of a KDF, which also waits for the initramfs to be unpacked), init_kprobe_trace
 #   (kprobe trace events), init_encrypted (the "encrypted" key type), slab_debugfs_init,
 #   i8042_init (the PS/2 keyboard and mouse: the console is COM1).
-cmdline="console=ttyS0 loglevel=4 cryptomgr.notests mitigations=off memhp_default_state=online_movable"
-cmdline+=" no_timer_check noreplace-smp pcie_ports=compat lsm=capability audit=0 ipv6.disable=1"
-cmdline+=" initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,init_encrypted,slab_debugfs_init,i8042_init"
+cmdline="console=ttyS0 loglevel=4 mitigations=off memhp_default_state=online_movable"
+cmdline+=" no_timer_check noreplace-smp"
+if [ "$kernel_mode" = debian ]; then
+  cmdline+=" cryptomgr.notests pcie_ports=compat lsm=capability audit=0 ipv6.disable=1"
+  cmdline+=" initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,init_encrypted,slab_debugfs_init,i8042_init"
+fi
+# (build-kernel.sh's kernel has none of what the debian-only options switch off: no crypto
+# self-tests, PCIe port services, LSMs, audit, IPv6, kprobes, KDF test, PS/2.)
 
 # --- Cache check ------------------------------------------------------------------------------
-stamp_val=$( { sha256sum <"$self"; printf '%s\n' "$cmdline"; } | sha256sum | cut -d' ' -f1)
+# The stamp covers this script, the kernel choice and, for the built kernel, build-kernel.sh's
+# cache key (source version, kernel.config, build-kernel.sh, compiler).
+kernel_key=debian
+if [ "$kernel_mode" = orrery ]; then
+  kernel_key=$(bash "$here/build-kernel.sh" --key) || die "build-kernel.sh --key failed (see above)"
+fi
+stamp_val=$( { sha256sum <"$self"; printf '%s\n' "$cmdline" "$kernel_mode $kernel_key"; } | sha256sum | cut -d' ' -f1)
 if [ "${ORRERY_GUEST_FORCE:-0}" != 1 ] && [ -f "$out/stamp" ] &&
    [ "$(cat "$out/stamp")" = "$stamp_val" ] &&
    [ -s "$out/vmlinuz" ] && [ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio" ] && [ -s "$out/cmdline" ] &&
@@ -162,6 +187,14 @@ deps_of() {
 pkgver() { dpkg-deb -f "$(deb_of "$1")" Version; }
 
 # --- Kernel -----------------------------------------------------------------------------------
+order=()  # the modules in the initramfs (none with the built kernel: everything is built in)
+if [ "$kernel_mode" = orrery ]; then
+  step "kernel: build-kernel.sh (Debian's linux-source-6.1, drivers built in)"
+  bash "$here/build-kernel.sh" "$work/kernel" ||
+    die "the guest kernel did not build (above). Fix that, or build the slower guest on Debian's kernel package with ORRERY_GUEST_KERNEL=debian"
+  kver=$(cat "$work/kernel/kernel.release")
+  kernel_desc="$kver built from linux-source-6.1 $(dpkg-query -W -f '${Version}' linux-source-6.1 2>/dev/null || echo '(tarball)'), key $kernel_key"
+else
 step "resolve kernel package ($kernel_meta)"
 kpkg=$(apt-cache depends "$kernel_meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
 if [ -z "$kpkg" ]; then
@@ -204,7 +237,6 @@ modinfo() {  # modinfo FILE KEY: the KEY= records of the module's .modinfo secti
 }
 modinfo_depends() { modinfo "$1" depends | head -n1 | tr ',' ' '; }
 
-order=()
 visit() {
   local m=${1//-/_} d
   [ -z "${seen[$m]:-}" ] || return 0
@@ -259,6 +291,9 @@ for a in 'pci:v00001AF4' 'virtio:d00000003v' 'fs-ext4' 'fs-9p' 'crypto-crc32c' '
     die "no module alias $a: the guest could not load its driver on demand"
 done
 step "modules (${#order[@]}, dependencies first): ${order[*]}"
+
+kernel_desc="$kpkg $(pkgver "$kpkg")"
+fi
 
 # --- Userland packages and the libraries qemu-ga needs ---------------------------------------
 # Walk Depends/Pre-Depends from the guest packages (downloading each), unpack them all into
@@ -443,7 +478,8 @@ EOF
 cat <<'EOF' | wr 0755 /sbin/orrery-hotplug
 #!/bin/sh
 # The driver a new device asks for (a hot-added controller, disk, NIC, rng, ...).
-[ "$ACTION" = add ] && [ -n "$MODALIAS" ] && modprobe -q "$MODALIAS"
+# (A kernel without modules has no /proc/sys/kernel/modprobe: its drivers are built in.)
+[ "$ACTION" = add ] && [ -n "$MODALIAS" ] && [ -e /proc/sys/kernel/modprobe ] && modprobe -q "$MODALIAS"
 case "$SUBSYSTEM:$ACTION" in
   virtio-ports:add|virtio-ports:change|virtio-ports:remove) /sbin/orrery-vports ;;
   cpu:add) [ -w "/sys$DEVPATH/online" ] && echo 1 >"/sys$DEVPATH/online" ;;
@@ -524,12 +560,17 @@ echo "init $t_init" >/run/orrery/boot-times
 # the input devices ask for (virtio_scsi, virtio_console, virtio_balloon, evdev, ...).
 # Filesystems and everything hot-plugged later come on demand (request_module, uevents).
 # No autoloading while this runs: each request_module would fork a usermode helper, which
-# is slow under TCG.
-echo >/proc/sys/kernel/modprobe
+# is slow under TCG. A kernel without modules (the default, build-kernel.sh's) has all its
+# drivers bound before /init runs, and no /proc/sys/kernel/modprobe: nothing to do.
 read -r kver </proc/sys/kernel/osrelease
-modprobe -qa $(cat /sys/bus/*/devices/*/modalias 2>/dev/null)
-modprobe -qa $(cat /sys/bus/virtio/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
-echo /sbin/modprobe >/proc/sys/kernel/modprobe
+modular=
+if [ -e /proc/sys/kernel/modprobe ] && [ -e "/lib/modules/$kver/modules.dep" ]; then
+  modular=1
+  echo >/proc/sys/kernel/modprobe
+  modprobe -qa $(cat /sys/bus/*/devices/*/modalias 2>/dev/null)
+  modprobe -qa $(cat /sys/bus/virtio/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
+  echo /sbin/modprobe >/proc/sys/kernel/modprobe
+fi
 mark modules
 
 hostname "$host"; echo "$host" >/etc/hostname
@@ -569,7 +610,7 @@ uevent /sbin/orrery-hotplug </dev/null >/dev/null 2>&1 &
 /sbin/orrery-vports
 # Coldplug once more, now that the helper listens: a disk the SCSI scan found, or a device
 # hot-added, after the passes above (their uevents came before anyone listened).
-modprobe -qa $(cat /sys/bus/*/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
+[ -z "$modular" ] || modprobe -qa $(cat /sys/bus/*/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid 2>/dev/null
 
 read -r up _ </proc/uptime
@@ -585,8 +626,15 @@ exec /bin/busybox init
 EOF
 
 # --- Kernel, initramfs, cmdline ---------------------------------------------------------------
+if [ "$kernel_mode" = orrery ]; then
+  step "write vmlinux and vmlinuz ($kver)"
+  install -m 0644 "$work/kernel/vmlinux" "$out/vmlinux.tmp"
+  install -m 0644 "$work/kernel/bzImage" "$out/vmlinuz.tmp"
+  install -m 0644 "$work/kernel/kernel.config" "$out/kernel.config"
+else
 step "write vmlinuz ($kpkg)"
 install -m 0644 "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
+rm -f "$out/kernel.config"
 
 # vmlinux: the same kernel, decompressed here on the host. Debian's bzImage carries an
 # xz-compressed ELF; its own decompressor needs ~2.4 s under TCG before the kernel prints
@@ -600,6 +648,7 @@ xz_off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$out/vmlinuz.tmp" | head -n1 | cut
   die "cannot decompress the vmlinux payload"
 readelf -n "$out/vmlinux.tmp" 2>/dev/null | grep -Eq 'Xen .*(\(0x00000012\)|PHYS32_ENTRY)' ||
   die "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"
+fi
 
 # Not compressed: the kernel unpacks a gzip'ed initramfs at ~50 MB/s under TCG (0.2-0.3 s
 # for this one), an uncompressed one is only copied; QEMU loads either in milliseconds.
@@ -615,7 +664,7 @@ rm -f "$out/initramfs.cpio.gz"  # what builds before this one wrote
 mv "$out/cmdline.tmp" "$out/cmdline"
 
 {
-  echo "kernel: $kpkg $(pkgver "$kpkg")"
+  echo "kernel: $kernel_desc"
   for p in "${closure[@]}"; do echo "package: $p $(pkgver "$p")"; done
   echo "modules: ${order[*]}"
   echo "libraries: $(printf '%s\n' "${!lib_done[@]}" | sort | tr '\n' ' ')"
