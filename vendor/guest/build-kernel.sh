@@ -115,6 +115,9 @@ if [ "$(cat "$tree/source" 2>/dev/null)" != "$srcver" ] || [ ! -f "$tree/src/Mak
 fi
 step "building $srcpkg $srcver in $tree (key $key; a first build takes minutes: docs/guest.md)"
 
+# Run from a make (CMake's guest target), the kernel's make would inherit that make's
+# jobserver and flags; it runs on its own -j instead.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 # Reproducible: no host name, user, date or build counter in the image.
 export KBUILD_BUILD_TIMESTAMP="@0" KBUILD_BUILD_USER=orrery KBUILD_BUILD_HOST=orrery KBUILD_BUILD_VERSION=1
 mk() { make -C "$tree/src" O="$tree/obj" ARCH=x86_64 "$@"; }
