@@ -27,7 +27,9 @@ dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   JANSSON = { header = "jansson.h", library = "jansson" },
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- Debian keeps curl.h under the multiarch include dir, where luarocks does
+  -- not look; CMake finds it through pkg-config, so only the library is checked.
+  CURL = { library = "curl" },
   YAML = { header = "yaml.h", library = "yaml" },
 }
 build = {

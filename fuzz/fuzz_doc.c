@@ -82,8 +82,9 @@ static void check_opts(const char *s, const char *const *allowed,
 }
 
 static void check_argv(const json_t *argv) {
-  static const char *const chardev_keys[] = {"id",   "path",    "server",
-                                             "wait", "logfile", NULL};
+  /* logappend: the console capture keeps one log across restarts. */
+  static const char *const chardev_keys[] = {
+      "id", "path", "server", "wait", "logfile", "logappend", NULL};
   static const char *const fsdev_keys[] = {"id", "path", "security_model",
                                            "readonly", NULL};
   size_t n = json_array_size(argv);

@@ -189,13 +189,14 @@ int orr_cli_ps(int argc, char **argv) {
   char root[512];
   DIR *d;
   struct dirent *de;
-  json_t *list = json_array(), **items;
+  json_t *list, **items;
   size_t n, i;
   rc = orr_cli_parse_flags("ps", argc, argv, flags, ps_help, &done, &first);
   if (rc != ORR_EXIT_OK || done)
     return rc;
   if (first < argc)
     return orr_cli_usage_error("ps", "unknown argument %s", argv[first]);
+  list = json_array(); /* only now: the returns above would leak it */
   orr_runtime_root(root, sizeof root);
   if ((d = opendir(root)) != NULL) {
     while ((de = readdir(d)) != NULL) {

@@ -124,8 +124,10 @@ static void log_line(orr_vm *vm, struct orr_vm_console *c, int port,
   }
 }
 
+/* The timer's data is its waiter: both go once the handle is closed. */
 static void waiter_closed(uv_handle_t *h) {
   free(h->data);
+  free(h);
 }
 
 /* Answers w from the loop (never from inside the call that asked). */
