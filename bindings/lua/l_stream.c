@@ -237,12 +237,18 @@ static int read_line_k(lua_State *L, int status, lua_KContext base) {
   return not_yet(L, s, read_line_k, (int)base, "a whole line");
 }
 
+/* Every read starts the same: its {timeout_ms} at index opts, a check that
+** this thread may wait, and the deadline the continuations keep to. */
+static void start_wait(lua_State *L, stream_st *s, int opts, const char *name) {
+  s->timeout_ms = timeout_arg(L, opts, name);
+  orr_l_check_wait(L);
+  s->deadline = uv_now(s->pipe->loop) + s->timeout_ms;
+}
+
 /* s:read_line{timeout_ms} -> the next line without its "\n" (or "\r\n"). */
 static int l_read_line(lua_State *L) {
   stream_st *s = check_stream(L, 1);
-  s->timeout_ms = timeout_arg(L, 2, "read_line");
-  orr_l_check_wait(L);
-  s->deadline = uv_now(s->pipe->loop) + s->timeout_ms;
+  start_wait(L, s, 2, "read_line");
   lua_settop(L, 2);
   return read_line_k(L, LUA_OK, 2);
 }
@@ -265,9 +271,7 @@ static int read_k(lua_State *L, int status, lua_KContext base) {
 /* s:read{timeout_ms} -> every byte there is, once there is at least one. */
 static int l_read(lua_State *L) {
   stream_st *s = check_stream(L, 1);
-  s->timeout_ms = timeout_arg(L, 2, "read");
-  orr_l_check_wait(L);
-  s->deadline = uv_now(s->pipe->loop) + s->timeout_ms;
+  start_wait(L, s, 2, "read");
   lua_settop(L, 2);
   return read_k(L, LUA_OK, 2);
 }
@@ -304,9 +308,7 @@ static int expect_k(lua_State *L, int status, lua_KContext base) {
 static int l_expect(lua_State *L) {
   stream_st *s = check_stream(L, 1);
   luaL_checkstring(L, 2);
-  s->timeout_ms = timeout_arg(L, 3, "expect");
-  orr_l_check_wait(L);
-  s->deadline = uv_now(s->pipe->loop) + s->timeout_ms;
+  start_wait(L, s, 3, "expect");
   lua_settop(L, 3);
   if (lua_isnil(L, 3)) {
     lua_newtable(L);

@@ -202,6 +202,17 @@ static int replied(mig *m, int status) {
   return 0;
 }
 
+/* A step of the migration answered: a missed deadline ends the migration
+** (on_deadline); otherwise as replied(). 1: nothing more to do here. */
+static void on_deadline(uv_timer_t *t);
+static int step_replied(mig *m, int status) {
+  if (status == ORR_ETIMEDOUT && !m->ended) {
+    on_deadline(m->timer);
+    return 1;
+  }
+  return replied(m, status);
+}
+
 /* A command whose answer changes nothing (cancel, resume after a
 ** failure): only counted. */
 static void on_counted(void *arg, int status, json_t *result,
@@ -380,11 +391,7 @@ static void on_started(void *arg, int status, json_t *result,
                        const char *errmsg) {
   mig *m = arg;
   (void)result;
-  if (status == ORR_ETIMEDOUT && !m->ended) {
-    on_deadline(m->timer);
-    return;
-  }
-  if (replied(m, status))
+  if (step_replied(m, status))
     return;
   if (status != 0) {
     if (!m->incoming)
@@ -406,11 +413,7 @@ static void on_handed(void *arg, int status, json_t *result,
                       const char *errmsg) {
   mig *m = arg;
   (void)result;
-  if (status == ORR_ETIMEDOUT && !m->ended) {
-    on_deadline(m->timer);
-    return;
-  }
-  if (replied(m, status))
+  if (step_replied(m, status))
     return;
   if (status != 0) {
     fail(m, status, "%s %s: %s", op(m),
@@ -437,11 +440,7 @@ static void on_setup(void *arg, int status, json_t *result,
                      const char *errmsg) {
   mig *m = arg;
   (void)result;
-  if (status == ORR_ETIMEDOUT && !m->ended) {
-    on_deadline(m->timer);
-    return;
-  }
-  if (replied(m, status))
+  if (step_replied(m, status))
     return;
   if (status != 0) {
     fail(m, status, "%s %s", op(m), errmsg);
@@ -871,11 +870,7 @@ static void on_resumed(void *arg, int status, json_t *result,
                        const char *errmsg) {
   mig *m = arg;
   (void)result;
-  if (status == ORR_ETIMEDOUT && !m->ended) {
-    on_deadline(m->timer);
-    return;
-  }
-  if (replied(m, status))
+  if (step_replied(m, status))
     return;
   if (status != 0) {
     fail(m, status, "cont: %s", errmsg);
