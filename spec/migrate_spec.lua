@@ -10,24 +10,34 @@ assert(os.execute("mkdir -p " .. ROOT .. "/run " .. ROOT .. "/dest " .. ROOT .. 
 local SOCK = ROOT .. "/sock/m.sock"
 local URI = "unix:" .. SOCK
 
--- A destination engine in its own process: body is the recipe after `local vm, err, code =
--- orrery.receive(...)` (printing its results); returns its pid.
-local function destination(name, body, args)
+-- A destination engine in its own process, below root (ROOT): body is the recipe after `local vm, err,
+-- code = orrery.receive(...)` (printing its results); uri where it listens (URI); returns its pid.
+local function destination(name, body, args, uri, root)
+  root = root or ROOT
   local recipe = string.format([[
 local orrery = require("orrery")
 local vm, err, code = orrery.receive(%q, { listen = %q, timeout_ms = 120000,
   runtime_dir = %q })
 print("RECEIVED", vm and vm:state() or code, err or "")
 %s
-]], name, URI, ROOT .. "/dest/" .. name, body)
-  return T.orrery_run(ROOT, name, recipe, nil, true, args)
+]], name, uri or URI, root .. "/dest/" .. name, body)
+  return T.orrery_run(root, name, recipe, nil, true, args)
 end
 
 -- Waits for a background process to end; its log.
-local function finished(pid, name, ms)
+local function finished(pid, name, ms, root)
   assert.is_true(T.eventually(function() return not T.alive(pid) end, ms or 120000, 100),
     name .. " did not end")
-  return T.read(ROOT .. "/" .. name .. ".log") or ""
+  return T.read((root or ROOT) .. "/" .. name .. ".log") or ""
+end
+
+-- A loopback tcp port nobody listens on now.
+local function free_port()
+  for _ = 1, 50 do
+    local port = math.random(20000, 60000)
+    if T.sh("ss -Htln 'sport = :" .. port .. "'") == "" then return port end
+  end
+  error("no free tcp port found")
 end
 
 local function listening()
@@ -193,6 +203,42 @@ print("REMOTE", c2, e2)
     os.remove(SOCK)
   end)
 
+  it("cancels at its deadline while the stream flows, the source running as it was", function()
+    -- The destination's QEMU is stopped (SIGSTOP) once the stream flows: the stream stalls, the
+    -- source's deadline passes mid-stream, the migration is cancelled.
+    local name = "stalled"
+    local pid = destination(name, "")
+    pids[#pids + 1] = pid
+    listening()
+    local stopped
+    local off = vm:on("migration", function(d)
+      if d.Phase == "streaming" then
+        stopped = T.qemu_pids(ROOT .. "/dest/" .. name)
+        if stopped ~= "" then os.execute("kill -STOP " .. stopped) end
+      end
+    end)
+    events = {}
+    local t0 = orrery.now()
+    local ok, err, code = vm:migrate{ to = URI, timeout_ms = 20000 }
+    off()
+    assert.is_nil(ok)
+    assert.is_truthy(stopped and stopped ~= "", "the destination's QEMU was not found to stop")
+    assert.are.equal("ETIMEDOUT", code, err)
+    assert.matches("did not complete within 20000 ms %(the stream did not complete%)", err)
+    assert.is_true(orrery.now() - t0 < 30000)
+    assert.are.same({ "offered", "accepted", "streaming", "timed out" }, events)
+    -- The destination heard the source's abort and killed its (stopped) QEMU.
+    local log = finished(pid, name)
+    assert.matches("RECEIVED\tECANCELED\tECANCELED: receive: the source ended the migration: migrate: the "
+      .. "migration did not complete within 20000 ms", log)
+    assert.is_true(T.eventually(function() return vm:state() == "Running" end, 10000, 50))
+    assert.are.equal("", T.qemu_pids(ROOT .. "/dest/" .. name))
+    -- QEMU's own migration state says cancelled, not failed or stuck.
+    assert.are.equal("cancelled", assert(vm:qmp("query-migrate")).status)
+    source_unchanged()
+    os.remove(SOCK)
+  end)
+
   it("moves the running VM with its run-time disk and files to the other engine", function()
     local name = "receiver"
     local pid = destination(name, [[
@@ -248,5 +294,112 @@ print("END")
     assert.matches("HOTPLUG\t/dev/sd", log)
     assert.matches("END", log)
     assert.are.equal("", T.qemu_pids(ROOT))
+  end)
+end)
+
+describe("live migration over tcp (TCG)", function()
+  local R = T.tmpdir()
+  assert(os.execute("mkdir -p " .. R .. "/run " .. R .. "/dest"))
+  local vm, g
+  local pids = {}
+
+  setup(function()
+    local b = T.builder("migrate-tcp", { memory = 256 })
+    b:set_linux_kernel_direct_boot(orrery.default_guest())
+    vm = assert(orrery.create(string.format("mig-tcp-%d", math.random(1e6)), b,
+      { accel = "tcg", runtime_dir = R .. "/run/src" }))
+    assert(vm:start())
+    g = assert(vm:guest{ timeout_ms = 90000 })
+    assert(g:write_file("/root/before.txt", "before tcp\n"))
+  end)
+
+  teardown(function()
+    for _, pid in ipairs(pids) do
+      if T.alive(pid) then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    end
+    if g then g:close() end
+    if vm then
+      vm:terminate()
+      vm:close()
+    end
+    T.eventually(function() return T.qemu_pids(R) == "" end, 10000, 100)
+    os.execute("rm -rf " .. R)
+  end)
+
+  it("refuses a port another process listens on, naming it", function()
+    local port = free_port()
+    local holder = tonumber(T.sh(string.format(
+      "socat TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr /dev/null >/dev/null 2>&1 & echo $!", port)))
+    pids[#pids + 1] = holder
+    assert.is_true(T.eventually(function() return T.sh("ss -Htln 'sport = :" .. port .. "'") ~= "" end,
+      10000, 20))
+    local rv, err, code = orrery.receive("busy", { listen = "tcp:127.0.0.1:" .. port, timeout_ms = 5000,
+      runtime_dir = R .. "/dest/busy" })
+    assert.is_nil(rv)
+    assert.are.equal("EBUSY", code, err)
+    assert.matches("receive: listen on tcp:127.0.0.1:" .. port .. ": the address is already in use %(another "
+      .. "process listens there: choose another port%)", err)
+    os.execute("kill " .. holder)
+    assert.is_true(T.eventually(function() return not T.alive(holder) end, 5000, 20))
+    -- Nobody listens: the source's connect fails at once, the source runs on.
+    local ok, err2, code2 = vm:migrate{ to = "tcp:127.0.0.1:" .. port, timeout_ms = 5000 }
+    assert.is_nil(ok)
+    assert.are.equal("EIO", code2)
+    assert.matches("cannot connect to tcp:127.0.0.1:" .. port .. ": connection refused", err2)
+    assert.are.equal("Running", vm:state())
+  end)
+
+  it("moves the VM over tcp, refusing connections that lack the stream's token", function()
+    local port = free_port()
+    local uri = "tcp:127.0.0.1:" .. port
+    local name = "tcp-receiver"
+    local pid = destination(name, [[
+local g = assert(vm:guest{ timeout_ms = 30000 })
+print("STATE", vm:state())
+print("BEFORE", g:read_file("/root/before.txt"))
+g:close()
+vm:terminate()
+vm:close()
+print("END")
+]], nil, uri, R)
+    pids[#pids + 1] = pid
+    assert.is_true(T.eventually(function() return T.sh("ss -Htln 'sport = :" .. port .. "'") ~= "" end,
+      30000, 50), "the destination does not listen on " .. uri)
+    -- Between the destination's "ready" and the source's stream, strangers connect: one presents no
+    -- token, one a wrong one, one is no stream at all. Each is answered why, and dropped; the source's
+    -- own stream is taken after them.
+    local strangers = {}
+    local function stranger(line)
+      return T.sh(string.format("printf '%%s\\n' %s | socat -t 10 - TCP:127.0.0.1:%d 2>&1", T.q(line), port))
+    end
+    local off = vm:on("migration", function(d)
+      if d.Phase == "accepted" then
+        strangers[1] = stranger('{"orrery-migrate":1,"type":"stream"}')
+        strangers[2] = stranger('{"orrery-migrate":1,"type":"stream","token":"00000000000000000000000000000000"}')
+        strangers[3] = stranger('{"orrery-migrate":1,"type":"offer"}')
+      end
+    end)
+    local res, err = vm:migrate{ to = uri, timeout_ms = 120000 }
+    off()
+    if not res then
+      T.eventually(function() return not T.alive(pid) end, 20000, 100)
+      err = err .. "\n--- the destination's log:\n" .. (T.read(R .. "/" .. name .. ".log") or "")
+    end
+    assert.is_truthy(res, err)
+    assert.is_true(res.TotalTimeMs > 0 and res.TransferredBytes > 0)
+    assert.are.equal("Stopped", vm:state())
+    assert.are.equal("migrated", vm:properties().Exit.Reason)
+    for i, why in ipairs({ "it has no token", "the stream's token is wrong", "it has no token" }) do
+      local r = require("cjson").decode(strangers[i])
+      assert.are.equal("refused", r.type)
+      assert.are.equal("EPERM", r.code)
+      assert.is_truthy(r.message:find(why, 1, true), r.message)
+    end
+    local log = finished(pid, name, nil, R)
+    assert.matches("RECEIVED\tRunning", log)
+    assert.matches("STATE\tRunning", log)
+    assert.matches("BEFORE\tbefore tcp\n", log)
+    assert.matches("END", log)
+    assert.are.equal("", T.qemu_pids(R))
   end)
 end)

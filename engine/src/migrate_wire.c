@@ -372,6 +372,34 @@ static void on_connection(uv_stream_t *s, int status) {
   l->cb(l->arg, c);
 }
 
+/* Why a listen failed, naming the address: a port or path someone else
+** holds is ORR_EBUSY, so a caller can tell it from a broken socket. */
+static void listen_failed(const orr_muri *u, int rc, orr_error *e) {
+  char where[160], ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (u->is_unix) {
+    snprintf(where, sizeof where, "unix:%s", u->path);
+  } else if (u->addr.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&u->addr;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(where, sizeof where, "tcp:[%s]:%d", ip, port);
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&u->addr;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(where, sizeof where, "tcp:%s:%d", ip, port);
+  }
+  if (rc == UV_EADDRINUSE)
+    orr_error_set(e, ORR_EBUSY,
+                  "receive: listen on %s: the address is already in use "
+                  "(another process listens there: choose another %s)",
+                  where, u->is_unix ? "path" : "port");
+  else
+    orr_error_set(e, ORR_EIO, "receive: listen on %s: %s", where,
+                  uv_strerror(rc));
+}
+
 orr_mlisten *orr__mlisten_new(uv_loop_t *loop, const orr_policy *p,
                               const orr_muri *u, orr_mlisten_cb cb, void *arg,
                               orr_error *e) {
@@ -409,7 +437,7 @@ orr_mlisten *orr__mlisten_new(uv_loop_t *loop, const orr_policy *p,
     goto fail;
   return l;
 fail:
-  orr_error_set(e, ORR_EIO, "receive: listen: %s", uv_strerror(rc));
+  listen_failed(u, rc, e);
   if (l->path[0] != '\0')
     unlink(l->path);
   uv_close(&l->u.h, (uv_close_cb)free);

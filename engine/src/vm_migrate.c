@@ -30,6 +30,9 @@
 
 #define POLL_MS_SOURCE 20
 #define POLL_MS_DEST 5
+/* Connections the destination holds at once while it waits for the stream:
+** a stranger's connection cannot keep the source's out. */
+#define MAX_CANDIDATES 4
 
 enum {
   P_CONNECT,   /* source: connecting the control connection */
@@ -52,6 +55,7 @@ struct orr_mig {
   char uri[160];
   orr_muri u;
   orr_mconn *ctl, *stream;
+  orr_mconn *cand[MAX_CANDIDATES]; /* dest: connections yet to show a token */
   orr_mlisten *listen;
   json_t *plan;
   char token[33];
@@ -119,6 +123,8 @@ static void maybe_free(mig *m) {
   }
   orr__mconn_close(m->ctl);
   orr__mconn_close(m->stream);
+  for (int i = 0; i < MAX_CANDIDATES; i++)
+    orr__mconn_close(m->cand[i]);
   orr__mlisten_close(m->listen);
   if (m->stream_fd >= 0)
     close(m->stream_fd);
@@ -786,6 +792,64 @@ static void take_offer(mig *m, json_t *in) {
   ** source). */
 }
 
+/* Answers a connection that is not the source's stream, then drops it:
+** whoever made it hears why. */
+static void refuse_conn(mig *m, orr_mconn *c, int code, const char *why) {
+  json_t *r = msg("refused");
+  json_object_set_new(r, "code", json_string(orr_err_name(code)));
+  json_object_set_new(r, "message", json_string(why));
+  orr__mconn_send(c, r);
+  orr__mconn_close(c);
+  emit(m, "connection refused",
+       json_pack("{s:s, s:s}", "Error", orr_err_name(code), "Message", why));
+}
+
+/* A candidate's one line: the source's stream presents the token of
+** "ready", then QEMU's bytes follow; anything else is refused. */
+static void take_stream(mig *m, orr_mconn *c, json_t *in) {
+  const char *tok = in ? json_string_value(json_object_get(in, "token")) : 0;
+  const char *type = in ? json_string_value(json_object_get(in, "type")) : 0;
+  int i;
+  for (i = 0; i < MAX_CANDIDATES && m->cand[i] != c; i++)
+    ;
+  if (i == MAX_CANDIDATES)
+    return;
+  m->cand[i] = NULL;
+  if (in == NULL) {
+    orr__mconn_close(c);
+    return;
+  }
+  if (type == NULL || strcmp(type, "stream") != 0 || tok == NULL) {
+    refuse_conn(m, c, ORR_EPERM,
+                "receive: a connection to a migration under way must be "
+                "the source's stream: {\"type\": \"stream\", \"token\": "
+                "the token of \"ready\"} (it has no token)");
+    return;
+  }
+  if (m->phase != P_STREAM || strcmp(tok, m->token) != 0) {
+    refuse_conn(m, c, ORR_EPERM,
+                m->phase != P_STREAM
+                    ? "receive: the stream is taken already"
+                    : "receive: the stream's token is wrong (it must be the "
+                      "token the destination sent in \"ready\")");
+    return;
+  }
+  orr__mconn_stop(c);
+  m->stream_fd = orr__mconn_dup_fd(c);
+  orr__mconn_release(c);
+  /* The others were not the source's. */
+  for (i = 0; i < MAX_CANDIDATES; i++)
+    if (m->cand[i] != NULL) {
+      orr__mconn_close(m->cand[i]);
+      m->cand[i] = NULL;
+    }
+  if (m->stream_fd < 0) {
+    fail(m, ORR_EIO, "cannot take the stream's socket");
+    return;
+  }
+  hand_off(m);
+}
+
 static void on_dest_msg(void *arg, orr_mconn *c, json_t *in, int status,
                         const char *errmsg) {
   mig *m = arg;
@@ -794,26 +858,8 @@ static void on_dest_msg(void *arg, orr_mconn *c, json_t *in, int status,
   (void)status;
   if (m->ended || m->phase == P_DONE)
     return;
-  if (c == m->stream) {
-    /* The stream's one line: its token, then QEMU's bytes follow. */
-    const char *tok = in ? json_string_value(json_object_get(in, "token")) : 0;
-    type = in ? json_string_value(json_object_get(in, "type")) : NULL;
-    if (tok == NULL || type == NULL || strcmp(type, "stream") != 0 ||
-        strcmp(tok, m->token) != 0) {
-      /* Not the source's stream: drop it and wait for the real one. */
-      orr__mconn_close(m->stream);
-      m->stream = NULL;
-      return;
-    }
-    orr__mconn_stop(m->stream);
-    m->stream_fd = orr__mconn_dup_fd(m->stream);
-    orr__mconn_release(m->stream);
-    m->stream = NULL;
-    if (m->stream_fd < 0) {
-      fail(m, ORR_EIO, "cannot take the stream's socket");
-      return;
-    }
-    hand_off(m);
+  if (c != m->ctl) {
+    take_stream(m, c, in);
     return;
   }
   if (in == NULL) {
@@ -858,12 +904,20 @@ static void on_dest_conn(void *arg, orr_mconn *c) {
     orr__mconn_read(c, on_dest_msg, m);
     return;
   }
-  if (m->phase == P_STREAM && m->stream == NULL) {
-    m->stream = c;
-    orr__mconn_read(c, on_dest_msg, m);
-    return;
-  }
-  orr__mconn_close(c); /* one migration at a time, one stream */
+  if (m->phase == P_STREAM)
+    for (int i = 0; i < MAX_CANDIDATES; i++)
+      if (m->cand[i] == NULL) {
+        m->cand[i] = c;
+        orr__mconn_read(c, on_dest_msg, m);
+        return;
+      }
+  /* One migration at a time, one stream. */
+  refuse_conn(m, c, ORR_EBUSY,
+              m->phase == P_STREAM
+                  ? "receive: too many connections wait to present the "
+                    "stream's token"
+                  : "receive: this listener is taken by a migration under "
+                    "way");
 }
 
 static void on_resumed(void *arg, int status, json_t *result,
