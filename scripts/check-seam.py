@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "engine", "src")
 
 CORE = ["vm.c", "vm_modify.c", "vm_commit.c", "vm_persist.c", "vm_req.c",
-        "vm_state.c", "vm_migrate.c", "vm_typed.c", "rundir.c", "engine.c", "defer.c", "vm_internal.h",
+        "vm_state.c", "vm_migrate.c", "vm_typed.c", "vm_reap.c", "rundir.c", "engine.c", "defer.c", "vm_internal.h",
         "backend.h", "rundir.h"]
 
 # Every QMP command and event the qemu backend sends or reads (and a few it

@@ -272,13 +272,19 @@ static void run_until(uv_loop_t *loop, waitv *w) {
 }
 
 /* Opens VM id as orrery.open does; on failure says why (with the engine
-** that holds it, for EBUSY) and returns NULL. */
-static orr_vm *take(const char *cmd, orr_engine *eng, const char *id) {
+** that holds it, for EBUSY) and returns NULL. qmp_ms: how long QEMU has
+** to greet (0: the default). unanswered (may be NULL) takes, instead of
+** the message, a failure after the VM was found, locked and its process
+** proved: QEMU did not answer QMP (ETIMEDOUT, or its monitor closed: EIO,
+** EVMGONE), the case kill and stop then end by its pid. */
+static orr_vm *take(const char *cmd, orr_engine *eng, const char *id,
+                    uint64_t qmp_ms, orr_error *unanswered) {
   orr_vm_options o;
   orr_vm *vm = NULL;
   orr_error e = {0, ""};
   waitv w = {0};
   orr_vm_options_init(&o);
+  o.timeout_ms = qmp_ms;
   if (orr_vm_open(eng, id, &o, on_done, &w, &vm, &e) != 0) {
     if (e.code == ORR_EBUSY) {
       char root[512], dir[1024];
@@ -300,12 +306,53 @@ static orr_vm *take(const char *cmd, orr_engine *eng, const char *id) {
   run_until(orr_engine_loop(eng), &w);
   json_decref(w.result);
   if (w.status != 0) {
-    fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
-            orr_err_name(w.status), w.err.msg);
+    if (unanswered != NULL &&
+        (w.status == ORR_ETIMEDOUT || w.status == ORR_EVMGONE ||
+         w.status == ORR_EIO)) {
+      *unanswered = w.err;
+      unanswered->code = w.status;
+    } else {
+      fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
+              orr_err_name(w.status), w.err.msg);
+    }
     orr_vm_close(vm);
     return NULL;
   }
   return vm;
+}
+
+/* Ends VM id by its pid, for a QEMU that did not answer QMP: a fresh
+** engine (the failed open's has let go of the directory with it), and
+** orr_vm_kill_id's proof before the signal. */
+static int kill_unanswered(const char *cmd, const char *id,
+                           const orr_error *why) {
+  orr_engine *eng = NULL;
+  orr_error e = {0, ""};
+  waitv w = {0};
+  int rc = ORR_EXIT_OK;
+  fprintf(stderr, "%s %s: %s: %s; killing it by its pid\n", orr_cli_progname,
+          cmd, orr_err_name(why->code), why->msg);
+  if (orr_engine_new(NULL, &eng, &e) != 0) {
+    fprintf(stderr, "%s %s: %s\n", orr_cli_progname, cmd, e.msg);
+    return ORR_EXIT_FAIL;
+  }
+  if (orr_vm_kill_id(eng, id, NULL, on_done, &w, &e) != 0) {
+    w.status = e.code;
+    w.err = e;
+  } else {
+    run_until(orr_engine_loop(eng), &w);
+  }
+  if (w.status != 0) {
+    fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
+            orr_err_name(w.status), w.err.msg);
+    rc = ORR_EXIT_FAIL;
+  } else {
+    printf("%s: %s\n", id,
+           json_string_value(json_object_get(w.result, "Reason")));
+  }
+  json_decref(w.result);
+  orr_engine_free(eng);
+  return rc;
 }
 
 static const char stop_help[] =
@@ -313,7 +360,9 @@ static const char stop_help[] =
     "\n"
     "Shuts VM ID down: ACPI power-down, and when the guest has not powered\n"
     "off within the timeout (default 30 s), as `kill`. Takes the VM as\n"
-    "orrery.open does: a VM another engine holds is refused (EBUSY).\n"
+    "orrery.open does: a VM another engine holds is refused (EBUSY). A\n"
+    "QEMU that does not answer QMP (within 10 s) cannot power down: it is\n"
+    "killed by its proved pid as `kill` does.\n"
     "\n"
     "  --timeout=SECONDS  how long the guest has to power off\n"
     "  -h, --help         this help\n"
@@ -326,7 +375,10 @@ static const char kill_help[] =
     "\n"
     "Terminates VM ID at once: QMP quit, then SIGKILL 3 s later if QEMU\n"
     "has not exited. Takes the VM as orrery.open does: a VM another engine\n"
-    "holds is refused (EBUSY).\n"
+    "holds is refused (EBUSY). A QEMU that does not answer QMP within 3 s\n"
+    "(stopped, hung) is sent SIGKILL by its pid, once its pid is proved to\n"
+    "be the VM's QEMU (start time, owner, command line; a pid reused by\n"
+    "another process is refused, EPERM).\n"
     "\n"
     "  -h, --help  this help\n"
     "\n"
@@ -342,7 +394,7 @@ static int end_vm(const char *cmd, int argc, char **argv, int stop) {
   long timeout_s = 30;
   int c, rc = ORR_EXIT_OK;
   orr_engine *eng = NULL;
-  orr_error e = {0, ""};
+  orr_error e = {0, ""}, unanswered;
   orr_vm *vm;
   waitv w = {0};
   char *end;
@@ -376,9 +428,16 @@ static int end_vm(const char *cmd, int argc, char **argv, int stop) {
     fprintf(stderr, "%s %s: %s\n", orr_cli_progname, cmd, e.msg);
     return ORR_EXIT_FAIL;
   }
-  if ((vm = take(cmd, eng, argv[optind])) == NULL) {
+  /* kill gives a QEMU that is alive 3 s to greet (as long as it gives one
+  ** to obey quit); stop the default, as a slow greeting then costs the
+  ** guest its orderly power-down. */
+  unanswered.code = 0;
+  if ((vm = take(cmd, eng, argv[optind], stop ? 0 : 3000, &unanswered)) ==
+      NULL) {
     orr_engine_free(eng);
-    return ORR_EXIT_FAIL;
+    return unanswered.code != 0
+               ? kill_unanswered(cmd, argv[optind], &unanswered)
+               : ORR_EXIT_FAIL;
   }
   if (stop)
     orr_vm_shutdown(vm, (uint64_t)timeout_s * 1000, on_done, &w);
@@ -513,7 +572,7 @@ int orr_cli_console(int argc, char **argv) {
   }
   memset(&s, 0, sizeof s);
   s.loop = orr_engine_loop(eng);
-  if ((s.vm = take("console", eng, argv[first])) == NULL) {
+  if ((s.vm = take("console", eng, argv[first], 0, NULL)) == NULL) {
     orr_engine_free(eng);
     return ORR_EXIT_FAIL;
   }

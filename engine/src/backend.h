@@ -195,6 +195,11 @@ typedef struct {
   ** connects; later orr__vm_attached(vm, status, e). Never signals a
   ** process it has not proved, nor one it could not greet. */
   int (*attach)(orr_vm *vm, const json_t *st, orr_error *e);
+  /* Proves that the process the state names is this VM's (as attach
+  ** does, nothing sent to it) and opens *pidfd for it, the only way the
+  ** core then reaches it (orr_vm_kill_id). ORR_ENOENT when it is gone,
+  ** ORR_EPERM naming the check a process failed. */
+  int (*prove)(orr_vm *vm, const json_t *st, int *pidfd, orr_error *e);
   /*
   ** Settles the journal against what the VM itself reports: for each intent
   ** of `intents` ({Resource, Commit, Data, Plan}), "adopted" (its change is

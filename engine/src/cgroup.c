@@ -38,6 +38,25 @@ static int exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
+/* The controller's mount: cgroup v1's cpu hierarchy or the v2 root. */
+static const char *cgroup_base(void) {
+  if (exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+    return "/sys/fs/cgroup/cpu";
+  if (exists("/sys/fs/cgroup/cgroup.controllers"))
+    return "/sys/fs/cgroup";
+  return NULL;
+}
+
+void orr__cgroup_find(char *dir, size_t size, const char *name) {
+  const char *base = cgroup_base();
+  dir[0] = '\0';
+  if (base != NULL) {
+    snprintf(dir, size, "%s/orrery/%s", base, name);
+    if (!exists(dir))
+      dir[0] = '\0';
+  }
+}
+
 int orr__cgroup_apply(char *dir, size_t size, const char *name, int pid,
                       const json_t *limits, long long cpus, orr_error *e) {
   json_t *limit = json_object_get(limits, "Limit");
@@ -45,12 +64,8 @@ int orr__cgroup_apply(char *dir, size_t size, const char *name, int pid,
   char val[64];
   int v2, rc;
   if (dir[0] == '\0') {
-    const char *base;
-    if (exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")) {
-      base = "/sys/fs/cgroup/cpu";
-    } else if (exists("/sys/fs/cgroup/cgroup.controllers")) {
-      base = "/sys/fs/cgroup";
-    } else {
+    const char *base = cgroup_base();
+    if (base == NULL) {
       return orr_error_set(e, ORR_ENOTSUP,
                            "CPU limits need the cgroup cpu controller, and "
                            "none is mounted at /sys/fs/cgroup");

@@ -18,6 +18,9 @@
 */
 int orr__cgroup_apply(char *dir, size_t size, const char *name, int pid,
                       const json_t *limits, long long cpus, orr_error *e);
+/* dir gets the group orr__cgroup_apply made for name, "" when there is
+** none (an engine that died may have left one behind its VM). */
+void orr__cgroup_find(char *dir, size_t size, const char *name);
 /* Removes the group dir ("" : none); succeeds once its process is gone. */
 void orr__cgroup_remove(const char *dir);
 

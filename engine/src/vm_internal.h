@@ -368,6 +368,18 @@ bool orr__plan_verifiable(const json_t *plan);
 int orr__vm_state_check(const json_t *st, const char *id, const char *run_dir,
                         const orr_backend *backend, json_t **doc, orr_error *e);
 
+/* The part of orrery.open that trusts nothing yet: checks and locks the
+** VM's runtime directory (ORR_EBUSY: another engine holds it), reads and
+** checks state.json. *out gets a VM that is not on the engine's list (its
+** id, run_dir, run_dir_fd holding the lock, backend, runtime_id, doc and
+** layout), *st the state file; free both with orr__vm_discard and
+** json_decref. Errors as orr_vm_open's, prefixed "open". */
+int orr__vm_take_dir(orr_engine *eng, const char *id,
+                     const orr_vm_options *opts, orr_vm **out, json_t **st,
+                     orr_error *e);
+/* Frees a VM orr__vm_take_dir made (and closes its directory: unlocks). */
+void orr__vm_discard(orr_vm *vm);
+
 /* Commits an intent can name (vm_commit.c): "path", "share", "merge". */
 void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);

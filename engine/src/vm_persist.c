@@ -555,8 +555,7 @@ static void free_unplugs(orr_vm *vm) {
   }
 }
 
-/* Frees a VM open never handed out. */
-static void discard(orr_vm *vm) {
+void orr__vm_discard(orr_vm *vm) {
   json_decref(vm->doc);
   json_decref(vm->layout);
   json_decref(vm->p9_index);
@@ -601,12 +600,15 @@ static int check_confined_open(orr_engine *eng, const char *dir, int dirfd,
   return 0;
 }
 
-int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
-                orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e) {
+int orr__vm_take_dir(orr_engine *eng, const char *id,
+                     const orr_vm_options *opts, orr_vm **out, json_t **stp,
+                     orr_error *e) {
   json_t *st = NULL, *doc = NULL;
   const orr_backend *backend;
   orr_vm *vm;
   int rc;
+  *out = NULL;
+  *stp = NULL;
   for (orr_vm *o = eng->vms; o; o = o->next)
     if (!o->closed && strcmp(o->id, id) == 0)
       return orr_error_set(
@@ -675,11 +677,27 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
   }
   snprintf(vm->runtime_id, sizeof vm->runtime_id, "%s",
            json_string_value(json_object_get(st, "RuntimeId")));
+  vm->doc = doc;
+  vm->layout = json_deep_copy(json_object_get(st, "Layout"));
+  *out = vm;
+  *stp = st;
+  return 0;
+fail:
+  json_decref(st);
+  orr__vm_discard(vm);
+  return rc;
+}
+
+int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
+                orr_vm_cb cb, void *arg, orr_vm **out, orr_error *e) {
+  json_t *st;
+  orr_vm *vm;
+  int rc;
+  if ((rc = orr__vm_take_dir(eng, id, opts, &vm, &st, e)) != 0)
+    return rc;
   snprintf(vm->accel, sizeof vm->accel, "%s",
            json_string_value(json_object_get(st, "Accel")));
   vm->boot_mb = json_integer_value(json_object_get(st, "BootMB"));
-  vm->doc = doc;
-  vm->layout = json_deep_copy(json_object_get(st, "Layout"));
   vm->p9_index = json_deep_copy(json_object_get(st, "Plan9Index"));
   vm->plan_log = json_array();
   vm->reserved = json_object();
@@ -703,7 +721,7 @@ int orr_vm_open(orr_engine *eng, const char *id, const orr_vm_options *opts,
   return 0;
 fail:
   json_decref(st);
-  discard(vm);
+  orr__vm_discard(vm);
   return rc;
 }
 

@@ -125,9 +125,9 @@ typedef struct {
                                  send and answer as an obedient cluster
                                  (`orrery plan --backend kubevirt`); no
                                  kubeconfig is read, nothing is sent */
-  uint64_t memory_max_mb;  /* memory the VM may grow to at run time (MiB,
-                              above Memory.SizeInMB: virtio-mem); 0: none,
-                              update_memory only shrinks (balloon) */
+  uint64_t memory_max_mb;     /* memory the VM may grow to at run time (MiB,
+                                 above Memory.SizeInMB: virtio-mem); 0: none,
+                                 update_memory only shrinks (balloon) */
 } orr_vm_options;
 
 ORR_API void orr_vm_options_init(orr_vm_options *o);
@@ -162,6 +162,25 @@ ORR_API int orr_vm_create(orr_engine *eng, const char *id, const json_t *doc,
 ORR_API int orr_vm_open(orr_engine *eng, const char *id,
                         const orr_vm_options *opts, orr_vm_cb cb, void *arg,
                         orr_vm **out, orr_error *e);
+
+/*
+** Kills VM id's process without talking to it, for a VM whose QEMU does
+** not answer (stopped with SIGSTOP, hung, its QMP socket gone), which
+** orr_vm_open cannot take. As orr_vm_open: the runtime directory is checked
+** and locked (ORR_EBUSY while another engine holds the VM: it is that
+** engine's to end), state.json must be trusted, and the pid it records
+** must be proved to be this VM's QEMU (start time, owner, command line;
+** ORR_EPERM naming the check, and nothing is signalled) before SIGKILL is
+** sent through a pidfd, which cannot reach a later process with the same
+** pid. ORR_ENOENT: no such VM, or its process is already gone. Once the
+** process has exited its runtime directory is cleared as after any exit
+** and cb gets {ExitCode = null, Signal = 9, Reason}; ORR_ETIMEDOUT when it
+** has not exited within opts->timeout_ms (0: 10 s). The engine must not be
+** freed before cb.
+*/
+ORR_API int orr_vm_kill_id(orr_engine *eng, const char *id,
+                           const orr_vm_options *opts, orr_vm_cb cb, void *arg,
+                           orr_error *e);
 
 /* timeout_ms 0: ORR_VM_TIMEOUT_MS. A pause or resume that timed out may
 ** still happen when QEMU answers: the state then follows. */
@@ -203,7 +222,6 @@ ORR_API void orr_vm_wait(orr_vm *vm, uint64_t timeout_ms, orr_vm_cb cb,
 */
 ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
                            const json_t *options, orr_vm_cb cb, void *arg);
-
 
 /*
 ** Typed run-time changes: each builds the ModifySettingRequest hcsshim sends
@@ -344,8 +362,8 @@ ORR_API void orr_vm_console_wait(orr_vm *vm, int port, uint64_t next,
 /* Sends bytes to the port as if typed on it. ORR_ENOTSUP for a port the
 ** document gives its own socket (write there). */
 ORR_API void orr_vm_console_write(orr_vm *vm, int port, const char *buf,
-                                  size_t len, uint64_t timeout_ms,
-                                  orr_vm_cb cb, void *arg);
+                                  size_t len, uint64_t timeout_ms, orr_vm_cb cb,
+                                  void *arg);
 /* Every byte a port prints, as it comes (an interactive console: prompts
 ** have no line end); NULL removes it. One tap per VM. */
 typedef void (*orr_vm_console_cb)(void *arg, int port, const char *buf,

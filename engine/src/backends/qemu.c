@@ -588,26 +588,19 @@ static void on_pid_gone(void *arg) {
   orr__vm_exited(vm, -1, 0, "exited (status unknown: not our child)");
 }
 
-/* orrery.open: prove the process is this VM's QEMU, watch it through the
-** pidfd the proof opened, and connect QMP. A previous engine's QMP
-** connection is gone with it, so QEMU accepts ours; a live one means
-** another engine has it, which the lock already excluded. */
-static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
-  orr_qmp_options qo;
-  char arg[600];
-  int rc, fd = -1;
+/* The VM's process identity from its state file, and the proof that the
+** pid is still that process (start time, owner, its QMP socket's argument
+** on the command line). Also finds a CPU-limit cgroup a dead engine left. */
+static int qemu_prove(orr_vm *vm, const json_t *st, int *pidfd, orr_error *e) {
+  char arg[600], name[128];
+  int rc;
   vm->pid = (int)json_integer_value(json_object_get(st, "ProcessId"));
   vm->start_time =
       (unsigned long long)json_integer_value(json_object_get(st, "StartTime"));
-  {
-    const json_t *c = json_object_get(vm->layout, "confinement");
-    vm->confined = json_is_true(json_object_get(c, "descriptors"));
-    vm->landlock_abi = (int)json_integer_value(json_object_get(c, "landlock"));
-  }
   if (orr__qemu_qmp_chardev(arg, sizeof arg, vm->run_dir) != 0)
     return orr_error_set(e, ORR_EINVAL, "runtime directory %s is too long",
                          vm->run_dir);
-  if ((rc = orr__pid_prove(vm->pid, vm->start_time, arg, &fd, e)) != 0) {
+  if ((rc = orr__pid_prove(vm->pid, vm->start_time, arg, pidfd, e)) != 0) {
     if (rc == ORR_ENOENT)
       return orr_error_set(e, ORR_ENOENT,
                            "VM \"%s\" is not running (QEMU pid %d is gone; "
@@ -615,6 +608,27 @@ static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
                            vm->id, vm->pid, vm->run_dir);
     return rc;
   }
+  if (vm->cgroup[0] == '\0') {
+    snprintf(name, sizeof name, "%s-%.8s", vm->id, vm->runtime_id);
+    orr__cgroup_find(vm->cgroup, sizeof vm->cgroup, name);
+  }
+  return 0;
+}
+
+/* orrery.open: prove the process is this VM's QEMU, watch it through the
+** pidfd the proof opened, and connect QMP. A previous engine's QMP
+** connection is gone with it, so QEMU accepts ours; a live one means
+** another engine has it, which the lock already excluded. */
+static int qemu_attach(orr_vm *vm, const json_t *st, orr_error *e) {
+  orr_qmp_options qo;
+  int rc, fd = -1;
+  {
+    const json_t *c = json_object_get(vm->layout, "confinement");
+    vm->confined = json_is_true(json_object_get(c, "descriptors"));
+    vm->landlock_abi = (int)json_integer_value(json_object_get(c, "landlock"));
+  }
+  if ((rc = qemu_prove(vm, st, &fd, e)) != 0)
+    return rc;
   if ((rc = orr__pidwatch_start(vm->eng->loop, fd, on_pid_gone, vm,
                                 &vm->pidwatch, e)) != 0)
     return rc;
@@ -733,6 +747,7 @@ const orr_backend orr__backend_qemu = {
     .release = qemu_release,
     .check_state = orr__qemu_check_state,
     .attach = qemu_attach,
+    .prove = qemu_prove,
     .reconcile = orr__qemu_reconcile,
     .console_write = orr__qemu_console_write,
     .console_drain = orr__qemu_console_drain,
