@@ -8,26 +8,12 @@ local cjson = require("cjson")
 local orrery = require("orrery")
 
 local T = require("orrery.testing")
-local quote, slurp = T.q, T.slurp
 
-local ORRERY = T.orrery_bin()
 local KV = orrery.kubevirt
 local NIC = "2b4a8c1e-3d5f-4a6b-8c7d-9e0f1a2b3c4d"
 local NIC2 = "3c5b9d2f-4e6a-4b7c-9d8e-0f1a2b3c4d5e"
 
--- Runs `orrery <args>`; returns stdout, stderr and the exit code.
-local function orrery_cmd(...)
-  local args = {}
-  for i, a in ipairs{ ... } do args[i] = quote(a) end
-  local errfile = os.tmpname()
-  local p = assert(io.popen(ORRERY .. " " .. table.concat(args, " ") .. " 2>" .. quote(errfile)))
-  local out = p:read("a")
-  local _, how, code = p:close()
-  local err = slurp(errfile)
-  os.remove(errfile)
-  assert.equal("exit", how)
-  return out, err, code
-end
+local orrery_cmd = T.orrery_cmd
 
 -- Checks the value at pointer in the plan's JSON text against a schema
 -- definition (the text as printed: a decoded table loses [] versus {}).
@@ -68,16 +54,7 @@ local function strings(v, out)
 end
 
 describe("orrery plan --backend kubevirt", function()
-  local tmp = {}
-  after_each(function()
-    for _, p in ipairs(tmp) do os.remove(p) end
-    tmp = {}
-  end)
-  local function recipe(text)
-    local p = T.spit(os.tmpname(), text)
-    tmp[#tmp + 1] = p
-    return p
-  end
+  local recipe = T.temp_recipes(after_each)
 
   it("has KubeVirt's v1 schema compiled in, with its origin", function()
     assert.equal("kubevirt/kubevirt", KV.schema.repository)

@@ -5,7 +5,7 @@
 local cjson = require("cjson")
 
 local T = require("orrery.testing")
-local quote, slurp = T.q, T.slurp
+local quote = T.q
 
 local ORRERY = T.orrery_bin()
 local RECIPE = T.recipe("linux-vm.lua")
@@ -15,36 +15,10 @@ local C1 = "0110f83b-de10-5172-a266-78bca56bf50a"
 local VPCI = "6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f"
 local NIC = "2b4a8c1e-3d5f-4a6b-8c7d-9e0f1a2b3c4d"
 
--- Runs `orrery <args>`; returns stdout, stderr and the exit code.
-local function orrery(...)
-  local args = {}
-  for i, a in ipairs{ ... } do args[i] = quote(a) end
-  local errfile = os.tmpname()
-  local p = assert(io.popen(ORRERY .. " " .. table.concat(args, " ") .. " 2>" .. quote(errfile)))
-  local out = p:read("a")
-  local _, how, code = p:close()
-  local err = slurp(errfile)
-  os.remove(errfile)
-  assert.equal("exit", how)
-  return out, err, code
-end
-
--- A recipe in a temporary file; returns its path.
-local function recipe(text)
-  return T.spit(os.tmpname(), text)
-end
+local orrery = T.orrery_cmd
 
 describe("orrery plan", function()
-  local tmp = {}
-  after_each(function()
-    for _, p in ipairs(tmp) do os.remove(p) end
-    tmp = {}
-  end)
-  local function temp_recipe(text)
-    local p = recipe(text)
-    tmp[#tmp + 1] = p
-    return p
-  end
+  local temp_recipe = T.temp_recipes(after_each)
 
   it("prints the recipe's document and its VM as JSON with the HCS keys", function()
     local out, err, code = orrery("plan", RECIPE)

@@ -792,3 +792,37 @@ int orr_l_run(lua_State *L) {
   ctx->driver = prev;
   return ctx->uncaught;
 }
+
+uint64_t orr_l_timeout_opt(lua_State *L, int idx, const char *name) {
+  uint64_t ms = 0;
+  if (lua_isnoneornil(L, idx))
+    return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -2), "timeout_ms") != 0) {
+      lua_pop(L, 1);
+      luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", name,
+                 luaL_tolstring(L, -1, NULL));
+    }
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+      luaL_error(L, "%s: timeout_ms must be a non-negative integer, got %s",
+                 name,
+                 lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL)
+                                                : luaL_typename(L, -1));
+    ms = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  return ms;
+}
+
+orr_l_op *orr_l_timed_op(lua_State *L, int opts_idx, const char *name,
+                         orr_l_push_fn push, uint64_t *ms) {
+  orr_l_op *op;
+  /* Options first: a bad one raises before anything is started. */
+  *ms = orr_l_timeout_opt(L, opts_idx, name);
+  op = orr_l_op_new(L, push);
+  orr_l_op_anchor(L, op, 1);
+  return op;
+}

@@ -110,6 +110,18 @@ void orr_l_check_wait(lua_State *L);
 /* A new op for one waiting call (raises like orr_l_check_wait). push NULL:
 ** true on success, the fail tuple on failure. */
 orr_l_op *orr_l_op_new(lua_State *L, orr_l_push_fn push);
+/* Reads an options table at idx that may hold only timeout_ms (raises on
+** anything else, naming the key and the call) and returns it; 0 when there
+** is none (the call's default). */
+uint64_t orr_l_timeout_opt(lua_State *L, int idx, const char *name);
+/*
+** The opening every timed call on a handle shares (vm:start, g:ping, ...):
+** reads the {timeout_ms} options at opts_idx into *ms, then makes the op
+** and anchors the handle at stack index 1 to it. The caller starts the
+** request with orr_l_op_cb and op, and returns orr_l_op_wait(L, op).
+*/
+orr_l_op *orr_l_timed_op(lua_State *L, int opts_idx, const char *name,
+                         orr_l_push_fn push, uint64_t *ms);
 /* Anchors the value at idx until the op is freed (one per op). */
 void orr_l_op_anchor(lua_State *L, orr_l_op *op, int idx);
 /* Pushes the anchored value. */

@@ -77,26 +77,6 @@ static uint64_t int_field(lua_State *L, int idx, const char *op,
   return (uint64_t)lua_tointeger(L, idx);
 }
 
-/* An options table holding only timeout_ms (raises on anything else). */
-static uint64_t timeout_opt(lua_State *L, int idx, const char *op) {
-  uint64_t ms = 0;
-  if (lua_isnoneornil(L, idx))
-    return 0;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING ||
-        strcmp(lua_tostring(L, -2), "timeout_ms") != 0) {
-      lua_pop(L, 1);
-      luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", op,
-                 luaL_tolstring(L, -1, NULL));
-    }
-    ms = int_field(L, -1, op, "timeout_ms");
-    lua_pop(L, 1);
-  }
-  return ms;
-}
-
 /* ---- Pushing results ---------------------------------------------------- */
 
 /* A failure, with the console's last lines when the guest is dead or
@@ -172,7 +152,7 @@ static int push_pinged(lua_State *L, orr_l_op *op) {
 }
 
 int orr_l_vm_guest(lua_State *L, orr_vm *vm) {
-  uint64_t ms = timeout_opt(L, 2, "guest");
+  uint64_t ms = orr_l_timeout_opt(L, 2, "guest");
   orr_guest_options o;
   orr_error e = {0, ""};
   orr_l_op *op;
@@ -221,9 +201,8 @@ int orr_l_vm_guest(lua_State *L, orr_vm *vm) {
 /* g:ping{timeout_ms} -> true | fail */
 static int l_ping(lua_State *L) {
   lguest *lg = check_guest(L, 1);
-  uint64_t ms = timeout_opt(L, 2, "ping");
-  orr_l_op *op = orr_l_op_new(L, push_true);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 2, "ping", push_true, &ms);
   orr_guest_ping(lg->g, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
@@ -232,9 +211,8 @@ typedef void (*fact_fn)(orr_guest *, uint64_t, orr_vm_cb, void *);
 
 static int fact(lua_State *L, const char *name, fact_fn fn) {
   lguest *lg = check_guest(L, 1);
-  uint64_t ms = timeout_opt(L, 2, name);
-  orr_l_op *op = orr_l_op_new(L, push_json);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 2, name, push_json, &ms);
   fn(lg->g, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
@@ -254,7 +232,7 @@ static int l_interfaces(lua_State *L) {
 static int l_command(lua_State *L) {
   lguest *lg = check_guest(L, 1);
   const char *name = luaL_checkstring(L, 2);
-  uint64_t ms = timeout_opt(L, 4, "command");
+  uint64_t ms = orr_l_timeout_opt(L, 4, "command");
   json_t *args = NULL;
   orr_l_op *op;
   orr_l_check_wait(L);
@@ -281,9 +259,8 @@ static int l_command(lua_State *L) {
 static int l_read_file(lua_State *L) {
   lguest *lg = check_guest(L, 1);
   const char *path = luaL_checkstring(L, 2);
-  uint64_t ms = timeout_opt(L, 3, "read_file");
-  orr_l_op *op = orr_l_op_new(L, push_content);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 3, "read_file", push_content, &ms);
   orr_guest_read_file(lg->g, path, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
@@ -294,9 +271,8 @@ static int l_write_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   size_t len;
   const char *data = luaL_checklstring(L, 3, &len);
-  uint64_t ms = timeout_opt(L, 4, "write_file");
-  orr_l_op *op = orr_l_op_new(L, push_true);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 4, "write_file", push_true, &ms);
   orr_guest_write_file(lg->g, path, data, len, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }

@@ -3,42 +3,12 @@
 #include <string.h>
 
 #include "l_util.h"
+#include "orrery/path.h"
 
 /* Deeper than any document; stops a cyclic table. */
 #define MAX_DEPTH 32
 
-/*
-** Where a value sits, as frames on the C stack; the text is formatted only
-** for a message, never on the way down.
-*/
-typedef struct frame {
-  const struct frame *up;
-  const char *key; /* NULL: a list entry */
-  size_t index;
-} frame;
-
-static size_t render(const frame *f, char *buf, size_t len) {
-  size_t n = 0;
-  int w;
-  if (f == NULL)
-    return 0;
-  n = render(f->up, buf, len);
-  if (n >= len)
-    return n;
-  if (f->key == NULL)
-    w = snprintf(buf + n, len - n, "[%zu]", f->index);
-  else
-    w = snprintf(buf + n, len - n, "%s%s", n ? "." : "", f->key);
-  return w < 0 ? n : n + (size_t)w;
-}
-
-static const char *path_of(const frame *f, char *buf, size_t len) {
-  buf[0] = '\0';
-  render(f, buf, len);
-  return buf;
-}
-
-static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
+static json_t *tojson(lua_State *L, int idx, const orr_path *at, int depth,
                       char *err, size_t errlen);
 
 static int is_sequence(lua_State *L, int idx, size_t *n_out) {
@@ -67,14 +37,14 @@ static int is_sequence(lua_State *L, int idx, size_t *n_out) {
   return count > 0 && seq && (size_t)maxkey == count;
 }
 
-static json_t *table_tojson(lua_State *L, int idx, const frame *at, int depth,
-                            char *err, size_t errlen) {
+static json_t *table_tojson(lua_State *L, int idx, const orr_path *at,
+                            int depth, char *err, size_t errlen) {
   size_t n;
   char path[512];
   json_t *res;
   if (depth > MAX_DEPTH) {
     snprintf(err, errlen, "%s is nested too deeply (a cycle?)",
-             path_of(at, path, sizeof path));
+             orr_path_text(at, path, sizeof path));
     return NULL;
   }
   luaL_checkstack(L, 4, "orrery: table too deep");
@@ -82,7 +52,7 @@ static json_t *table_tojson(lua_State *L, int idx, const frame *at, int depth,
     res = json_array();
     for (size_t i = 1; i <= n; i++) {
       json_t *v;
-      frame sub = {at, NULL, i};
+      orr_path sub = {at, NULL, i};
       lua_geti(L, idx, (lua_Integer)i);
       v = tojson(L, lua_gettop(L), &sub, depth + 1, err, errlen);
       lua_pop(L, 1);
@@ -107,12 +77,12 @@ static json_t *table_tojson(lua_State *L, int idx, const frame *at, int depth,
       k = key;
     } else {
       snprintf(err, errlen, "%s has a %s key; keys must be strings",
-               path_of(at, path, sizeof path), luaL_typename(L, -2));
+               orr_path_text(at, path, sizeof path), luaL_typename(L, -2));
       lua_pop(L, 2);
       json_decref(res);
       return NULL;
     }
-    frame sub = {at, k, 0};
+    orr_path sub = {at, k, 0};
     v = tojson(L, lua_gettop(L), &sub, depth + 1, err, errlen);
     if (v == NULL) {
       lua_pop(L, 2);
@@ -125,7 +95,7 @@ static json_t *table_tojson(lua_State *L, int idx, const frame *at, int depth,
   return res;
 }
 
-static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
+static json_t *tojson(lua_State *L, int idx, const orr_path *at, int depth,
                       char *err, size_t errlen) {
   size_t len;
   const char *s;
@@ -140,7 +110,7 @@ static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
       return json_integer(lua_tointeger(L, idx));
     if (!isfinite(lua_tonumber(L, idx))) {
       snprintf(err, errlen, "%s must be a finite number",
-               path_of(at, path, sizeof path));
+               orr_path_text(at, path, sizeof path));
       return NULL;
     }
     return json_real(lua_tonumber(L, idx));
@@ -150,7 +120,7 @@ static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
   case LUA_TTABLE:
     return table_tojson(L, idx, at, depth, err, errlen);
   default:
-    path_of(at, path, sizeof path);
+    orr_path_text(at, path, sizeof path);
     snprintf(err, errlen,
              "%s must be a table, string, number or boolean, "
              "got a %s",
@@ -161,7 +131,7 @@ static json_t *tojson(lua_State *L, int idx, const frame *at, int depth,
 
 json_t *orr_l_tojson(lua_State *L, int idx, const char *path, char *err,
                      size_t errlen) {
-  frame top = {NULL, path, 0};
+  orr_path top = {NULL, path, 0};
   json_t *v =
       tojson(L, lua_absindex(L, idx), path[0] ? &top : NULL, 0, err, errlen);
   if (v != NULL && json_is_null(v)) {

@@ -347,42 +347,14 @@ static int push_json(lua_State *L, orr_l_op *op) {
   return 1;
 }
 
-/*
-** Reads an options table that may hold only timeout_ms (raises on anything
-** else, naming the key) into *ms; none leaves *ms alone (0: the call's
-** default).
-*/
-static void timeout_opt(lua_State *L, int idx, const char *op, uint64_t *ms) {
-  if (lua_isnoneornil(L, idx))
-    return;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING ||
-        strcmp(lua_tostring(L, -2), "timeout_ms") != 0) {
-      lua_pop(L, 1);
-      luaL_error(L, "%s: unknown option '%s' (expected timeout_ms)", op,
-                 luaL_tolstring(L, -1, NULL));
-      return;
-    }
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-      luaL_error(L, "%s: timeout_ms must be a non-negative integer", op);
-    *ms = (uint64_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-  }
-}
-
 typedef void (*vm_call)(orr_vm *, uint64_t, orr_vm_cb, void *);
 
 /* vm:NAME{timeout_ms = n}: timeout_ms 0 or none is the call's default. */
 static int simple(lua_State *L, const char *name, vm_call fn,
                   orr_l_push_fn push) {
   lvm *v = check_open(L, 1);
-  uint64_t ms = 0;
-  orr_l_op *op;
-  timeout_opt(L, 2, name, &ms);
-  op = orr_l_op_new(L, push);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 2, name, push, &ms);
   fn(v->vm, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
@@ -416,11 +388,8 @@ static json_t *timeout_json(uint64_t ms) {
 /* vm:shutdown{timeout_ms = n} -> exit info table | fail */
 static int l_shutdown(lua_State *L) {
   lvm *v = check_open(L, 1);
-  uint64_t ms = 0;
-  orr_l_op *op;
-  timeout_opt(L, 2, "shutdown", &ms);
-  op = orr_l_op_new(L, push_json);
-  orr_l_op_anchor(L, op, 1);
+  uint64_t ms;
+  orr_l_op *op = orr_l_timed_op(L, 2, "shutdown", push_json, &ms);
   orr_vm_shutdown(v->vm, ms, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
@@ -432,7 +401,7 @@ static int l_save(lua_State *L) {
   json_t *opts;
   orr_l_op *op;
   luaL_checktype(L, 2, LUA_TTABLE);
-  timeout_opt(L, 3, "save", &ms);
+  ms = orr_l_timeout_opt(L, 3, "save");
   orr_l_check_wait(L);
   opts = orr_l_checkjson(L, 2, "save");
   op = orr_l_op_new(L, NULL);
@@ -492,7 +461,7 @@ static int l_qmp(lua_State *L) {
   json_t *args = NULL;
   uint64_t ms = 0;
   orr_l_op *op;
-  timeout_opt(L, 4, "qmp", &ms);
+  ms = orr_l_timeout_opt(L, 4, "qmp");
   orr_l_check_wait(L);
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -526,7 +495,7 @@ static int l_modify(lua_State *L) {
   uint64_t ms = 0;
   json_t *req;
   luaL_checktype(L, 2, LUA_TTABLE);
-  timeout_opt(L, 3, "modify", &ms);
+  ms = orr_l_timeout_opt(L, 3, "modify");
   orr_l_check_wait(L);
   req = orr_l_checkjson(L, 2, "modify");
   return modify(L, v, req, timeout_json(ms));
@@ -588,7 +557,7 @@ static int l_add_scsi_disk(lua_State *L) {
   uint64_t ms = 0;
   json_t *att;
   orr_l_op *op;
-  timeout_opt(L, 5, "add_scsi_disk", &ms);
+  ms = orr_l_timeout_opt(L, 5, "add_scsi_disk");
   orr_l_check_wait(L);
   att = orr_l_checkjson(L, 4, "add_scsi_disk");
   op = change_op(L, att);
@@ -603,7 +572,7 @@ static int l_remove_scsi_disk(lua_State *L) {
   int lun = lun_int(L, lun_arg(L, 3, "remove_scsi_disk"), "remove_scsi_disk");
   uint64_t ms = 0;
   orr_l_op *op;
-  timeout_opt(L, 4, "remove_scsi_disk", &ms);
+  ms = orr_l_timeout_opt(L, 4, "remove_scsi_disk");
   orr_l_check_wait(L);
   op = change_op(L, NULL);
   orr_vm_remove_scsi_disk(v->vm, c, lun, ms, orr_l_op_cb, op);
@@ -622,7 +591,7 @@ static int guid_with_settings(lua_State *L, const char *name, guid_set_fn fn) {
   uint64_t ms = 0;
   json_t *settings;
   orr_l_op *op;
-  timeout_opt(L, 4, name, &ms);
+  ms = orr_l_timeout_opt(L, 4, name);
   orr_l_check_wait(L);
   settings = orr_l_checkjson(L, 3, name);
   op = change_op(L, settings);
@@ -636,7 +605,7 @@ static int guid_remove(lua_State *L, const char *name, guid_del_fn fn) {
   const char *guid = luaL_checkstring(L, 2);
   uint64_t ms = 0;
   orr_l_op *op;
-  timeout_opt(L, 3, name, &ms);
+  ms = orr_l_timeout_opt(L, 3, name);
   orr_l_check_wait(L);
   op = change_op(L, NULL);
   fn(v->vm, guid, ms, orr_l_op_cb, op);
@@ -669,7 +638,7 @@ static int keyed_with_settings(lua_State *L, const char *op, const char *prefix,
   uint64_t ms = 0;
   json_t *settings;
   char path[256];
-  timeout_opt(L, 4, op, &ms);
+  ms = orr_l_timeout_opt(L, 4, op);
   orr_l_check_wait(L);
   settings = orr_l_checkjson(L, 3, op);
   snprintf(path, sizeof path, "%s/%s", prefix, key);
@@ -682,7 +651,7 @@ static int keyed_remove(lua_State *L, const char *op, const char *prefix) {
   const char *key = luaL_checkstring(L, 2);
   uint64_t ms = 0;
   char path[256];
-  timeout_opt(L, 3, op, &ms);
+  ms = orr_l_timeout_opt(L, 3, op);
   orr_l_check_wait(L);
   snprintf(path, sizeof path, "%s/%s", prefix, key);
   return modify(L, v, request(path, "Remove", NULL), timeout_json(ms));
@@ -712,7 +681,7 @@ static int pipe_change(lua_State *L, const char *op, const char *type) {
   const char *host = luaL_checkstring(L, 2);
   uint64_t ms = 0;
   char path[512];
-  timeout_opt(L, 3, op, &ms);
+  ms = orr_l_timeout_opt(L, 3, op);
   orr_l_check_wait(L);
   snprintf(path, sizeof path, "%s/%s", PIPE_PATH, host);
   return modify(L, v, request(path, type, NULL), timeout_json(ms));
@@ -759,7 +728,7 @@ static int with_table(lua_State *L, const char *name, json_fn fn) {
   json_t *settings;
   orr_l_op *op;
   luaL_checktype(L, 2, LUA_TTABLE);
-  timeout_opt(L, 3, name, &ms);
+  ms = orr_l_timeout_opt(L, 3, name);
   orr_l_check_wait(L);
   settings = orr_l_checkjson(L, 2, name);
   op = change_op(L, settings);
@@ -783,7 +752,7 @@ static int l_update_memory(lua_State *L) {
   if (!lua_isinteger(L, 2))
     return luaL_error(L, "update_memory: size_mb must be an integer, got %s",
                       describe(L, 2));
-  timeout_opt(L, 3, "update_memory", &ms);
+  ms = orr_l_timeout_opt(L, 3, "update_memory");
   orr_l_check_wait(L);
   if (lua_tointeger(L, 2) < 0) /* the request path names the rule */
     return modify(L, v,

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "orrery/document.h"
+#include "orrery/path.h"
 #include "schema.h"
 
 static int is_hex(char c) {
@@ -149,56 +150,22 @@ void orr__json_brief(const json_t *v, char *buf, size_t len) {
   }
 }
 
-/*
-** Where a value sits, as a chain of frames on the C stack: the text
-** ("VirtualMachine.Devices.Scsi[2]") is only formatted when a message needs
-** it, never on the way down.
-*/
-typedef struct frame {
-  const struct frame *up;
-  const char *key; /* a field or map key; NULL for a list entry */
-  size_t index;    /* 1-based list index when key is NULL */
-} frame;
-
-static size_t render(const frame *f, char *buf, size_t len) {
-  size_t n = 0;
-  int w;
-  if (f == NULL)
-    return 0;
-  if (f->up != NULL)
-    n = render(f->up, buf, len);
-  if (n >= len)
-    return n;
-  if (f->key == NULL)
-    w = snprintf(buf + n, len - n, "[%zu]", f->index);
-  else
-    w = snprintf(buf + n, len - n, "%s%s", n ? "." : "", f->key);
-  return w < 0 ? n : n + (size_t)w;
-}
-
-/* The path text of f; "" at the top. */
-static const char *path_text(const frame *f, char *buf, size_t len) {
-  buf[0] = '\0';
-  render(f, buf, len);
-  return buf;
-}
-
-static int fail(orr_error *e, const frame *at, const char *rule,
+static int fail(orr_error *e, const orr_path *at, const char *rule,
                 const json_t *got) {
   char brief[80], path[512];
   if (e == NULL)
     return ORR_EINVAL;
   orr__json_brief(got, brief, sizeof brief);
-  path_text(at, path, sizeof path);
+  orr_path_text(at, path, sizeof path);
   return orr_error_set(e, ORR_EINVAL, "%s %s, got %s", path[0] ? path : "value",
                        rule, brief);
 }
 
-static int normalize(const orr_type *t, const json_t *in, const frame *at,
+static int normalize(const orr_type *t, const json_t *in, const orr_path *at,
                      json_t **out, orr_error *e);
 
 static int normalize_string(const orr_type *t, const json_t *in,
-                            const frame *at, json_t **out, orr_error *e) {
+                            const orr_path *at, json_t **out, orr_error *e) {
   const char *s;
   size_t n;
   const char *rule;
@@ -228,8 +195,8 @@ ok:
   return 0;
 }
 
-static int normalize_int(const orr_type *t, const json_t *in, const frame *at,
-                         json_t **out, orr_error *e) {
+static int normalize_int(const orr_type *t, const json_t *in,
+                         const orr_path *at, json_t **out, orr_error *e) {
   json_int_t v;
   if (json_is_integer(in)) {
     v = json_integer_value(in);
@@ -261,7 +228,7 @@ static int cmp_keys(const void *a, const void *b) {
 #define MAX_FIELDS 32
 
 static int normalize_object(const orr_type *t, const json_t *in,
-                            const frame *at, int keep_zero, json_t **out,
+                            const orr_path *at, int keep_zero, json_t **out,
                             orr_error *e) {
   const json_t *slot[MAX_FIELDS] = {0};
   const char *key, *field, *rule;
@@ -282,25 +249,25 @@ static int normalize_object(const orr_type *t, const json_t *in,
   json_object_foreach((json_t *)in, key, val) {
     int i = orr__field_index(t, key);
     if (i < 0) {
-      frame sub = {at, key, 0};
+      orr_path sub = {at, key, 0};
       return orr_error_set(e, ORR_EINVAL,
                            "%s is not a field of %s (HCS names are "
                            "case-sensitive)",
-                           path_text(&sub, path, sizeof path), t->name);
+                           orr_path_text(&sub, path, sizeof path), t->name);
     }
     slot[i] = val;
   }
   res = json_object();
   for (size_t i = 0; i < nfields; i++) {
     const orr_field *f = &t->fields[i];
-    frame sub = {at, f->name, 0};
+    orr_path sub = {at, f->name, 0};
     json_t *nv = NULL;
     int rc;
     if (slot[i] == NULL || json_is_null(slot[i])) {
       if (f->flags & ORR_F_REQUIRED) {
         json_decref(res);
         return orr_error_set(e, ORR_EINVAL, "%s is required",
-                             path_text(&sub, path, sizeof path));
+                             orr_path_text(&sub, path, sizeof path));
       }
       if (!(f->flags & ORR_F_VALUE))
         continue;
@@ -321,7 +288,7 @@ static int normalize_object(const orr_type *t, const json_t *in,
         json_decref(nv);
         json_decref(res);
         return orr_error_set(e, ORR_EINVAL, "%s must not be empty",
-                             path_text(&sub, path, sizeof path));
+                             orr_path_text(&sub, path, sizeof path));
       }
       if (!keep_zero) {
         json_decref(nv);
@@ -331,17 +298,17 @@ static int normalize_object(const orr_type *t, const json_t *in,
     json_object_set_new_nocheck(res, f->name, nv);
   }
   if (t->fix != NULL && (rule = t->fix(res, &field)) != NULL) {
-    frame sub = {at, field, 0};
+    orr_path sub = {at, field, 0};
     json_decref(res);
     return orr_error_set(e, ORR_EINVAL, "%s %s",
-                         path_text(&sub, path, sizeof path), rule);
+                         orr_path_text(&sub, path, sizeof path), rule);
   }
   *out = res;
   return 0;
 }
 
-static int normalize_map(const orr_type *t, const json_t *in, const frame *at,
-                         json_t **out, orr_error *e) {
+static int normalize_map(const orr_type *t, const json_t *in,
+                         const orr_path *at, json_t **out, orr_error *e) {
   size_t n, i = 0;
   const char *small[16], **keys = small;
   const char *key;
@@ -371,10 +338,10 @@ static int normalize_map(const orr_type *t, const json_t *in, const frame *at,
   for (i = 0; i < n; i++) {
     json_t *nv = NULL;
     const char *rule;
-    frame sub = {at, keys[i], 0};
+    orr_path sub = {at, keys[i], 0};
     if (t->key_check && (rule = t->key_check(keys[i], strlen(keys[i])))) {
       orr_error_set(e, ORR_EINVAL, "%s: key \"%s\" %s",
-                    path_text(at, path, sizeof path), keys[i], rule);
+                    orr_path_text(at, path, sizeof path), keys[i], rule);
       goto err;
     }
     if (normalize(t->elem, json_object_get(in, keys[i]), &sub, &nv, e) != 0)
@@ -389,7 +356,7 @@ static int normalize_map(const orr_type *t, const json_t *in, const frame *at,
         orr_error_set(e, ORR_EEXIST,
                       "%s: key \"%s\" is the same GUID as "
                       "another key",
-                      path_text(at, path, sizeof path), keys[i]);
+                      orr_path_text(at, path, sizeof path), keys[i]);
         goto err;
       }
       json_object_set_new_nocheck(res, low, nv);
@@ -408,8 +375,8 @@ err:
   return e ? e->code : ORR_EINVAL;
 }
 
-static int normalize_array(const orr_type *t, const json_t *in, const frame *at,
-                           json_t **out, orr_error *e) {
+static int normalize_array(const orr_type *t, const json_t *in,
+                           const orr_path *at, json_t **out, orr_error *e) {
   json_t *res;
   if (json_is_object(in) && json_object_size(in) == 0) {
     if (t->min > 0)
@@ -435,7 +402,7 @@ static int normalize_array(const orr_type *t, const json_t *in, const frame *at,
   for (size_t i = 0; i < json_array_size(in); i++) {
     json_t *nv = NULL;
     /* 1-based, as the Lua user wrote it. */
-    frame sub = {at, NULL, i + 1};
+    orr_path sub = {at, NULL, i + 1};
     if (normalize(t->elem, json_array_get(in, i), &sub, &nv, e)) {
       json_decref(res);
       return e ? e->code : ORR_EINVAL;
@@ -446,7 +413,7 @@ static int normalize_array(const orr_type *t, const json_t *in, const frame *at,
   return 0;
 }
 
-static int normalize(const orr_type *t, const json_t *in, const frame *at,
+static int normalize(const orr_type *t, const json_t *in, const orr_path *at,
                      json_t **out, orr_error *e) {
   switch (t->kind) {
   case ORR_K_STRING:
@@ -476,7 +443,7 @@ static int normalize(const orr_type *t, const json_t *in, const frame *at,
     char path[512];
     return orr_error_set(e, ORR_EINVAL,
                          "%s is an HCS field Orrery does not support",
-                         path_text(at, path, sizeof path));
+                         orr_path_text(at, path, sizeof path));
   }
   }
   return orr_error_set(e, ORR_EINVAL, "bad schema");
@@ -484,7 +451,7 @@ static int normalize(const orr_type *t, const json_t *in, const frame *at,
 
 int orr__schema_normalize(const orr_type *t, const json_t *in, const char *path,
                           json_t **out, orr_error *e) {
-  frame top = {NULL, path, 0};
+  orr_path top = {NULL, path, 0};
   return normalize(t, in, path[0] ? &top : NULL, out, e);
 }
 

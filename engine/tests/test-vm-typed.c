@@ -4,43 +4,8 @@
 ** orr_vm_modify's path, and an argument that names no resource fails through
 ** the callback, from the loop, with the rule in the message.
 */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "orrery/builder.h"
 #include "orrery/document.h"
-#include "orrery/vm.h"
-#include "task.h"
-
-typedef struct {
-  int done, status;
-  json_t *result;
-  char msg[512];
-} outcome;
-
-static void on_done(void *arg, int status, const orr_error *e, json_t *res) {
-  outcome *o = arg;
-  o->done++;
-  o->status = status;
-  snprintf(o->msg, sizeof o->msg, "%s", e->msg);
-  o->result = res ? json_incref(res) : NULL;
-}
-
-static void reset(outcome *o) {
-  json_decref(o->result);
-  memset(o, 0, sizeof *o);
-}
-
-static int wait_for(orr_engine *eng, outcome *o) {
-  /* The contract: never called back from inside the call. */
-  ASSERT_EQ(0, o->done);
-  while (!o->done)
-    uv_run(orr_engine_loop(eng), UV_RUN_ONCE);
-  ASSERT_EQ(1, o->done);
-  return o->status;
-}
+#include "vm_fixture.h"
 
 static int qemu_has(orr_engine *eng, orr_vm *vm, const char *cmd,
                     const char *what) {
@@ -71,38 +36,20 @@ static const json_t *doc_at(orr_vm *vm, const char *a, const char *b,
 #define NIC "2b8d8f0e-8f3c-4c55-a3b1-6f2b1c0d9e7a"
 
 int main(void) {
+  vm_fixture f;
   orr_engine *eng;
-  orr_builder *b;
   orr_vm *vm;
-  orr_vm_options opts;
-  orr_error e = {0, ""};
   outcome o = {0};
-  char dir[] = "/tmp/orr-test-typed-XXXXXX", disk[128], cmd[256];
   const char *scsi0 = orr_scsi_controller_guid(0);
-  json_t *att, *nic, *mem, *bad;
-  ASSERT_NOT_NULL(mkdtemp(dir));
-  snprintf(disk, sizeof disk, "%s/d.img", dir);
-  snprintf(cmd, sizeof cmd, "truncate -s 8M %s", disk);
-  ASSERT_EQ(0, system(cmd));
-  setenv("ORRERY_RUNTIME_DIR", dir, 1);
-
-  ASSERT_OK(orr_engine_new(NULL, &eng, &e));
-  ASSERT_OK(orr_builder_new("test", NULL, &b, &e));
-  mem = json_pack("{s:i}", "SizeInMB", 128);
-  ASSERT_OK(orr_builder_set_memory(b, mem, &e));
-  json_decref(mem);
-  ASSERT_OK(orr_builder_add_scsi_controller(b, 0, &e));
-  orr_vm_options_init(&opts);
-  opts.accel = "tcg";
-  ASSERT_OK(orr_vm_create(eng, "typed", orr_builder_doc(b), &opts, on_done, &o,
-                          &vm, &e));
-  ASSERT_EQ(0, wait_for(eng, &o));
-  reset(&o);
+  json_t *att, *nic, *bad;
+  vm_fixture_up(&f, "typed");
+  eng = f.eng;
+  vm = f.vm;
   orr_vm_start(vm, 0, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
 
   /* SCSI disk: QEMU has the device, the document the attachment. */
-  att = json_pack("{s:s, s:s}", "Type", "VirtualDisk", "Path", disk);
+  att = json_pack("{s:s, s:s}", "Type", "VirtualDisk", "Path", f.disk);
   reset(&o);
   orr_vm_add_scsi_disk(vm, 0, 3, att, 0, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
@@ -159,8 +106,8 @@ int main(void) {
                             on_done, &o);
   ASSERT_ERR(wait_for(eng, &o), ORR_ENOENT);
   /* Plan9 add: the qemu backend's ENOTSUP, through the same path. */
-  bad =
-      json_pack("{s:s, s:s, s:s}", "Name", "s", "AccessName", "s", "Path", dir);
+  bad = json_pack("{s:s, s:s, s:s}", "Name", "s", "AccessName", "s", "Path",
+                  f.dir);
   reset(&o);
   orr_vm_add_plan9_share(vm, bad, 0, on_done, &o);
   ASSERT_ERR(wait_for(eng, &o), ORR_ENOTSUP);
@@ -189,13 +136,9 @@ int main(void) {
   orr_vm_terminate(vm, on_done, &o);
   ASSERT_EQ(0, wait_for(eng, &o));
   reset(&o);
-  orr_vm_close(vm);
   json_decref(att);
   json_decref(nic);
-  orr_builder_free(b);
-  orr_engine_free(eng);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  ASSERT_EQ(0, system(cmd));
+  vm_fixture_down(&f);
   printf("ok - typed run-time calls on real QEMU\n");
   return 0;
 }

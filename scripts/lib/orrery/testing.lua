@@ -65,6 +65,37 @@ function M.orrery_bin()
   return os.getenv("ORRERY_BIN") or (M.build_dir() .. "/orrery")
 end
 
+-- Runs the orrery executable under test with args (each one shell word);
+-- returns stdout, stderr and the exit code. It must exit, not die of a signal.
+function M.orrery_cmd(...)
+  local args = {}
+  for i, a in ipairs{ ... } do args[i] = M.q(a) end
+  local errfile = os.tmpname()
+  local p = assert(io.popen(M.orrery_bin() .. " " .. table.concat(args, " ") .. " 2>" .. M.q(errfile)))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  local err = M.read(errfile) or ""
+  os.remove(errfile)
+  assert(how == "exit", "orrery " .. table.concat(args, " ") .. " died of signal " .. tostring(code))
+  return out, err, code
+end
+
+-- For a describe block: a function that writes a recipe text to a new
+-- temporary file and returns its path. after_each is busted's (it is the
+-- spec's, not a global): it removes those files after each test.
+function M.temp_recipes(after_each)
+  local made = {}
+  after_each(function()
+    for _, p in ipairs(made) do os.remove(p) end
+    made = {}
+  end)
+  return function(text)
+    local p = M.spit(os.tmpname(), text)
+    made[#made + 1] = p
+    return p
+  end
+end
+
 -- A shipped recipe: $ORRERY_EXAMPLES/name (the installed examples), else scripts/recipes/name.
 function M.recipe(name)
   return (os.getenv("ORRERY_EXAMPLES") or "scripts/recipes") .. "/" .. name
