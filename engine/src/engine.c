@@ -47,6 +47,7 @@ int orr_engine_new(uv_loop_t *loop, orr_engine **out, orr_error *e) {
   orr_runtime_root(eng->runtime_root, sizeof eng->runtime_root);
   orr__fault_init(); /* the crash harness's hook (fault.c), read once */
   eng->backends = backends;
+  eng->vm_free = orr__vm_free;
   /* An engine killed outright leaves its VMs' directories behind. */
   for (size_t i = 0; backends[i] != NULL; i++)
     if (backends[i]->pidfile != NULL)

@@ -18,84 +18,6 @@
 #include "orrery/log.h"
 #include "vm_internal.h"
 
-static const char *const state_names[] = {"Creating", "Created", "Running",
-                                          "Paused", "Stopped"};
-
-void orr_vm_options_init(orr_vm_options *o) {
-  memset(o, 0, sizeof *o);
-  o->backend = "qemu";
-  o->accel = "auto";
-  o->guest_agent = -1;
-}
-
-const char *orr_vm_id(const orr_vm *vm) {
-  return vm->id;
-}
-
-const char *orr_vm_state(const orr_vm *vm) {
-  return state_names[vm->state];
-}
-
-const json_t *orr_vm_document(const orr_vm *vm) {
-  return vm->doc;
-}
-
-const char *orr_vm_guest_socket(const orr_vm *vm) {
-  return vm->backend->guest_socket ? vm->backend->guest_socket(vm) : NULL;
-}
-
-orr_engine *orr_vm_engine(const orr_vm *vm) {
-  return vm->eng;
-}
-
-json_t *orr_vm_plan_log(const orr_vm *vm) {
-  return json_incref(vm->plan_log);
-}
-
-json_t *orr_vm_plan_report(const orr_vm *vm) {
-  if (vm->backend->plan_report != NULL)
-    return vm->backend->plan_report(vm);
-  if (vm->backend->dry_run)
-    return json_pack("{s:O}", "plan_log", vm->plan_log);
-  return NULL;
-}
-
-void orr_vm_on_event(orr_vm *vm, orr_vm_event_cb cb, void *arg) {
-  vm->event_cb = cb;
-  vm->event_arg = arg;
-}
-
-void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry) {
-  json_t *e;
-  /* Only the dry run keeps a log; a real VM's would grow without bound. */
-  if (!vm->backend->dry_run) {
-    json_decref(entry);
-    return;
-  }
-  e = json_pack("{s:s, s:o}", "kind", kind, "value", entry);
-  json_array_append_new(vm->plan_log, e);
-}
-
-static void emit(orr_vm *vm, const char *event, json_t *data) {
-  /* Console lines have their own component (and are many). */
-  bool console = strcmp(event, "console") == 0;
-  if (orr_log_enabled(console ? ORR_LOG_DEBUG : ORR_LOG_INFO,
-                      console ? "console" : "vm")) {
-    char *text = json_dumps(data, JSON_COMPACT);
-    orr_log(console ? ORR_LOG_DEBUG : ORR_LOG_INFO, console ? "console" : "vm",
-            vm->id, "%s %s", event, text != NULL ? text : "{}");
-    free(text);
-  }
-  if (vm->eng->tap_cb != NULL)
-    vm->eng->tap_cb(vm->eng->tap_arg, vm, event, data);
-  if (vm->event_cb && !vm->closed)
-    vm->event_cb(vm->event_arg, vm, event, data);
-}
-
-void orr__vm_emit(orr_vm *vm, const char *event, json_t *data) {
-  emit(vm, event, data);
-}
-
 /* Health is what the deadlines show: a VM turns unresponsive when a step
 ** misses its deadline, and responsive at the backend's next answer (the
 ** late answer to that step at the latest: QEMU answers in order). */
@@ -115,7 +37,7 @@ void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
     ev = json_pack("{s:s, s:I}", "Command", command, "TimeoutMs",
                    (json_int_t)ms);
   }
-  emit(vm, responsive ? "responsive" : "unresponsive", ev);
+  orr__vm_emit(vm, responsive ? "responsive" : "unresponsive", ev);
   json_decref(ev);
 }
 
@@ -127,9 +49,9 @@ static void set_state(orr_vm *vm, orr_vm_st st) {
   vm->state = st;
   if (st == ORR_VM_RUNNING)
     vm->has_run = true;
-  ev = json_pack("{s:s, s:s}", "State", state_names[st], "Previous",
-                 state_names[prev]);
-  emit(vm, "state", ev);
+  ev = json_pack("{s:s, s:s}", "State", orr__vm_st_name(st), "Previous",
+                 orr__vm_st_name(prev));
+  orr__vm_emit(vm, "state", ev);
   json_decref(ev);
 }
 
@@ -141,7 +63,7 @@ static json_t *exit_info(const orr_vm *vm) {
 json_t *orr_vm_properties(const orr_vm *vm) {
   json_t *p =
       json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "Id", vm->id, "RuntimeId",
-                vm->runtime_id, "State", state_names[vm->state], "Backend",
+                vm->runtime_id, "State", orr_vm_state(vm), "Backend",
                 vm->backend->name, "Owner",
                 json_string_value(json_object_get(vm->doc, "Owner"))
                     ? json_string_value(json_object_get(vm->doc, "Owner"))
@@ -213,13 +135,6 @@ json_t *orr_vm_properties(const orr_vm *vm) {
       json_object_set_new(p, "DurableError", json_string(vm->durable_err));
   }
   return p;
-}
-
-const orr_backend *orr__backend_find(const orr_engine *eng, const char *name) {
-  for (size_t i = 0; eng->backends && eng->backends[i]; i++)
-    if (strcmp(eng->backends[i]->name, name) == 0)
-      return eng->backends[i];
-  return NULL;
 }
 
 static int check_id(const char *id, orr_error *e) {
@@ -295,7 +210,8 @@ static int check_confined(const orr_vm *vm, const orr_vm_options *opts,
   return 0;
 }
 
-static void vm_free(orr_vm *vm) {
+/* engine->vm_free: what orr__vm_released calls once nothing needs the VM. */
+void orr__vm_free(orr_vm *vm) {
   for (orr_vm **p = &vm->eng->vms; *p; p = &(*p)->next)
     if (*p == vm) {
       *p = vm->next;
@@ -323,13 +239,6 @@ static void vm_free(orr_vm *vm) {
   free(vm->template_ram);
   free((char *)vm->opts.qemu_binary);
   free(vm);
-}
-
-/* Freed once no request and no journal write still needs it. */
-void orr__vm_released(orr_vm *vm) {
-  vm->released = true;
-  if (vm->reqs == NULL && !orr__vm_journal_busy(vm) && vm->mig == NULL)
-    vm_free(vm);
 }
 
 /* What the VM layer keeps from its document: the default guest's agent
@@ -708,7 +617,7 @@ void orr__vm_exited(orr_vm *vm, long long code, int signal,
   orr__mig_exited(vm);
   set_state(vm, ORR_VM_STOPPED);
   info = exit_info(vm);
-  emit(vm, "exit", info);
+  orr__vm_emit(vm, "exit", info);
   for (orr_req *r = vm->reqs; r; r = r->next)
     if (r->wait_exit && !r->done) {
       json_decref(r->result);
@@ -774,7 +683,7 @@ static int state_is(orr_req *r, const char *op, int n, ...) {
                   r->vm->exit_reason);
   else
     orr__req_fail(r, ORR_ESTATE, "%s: VM %s is %s", op, r->vm->id,
-                  state_names[r->vm->state]);
+                  orr_vm_state(r->vm));
   return 0;
 }
 

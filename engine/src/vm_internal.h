@@ -30,6 +30,10 @@ struct orr_engine {
   const orr_backend *const *backends;
   orr_vm_event_cb tap_cb; /* every VM's events (orr_engine_on_event) */
   void *tap_arg;
+  /* Frees a VM nothing needs any more (vm.c's orr__vm_free, set by
+  ** orr_engine_new): orr__vm_released, at the bottom of the core, ends a
+  ** VM through it without calling up into vm.c. */
+  void (*vm_free)(orr_vm *vm);
 };
 
 /* Runs fn(arg) from the loop soon, never from inside this call. */
@@ -136,6 +140,7 @@ struct orr_vm {
   /* Live migration (migrate.c): the one in progress, either way, or NULL;
   ** the VM is not freed while it holds it. */
   struct orr_mig *mig;
+  const struct orr_mig_hooks *mig_hooks; /* vm_migrate.c's, with mig */
   /* A VM being received: the backend starts it waiting for the stream,
   ** its devices placed as the source's backend layout (incoming_layout, the
   ** source's vm->layout) has them, with the RAM the source booted with
@@ -172,6 +177,10 @@ void orr__vm_health(orr_vm *vm, bool responsive, const char *command,
 void orr__vm_emit(orr_vm *vm, const char *event, json_t *data);
 void orr__vm_exited(orr_vm *vm, long long code, int signal, const char *reason);
 void orr__vm_released(orr_vm *vm);
+/* Frees the VM now (vm.c; engine->vm_free). */
+void orr__vm_free(orr_vm *vm);
+/* A state's name ("Running"). */
+const char *orr__vm_st_name(orr_vm_st st);
 void orr__vm_log(orr_vm *vm, const char *kind, json_t *entry);
 
 /*
@@ -304,14 +313,39 @@ int orr__vm_incoming_launch(orr_vm *vm, json_t *norm, const char *accel,
 ** the receive's callback. */
 void orr__vm_incoming_done(orr_vm *vm, bool running);
 
-/* migrate.c's hooks: QEMU of a VM being received is up (-incoming defer);
-** the VM's handle is closed; its process is gone. */
-void orr__mig_launched(orr_vm *vm);
-void orr__mig_launch_failed(orr_vm *vm, int status, const orr_error *e);
-void orr__mig_closed(orr_vm *vm);
-void orr__mig_exited(orr_vm *vm);
-/* A migration holds the VM: no change, lifecycle call or save meanwhile. */
-int orr__mig_busy(const orr_vm *vm, const char *op, orr_error *e);
+/* vm_migrate.c's hooks, reached through vm->mig_hooks (set with vm->mig)
+** so that the VM layer below it never calls up into it: QEMU of a VM being
+** received is up (-incoming defer); it failed to start; the VM's handle is
+** closed; its process is gone; and busy: a migration holds the VM, no
+** change, lifecycle call or save meanwhile. */
+struct orr_mig_hooks {
+  void (*launched)(orr_vm *vm);
+  void (*launch_failed)(orr_vm *vm, int status, const orr_error *e);
+  void (*closed)(orr_vm *vm);
+  void (*exited)(orr_vm *vm);
+  int (*busy)(const orr_vm *vm, const char *op, orr_error *e);
+};
+static inline void orr__mig_launched(orr_vm *vm) {
+  if (vm->mig != NULL)
+    vm->mig_hooks->launched(vm);
+}
+static inline void orr__mig_launch_failed(orr_vm *vm, int status,
+                                          const orr_error *e) {
+  if (vm->mig != NULL)
+    vm->mig_hooks->launch_failed(vm, status, e);
+}
+static inline void orr__mig_closed(orr_vm *vm) {
+  if (vm->mig != NULL)
+    vm->mig_hooks->closed(vm);
+}
+static inline void orr__mig_exited(orr_vm *vm) {
+  if (vm->mig != NULL)
+    vm->mig_hooks->exited(vm);
+}
+static inline int orr__mig_busy(const orr_vm *vm, const char *op,
+                                orr_error *e) {
+  return vm->mig != NULL ? vm->mig_hooks->busy(vm, op, e) : 0;
+}
 
 /* Modify requests (vm_modify.c). */
 void orr__vm_modify(orr_vm *vm, const json_t *request, const json_t *options,
@@ -368,7 +402,7 @@ bool orr__plan_verifiable(const json_t *plan);
 int orr__vm_state_check(const json_t *st, const char *id, const char *run_dir,
                         const orr_backend *backend, json_t **doc, orr_error *e);
 
-/* The part of orrery.open that trusts nothing yet: checks and locks the
+/* (vm_open.c) The part of orrery.open that trusts nothing yet: checks and locks the
 ** VM's runtime directory (ORR_EBUSY: another engine holds it), reads and
 ** checks state.json. *out gets a VM that is not on the engine's list (its
 ** id, run_dir, run_dir_fd holding the lock, backend, runtime_id, doc and

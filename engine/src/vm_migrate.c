@@ -28,6 +28,15 @@
 #include "orrery/document.h"
 #include "vm_internal.h"
 
+/* The VM layer's way in (vm_internal.h: it never calls this file). */
+static void hook_launched(orr_vm *vm);
+static void hook_launch_failed(orr_vm *vm, int status, const orr_error *e);
+static void hook_closed(orr_vm *vm);
+static void hook_exited(orr_vm *vm);
+static int hook_busy(const orr_vm *vm, const char *op, orr_error *e);
+static const struct orr_mig_hooks hooks = {hook_launched, hook_launch_failed,
+                                           hook_closed, hook_exited, hook_busy};
+
 #define POLL_MS_SOURCE 20
 #define POLL_MS_DEST 5
 /* Connections the destination holds at once while it waits for the stream:
@@ -713,6 +722,7 @@ void orr_vm_migrate(orr_vm *vm, const char *to, uint64_t timeout_ms,
     return refuse(vm, cb, arg, e.code, e.msg);
   }
   vm->mig = m;
+  vm->mig_hooks = &hooks;
   arm_deadline(m);
   m->ctl = orr__mconn_connect(vm->eng->loop, vm->eng->policy, &m->u,
                               on_ctl_connected, m, &e);
@@ -953,7 +963,7 @@ static void on_dest_done(mig *m) {
     fail(m, ORR_EVMGONE, "the VM process is gone");
 }
 
-void orr__mig_launched(orr_vm *vm) {
+static void hook_launched(orr_vm *vm) {
   mig *m = vm->mig;
   orr_error e = {0, ""};
   if (m == NULL || m->ended)
@@ -969,7 +979,7 @@ void orr__mig_launched(orr_vm *vm) {
 /* QEMU did not start (or missed its deadline): the source is told before
 ** the caller hears, so a recipe that ends on the failure cannot cut the
 ** answer off. */
-void orr__mig_launch_failed(orr_vm *vm, int status, const orr_error *e) {
+static void hook_launch_failed(orr_vm *vm, int status, const orr_error *e) {
   mig *m = vm->mig;
   if (m == NULL || m->ended)
     return;
@@ -1001,6 +1011,7 @@ int orr_vm_receive(orr_engine *eng, const char *id, const char *listen,
   }
   m->vm = vm;
   vm->mig = m;
+  vm->mig_hooks = &hooks;
   m->listen =
       orr__mlisten_new(eng->loop, eng->policy, &m->u, on_dest_conn, m, e);
   if (m->listen == NULL) {
@@ -1028,7 +1039,7 @@ int orr_vm_receive(orr_engine *eng, const char *id, const char *listen,
 
 /* ---- hooks from the VM layer ---- */
 
-int orr__mig_busy(const orr_vm *vm, const char *op, orr_error *e) {
+static int hook_busy(const orr_vm *vm, const char *op, orr_error *e) {
   const mig *m = vm->mig;
   if (m == NULL || m->ended)
     return 0;
@@ -1037,7 +1048,7 @@ int orr__mig_busy(const orr_vm *vm, const char *op, orr_error *e) {
                        vm->id, m->incoming ? "being received" : "migrating");
 }
 
-void orr__mig_closed(orr_vm *vm) {
+static void hook_closed(orr_vm *vm) {
   mig *m = vm->mig;
   if (m == NULL)
     return;
@@ -1046,7 +1057,7 @@ void orr__mig_closed(orr_vm *vm) {
   fail(m, ORR_ECANCELED, "%s VM %s was closed", op(m), vm->id);
 }
 
-void orr__mig_exited(orr_vm *vm) {
+static void hook_exited(orr_vm *vm) {
   mig *m = vm->mig;
   if (m == NULL)
     return;
