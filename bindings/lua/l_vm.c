@@ -1068,6 +1068,35 @@ static int l_open(lua_State *L) {
   return orr_l_op_wait(L, op);
 }
 
+/* orrery.kill(id[, opts]) -> {ExitCode, Signal, Reason} | fail: ends a VM
+** another engine left running and whose QEMU does not answer, which
+** orrery.open cannot take (orr_vm_kill_id: by its pid, once proved to be
+** the VM's QEMU; a VM an engine holds is EBUSY). opts: runtime_dir,
+** timeout_ms (how long it may take to exit after SIGKILL; 0: 10 s). */
+static int l_kill(lua_State *L) {
+  const char *id = luaL_checkstring(L, 1);
+  orr_error e = {0, ""};
+  orr_vm_options o;
+  orr_engine *eng;
+  orr_l_op *op;
+  lua_settop(L, 2);
+  orr_vm_options_init(&o);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "runtime_dir");
+    o.runtime_dir = luaL_optstring(L, -1, NULL);
+    o.timeout_ms =
+        (uint64_t)int_opt(L, 2, "kill", "timeout_ms", LUA_MAXINTEGER, 0);
+  }
+  eng = orr_l_engine(L);
+  orr_l_check_wait(L);
+  op = orr_l_op_new(L, push_json);
+  if (orr_vm_kill_id(eng, id, &o, orr_l_op_cb, op, &e) != 0) {
+    orr_l_op_cancel(L, op);
+    return orr_l_fail(L, &e);
+  }
+  return orr_l_op_wait(L, op);
+}
+
 /* orrery.receive(id, {listen = URI, timeout_ms = n, runtime_dir = dir}):
 ** waits for one VM another engine migrates here (vm:migrate) and returns it
 ** once it runs here. */
@@ -1185,6 +1214,7 @@ static int l_default_backend(lua_State *L) {
 
 const luaL_Reg orr_l_vm_funcs[] = {{"create", l_create},
                                    {"open", l_open},
+                                   {"kill", l_kill},
                                    {"receive", l_receive},
                                    {"default_backend", l_default_backend},
                                    {NULL, NULL}};

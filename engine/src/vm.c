@@ -920,6 +920,12 @@ void orr_vm_close(orr_vm *vm) {
   ** failed), or an open that failed (not ours to stop or to write):
   ** nothing to stop. */
   if (vm->exited || !vm->launched || vm->attach_failed) {
+    /* An open that failed lets go of the directory's lock at once: the
+    ** VM was never this engine's, and orr_vm_kill_id may take it next. */
+    if (vm->attach_failed && vm->run_dir_fd >= 0) {
+      close(vm->run_dir_fd);
+      vm->run_dir_fd = -1;
+    }
     vm->backend->release(vm);
     return;
   }
