@@ -102,6 +102,12 @@ guest_pkgs=(busybox-static qemu-guest-agent)
 #   i8042_init (the PS/2 keyboard and mouse: the console is COM1).
 cmdline="console=ttyS0 loglevel=4 mitigations=off memhp_default_state=online_movable"
 cmdline+=" no_timer_check noreplace-smp"
+# scsi_mod.scan=manual (the built kernel, whose SCSI is built in; with Debian's kernel /init
+# loads scsi_mod with scan=manual itself): no scan of all 256 targets of each virtio-scsi
+# controller while the kernel boots (~0.19 s under TCG). HCS disks are all on target 0
+# (scsi-id=0, LUN = the attachment's), so /init scans only that target and then switches
+# scanning back to sync for controllers and LUNs hot-added later.
+[ "$kernel_mode" = orrery ] && cmdline+=" scsi_mod.scan=manual"
 if [ "$kernel_mode" = debian ]; then
   cmdline+=" cryptomgr.notests pcie_ports=compat lsm=capability audit=0 ipv6.disable=1"
   cmdline+=" initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,init_encrypted,slab_debugfs_init,i8042_init"
@@ -568,8 +574,18 @@ if [ -e /proc/sys/kernel/modprobe ] && [ -e "/lib/modules/$kver/modules.dep" ]; 
   modular=1
   echo >/proc/sys/kernel/modprobe
   modprobe -qa $(cat /sys/bus/*/devices/*/modalias 2>/dev/null)
+  # A virtio-scsi controller (virtio device 8): scsi_mod with scan=manual, as the built
+  # kernel gets it from the command line (see the SCSI scan below).
+  grep -qsx 0x0008 /sys/bus/virtio/devices/*/device && modprobe -q scsi_mod scan=manual
   modprobe -qa $(cat /sys/bus/virtio/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
   echo /sbin/modprobe >/proc/sys/kernel/modprobe
+fi
+# SCSI: the kernel did not scan the controllers' 256 targets each (scsi_mod.scan=manual,
+# ~0.19 s under TCG); every HCS disk is on target 0 (scsi-id=0), so scan just that one, then
+# switch back to sync scans for controllers and LUN 0s hot-added later.
+if read -r scan </sys/module/scsi_mod/parameters/scan 2>/dev/null && [ "$scan" = manual ]; then
+  for h in /sys/class/scsi_host/host*/scan; do [ -e "$h" ] && echo "0 0 -" >"$h"; done
+  echo sync >/sys/module/scsi_mod/parameters/scan
 fi
 mark modules
 
