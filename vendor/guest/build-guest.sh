@@ -458,24 +458,29 @@ exec udhcpc -i "$i" -s /usr/share/udhcpc/default.script -t 3 -T 1 -A 5 -b -S \
   -p "/run/orrery/udhcpc-$i.pid" -x hostname:"$(hostname)" >/dev/null 2>&1
 EOF
 
-# orrery-vports: /dev/virtio-ports/NAME → /dev/vportXpY for every named virtio-serial port
-# (what udev's 60-qemu-guest-agent/50-udev-default rules do on a full distribution).
-cat <<'EOF' | wr 0755 /sbin/orrery-vports
-#!/bin/sh
-mkdir -p /dev/virtio-ports
-for p in /sys/class/virtio-ports/*; do
-  [ -e "$p/name" ] || continue
-  n=$(cat "$p/name" 2>/dev/null); [ -n "$n" ] || continue
-  [ -e "/dev/${p##*/}" ] || continue
-  [ "$(readlink "/dev/virtio-ports/$n" 2>/dev/null)" = "../${p##*/}" ] ||
-    ln -sfn "../${p##*/}" "/dev/virtio-ports/$n"
-done
-# A port unplugged (a mapped pipe removed): its link goes with it.
-for l in /dev/virtio-ports/*; do
-  [ -L "$l" ] && [ ! -e "$l" ] && rm -f "$l"
-done
-exit 0
+# vports: /dev/virtio-ports/NAME → /dev/vportXpY for every named virtio-serial port
+# (what udev's 60-qemu-guest-agent/50-udev-default rules do on a full distribution). A shell
+# function that /init calls in its wait for the agent port, and /sbin/orrery-vports (the
+# uevent helper, orrery-qga) runs. It forks only when a link has to change: under TCG every
+# fork of a subshell ($(cat ...), $(readlink ...)) costs milliseconds, and /init runs it
+# in a loop while the kernel learns the port names.
+cat <<'EOF' | wr 0644 /lib/orrery/vports.sh
+vports() {
+  [ -d /dev/virtio-ports ] || mkdir -p /dev/virtio-ports
+  for p in /sys/class/virtio-ports/*; do
+    [ -e "$p/name" ] && read -r n <"$p/name" 2>/dev/null && [ -n "$n" ] || continue
+    v=${p##*/}
+    [ -e "/dev/$v" ] || continue
+    [ "/dev/virtio-ports/$n" -ef "/dev/$v" ] || ln -sfn "../$v" "/dev/virtio-ports/$n"
+  done
+  # A port unplugged (a mapped pipe removed): its link goes with it.
+  for l in /dev/virtio-ports/*; do
+    [ -L "$l" ] && [ ! -e "$l" ] && rm -f "$l"
+  done
+  return 0
+}
 EOF
+printf '#!/bin/sh\n. /lib/orrery/vports.sh\nvports\n' | wr 0755 /sbin/orrery-vports
 
 # uevent helper (run by busybox `uevent` for each kernel uevent once boot is done): devtmpfs
 # makes the device nodes; this adds what udev would: the driver module a new device asks
@@ -603,14 +608,15 @@ done
 
 # Guest agent port: with a virtio console device present, wait (at most ~3 s) until the
 # kernel has learned the port names from QEMU, then make /dev/virtio-ports/* links.
+. /lib/orrery/vports.sh
 for d in /sys/bus/virtio/devices/*/device; do
   [ -e "$d" ] && read -r id <"$d" || continue
   [ "$id" = 0x0003 ] || continue
   n=0
-  while [ $n -lt 150 ]; do
-    /sbin/orrery-vports
+  while [ $n -lt 600 ]; do
+    vports
     [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ] && break
-    sleep 0.02; n=$((n+1))
+    sleep 0.005; n=$((n+1))
   done
   break
 done
@@ -623,7 +629,7 @@ mark network
 # Debian's kernel has no CONFIG_UEVENT_HELPER (/proc/sys/kernel/hotplug), so uevents
 # come from netlink through busybox `uevent`.
 uevent /sbin/orrery-hotplug </dev/null >/dev/null 2>&1 &
-/sbin/orrery-vports
+vports
 # Coldplug once more, now that the helper listens: a disk the SCSI scan found, or a device
 # hot-added, after the passes above (their uevents came before anyone listened).
 [ -z "$modular" ] || modprobe -qa $(cat /sys/bus/*/devices/*/modalias /sys/class/input/*/modalias 2>/dev/null)
