@@ -297,20 +297,57 @@ print("END")
   end)
 end)
 
+-- The second VM grows at run time before it moves: memory (virtio-mem, memory_max_mb), a VPMem
+-- device and a mapped pipe, each added while it runs; the destination must be built with them.
 describe("live migration over tcp (TCG)", function()
   local R = T.tmpdir()
-  assert(os.execute("mkdir -p " .. R .. "/run " .. R .. "/dest"))
-  local vm, g
+  assert(os.execute("mkdir -p " .. R .. "/run " .. R .. "/dest " .. R .. "/p"))
+  local PIPE = R .. "/p/demo.sock"
+  local PMEM_TEXT = "on the pmem device\n"
+  local vm, g, mem_kb, pmem_dev
   local pids = {}
+
+  local function run(cmd)
+    local r = assert(g:exec(cmd))
+    assert.are.equal(0, r.exit_code, cmd .. ": " .. r.stderr)
+    return r.stdout
+  end
+  local function mem_total_kb()
+    return tonumber(run("grep MemTotal /proc/meminfo"):match("(%d+) kB"))
+  end
 
   setup(function()
     local b = T.builder("migrate-tcp", { memory = 256 })
     b:set_linux_kernel_direct_boot(orrery.default_guest())
+    b:add_vpmem_controller(4, 64 * 1024 * 1024)
     vm = assert(orrery.create(string.format("mig-tcp-%d", math.random(1e6)), b,
-      { accel = "tcg", runtime_dir = R .. "/run/src" }))
+      { accel = "tcg", runtime_dir = R .. "/run/src", memory_max_mb = 512 }))
     assert(vm:start())
     g = assert(vm:guest{ timeout_ms = 90000 })
     assert(g:write_file("/root/before.txt", "before tcp\n"))
+    -- Memory grown by 128 MiB (virtio-mem), the guest onlining it.
+    local boot = mem_total_kb()
+    assert(vm:update_memory(256 + 128))
+    assert.is_true(T.eventually(function() return mem_total_kb() >= boot + 127 * 1024 end, 60000, 200),
+      "MemTotal did not grow")
+    mem_kb = mem_total_kb()
+    -- A VPMem device added at run time.
+    local img = R .. "/pmem0.raw"
+    T.spit(img, PMEM_TEXT .. string.rep("\0", 4 * 1024 * 1024 - #PMEM_TEXT))
+    assert(vm:add_vpmem_device(0, { HostPath = img, ReadOnly = true }))
+    assert.is_true(T.eventually(function()
+      pmem_dev = assert(g:exec("ls /sys/bus/nd/devices/*/block 2>/dev/null")).stdout:match("(pmem%d+)")
+      return pmem_dev ~= nil
+    end, 30000, 200), "no /dev/pmemN appeared")
+    assert.are.equal(PMEM_TEXT, run("head -c " .. #PMEM_TEXT .. " /dev/" .. pmem_dev))
+    -- A mapped pipe, bytes through it.
+    assert(vm:add_pipe(PIPE))
+    assert.is_true(T.eventually(function()
+      return assert(g:exec("test -e /dev/virtio-ports/demo")).exit_code == 0
+    end, 10000, 100), "the guest has no /dev/virtio-ports/demo")
+    local s <close> = assert(vm:pipe(PIPE))
+    run("printf 'at the source\\n' > /dev/virtio-ports/demo")
+    assert.are.equal("at the source", s:read_line{ timeout_ms = 10000 })
   end)
 
   teardown(function()
@@ -353,15 +390,44 @@ describe("live migration over tcp (TCG)", function()
     local port = free_port()
     local uri = "tcp:127.0.0.1:" .. port
     local name = "tcp-receiver"
-    local pid = destination(name, [[
+    local pid = destination(name, string.format([[
+local pipe = %q
 local g = assert(vm:guest{ timeout_ms = 30000 })
+local function run(cmd)
+  local r = assert(g:exec(cmd))
+  assert(r.exit_code == 0, cmd .. ": " .. r.stderr)
+  return r.stdout
+end
 print("STATE", vm:state())
 print("BEFORE", g:read_file("/root/before.txt"))
+print("MEMKB", run("grep MemTotal /proc/meminfo"):match("(%%d+) kB"))
+print("SIZEMB", vm:document().VirtualMachine.ComputeTopology.Memory.SizeInMB)
+print("VMEM", vm:qmp("qom-get", { path = "/machine/peripheral/vmem0", property = "size" }))
+print("PMEM", run("head -c %d /dev/%s"))
+print("PMEMDOC", vm:document().VirtualMachine.Devices.VirtualPMem.Devices["0"].HostPath)
+print("PORT", run("ls /dev/virtio-ports/demo"))
+print("PIPEPROP", vm:properties().MappedPipes[pipe].GuestPath)
+-- The host side connects again, now to this engine's QEMU: bytes both ways.
+local s = assert(vm:pipe(pipe))
+run("printf 'at the destination\\n' > /dev/virtio-ports/demo")
+print("FROMGUEST", s:read_line{ timeout_ms = 10000 })
+local reader = orrery.spawn(function()
+  return g:exec({ "sh", "-c", "head -n1 /dev/virtio-ports/demo" }, { timeout_ms = 20000 })
+end)
+orrery.sleep(300)
+assert(s:write("to the destination\n"))
+print("TOGUEST", reader:wait().stdout)
+s:close()
+-- Removed here, the pipe's socket goes (this engine's QEMU bound another name).
+assert(vm:remove_pipe(pipe))
+print("SOCKET", io.open(pipe) and "still there" or "gone")
+-- Memory still changes here: shrink back to the boot size.
+assert(vm:update_memory(256))
 g:close()
 vm:terminate()
 vm:close()
 print("END")
-]], nil, uri, R)
+]], PIPE, #PMEM_TEXT, pmem_dev), nil, uri, R)
     pids[#pids + 1] = pid
     assert.is_true(T.eventually(function() return T.sh("ss -Htln 'sport = :" .. port .. "'") ~= "" end,
       30000, 50), "the destination does not listen on " .. uri)
@@ -399,6 +465,16 @@ print("END")
     assert.matches("RECEIVED\tRunning", log)
     assert.matches("STATE\tRunning", log)
     assert.matches("BEFORE\tbefore tcp\n", log)
+    assert.matches("MEMKB\t" .. mem_kb .. "\n", log)
+    assert.matches("SIZEMB\t384\n", log)
+    assert.matches("VMEM\t134217728\n", log)
+    assert.matches("PMEM\t" .. PMEM_TEXT, log)
+    assert.matches("PMEMDOC\t" .. R:gsub("%p", "%%%0") .. "/pmem0.raw\n", log)
+    assert.matches("PORT\t/dev/virtio%-ports/demo\n", log)
+    assert.matches("PIPEPROP\t/dev/virtio%-ports/demo\n", log)
+    assert.matches("FROMGUEST\tat the destination\n", log)
+    assert.matches("TOGUEST\tto the destination\n", log)
+    assert.matches("SOCKET\tgone\n", log)
     assert.matches("END", log)
     assert.are.equal("", T.qemu_pids(R))
   end)

@@ -235,6 +235,14 @@ typedef struct {
   ** vm->incoming_layout (the source's vm->layout) has them.
   */
   int (*migrate_plan)(orr_vm *vm, bool incoming, json_t **plan, orr_error *e);
+  /* Source plans may also have "probe" (a step whose answer the offer's
+  ** layout carries under "probe_as") and "kill_on_handover" (true: the
+  ** source's process is killed, not asked to quit, once the destination
+  ** runs the VM). */
+  /* The destination has the whole state, before it resumes the VM: take
+  ** over what the source's host side had (NULL: nothing). Nonzero fails the
+  ** migration (the source resumes). */
+  int (*migrate_arrived)(orr_vm *vm, orr_error *e);
 } orr_backend;
 
 #endif

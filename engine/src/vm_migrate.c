@@ -81,6 +81,7 @@ struct orr_mig {
   bool was_running;  /* the source ran: the destination resumes it */
   int stream_fd;     /* the socket for QEMU, until handed over */
   json_t *stats;     /* the source's final query-migrate */
+  json_t *probe;     /* source: the answer to the plan's "probe" */
   orr_vm_cb cb;      /* source: the caller */
   void *arg;
   int status;
@@ -139,6 +140,7 @@ static void maybe_free(mig *m) {
     close(m->stream_fd);
   json_decref(m->plan);
   json_decref(m->stats);
+  json_decref(m->probe);
   if (vm->mig == m)
     vm->mig = NULL;
   free(m);
@@ -531,8 +533,12 @@ static void source_running(mig *m) {
   ** hears once it is gone. */
   m->phase = P_QUITTING;
   m->vm->quitting = true;
-  if (orr__vm_send_verb(m->vm, ORR_VERB_QUIT, ORR_VM_QUIT_GRACE_MS, on_quit,
-                        m) == 0)
+  /* A QEMU that would undo on its way out what the destination set up (its
+  ** pipes' socket names, now the destination's) is killed instead. */
+  if (json_is_true(json_object_get(m->plan, "kill_on_handover")))
+    m->vm->backend->kill(m->vm);
+  else if (orr__vm_send_verb(m->vm, ORR_VERB_QUIT, ORR_VM_QUIT_GRACE_MS,
+                             on_quit, m) == 0)
     m->inflight++;
   else
     m->vm->backend->kill(m->vm);
@@ -654,13 +660,45 @@ static void on_ctl_connected(void *arg, orr_mconn *c, int status,
                       json_boolean(vm->opts.guest_agent == 1));
   json_object_set_new(offer, "boot_mb", json_integer(vm->boot_mb));
   /* The backend's own layout, for the destination's backend to place the
-  ** devices as they are here (qemu: the root port of each). */
-  json_object_set_new(offer, "layout",
-                      vm->layout ? json_incref(vm->layout) : json_object());
+  ** devices as they are here (qemu: the root port of each), with what the
+  ** plan's probe found (qemu: where each memory device sits). */
+  {
+    json_t *layout = vm->layout ? json_copy(vm->layout) : json_object();
+    const char *as = json_string_value(json_object_get(m->plan, "probe_as"));
+    if (as != NULL && m->probe != NULL)
+      json_object_set(layout, as, m->probe);
+    json_object_set_new(offer, "layout", layout);
+  }
   m->phase = P_OFFERED;
   orr__mconn_read(c, on_source_msg, m);
   orr__mconn_send(c, offer);
   emit(m, "offered", NULL);
+}
+
+static void connect_ctl(mig *m) {
+  orr_error e = {0, ""};
+  m->ctl = orr__mconn_connect(m->vm->eng->loop, m->vm->eng->policy, &m->u,
+                              on_ctl_connected, m, &e);
+  if (m->ctl == NULL)
+    fail(m, e.code, "%s", e.msg);
+}
+
+/* What the backend asks to know of its VM before the offer (qemu: the
+** guest address of each memory device). */
+static void on_probe(void *arg, int status, json_t *result,
+                     const char *errmsg) {
+  mig *m = arg;
+  if (step_replied(m, status))
+    return;
+  if (status != 0) {
+    fail(m, status, "migrate: %s: %s",
+         json_string_value(
+             json_object_get(json_object_get(m->plan, "probe"), "execute")),
+         status == ORR_EVMGONE ? "the VM process is gone" : errmsg);
+    return;
+  }
+  m->probe = json_incref(result);
+  connect_ctl(m);
 }
 
 /* Refusals found before anything is sent go through a request, so the
@@ -724,10 +762,12 @@ void orr_vm_migrate(orr_vm *vm, const char *to, uint64_t timeout_ms,
   vm->mig = m;
   vm->mig_hooks = &hooks;
   arm_deadline(m);
-  m->ctl = orr__mconn_connect(vm->eng->loop, vm->eng->policy, &m->u,
-                              on_ctl_connected, m, &e);
-  if (m->ctl == NULL)
-    fail(m, e.code, "%s", e.msg);
+  if (json_object_get(m->plan, "probe") != NULL) {
+    if (send_plan(m, "probe", -1, on_probe) != 0)
+      fail(m, ORR_EVMGONE, "migrate: the VM process is gone");
+    return;
+  }
+  connect_ctl(m);
 }
 
 /* ---- the destination ---- */
@@ -953,6 +993,14 @@ static void on_resumed(void *arg, int status, json_t *result,
 }
 
 static void on_dest_done(mig *m) {
+  orr_error e = {0, ""};
+  /* The whole state is here: what the backend takes over from the source's
+  ** host side now (qemu: its pipes' socket names). */
+  if (m->vm->backend->migrate_arrived != NULL &&
+      m->vm->backend->migrate_arrived(m->vm, &e) != 0) {
+    fail(m, e.code, "%s", e.msg);
+    return;
+  }
   m->phase = P_RESUMING;
   if (!m->was_running) { /* the source was paused: so is the VM here */
     m->inflight++;       /* on_resumed counts an answer */

@@ -434,6 +434,12 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg) {
     if (cfg->pin_ports == NULL)
       cfg->pin_ports = json_null(); /* refused by the translation */
     cfg->memory_mb = vm->boot_mb;
+    /* What the source grew into, placed and mapped as it has them. */
+    cfg->memory_max_mb = (unsigned long long)json_integer_value(json_object_get(
+        json_object_get(vm->incoming_layout, "virtio_mem"), "max_mb"));
+    cfg->pin_memory = json_object_get(vm->incoming_layout, "hotplug_memory");
+    cfg->pin_memaddr = json_object_get(vm->incoming_layout, "memory_devices");
+    cfg->pipes = json_object_get(vm->incoming_layout, "pipes");
   }
   if (vm->opts.qemu_binary)
     cfg->binary = vm->opts.qemu_binary;
@@ -449,6 +455,15 @@ static int qemu_prepare(orr_vm *vm, orr_error *e) {
   if (vm->argv != NULL)
     return 0;
   orr__qemu_vm_config(vm, &cfg);
+  if (json_object_size(cfg.pipes) > 0 && vm->eng->policy != NULL) {
+    const char *host =
+        json_object_iter_key(json_object_iter((json_t *)cfg.pipes));
+    return orr_error_set(e, ORR_ENOTSUP,
+                         "VirtualMachine/Devices/MappedPipes/%s: a confined "
+                         "engine cannot receive a mapped pipe (QEMU listens "
+                         "on the path itself)",
+                         host);
+  }
   /* What QEMU will inherit stays open until it is spawned. */
   cfg.hr = orr__hostres_new(vm->eng->policy, ORR_HR_BOOT, false);
   if (cfg.hr == NULL)
@@ -753,4 +768,5 @@ const orr_backend orr__backend_qemu = {
     .console_drain = orr__qemu_console_drain,
     .stats = orr__qemu_stats,
     .migrate_plan = orr__qemu_migrate_plan,
+    .migrate_arrived = orr__qemu_migrate_arrived,
 };

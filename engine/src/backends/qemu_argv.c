@@ -86,6 +86,8 @@ typedef struct {
   long long vmem_mib; /* virtio-mem's backend (memory_max_mb - size), 0: none */
   long long boot_mib; /* Memory.SizeInMB */
   char unpinned[80];  /* a device the pinned layout has no port for */
+  long long slots;    /* -m slots (0: none given) */
+  long long maxmem_mib; /* -m maxmem (0: none given) */
 } bld;
 
 /* ---------------------------------------------------------------------- */
@@ -662,14 +664,35 @@ static int topology(bld *b, const json_t *vm, const pmem_plan *pm) {
     b->vmem_mib = (long long)(max - (unsigned long long)size);
   }
   push(b, b->argv, "-m");
-  if (pm->count > 0)
+  if (b->cfg->pin_memory != NULL) {
+    /* Received: the source's slots and maximum, whatever this document's
+    ** devices would give (a PMem device it hot-added is cold here). */
+    const json_t *pin = b->cfg->pin_memory;
+    long long slots = json_integer_value(json_object_get(pin, "slots"));
+    long long maxmem = json_integer_value(json_object_get(pin, "maxmem_mb"));
+    if (maxmem < size || slots < 0 || slots > 256)
+      return orr_error_set(b->err, ORR_EINVAL,
+                           "the source's hotplug_memory must be {slots = "
+                           "0..256, maxmem_mb >= %lld}",
+                           size);
+    if (slots > 0)
+      pushf(b, b->argv, "%lldM,slots=%lld,maxmem=%lldM", size, slots, maxmem);
+    else
+      pushf(b, b->argv, "%lldM,maxmem=%lldM", size, maxmem);
+    b->slots = slots;
+    b->maxmem_mib = maxmem;
+  } else if (pm->count > 0) {
+    b->slots = pm->count;
+    b->maxmem_mib = size + pm->mib + pm->room_mib + b->vmem_mib;
     pushf(b, b->argv, "%lldM,slots=%lld,maxmem=%lldM", size, pm->count,
           size + pm->mib + pm->room_mib + b->vmem_mib);
-  else if (b->vmem_mib > 0 || pm->room_mib > 0)
+  } else if (b->vmem_mib > 0 || pm->room_mib > 0) {
+    b->maxmem_mib = size + pm->room_mib + b->vmem_mib;
     pushf(b, b->argv, "%lldM,maxmem=%lldM", size,
           size + pm->room_mib + b->vmem_mib);
-  else
+  } else {
     pushf(b, b->argv, "%lldM", size);
+  }
   b->boot_mib = size;
 
   if (numa != NULL) {
@@ -1289,6 +1312,79 @@ static int add_fds(bld *b, json_t *byname) {
   return 0;
 }
 
+/* A received memory device at the guest address the source has it at
+** (cfg->pin_memaddr, query-memory-devices' answer): QEMU would otherwise
+** give addresses in this argv's order, not the order the source plugged
+** them in. */
+static void pin_memaddr(bld *b, json_t *dev) {
+  const char *id = json_string_value(json_object_get(dev, "id"));
+  size_t i;
+  json_t *md;
+  json_array_foreach(b->cfg->pin_memaddr, i, md) {
+    const json_t *data = json_object_get(md, "data");
+    const json_t *addr = json_object_get(data, "memaddr");
+    if (id && json_is_integer(addr) &&
+        json_equal(json_object_get(data, "id"), json_object_get(dev, "id")) &&
+        json_object_set(dev, "memaddr", (json_t *)addr) != 0)
+      b->oom = true;
+  }
+}
+
+int orr__qemu_pipe_tmp(const char *host, int n, char *out, size_t size) {
+  const char *slash = strrchr(host, '/');
+  int len;
+  if (slash == NULL)
+    return -1;
+  len = snprintf(out, size, "%.*s/.orrery-in-%ld-%d", (int)(slash - host), host,
+                 (long)getpid(), n);
+  return len < 0 || (size_t)len >= size || len > 107 ? -1 : 0;
+}
+
+/* Received mapped pipes: each chardev listening on its temporary name (the
+** source's QEMU still listens at the host path), its virtserialport at the
+** port number the source gave it. The layout keeps them by host path. */
+static int received_pipes(bld *b, json_t *pipes_layout) {
+  const char *host;
+  json_t *v;
+  if (json_object_size(b->cfg->pipes) > 0 && !b->cfg->guest_agent)
+    return orr_error_set(b->err, ORR_EINVAL,
+                         "mapped pipes need the agent's virtio-serial bus "
+                         "(create option guest_agent)");
+  json_object_foreach((json_t *)b->cfg->pipes, host, v) {
+    json_int_t n = json_integer_value(json_object_get(v, "n"));
+    const char *name = json_string_value(json_object_get(v, "name"));
+    char tmp[128], *esc;
+    if (!json_is_integer(json_object_get(v, "n")) || n < 0 ||
+        n >= ORR_QEMU_PIPE_MAX || name == NULL || host[0] != '/' ||
+        orr__qemu_pipe_tmp(host, (int)n, tmp, sizeof tmp) != 0)
+      return orr_error_set(b->err, ORR_EINVAL,
+                           "VirtualMachine/Devices/MappedPipes/%s: the "
+                           "source's pipe must be {n = 0..%d, name}, its "
+                           "directory short enough for a temporary socket "
+                           "name",
+                           host, ORR_QEMU_PIPE_MAX - 1);
+    if ((esc = double_commas(tmp)) == NULL) {
+      b->oom = true;
+      return 0;
+    }
+    push(b, b->argv, "-chardev");
+    pushf(b, b->argv, "socket,id=%s,path=%s,server=on,wait=off",
+          orr__qemu_pipe_chardev((int)n).s, esc);
+    free(esc);
+    push_json(b, b->devs, "-device",
+              json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "driver",
+                        "virtserialport", "id", orr__qemu_pipe_qdev((int)n).s,
+                        "bus", ORR_QEMU_VSERIAL_ID ".0", "chardev",
+                        orr__qemu_pipe_chardev((int)n).s, "name", name, "nr",
+                        n + 2));
+    if (json_object_set_new(pipes_layout, host,
+                            json_pack("{s:I, s:s, s:s}", "n", n, "name", name,
+                                      "bound", tmp)) != 0)
+      b->oom = true;
+  }
+  return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Entry points                                                           */
 /* ---------------------------------------------------------------------- */
@@ -1300,7 +1396,7 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
   pmem_plan pm = {json_array(), json_array(), 0, 0, 0};
   char qmp[4096], pid[4096], qga[4096], vnc[4096];
   json_t *files = json_array(), *ports_layout = json_array();
-  json_t *fdsets = json_object();
+  json_t *fdsets = json_object(), *pipes_layout = json_object();
   bool throttle = false, stop_on_reset, graphics = false;
   int rc, ncold, nports;
   size_t i;
@@ -1408,6 +1504,7 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
       goto out;
     json_array_foreach(pm.objects, i, v) {
       push_json(b, b->argv, "-object", json_incref(v));
+      pin_memaddr(b, json_array_get(pm.devices, i));
       add_pci_dev(b, json_incref(json_array_get(pm.devices, i)));
     }
     if ((rc = hvsocket(b, devices)) != 0)
@@ -1426,6 +1523,8 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
                         "bus", ORR_QEMU_VSERIAL_ID ".0", "chardev",
                         ORR_QEMU_QGA_CHARDEV, "name", ORR_QEMU_QGA_PORT_NAME));
   }
+  if ((rc = received_pipes(b, pipes_layout)) != 0)
+    goto out;
   add_pci_dev(b, json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci", "id",
                            ORR_QEMU_BALLOON_ID));
   if (b->vmem_mib > 0) {
@@ -1434,11 +1533,13 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
               json_pack("{s:s, s:s, s:I}", "qom-type", "memory-backend-ram",
                         "id", ORR_QEMU_VMEM_MEMDEV, "size",
                         (json_int_t)b->vmem_mib << 20));
-    add_pci_dev(b, json_pack("{s:s, s:s, s:s, s:i, s:I}", "driver",
-                             "virtio-mem-pci", "id", ORR_QEMU_VMEM_ID, "memdev",
-                             ORR_QEMU_VMEM_MEMDEV, "requested-size", 0,
-                             "block-size",
-                             (json_int_t)ORR_QEMU_VMEM_BLOCK_MB << 20));
+    json_t *vmem = json_pack(
+        "{s:s, s:s, s:s, s:i, s:I}", "driver", "virtio-mem-pci", "id",
+        ORR_QEMU_VMEM_ID, "memdev", ORR_QEMU_VMEM_MEMDEV, "requested-size", 0,
+        "block-size", (json_int_t)ORR_QEMU_VMEM_BLOCK_MB << 20);
+    /* Received: the plugged size comes with the stream. */
+    pin_memaddr(b, vmem);
+    add_pci_dev(b, vmem);
   }
   if (cfg->restore_path != NULL) {
     int fdnum;
@@ -1524,6 +1625,13 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
       (pm.room_mib > 0 &&
        json_object_set_new(layout, "pmem_room_mb", json_integer(pm.room_mib)) !=
            0) ||
+      (b->maxmem_mib > 0 &&
+       json_object_set_new(layout, "hotplug_memory",
+                           json_pack("{s:I, s:I}", "slots",
+                                     (json_int_t)b->slots, "maxmem_mb",
+                                     (json_int_t)b->maxmem_mib)) != 0) ||
+      (json_object_size(pipes_layout) > 0 &&
+       json_object_set(layout, "pipes", pipes_layout) != 0) ||
       (b->vmem_mib > 0 &&
        json_object_set_new(layout, "virtio_mem",
                            json_pack("{s:I, s:I}", "max_mb",
@@ -1537,6 +1645,7 @@ out:
   json_decref(pm.devices);
   json_decref(files);
   json_decref(ports_layout);
+  json_decref(pipes_layout);
   json_decref(fdsets);
   return rc;
 }
@@ -1552,7 +1661,9 @@ int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
            false,
            0,
            0,
-           ""};
+           "",
+           0,
+           0};
   int rc;
 
   *layout = json_object();

@@ -30,6 +30,9 @@ void orr__qemu_vm_config(const orr_vm *vm, orr_qemu_config *cfg);
 /* Live migration's steps (qemu_migrate.c). */
 int orr__qemu_migrate_plan(orr_vm *vm, bool incoming, json_t **plan,
                            orr_error *e);
+/* The destination has the whole state: received pipes' sockets take over
+** their host paths. */
+int orr__qemu_migrate_arrived(orr_vm *vm, orr_error *e);
 
 /* ---- qemu_ops.c ---- */
 /* backend->verb: cont, stop, system_powerdown, quit. */

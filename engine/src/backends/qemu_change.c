@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "orrery/document.h"
 #include "qemu_backend.h"
@@ -295,13 +296,18 @@ static int pipe_change(orr_vm *vm, const orr_change *ch, json_t *data,
                          "%s exists; QEMU would replace it with its socket: "
                          "give a path where nothing is",
                          host);
-  for (bool taken = true; taken && n < 1000; n += taken) {
+  for (bool taken = true; taken && n < ORR_QEMU_PIPE_MAX; n += taken) {
     taken = false;
     json_object_foreach(pipes, key, v) {
       if (json_integer_value(json_object_get(v, "n")) == n)
         taken = true;
     }
   }
+  if (n >= ORR_QEMU_PIPE_MAX)
+    return orr_error_set(e, ORR_EBUSY,
+                         "the VM has %d mapped pipes, as many as its "
+                         "virtio-serial bus has ports for",
+                         ORR_QEMU_PIPE_MAX);
   if ((rc = orr__qemu_plan_pipe_add(n, host, name, plan, e)) != 0)
     return rc;
   json_object_set_new(data, "pipe",
@@ -320,10 +326,17 @@ static void commit_pipe(orr_vm *vm, const json_t *p) {
     pipes = json_object();
     json_object_set_new(vm->layout, "pipes", pipes);
   }
-  if (value)
+  if (value) {
     json_object_set(pipes, host, value);
-  else
+  } else {
+    /* A received pipe's socket was renamed to host from the name QEMU bound
+    ** (orr__qemu_migrate_arrived): QEMU removed that name, not this one. */
+    struct stat st;
+    if (json_object_get(json_object_get(pipes, host), "bound") != NULL &&
+        lstat(host, &st) == 0 && S_ISSOCK(st.st_mode))
+      unlink(host);
     json_object_del(pipes, host);
+  }
 }
 
 int orr__qemu_plan_change(orr_vm *vm, const orr_change *ch, json_t *data,

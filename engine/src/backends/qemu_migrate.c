@@ -9,6 +9,11 @@
 ** anything itself (its -sandbox and Landlock stay as they are), and the
 ** engine judged the socket's address under its policy.
 */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "backends/qemu_xlate.h"
 #include "backends/qemu_backend.h"
 #include "vm_internal.h"
@@ -44,5 +49,40 @@ int orr__qemu_migrate_plan(orr_vm *vm, bool incoming, json_t **plan,
                     "drop", cmd("closefd", json_pack("{s:s}", "fdname", name)));
   if (*plan == NULL)
     return orr_error_set(e, ORR_ENOMEM, "out of memory");
+  if (!incoming &&
+      (json_object_set_new(*plan, "probe", cmd("query-memory-devices", NULL)) !=
+           0 ||
+       json_object_set_new(*plan, "probe_as", json_string("memory_devices")) !=
+           0 ||
+       json_object_set_new(*plan, "kill_on_handover",
+                           json_boolean(json_object_size(json_object_get(
+                                            vm->layout, "pipes")) > 0)) != 0))
+    return orr_error_set(e, ORR_ENOMEM, "out of memory");
+  return 0;
+}
+
+/*
+** Once the destination's QEMU has the whole state: each received pipe's
+** socket, bound on a temporary name beside its host path, is renamed over
+** the host path (where the source's QEMU listened): from here a host
+** program that connects there reaches this VM. Not earlier, so that a
+** migration that fails leaves the source's socket where it was; and the
+** source's QEMU is killed rather than quit (kill_on_handover), since QEMU
+** removes its listening socket's path on the way out, which is now ours.
+*/
+int orr__qemu_migrate_arrived(orr_vm *vm, orr_error *e) {
+  const char *host;
+  json_t *v;
+  json_object_foreach(json_object_get(vm->layout, "pipes"), host, v) {
+    const char *bound = json_string_value(json_object_get(v, "bound"));
+    struct stat st;
+    if (bound == NULL || lstat(bound, &st) != 0 || !S_ISSOCK(st.st_mode))
+      continue; /* renamed already (a retry), or not a received pipe */
+    if (rename(bound, host) != 0)
+      return orr_error_set(e, ORR_EIO,
+                           "receive: VirtualMachine/Devices/MappedPipes/%s: "
+                           "cannot move the pipe's socket there from %s: %s",
+                           host, bound, strerror(errno));
+  }
   return 0;
 }

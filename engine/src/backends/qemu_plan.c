@@ -438,10 +438,10 @@ int orr__qemu_plan_snapshot_group(json_t **group, const json_t *plan,
   if (*group == NULL) {
     if ((*group = plan_new()) == NULL)
       return orr_error_set(err, ORR_ENOMEM, "out of memory");
-    oom |= json_array_append_new(
-               json_object_get(*group, "do"),
-               json_pack("{s:s, s:{s:[]}, s:n}", "execute", "transaction",
-                         "arguments", "actions", "undo")) != 0;
+    oom |= json_array_append_new(json_object_get(*group, "do"),
+                                 json_pack("{s:s, s:{s:[]}, s:n}", "execute",
+                                           "transaction", "arguments",
+                                           "actions", "undo")) != 0;
   }
   tx = json_object_get(*group, "do");
   last = json_array_get(tx, json_array_size(tx) - 1);
@@ -475,13 +475,13 @@ int orr__qemu_plan_commit(int ctrl, int lun, int k, json_t **plan,
                         orr__qemu_snap_node(ctrl, lun, k).s),
               NULL) != 0;
   oom |= json_object_set_new(p, "job", json_string(job)) != 0;
-  oom |= json_object_set_new(p, "complete",
-                             cmd("job-complete", json_pack("{s:s}", "id",
-                                                           job))) != 0;
+  oom |= json_object_set_new(
+             p, "complete",
+             cmd("job-complete", json_pack("{s:s}", "id", job))) != 0;
   oom |= json_object_set_new(
              p, "cancel",
-             cmd("block-job-cancel", json_pack("{s:s, s:b}", "device", job,
-                                               "force", 1))) != 0;
+             cmd("block-job-cancel",
+                 json_pack("{s:s, s:b}", "device", job, "force", 1))) != 0;
   oom |= after(p, "blockdev-del",
                node_del(orr__qemu_snap_node(ctrl, lun, k).s)) != 0;
   oom |= after(p, "blockdev-del",
@@ -495,7 +495,8 @@ int orr__qemu_plan_pipe_add(int n, const char *host, const char *name,
   bool oom = false;
 
   *plan = NULL;
-  if (n < 0 || n > 999 || host == NULL || host[0] != '/' || name == NULL)
+  if (n < 0 || n >= ORR_QEMU_PIPE_MAX || host == NULL || host[0] != '/' ||
+      name == NULL)
     return orr_error_set(err, ORR_EINVAL,
                          "VirtualMachine/Devices/MappedPipes: bad pipe %d", n);
   if ((p = plan_new()) == NULL)
@@ -508,10 +509,10 @@ int orr__qemu_plan_pipe_add(int n, const char *host, const char *name,
               cmd("chardev-remove",
                   json_pack("{s:s}", "id", orr__qemu_pipe_chardev(n).s))) != 0;
   oom |= step(p, "device_add",
-              json_pack("{s:s, s:s, s:s, s:s, s:s}", "driver", "virtserialport",
-                        "id", orr__qemu_pipe_qdev(n).s, "bus",
+              json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "driver",
+                        "virtserialport", "id", orr__qemu_pipe_qdev(n).s, "bus",
                         ORR_QEMU_VSERIAL_ID ".0", "chardev",
-                        orr__qemu_pipe_chardev(n).s, "name", name),
+                        orr__qemu_pipe_chardev(n).s, "name", name, "nr", n + 2),
               NULL) != 0;
   return finish(p, oom, plan, err);
 }

@@ -366,6 +366,14 @@ static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
   return 0;
 }
 
+/* A received pipe's bound name: a socket in the host path's directory. */
+static bool bound_beside(const char *bound, const char *host) {
+  size_t dir = (size_t)(strrchr(host, '/') - host);
+  return bound != NULL && strlen(bound) > dir + 1 &&
+         strncmp(bound, host, dir) == 0 && bound[dir] == '/' &&
+         strchr(bound + dir + 1, '/') == NULL;
+}
+
 /* The qemu backend's parts of a state file: the process identity, the
 ** layout (every path exactly where this runtime directory puts it: a file
 ** naming a QMP socket elsewhere is refused) and every intent's plan. */
@@ -385,6 +393,7 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                                      "virtio_mem",
                                      "pmem_room_mb",
                                      "pipes",
+                                     "hotplug_memory",
                                      NULL};
   const json_t *layout = json_object_get(st, "Layout"), *v, *it;
   const char *key;
@@ -497,16 +506,33 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
     json_object_foreach((json_t *)v, host, pv) {
       const json_t *n = json_object_get(pv, "n");
       const char *name = json_string_value(json_object_get(pv, "name"));
+      const json_t *bound = json_object_get(pv, "bound");
       if (host[0] != '/' || strlen(host) > 107 || !json_is_integer(n) ||
-          json_integer_value(n) < 0 || json_integer_value(n) > 999 ||
-          name == NULL || name[0] == '\0' || strlen(name) > 64 ||
-          json_object_size(pv) != 2)
+          json_integer_value(n) < 0 ||
+          json_integer_value(n) >= ORR_QEMU_PIPE_MAX || name == NULL ||
+          name[0] == '\0' || strlen(name) > 64 ||
+          json_object_size(pv) != 2 + (bound != NULL) ||
+          (bound != NULL && !bound_beside(json_string_value(bound), host)))
         return orr_error_set(e, ORR_EINVAL,
                              "state.json: Layout.pipes: each must be "
-                             "\"<absolute socket path>\": {n = 0..999, name "
-                             "= its guest port name}");
+                             "\"<absolute socket path>\": {n = 0..%d, name "
+                             "= its guest port name[, bound = the name QEMU "
+                             "bound, in the same directory]}",
+                             ORR_QEMU_PIPE_MAX - 1);
     }
   }
+  v = json_object_get(layout, "hotplug_memory");
+  if (v != NULL && (!json_is_object(v) || json_object_size(v) != 2 ||
+                    !json_is_integer(json_object_get(v, "slots")) ||
+                    json_integer_value(json_object_get(v, "slots")) < 0 ||
+                    json_integer_value(json_object_get(v, "slots")) > 256 ||
+                    !json_is_integer(json_object_get(v, "maxmem_mb")) ||
+                    json_integer_value(json_object_get(v, "maxmem_mb")) < 1 ||
+                    json_integer_value(json_object_get(v, "maxmem_mb")) >
+                        4 * 1048576 + ORR_QEMU_PMEM_ROOM_MAX_MB))
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: Layout.hotplug_memory must be {slots = "
+                         "0..256, maxmem_mb = QEMU's -m maxmem in MiB}");
   v = json_object_get(layout, "pmem_room_mb");
   if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 1 ||
                     json_integer_value(v) > ORR_QEMU_PMEM_ROOM_MAX_MB))

@@ -80,6 +80,17 @@ typedef struct {
   bool incoming;
   const json_t *pin_ports;
   long long memory_mb;
+  /* Also from the source, so that the state QEMU sends fits: its -m
+  ** (layout "hotplug_memory": {slots, maxmem_mb}; the ACPI memory hotplug
+  ** state has one entry per slot), the guest address of each memory device
+  ** (layout "memory_devices": query-memory-devices; virtio-mem checks it,
+  ** a virtio-pmem guest has mapped it) and its mapped pipes (layout
+  ** "pipes": each a virtserialport at the same nr, its chardev listening on
+  ** a temporary name next to the host path: ORR_QEMU_PIPE_TMP, renamed over
+  ** the host path once the VM is here). NULL: none. */
+  const json_t *pin_memory;
+  const json_t *pin_memaddr;
+  const json_t *pipes;
   unsigned vsock_cid;    /* guest CID (>= 3) if HvSocket services need vsock */
   const char *ovmf_code; /* default /usr/share/OVMF/OVMF_CODE_4M.fd */
   const char *ovmf_vars_template; /* default /usr/share/OVMF/OVMF_VARS_4M.fd */
@@ -333,12 +344,21 @@ int orr__qemu_plan_pmem_remove(int k, json_t **plan, orr_error *err);
 
 /* A mapped pipe n at run time: chardev-add of a unix socket QEMU listens on
 ** at host (server, no wait), then a virtserialport named name on the agent's
-** virtio-serial bus (ORR_QEMU_VSERIAL_ID): the guest sees
+** virtio-serial bus (ORR_QEMU_VSERIAL_ID) at port number n + 2 (0 is kept
+** for a console, the agent's port is 1; fixed so that a migration's
+** destination can place it the same): the guest sees
 ** /dev/virtio-ports/<name>. Remove: device_del, DEVICE_DELETED,
 ** chardev-remove (QEMU then unlinks the socket). */
 int orr__qemu_plan_pipe_add(int n, const char *host, const char *name,
                             json_t **plan, orr_error *err);
 int orr__qemu_plan_pipe_remove(int n, json_t **plan, orr_error *err);
+/* virtio-serial's ports (31 by default) less the console's and the agent's:
+** pipes 0..ORR_QEMU_PIPE_MAX - 1. */
+#define ORR_QEMU_PIPE_MAX 29
+/* A received pipe's temporary socket, next to its host path (a rename does
+** not cross file systems): "<dir>/.orrery-in-<pid>-<n>". 0, or -1 when it
+** does not fit a unix socket path. */
+int orr__qemu_pipe_tmp(const char *host, int n, char *out, size_t size);
 
 /* StorageQoS update: qom-set of tg0's "limits". That replaces the whole
 ** struct, so a missing field means 0 = unlimited. Without tg0 (the VM was
