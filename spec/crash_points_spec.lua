@@ -25,6 +25,8 @@ local q, run, sh, read, alive, eventually = T.q, T.run, T.sh, T.read, T.alive, T
 local ROOT = T.tmpdir()
 local is_root = sh("id -u"):match("^0") ~= nil
 local DISK = T.image(ROOT, "4M")
+local PMEM = T.image(ROOT, "2M")
+local PIPE = ROOT .. "/crash.sock"
 local VPCI = "6f5c3a1e-1b2d-4c3e-9f4a-0a1b2c3d4e5f"
 local NIC = "2b8d8f0e-8f3c-4c55-a3b1-6f2b1c0d9e7a"
 local NIC_SETTINGS = { EndpointId = "user", MacAddress = "00-15-5D-52-C0-0A" }
@@ -66,6 +68,15 @@ local function has(vm, group, key)
 end
 
 local function memory_mb(vm) return vm:document().VirtualMachine.ComputeTopology.Memory.SizeInMB end
+
+local function has_pipe(vm) return (vm:properties().MappedPipes or {})[PIPE] ~= nil end
+
+-- The next free VPMem key: QEMU 7.2 cannot remove one, so each add takes a new key.
+local NEXT_PMEM = [[
+local devs = (vm:document().VirtualMachine.Devices.VirtualPMem or {}).Devices or {}
+local k = 0
+while devs[tostring(k)] do k = k + 1 end
+]]
 
 -- Document == QEMU: devices, block nodes, netdevs, each disk's image; the
 -- balloon target once the guest has followed it; the cgroup's limits.
@@ -198,6 +209,31 @@ local CHANGES = {
     change = "local s = vm:document().VirtualMachine.Devices.Plan9.Shares[1]\n"
       .. "assert(vm:remove_plan9_share(s))",
     next = function() end },
+  { name = "VPMem add", vm = "bios",
+    before = function() end,
+    change = NEXT_PMEM .. string.format("assert(vm:add_vpmem_device(k, { HostPath = %q, ReadOnly = true }))", PMEM),
+    next = function(vm)
+      local devs = (vm:document().VirtualMachine.Devices.VirtualPMem or {}).Devices or {}
+      local k = 0
+      while devs[tostring(k)] do k = k + 1 end
+      assert(vm:add_vpmem_device(k, { HostPath = PMEM, ReadOnly = true }))
+    end },
+  { name = "pipe add", vm = "bios",
+    before = function(vm) if has_pipe(vm) then assert(vm:remove_pipe(PIPE)) end end,
+    change = string.format("assert(vm:add_pipe(%q))", PIPE),
+    next = function(vm)
+      if has_pipe(vm) then assert(vm:remove_pipe(PIPE)) end
+      assert(vm:add_pipe(PIPE))
+      assert(vm:remove_pipe(PIPE))
+    end },
+  { name = "pipe remove", vm = "bios",
+    before = function(vm) if not has_pipe(vm) then assert(vm:add_pipe(PIPE)) end end,
+    change = string.format("assert(vm:remove_pipe(%q))", PIPE),
+    next = function(vm)
+      if has_pipe(vm) then assert(vm:remove_pipe(PIPE)) end
+      assert(vm:add_pipe(PIPE))
+      assert(vm:remove_pipe(PIPE))
+    end },
   { name = "memory", vm = "guest",
     before = function(vm) if memory_mb(vm) ~= 256 then assert(vm:update_memory(256)) end end,
     change = "assert(vm:update_memory(224))",
@@ -234,7 +270,10 @@ describe("the crash-point walk", function()
     b:set_memory{ SizeInMB = 128 }
     b:set_processor{ Count = 1 }
     b:add_scsi_controller(0)
-    local vm = assert(orrery.create(VMS.bios.id, b, { accel = "tcg", runtime_dir = VMS.bios.dir }))
+    -- Room for a PMem device per point of the VPMem walk; the agent's virtio-serial bus for pipes.
+    b:add_vpmem_controller(64, 2 * 1024 * 1024)
+    local vm = assert(orrery.create(VMS.bios.id, b, { accel = "tcg", runtime_dir = VMS.bios.dir,
+      guest_agent = true }))
     assert(vm:start())
     VMS.bios.pid = vm:properties().ProcessId
     vm:close()

@@ -79,13 +79,20 @@ void orr__commit_remove_share(orr_req *r) {
   commit_backend(r->vm, r->data);
 }
 
+/* A change the document has no field for (a mapped pipe): the backend's
+** layout alone. */
+void orr__commit_pipe(orr_req *r) {
+  commit_backend(r->vm, r->data);
+}
+
 /* The commits an intent names in state.json. */
 static const struct {
   const char *name;
   orr_req_commit fn;
 } commits[] = {{"path", orr__commit_path},
                {"share", orr__commit_remove_share},
-               {"merge", orr__commit_merge}};
+               {"merge", orr__commit_merge},
+               {"pipe", orr__commit_pipe}};
 
 const char *orr__commit_name(orr_req_commit fn) {
   for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)

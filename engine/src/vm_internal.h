@@ -418,6 +418,7 @@ void orr__vm_discard(orr_vm *vm);
 void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);
 void orr__commit_merge(orr_req *r);
+void orr__commit_pipe(orr_req *r);
 const char *orr__commit_name(orr_req_commit fn);
 orr_req_commit orr__commit_by_name(const char *name);
 

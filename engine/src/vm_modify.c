@@ -394,14 +394,10 @@ static int vpmem(modify_ctx *c) {
 ** Mapped pipes (hcsshim's PipeManager): VirtualMachine/Devices/MappedPipes/
 ** <host path>, Add or Remove, no Settings. HCS's document has no field for
 ** them: the backend keeps them (its layout, its properties), so the commit
-** is the backend's alone and the change is not journaled as an intent.
+** is the backend's alone ("pipe"). Journaled like any run-time change: an
+** engine that dies in the middle leaves the intent, which re-opening
+** settles from the devices QEMU has.
 */
-static void commit_backend_only(orr_req *r) {
-  if (r->vm->backend->commit != NULL)
-    r->vm->backend->commit(r->vm, r->data);
-  orr__vm_dirty(r->vm);
-}
-
 static int mapped_pipe(modify_ctx *c, const char *host) {
   const char *keys[] = {"VirtualMachine", "Devices", "MappedPipes", host, NULL};
   if (need_type(c, ",Add,Remove,"))
@@ -411,9 +407,8 @@ static int mapped_pipe(modify_ctx *c, const char *host) {
                 "Settings must be absent (hcsshim sends none): the guest's "
                 "port is named after the host path%s%s",
                 NULL, NULL);
-  c->r->journal = false;
   c->r->data = json_pack("{s:o}", "keys", keys_json(keys));
-  c->r->commit = commit_backend_only;
+  c->r->commit = orr__commit_pipe;
   if (strcmp(c->type, "Remove") == 0)
     return removal(c, keys, NULL, NULL);
   if (c->unasked || reserve(c))

@@ -39,6 +39,14 @@ static int need(const json_t *st, const char *key, json_type type,
   return 0;
 }
 
+/* "0".."255", as vm_modify.c takes a VPMem device's key. */
+static bool is_pmem_key(const char *s) {
+  char *end;
+  long k = strtol(s, &end, 10);
+  return s[0] >= '0' && s[0] <= '9' && *end == '\0' && k >= 0 && k <= 255 &&
+         (s[0] != '0' || s[1] == '\0');
+}
+
 /* The shapes of a commit's "keys" that vm_modify.c writes, and nothing
 ** else: a journal entry can only ever touch what a change could. */
 static int check_keys(const json_t *keys, const char *field, int *shape,
@@ -51,8 +59,13 @@ static int check_keys(const json_t *keys, const char *field, int *shape,
     return bad(e, f, "must be an array of 3 to 6 strings");
   for (i = 0; i < n; i++) {
     k[i] = json_string_value(json_array_get(keys, i));
-    if (k[i] == NULL || k[i][0] == '\0' || strlen(k[i]) > 64)
-      return bad(e, f, "must hold non-empty strings of at most 64 bytes");
+    /* A mapped pipe's key is its host path: a unix socket's 107 bytes. */
+    size_t max =
+        i == 3 && n == 4 && k[2] && strcmp(k[2], "MappedPipes") == 0 ? 107 : 64;
+    if (k[i] == NULL || k[i][0] == '\0' || strlen(k[i]) > max)
+      return bad(e, f,
+                 "must hold non-empty strings of at most 64 bytes (a "
+                 "mapped pipe's path 107)");
   }
   if (strcmp(k[0], "VirtualMachine") != 0)
     return bad(e, f, "must start at VirtualMachine");
@@ -80,9 +93,21 @@ static int check_keys(const json_t *keys, const char *field, int *shape,
     *shape = 4;
     return 0;
   }
+  if (n == 5 && strcmp(k[1], "Devices") == 0 &&
+      strcmp(k[2], "VirtualPMem") == 0 && strcmp(k[3], "Devices") == 0 &&
+      is_pmem_key(k[4])) {
+    *shape = 5;
+    return 0;
+  }
+  if (n == 4 && strcmp(k[1], "Devices") == 0 &&
+      strcmp(k[2], "MappedPipes") == 0 && k[3][0] == '/') {
+    *shape = 6;
+    return 0;
+  }
   return bad(e, f,
              "must name a SCSI attachment, a VirtualPci device, a network "
-             "adapter, Memory/SizeInMB or Processor");
+             "adapter, Memory/SizeInMB, Processor, a VPMem device or a "
+             "mapped pipe");
 }
 
 /* An intent's Data for its Commit, and that applying it to the document
@@ -90,8 +115,9 @@ static int check_keys(const json_t *keys, const char *field, int *shape,
 static int check_data(const char *commit, const json_t *data, const json_t *doc,
                       const json_t *layout, const char *field, orr_error *e) {
   static const orr_type *const value_type[] = {
-      &orr__t_attachment, &orr__t_vpci_device, &orr__t_network_adapter, NULL,
-      &orr__t_processor_limits};
+      &orr__t_attachment,       &orr__t_vpci_device,
+      &orr__t_network_adapter,  NULL,
+      &orr__t_processor_limits, &orr__t_vpmem_device};
   char f[128];
   const char *key;
   json_t *v, *norm = NULL;
@@ -113,8 +139,11 @@ static int check_data(const char *commit, const json_t *data, const json_t *doc,
     ** them): its check_state checks them. */
     if ((rc = check_keys(json_object_get(data, "keys"), f, &shape, e)) != 0)
       return rc;
-    if ((strcmp(commit, "merge") == 0) != (shape == 4))
+    if ((strcmp(commit, "merge") == 0) != (shape == 4) ||
+        (strcmp(commit, "pipe") == 0) != (shape == 6))
       return bad(e, f, "keys do not fit the commit");
+    if (shape == 6 && json_object_get(data, "value") != NULL)
+      return bad(e, f, "of a mapped pipe has no value (the backend's keep it)");
     v = json_object_get(data, "value");
     if (shape == 3 || shape == 4) {
       if (v == NULL)

@@ -45,18 +45,21 @@
 typedef struct {
   orr_vm *vm;
   const json_t *intents;
-  json_t *outcomes; /* per intent: "adopted", "undone", "pending" */
-  json_t *gone;     /* document devices QEMU lacks */
-  json_t *devs;     /* QEMU's devices: id -> true */
-  json_t *nodes;    /* block node names -> true */
-  json_t *netdevs;  /* netdev ids -> true */
-  json_t *fdsets;   /* QEMU's fdsets of the engine's range: id -> true */
-  json_t *fds_kept; /* the fdsets the document and adopted adds hold */
-  json_t *waiting;  /* devices whose DEVICE_DELETED is awaited */
-  json_t *ports;    /* device id -> root port, from parent_bus */
-  json_t *expected; /* names the document and adopted intents account for */
-  json_t *retry;    /* nodes still in use by a device being finalized */
-  json_t *late;     /* deleted after the outcomes were decided */
+  json_t *outcomes;   /* per intent: "adopted", "undone", "pending" */
+  json_t *gone;       /* document devices QEMU lacks */
+  json_t *devs;       /* QEMU's devices: id -> true */
+  json_t *nodes;      /* block node names -> true */
+  json_t *netdevs;    /* netdev ids -> true */
+  json_t *fdsets;     /* QEMU's fdsets of the engine's range: id -> true */
+  json_t *chardevs;   /* QEMU's pipe chardevs (pipechr-N) -> true */
+  json_t *objects;    /* QEMU's PMem memory backends (pmem-N-mem) -> true */
+  json_t *gone_pipes; /* layout pipes whose device QEMU lacks: host -> true */
+  json_t *fds_kept;   /* the fdsets the document and adopted adds hold */
+  json_t *waiting;    /* devices whose DEVICE_DELETED is awaited */
+  json_t *ports;      /* device id -> root port, from parent_bus */
+  json_t *expected;   /* names the document and adopted intents account for */
+  json_t *retry;      /* nodes still in use by a device being finalized */
+  json_t *late;       /* deleted after the outcomes were decided */
   int retries;
   int inflight;
   int phase;
@@ -183,6 +186,32 @@ static void got_fdsets(rec *c, json_t *r) {
   }
 }
 
+/* query-chardev: [{"label": id, ...}]; only the pipes' are the engine's to
+** sweep (the others are the argv's, for life). */
+static void got_chardevs(rec *c, json_t *r) {
+  size_t i;
+  json_t *ch;
+  json_array_foreach(r, i, ch) {
+    const char *label = json_string_value(json_object_get(ch, "label"));
+    if (label && strncmp(label, "pipechr-", 8) == 0)
+      json_object_set_new(c->chardevs, label, json_true());
+  }
+}
+
+/* qom-list /objects: the PMem devices' memory backends. */
+static void got_objects(rec *c, json_t *r) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(r, i, p) {
+    const char *name = json_string_value(json_object_get(p, "name"));
+    int k, end = 0;
+    if (name && sscanf(name, "pmem-%3d-mem%n", &k, &end) == 1 &&
+        name[end] == '\0' && k >= 0 && k <= 255 &&
+        strcmp(name, orr__qemu_pmem_memdev(k).s) == 0)
+      json_object_set_new(c->objects, name, json_true());
+  }
+}
+
 /* ---- what the document and the intents account for ---- */
 
 /* The fdsets in ids are held by a disk that stays. */
@@ -251,8 +280,11 @@ static void expect_device(rec *c, const char *qdev) {
     expect_disk(c, ctrl, lun, qos);
     keep_fdsets(c, json_object_get(json_object_get(c->vm->layout, "fdsets"),
                                    orr__qemu_disk_key(ctrl, lun).s));
-  } else if (strncmp(qdev, "nic-", 4) == 0)
+  } else if (strncmp(qdev, "nic-", 4) == 0) {
     expect(c, orr__qemu_nic_netdev(qdev + 4).s);
+  } else if (sscanf(qdev, "pmem-%d", &ctrl) == 1) {
+    expect(c, orr__qemu_pmem_memdev(ctrl).s);
+  }
 }
 
 /* The names an intent's plan creates (the "do" steps that add). */
@@ -265,7 +297,8 @@ static void plan_creates(const json_t *plan, json_t *out) {
     const char *name = NULL;
     if (strcmp(x, "blockdev-add") == 0)
       name = json_string_value(json_object_get(args, "node-name"));
-    else if (strcmp(x, "device_add") == 0 || strcmp(x, "netdev_add") == 0)
+    else if (strcmp(x, "device_add") == 0 || strcmp(x, "netdev_add") == 0 ||
+             strcmp(x, "chardev-add") == 0 || strcmp(x, "object-add") == 0)
       name = json_string_value(json_object_get(args, "id"));
     if (name)
       json_array_append_new(out, json_string(name));
@@ -291,12 +324,30 @@ static void delete_device(rec *c, const char *qdev) {
 
 /* ---- phase 2: settle the intents, delete orphan devices ---- */
 
+/* The mapped pipes of the layout (the document has no field for them):
+** present ones are accounted for with their chardev; gone_pipes (when
+** given) collects those QEMU no longer has. */
+static void layout_pipes(rec *c, bool note_gone) {
+  const char *host;
+  json_t *v;
+  json_object_foreach(json_object_get(c->vm->layout, "pipes"), host, v) {
+    int n = (int)json_integer_value(json_object_get(v, "n"));
+    if (!note_gone || has(c->devs, orr__qemu_pipe_qdev(n).s)) {
+      expect(c, orr__qemu_pipe_qdev(n).s);
+      expect(c, orr__qemu_pipe_chardev(n).s);
+    } else {
+      json_object_set_new(c->gone_pipes, host, json_true());
+    }
+  }
+}
+
 static void settle(rec *c) {
   size_t i;
   json_t *it;
   const char *name;
   json_t *v;
   doc_devices(c, expect_device);
+  layout_pipes(c, false);
   json_array_foreach(c->intents, i, it) {
     const json_t *plan = json_object_get(it, "Plan");
     const char *w = json_string_value(json_object_get(plan, "wait_deleted"));
@@ -317,7 +368,8 @@ static void settle(rec *c) {
       bool all = true;
       json_array_foreach(made, k, n) {
         const char *s = json_string_value(n);
-        if (!has(c->devs, s) && !has(c->nodes, s) && !has(c->netdevs, s))
+        if (!has(c->devs, s) && !has(c->nodes, s) && !has(c->netdevs, s) &&
+            !has(c->chardevs, s) && !has(c->objects, s))
           all = false;
       }
       if (all) {
@@ -435,6 +487,7 @@ static void cleanup(rec *c) {
   json_object_clear(c->expected);
   json_object_clear(c->fds_kept);
   doc_devices(c, expect_present);
+  layout_pipes(c, true);
   json_array_foreach(c->intents, i, it) {
     const json_t *plan = json_object_get(it, "Plan");
     const char *o = json_string_value(json_array_get(c->outcomes, i));
@@ -449,6 +502,17 @@ static void cleanup(rec *c) {
     }
   }
   sweep_fdsets(c);
+  /* A pipe's chardev whose device is not there (an add cut short, a
+  ** removal whose cleanup never ran): removed, so its number is free. */
+  json_object_foreach(c->chardevs, name, v) {
+    if (!has(c->expected, name))
+      rsend(c, "chardev-remove", json_pack("{s:s}", "id", name), NULL, false);
+  }
+  /* A PMem backend whose device never came (an add cut short). */
+  json_object_foreach(c->objects, name, v) {
+    if (!has(c->expected, name))
+      rsend(c, "object-del", json_pack("{s:s}", "id", name), NULL, false);
+  }
   for (i = 0; i < 3; i++)
     json_object_foreach(c->nodes, name, v) {
       if (strncmp(name, tops[i], strlen(tops[i])) == 0 &&
@@ -510,7 +574,13 @@ static void finish(rec *c) {
   if (c->timer)
     uv_close((uv_handle_t *)c->timer, (uv_close_cb)free);
   if (c->err == 0) {
+    const char *host;
+    json_t *v;
     fix_ports(c);
+    /* Pipes QEMU no longer has (removed while nobody listened). */
+    json_object_foreach(c->gone_pipes, host, v) {
+      json_object_del(json_object_get(vm->layout, "pipes"), host);
+    }
     vm->owns_run_dir = true; /* its QEMU's exit ends the directory too */
   } else {
     orr_error_set(&e, c->err, "%s", c->errmsg);
@@ -528,6 +598,9 @@ static void finish(rec *c) {
   json_decref(c->nodes);
   json_decref(c->netdevs);
   json_decref(c->fdsets);
+  json_decref(c->chardevs);
+  json_decref(c->objects);
+  json_decref(c->gone_pipes);
   json_decref(c->fds_kept);
   json_decref(c->waiting);
   json_decref(c->ports);
@@ -627,6 +700,9 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
   c->nodes = json_object();
   c->netdevs = json_object();
   c->fdsets = json_object();
+  c->chardevs = json_object();
+  c->objects = json_object();
+  c->gone_pipes = json_object();
   c->fds_kept = json_object();
   c->waiting = json_object();
   c->ports = json_object();
@@ -642,5 +718,8 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
   rsend(c, "human-monitor-command",
         json_pack("{s:s}", "command-line", "info network"), got_network, true);
   rsend(c, "query-fdsets", NULL, got_fdsets, true);
+  rsend(c, "query-chardev", NULL, got_chardevs, true);
+  rsend(c, "qom-list", json_pack("{s:s}", "path", "/objects"), got_objects,
+        true);
   advance(c);
 }

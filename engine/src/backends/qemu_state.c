@@ -325,10 +325,33 @@ static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
   json_object_foreach((json_t *)data, key, v) {
     if (strcmp(key, "keys") != 0 && strcmp(key, "value") != 0 &&
         strcmp(key, "free_port") != 0 && strcmp(key, "qdev") != 0 &&
-        strcmp(key, "claimed") != 0 && strcmp(key, "fdsets") != 0)
+        strcmp(key, "claimed") != 0 && strcmp(key, "fdsets") != 0 &&
+        strcmp(key, "pipe") != 0)
       return bad(e, f,
-                 "may hold only keys, value, free_port, qdev, claimed and "
-                 "fdsets");
+                 "may hold only keys, value, free_port, qdev, claimed, "
+                 "fdsets and pipe");
+  }
+  /* A mapped pipe's: {host = the keys' path, value = {n, name} to add, none
+  ** to remove}. */
+  v = json_object_get(data, "pipe");
+  if (v) {
+    const json_t *val = json_object_get(v, "value");
+    const json_t *n = json_object_get(val, "n");
+    const char *host = json_string_value(json_object_get(v, "host"));
+    const char *name = json_string_value(json_object_get(val, "name"));
+    const char *k3 =
+        json_string_value(json_array_get(json_object_get(data, "keys"), 3));
+    if (commit == NULL || strcmp(commit, "pipe") != 0 || host == NULL ||
+        k3 == NULL || strcmp(host, k3) != 0 ||
+        json_object_size(v) != (val ? 2u : 1u) ||
+        (val != NULL && (!json_is_object(val) || json_object_size(val) != 2 ||
+                         !json_is_integer(n) || json_integer_value(n) < 0 ||
+                         json_integer_value(n) >= ORR_QEMU_PIPE_MAX ||
+                         name == NULL || name[0] == '\0' || strlen(name) > 63)))
+      return bad(e, f,
+                 "pipe must be {host = the intent's path, value = {n, "
+                 "name} (an add) or none (a removal)}, in a \"pipe\" "
+                 "commit");
   }
   /* A disk's fdsets (fd mode): {key = "<ctrl>-<lun>", ids = [...]}, no
   ** ids when the disk goes. Their values are the backend's to check in

@@ -244,14 +244,24 @@ end
 
 -- The ids QEMU gives its devices, block nodes and netdevs under the engine's naming scheme, and which
 -- image each SCSI disk has open: QEMU's own answers through vm:qmp. opts.fds (a QEMU that gets
--- descriptors): also the fdsets of the engine's range (1000 on) it holds.
+-- descriptors): also the fdsets of the engine's range (1000 on) it holds. PMem devices with their memory
+-- backends; mapped pipes by their guest port names, and how many pipe chardevs QEMU holds.
 function M.qemu_view(vm, opts)
-  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {} }
+  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {}, pmem_backends = {}, pipes = {} }
   for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/machine/peripheral" }))) do
     if p.type:find("^child<") and (p.name:find("^disk%-") or p.name:find("^vpci%-")
-        or p.name:find("^nic%-") or p.name:find("^p9%-")) then
+        or p.name:find("^nic%-") or p.name:find("^p9%-") or p.name:find("^pmem%-")) then
       v.devices[#v.devices + 1] = p.name
+    elseif p.type:find("^child<") and p.name:find("^pipe%-") then
+      v.pipes[#v.pipes + 1] = assert(vm:qmp("qom-get", { path = "/machine/peripheral/" .. p.name, property = "name" }))
     end
+  end
+  for _, p in ipairs(assert(vm:qmp("qom-list", { path = "/objects" }))) do
+    if p.name:find("^pmem%-%d+%-mem$") then v.pmem_backends[#v.pmem_backends + 1] = p.name end
+  end
+  v.pipe_chardevs = 0
+  for _, ch in ipairs(assert(vm:qmp("query-chardev"))) do
+    if ch.label:find("^pipechr%-") then v.pipe_chardevs = v.pipe_chardevs + 1 end
   end
   for _, n in ipairs(assert(vm:qmp("query-named-block-nodes", { flat = true }))) do
     local name = n["node-name"]
@@ -269,7 +279,7 @@ function M.qemu_view(vm, opts)
       if set["fdset-id"] >= 1000 then v.fdsets[#v.fdsets + 1] = set["fdset-id"] end
     end
   end
-  for _, t in pairs(v) do if t[1] then table.sort(t) end end
+  for _, t in pairs(v) do if type(t) == "table" and t[1] then table.sort(t) end end
   return v
 end
 
@@ -280,8 +290,17 @@ function M.doc_view(vm, opts)
   opts = opts or {}
   local qos = opts.qos
   local orrery = require("orrery")
-  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {} }
+  local v = { devices = {}, nodes = {}, netdevs = {}, disks = {}, pmem_backends = {}, pipes = {} }
   local devs = vm:document().VirtualMachine.Devices or {}
+  for k in pairs((devs.VirtualPMem or {}).Devices or {}) do
+    v.devices[#v.devices + 1] = "pmem-" .. k
+    v.pmem_backends[#v.pmem_backends + 1] = "pmem-" .. k .. "-mem"
+  end
+  v.pipe_chardevs = 0
+  for _, p in pairs(vm:properties().MappedPipes or {}) do
+    v.pipes[#v.pipes + 1] = p.Name
+    v.pipe_chardevs = v.pipe_chardevs + 1
+  end
   for c = 0, 3 do
     local ctl = (devs.Scsi or {})[orrery.scsi_controller_guids[c]]
     for lun, att in pairs(ctl and ctl.Attachments or {}) do
@@ -305,7 +324,7 @@ function M.doc_view(vm, opts)
     v.devices[#v.devices + 1] = "nic-" .. guid
     v.netdevs[#v.netdevs + 1] = "net-" .. guid
   end
-  for _, t in pairs(v) do if t[1] then table.sort(t) end end
+  for _, t in pairs(v) do if type(t) == "table" and t[1] then table.sort(t) end end
   return v
 end
 
