@@ -303,6 +303,7 @@ describe("live migration over tcp (TCG)", function()
   local R = T.tmpdir()
   assert(os.execute("mkdir -p " .. R .. "/run " .. R .. "/dest " .. R .. "/p"))
   local PIPE = R .. "/p/demo.sock"
+  local COM = R .. "/p/com2.sock" -- COM2's NamedPipe: a socket at a host path, like a pipe's
   local PMEM_TEXT = "on the pmem device\n"
   local vm, g, mem_kb, pmem_dev
   local pids = {}
@@ -320,6 +321,7 @@ describe("live migration over tcp (TCG)", function()
     local b = T.builder("migrate-tcp", { memory = 256 })
     b:set_linux_kernel_direct_boot(orrery.default_guest())
     b:add_vpmem_controller(4, 64 * 1024 * 1024)
+    b:set_serial_console(1, COM)
     vm = assert(orrery.create(string.format("mig-tcp-%d", math.random(1e6)), b,
       { accel = "tcg", runtime_dir = R .. "/run/src", memory_max_mb = 512 }))
     assert(vm:start())
@@ -391,7 +393,8 @@ describe("live migration over tcp (TCG)", function()
     local uri = "tcp:127.0.0.1:" .. port
     local name = "tcp-receiver"
     local pid = destination(name, string.format([[
-local pipe = %q
+local pipe, com = %q, %q
+local T = require("orrery.testing")
 local g = assert(vm:guest{ timeout_ms = 30000 })
 local function run(cmd)
   local r = assert(g:exec(cmd))
@@ -418,6 +421,18 @@ orrery.sleep(300)
 assert(s:write("to the destination\n"))
 print("TOGUEST", reader:wait().stdout)
 s:close()
+-- COM2's socket is this QEMU's now: what the guest writes to ttyS1 comes out there.
+local out = com .. ".out"
+os.execute(string.format("socat -T 3 -u UNIX-CONNECT:%%s - > %%s 2>&1 &", com, out))
+orrery.sleep(500)
+run("printf 'com from the guest\\n' > /dev/ttyS1")
+local got
+for _ = 1, 50 do
+  got = T.read(out)
+  if got and got:find("com from the guest", 1, true) then break end
+  orrery.sleep(100)
+end
+print("COM", got)
 -- Removed here, the pipe's socket goes (this engine's QEMU bound another name).
 assert(vm:remove_pipe(pipe))
 print("SOCKET", io.open(pipe) and "still there" or "gone")
@@ -427,7 +442,7 @@ g:close()
 vm:terminate()
 vm:close()
 print("END")
-]], PIPE, #PMEM_TEXT, pmem_dev), nil, uri, R)
+]], PIPE, COM, #PMEM_TEXT, pmem_dev), nil, uri, R)
     pids[#pids + 1] = pid
     assert.is_true(T.eventually(function() return T.sh("ss -Htln 'sport = :" .. port .. "'") ~= "" end,
       30000, 50), "the destination does not listen on " .. uri)
@@ -475,6 +490,7 @@ print("END")
     assert.matches("FROMGUEST\tat the destination\n", log)
     assert.matches("TOGUEST\tto the destination\n", log)
     assert.matches("SOCKET\tgone\n", log)
+    assert.matches("COM\tcom from the guest", log)
     assert.matches("END", log)
     assert.are.equal("", T.qemu_pids(R))
   end)

@@ -88,6 +88,7 @@ typedef struct {
   char unpinned[80];  /* a device the pinned layout has no port for */
   long long slots;    /* -m slots (0: none given) */
   long long maxmem_mib; /* -m maxmem (0: none given) */
+  json_t *com_moved;    /* received: COM sockets' host path -> bound name */
 } bld;
 
 /* ---------------------------------------------------------------------- */
@@ -1189,6 +1190,25 @@ static int com_ports(bld *b, const json_t *devices) {
                            "of at most %d bytes, got '%s'",
                            ppath, SUN_PATH_MAX, pipe);
     snprintf(what, sizeof what, "%s.NamedPipe", ppath);
+    if (b->cfg->incoming) {
+      /* Received: the source's QEMU still listens at the path; this one
+      ** listens beside it until the VM is here (orr__qemu_migrate_arrived
+      ** renames it over the path). */
+      char tmp[128];
+      if (orr__qemu_sock_tmp(pipe, "com", n, tmp, sizeof tmp) != 0)
+        return orr_error_set(b->err, ORR_EINVAL,
+                             "%s: %s is too long to receive the VM (its "
+                             "directory must leave room for a temporary "
+                             "socket name)",
+                             what, pipe);
+      if (b->com_moved == NULL)
+        b->com_moved = json_object();
+      if (json_object_set_new(b->com_moved, pipe, json_string(tmp)) != 0)
+        b->oom = true;
+      pipe = json_string_value(json_object_get(b->com_moved, pipe));
+      if (pipe == NULL)
+        return orr_error_set(b->err, ORR_ENOMEM, "out of memory");
+    }
     if ((rc = orr__hostres_listen(b->cfg->hr, pipe, what, &fdnum, b->err)) != 0)
       return rc;
     if ((logesc = double_commas(logf)) == NULL) {
@@ -1330,13 +1350,14 @@ static void pin_memaddr(bld *b, json_t *dev) {
   }
 }
 
-int orr__qemu_pipe_tmp(const char *host, int n, char *out, size_t size) {
+int orr__qemu_sock_tmp(const char *host, const char *tag, int n, char *out,
+                       size_t size) {
   const char *slash = strrchr(host, '/');
   int len;
   if (slash == NULL)
     return -1;
-  len = snprintf(out, size, "%.*s/.orrery-in-%ld-%d", (int)(slash - host), host,
-                 (long)getpid(), n);
+  len = snprintf(out, size, "%.*s/.orrery-in-%ld-%s%d", (int)(slash - host),
+                 host, (long)getpid(), tag, n);
   return len < 0 || (size_t)len >= size || len > 107 ? -1 : 0;
 }
 
@@ -1356,7 +1377,7 @@ static int received_pipes(bld *b, json_t *pipes_layout) {
     char tmp[128], *esc;
     if (!json_is_integer(json_object_get(v, "n")) || n < 0 ||
         n >= ORR_QEMU_PIPE_MAX || name == NULL || host[0] != '/' ||
-        orr__qemu_pipe_tmp(host, (int)n, tmp, sizeof tmp) != 0)
+        orr__qemu_sock_tmp(host, "pipe", (int)n, tmp, sizeof tmp) != 0)
       return orr_error_set(b->err, ORR_EINVAL,
                            "VirtualMachine/Devices/MappedPipes/%s: the "
                            "source's pipe must be {n = 0..%d, name}, its "
@@ -1632,6 +1653,8 @@ static int build(bld *b, const json_t *doc, json_t *layout) {
                                      (json_int_t)b->maxmem_mib)) != 0) ||
       (json_object_size(pipes_layout) > 0 &&
        json_object_set(layout, "pipes", pipes_layout) != 0) ||
+      (b->com_moved != NULL &&
+       json_object_set(layout, "com_moved", b->com_moved) != 0) ||
       (b->vmem_mib > 0 &&
        json_object_set_new(layout, "virtio_mem",
                            json_pack("{s:I, s:I}", "max_mb",
@@ -1663,7 +1686,8 @@ int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
            0,
            "",
            0,
-           0};
+           0,
+           NULL};
   int rc;
 
   *layout = json_object();
@@ -1685,6 +1709,7 @@ int orr__qemu_argv(const json_t *doc, const orr_qemu_config *cfg, json_t **argv,
   json_decref(b.devs);
   json_decref(b.ports);
   json_decref(b.ignored);
+  json_decref(b.com_moved);
   if (rc != 0) {
     json_decref(b.argv);
     json_decref(*layout);

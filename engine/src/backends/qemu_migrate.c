@@ -23,6 +23,25 @@ static json_t *cmd(const char *execute, json_t *args) {
                    args ? args : json_object());
 }
 
+/* Sockets at host paths the destination takes over: mapped pipes, COM
+** ports' NamedPipe. */
+static bool has_host_sockets(const orr_vm *vm) {
+  const char *key;
+  json_t *v;
+  if (json_object_size(json_object_get(vm->layout, "pipes")) > 0)
+    return true;
+  json_object_foreach(
+      json_object_get(
+          json_object_get(json_object_get(vm->doc, "VirtualMachine"),
+                          "Devices"),
+          "ComPorts"),
+      key, v) {
+    if (json_object_get(v, "NamedPipe") != NULL)
+      return true;
+  }
+  return false;
+}
+
 /*
 ** {"setup": [cmds], "handoff": cmd (sent with the socket), "start": cmd,
 **  "poll": cmd (its answer's "status": "completed", "failed", "cancelled"
@@ -55,8 +74,7 @@ int orr__qemu_migrate_plan(orr_vm *vm, bool incoming, json_t **plan,
        json_object_set_new(*plan, "probe_as", json_string("memory_devices")) !=
            0 ||
        json_object_set_new(*plan, "kill_on_handover",
-                           json_boolean(json_object_size(json_object_get(
-                                            vm->layout, "pipes")) > 0)) != 0))
+                           json_boolean(has_host_sockets(vm))) != 0))
     return orr_error_set(e, ORR_ENOMEM, "out of memory");
   return 0;
 }
@@ -73,6 +91,18 @@ int orr__qemu_migrate_plan(orr_vm *vm, bool incoming, json_t **plan,
 int orr__qemu_migrate_arrived(orr_vm *vm, orr_error *e) {
   const char *host;
   json_t *v;
+  /* COM ports' NamedPipe sockets: the same. */
+  json_object_foreach(json_object_get(vm->layout, "com_moved"), host, v) {
+    const char *bound = json_string_value(v);
+    struct stat st;
+    if (bound == NULL || lstat(bound, &st) != 0 || !S_ISSOCK(st.st_mode))
+      continue;
+    if (rename(bound, host) != 0)
+      return orr_error_set(e, ORR_EIO,
+                           "receive: %s: cannot move the COM port's socket "
+                           "there from %s: %s",
+                           host, bound, strerror(errno));
+  }
   json_object_foreach(json_object_get(vm->layout, "pipes"), host, v) {
     const char *bound = json_string_value(json_object_get(v, "bound"));
     struct stat st;

@@ -417,6 +417,7 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                                      "pmem_room_mb",
                                      "pipes",
                                      "hotplug_memory",
+                                     "com_moved",
                                      NULL};
   const json_t *layout = json_object_get(st, "Layout"), *v, *it;
   const char *key;
@@ -542,6 +543,23 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                              "= its guest port name[, bound = the name QEMU "
                              "bound, in the same directory]}",
                              ORR_QEMU_PIPE_MAX - 1);
+    }
+  }
+  v = json_object_get(layout, "com_moved");
+  if (v != NULL) {
+    const char *host;
+    json_t *tv;
+    if (!json_is_object(v) || json_object_size(v) > 4)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.com_moved must be an object of "
+                           "at most 4 COM ports");
+    json_object_foreach((json_t *)v, host, tv) {
+      if (host[0] != '/' || strlen(host) > 107 ||
+          !bound_beside(json_string_value(tv), host))
+        return orr_error_set(e, ORR_EINVAL,
+                             "state.json: Layout.com_moved: each must be "
+                             "\"<absolute socket path>\": the name QEMU "
+                             "bound, in the same directory");
     }
   }
   v = json_object_get(layout, "hotplug_memory");

@@ -87,7 +87,8 @@ typedef struct {
   ** a virtio-pmem guest has mapped it) and its mapped pipes (layout
   ** "pipes": each a virtserialport at the same nr, its chardev listening on
   ** a temporary name next to the host path: ORR_QEMU_PIPE_TMP, renamed over
-  ** the host path once the VM is here). NULL: none. */
+  ** the host path once the VM is here; a COM port's NamedPipe the same,
+  ** layout "com_moved": {host path: temporary name}). NULL: none. */
   const json_t *pin_memory;
   const json_t *pin_memaddr;
   const json_t *pipes;
@@ -355,10 +356,11 @@ int orr__qemu_plan_pipe_remove(int n, json_t **plan, orr_error *err);
 /* virtio-serial's ports (31 by default) less the console's and the agent's:
 ** pipes 0..ORR_QEMU_PIPE_MAX - 1. */
 #define ORR_QEMU_PIPE_MAX 29
-/* A received pipe's temporary socket, next to its host path (a rename does
-** not cross file systems): "<dir>/.orrery-in-<pid>-<n>". 0, or -1 when it
-** does not fit a unix socket path. */
-int orr__qemu_pipe_tmp(const char *host, int n, char *out, size_t size);
+/* A received socket's temporary name, next to its host path (a rename does
+** not cross file systems): "<dir>/.orrery-in-<pid>-<tag><n>" (tag "pipe" or
+** "com"). 0, or -1 when it does not fit a unix socket path. */
+int orr__qemu_sock_tmp(const char *host, const char *tag, int n, char *out,
+                       size_t size);
 
 /* StorageQoS update: qom-set of tg0's "limits". That replaces the whole
 ** struct, so a missing field means 0 = unlimited. Without tg0 (the VM was
