@@ -226,14 +226,6 @@ local CHANGES = {
       assert(vm:add_pipe(PIPE))
       assert(vm:remove_pipe(PIPE))
     end },
-  { name = "pipe remove", vm = "bios",
-    before = function(vm) if not has_pipe(vm) then assert(vm:add_pipe(PIPE)) end end,
-    change = string.format("assert(vm:remove_pipe(%q))", PIPE),
-    next = function(vm)
-      if has_pipe(vm) then assert(vm:remove_pipe(PIPE)) end
-      assert(vm:add_pipe(PIPE))
-      assert(vm:remove_pipe(PIPE))
-    end },
   { name = "memory", vm = "guest",
     before = function(vm) if memory_mb(vm) ~= 256 then assert(vm:update_memory(256)) end end,
     change = "assert(vm:update_memory(224))",
@@ -270,10 +262,11 @@ describe("the crash-point walk", function()
     b:set_memory{ SizeInMB = 128 }
     b:set_processor{ Count = 1 }
     b:add_scsi_controller(0)
-    -- Room for a PMem device per point of the VPMem walk; the agent's virtio-serial bus for pipes.
+    -- Room for a PMem device per point of the VPMem walk (each keeps its root port: QEMU 7.2 cannot
+    -- unplug one); the agent's virtio-serial bus for pipes.
     b:add_vpmem_controller(64, 2 * 1024 * 1024)
     local vm = assert(orrery.create(VMS.bios.id, b, { accel = "tcg", runtime_dir = VMS.bios.dir,
-      guest_agent = true }))
+      guest_agent = true, hotplug_ports = 48 }))
     assert(vm:start())
     VMS.bios.pid = vm:properties().ProcessId
     vm:close()
