@@ -144,6 +144,23 @@ describe("orrery ps, console, stop and kill", function()
     assert(ok, err)
   end)
 
+  it("stop of a QEMU that does not answer QMP cannot power it down: it is killed by its proved pid", function()
+    kept("shell-g", false)
+    local pid = ps()["shell-g"].ProcessId
+    local ok, err = pcall(function()
+      assert(os.execute("kill -STOP " .. pid))
+      local out, err, code = orr("stop --timeout=5 shell-g")
+      assert.equal(0, code, err)
+      assert.equal("shell-g: killed by its pid (it did not answer)\n", out)
+      assert.truthy(err:find("orrery stop: ETIMEDOUT: ", 1, true), err)
+      assert.truthy(err:find("killing it by its pid", 1, true), err)
+      assert.is_true(T.eventually(function() return not T.alive(pid) end, 5000, 20))
+      assert.is_nil(ps()["shell-g"])
+    end)
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null")
+    assert(ok, err)
+  end)
+
   it("kill refuses a recorded pid that is not the VM's QEMU, and that process lives on", function()
     kept("shell-d", false)
     local qpid = ps()["shell-d"].ProcessId
