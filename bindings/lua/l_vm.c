@@ -47,7 +47,7 @@ static const char vms_key = 'v';   /* weak {lightuserdata(lvm) = VM} */
 
 static const char *const events[] = {
     "state",      "exit",    "device_deleted", "console", "unresponsive",
-    "responsive", "settled", "migration",      NULL};
+    "responsive", "settled", "migration",      "block_job", NULL};
 
 /* ---- Per-state settings and the plan record ----------------------------- */
 
@@ -308,8 +308,8 @@ static int l_on(lua_State *L) {
   if (events[i] == NULL)
     return luaL_error(L,
                       "vm:on: unknown event '%s' (expected state, exit, "
-                      "device_deleted, console, unresponsive, responsive or "
-                      "settled)",
+                      "device_deleted, console, unresponsive, responsive, "
+                      "settled or block_job)",
                       ev);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
@@ -576,6 +576,54 @@ static int l_remove_scsi_disk(lua_State *L) {
   orr_l_check_wait(L);
   op = change_op(L, NULL);
   orr_vm_remove_scsi_disk(v->vm, c, lun, ms, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+
+/* vm:snapshot_disk(controller, lun, {overlay, timeout_ms}),
+** vm:commit_disk(controller, lun, {timeout_ms}),
+** vm:snapshot_disks({["<c>-<lun>"] = overlay, ...}, {timeout_ms}). */
+static int disk_job(lua_State *L, const char *op_name, int snapshot) {
+  lvm *v = check_open(L, 1);
+  int c = controller_arg(L, 2, op_name);
+  lua_Integer lun = lun_arg(L, 3, op_name);
+  json_t *opts = NULL;
+  orr_l_op *op;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    opts = orr_l_checkjson(L, 4, op_name);
+  }
+  orr_l_check_wait(L);
+  op = orr_l_op_new(L, NULL);
+  orr_l_op_keep(op, opts);
+  orr_l_op_anchor(L, op, 1);
+  if (snapshot)
+    orr_vm_snapshot_disk(v->vm, c, (int)lun, opts, orr_l_op_cb, op);
+  else
+    orr_vm_commit_disk(v->vm, c, (int)lun, opts, orr_l_op_cb, op);
+  return orr_l_op_wait(L, op);
+}
+static int l_snapshot_disk(lua_State *L) {
+  return disk_job(L, "snapshot_disk", 1);
+}
+static int l_commit_disk(lua_State *L) {
+  return disk_job(L, "commit_disk", 0);
+}
+static int l_snapshot_disks(lua_State *L) {
+  lvm *v = check_open(L, 1);
+  json_t *disks, *opts = NULL;
+  orr_l_op *op;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  disks = orr_l_checkjson(L, 2, "snapshot_disks");
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    opts = orr_l_checkjson(L, 3, "snapshot_disks");
+  }
+  orr_l_check_wait(L);
+  op = orr_l_op_new(L, NULL);
+  orr_l_op_keep(op, disks);
+  orr_l_op_keep(op, opts);
+  orr_l_op_anchor(L, op, 1);
+  orr_vm_snapshot_disks(v->vm, disks, opts, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
 
@@ -1164,6 +1212,9 @@ static const luaL_Reg methods[] = {
     {"remove_vpci_device", l_remove_vpci_device},
     {"add_vpmem_device", l_add_vpmem_device},
     {"remove_vpmem_device", l_remove_vpmem_device},
+    {"snapshot_disk", l_snapshot_disk},
+    {"snapshot_disks", l_snapshot_disks},
+    {"commit_disk", l_commit_disk},
     {"add_pipe", l_add_pipe},
     {"remove_pipe", l_remove_pipe},
     {"pipe", l_pipe},

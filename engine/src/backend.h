@@ -142,6 +142,17 @@ typedef struct {
   ** (r->plan, and r->then for what follows the plan's steps), driving the
   ** request through the runner's calls (vm_internal.h). The core runs r. */
   int (*save)(orr_req *r, int fd, orr_error *e);
+  /* External disk snapshots (NULL: ORR_ENOTSUP). disk_snapshot: disks is
+  ** [{ctrl, lun, top (the attachment's Path now), overlay}], the core has
+  ** checked each attachment and holds it; the backend makes each overlay
+  ** (gone again by abandon if the change ends uncommitted) and plans
+  ** putting them over the disks at one point in time; its keys of data go
+  ** to its commit. disk_commit: sets r up (r->plan, r->then) to merge the
+  ** top overlay of (ctrl, lun) into the image below and drives it; data
+  ** gets "below", the path the attachment names again once merged. */
+  int (*disk_snapshot)(orr_vm *vm, const json_t *disks, json_t *data,
+                       json_t **plan, orr_error *e);
+  int (*disk_commit)(orr_req *r, int ctrl, int lun, json_t *data, orr_error *e);
   /* A raw message by the caller's name (vm:qmp()); NULL: not offered. */
   int (*raw)(orr_vm *vm, const char *name, const json_t *args, json_t **step,
              orr_error *e);

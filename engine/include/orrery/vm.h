@@ -224,6 +224,29 @@ ORR_API void orr_vm_modify(orr_vm *vm, const json_t *request,
                            const json_t *options, orr_vm_cb cb, void *arg);
 
 /*
+** External disk snapshots of a running (or paused) VM. snapshot: a new
+** qcow2 overlay at options "overlay" (an absolute path where nothing is;
+** its header names the current top image and format) goes over the disk's
+** current top, and the live document's attachment Path names it. The
+** disk's top must be raw or qcow2; at most 8 overlays. disks:
+** {"<controller>-<lun>": overlay, ...} at one point in time (one
+** transaction). commit: the top overlay is merged into the image below it,
+** the Path names that image again; "block_job" events {Job, Status, Offset,
+** Len} report progress; the overlay file stays (the caller's). Options
+** {timeout_ms} (0: 10 s for a snapshot, 300 s for a commit; a commit past
+** it is cancelled and the overlay stays the top).
+*/
+ORR_API void orr_vm_snapshot_disk(orr_vm *vm, int controller, int lun,
+                                  const json_t *options, orr_vm_cb cb,
+                                  void *arg);
+ORR_API void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
+                                   const json_t *options, orr_vm_cb cb,
+                                   void *arg);
+ORR_API void orr_vm_commit_disk(orr_vm *vm, int controller, int lun,
+                                const json_t *options, orr_vm_cb cb,
+                                void *arg);
+
+/*
 ** Typed run-time changes: each builds the ModifySettingRequest hcsshim sends
 ** for it and runs it through orr_vm_modify() (same checks, undo, journal and
 ** deadline; timeout_ms 0: ORR_VM_TIMEOUT_MS). JSON arguments are borrowed

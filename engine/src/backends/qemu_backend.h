@@ -57,6 +57,16 @@ json_t *orr__qemu_device_gone(orr_vm *vm, const char *qdev);
 
 /* ---- qemu_save.c ---- */
 int orr__qemu_save(orr_req *r, int fd, orr_error *e);
+/* External disk snapshots (qemu_snapshot.c): backend->disk_snapshot and
+** disk_commit, their layout part of a commit and abandon, and the block job
+** events a commit waits on. */
+int orr__qemu_disk_snapshot(orr_vm *vm, const json_t *disks, json_t *data,
+                            json_t **plan, orr_error *e);
+int orr__qemu_disk_commit(orr_req *r, int ctrl, int lun, json_t *data,
+                          orr_error *e);
+void orr__qemu_snapshot_commit(orr_vm *vm, const json_t *data);
+void orr__qemu_snapshot_abandon(orr_vm *vm, const json_t *data);
+void orr__qemu_job_event(orr_vm *vm, const char *event, json_t *data);
 
 /* orr_backend.check_state of the qemu backend (qemu_state.c). */
 int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e);

@@ -364,11 +364,13 @@ void orr__qemu_commit(orr_vm *vm, const json_t *data) {
   commit_fdsets(vm, json_object_get(data, "fdsets"));
   if (json_object_get(data, "pipe"))
     commit_pipe(vm, json_object_get(data, "pipe"));
+  orr__qemu_snapshot_commit(vm, data);
   if (json_object_get(data, "free_port"))
     release_port(vm, json_string_value(json_object_get(data, "qdev")));
 }
 
 void orr__qemu_abandon(orr_vm *vm, const json_t *data) {
+  orr__qemu_snapshot_abandon(vm, data);
   const char *qdev = json_string_value(json_object_get(data, "claimed"));
   if (qdev != NULL)
     release_port(vm, qdev);

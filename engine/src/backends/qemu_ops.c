@@ -52,6 +52,9 @@ void orr__qemu_event(orr_vm *vm, const char *event, json_t *data) {
   } else if (strcmp(event, "SHUTDOWN") == 0) {
     /* QEMU exits next and closes QMP first. */
     orr__vm_stopping(vm, json_string_value(json_object_get(data, "reason")));
+  } else if (strncmp(event, "BLOCK_JOB_", 10) == 0 ||
+             strcmp(event, "JOB_STATUS_CHANGE") == 0) {
+    orr__qemu_job_event(vm, event, data);
   } else if (strcmp(event, "DEVICE_DELETED") == 0) {
     /* virtio devices also send one for their backend, with no "device". */
     const char *dev = json_string_value(json_object_get(data, "device"));
