@@ -174,69 +174,6 @@ describe("run-time devices on the default guest (TCG)", function()
     assert.are.equal("ENOENT", code)
   end)
 
-  it("snapshots a disk to a qcow2 overlay and commits it back, data intact", function()
-    local guid0 = orrery.scsi_controller_guids[0]
-    local function att(lun) return vm:document().VirtualMachine.Devices.Scsi[guid0].Attachments[tostring(lun)] end
-    local base = T.image(ROOT, "32M")
-    assert(T.run("mkfs.ext2 -q -F " .. base))
-    assert(vm:add_scsi_disk(0, 5, { Type = "VirtualDisk", Path = base }))
-    assert(g:mount_scsi_disk(0, 5, "/mnt/snap", { fstype = "ext2", timeout_ms = 20000 }))
-    run("echo before > /mnt/snap/a && sync")
-
-    local events = {}
-    vm:on("block_job", function(d) events[#events + 1] = d end)
-    local ov = ROOT .. "/snap1.qcow2"
-    assert(vm:snapshot_disk(0, 5, { overlay = ov }))
-    assert.are.equal(ov, att(5).Path) -- the document names the top image
-    local info = T.sh("qemu-img info -U --output=json " .. T.q(ov))
-    assert.matches('"backing%-filename": "' .. base:gsub("%p", "%%%0") .. '"', info)
-    assert.matches('"backing%-filename%-format": "raw"', info)
-    run("echo after > /mnt/snap/b && sync")
-    -- The new write went to the overlay: the base image has no b yet.
-    assert.is_nil(T.sh("debugfs -R 'ls -l /' " .. T.q(base) .. " 2>/dev/null"):match(" b\n"))
-
-    -- Refused, nothing changed: an overlay where a file is, none at all,
-    -- an overlay outside anything writable.
-    local ok, err, code = vm:snapshot_disk(0, 5, { overlay = ov })
-    assert.are.equal("EEXIST", code)
-    ok, err, code = vm:snapshot_disk(0, 5)
-    assert.are.equal("EINVAL", code)
-    assert.matches("raw image has no snapshots of its own", err)
-    ok, err, code = vm:snapshot_disk(0, 5, { overlay = "/proc/nope.qcow2" })
-    assert.is_nil(ok)
-    assert.are.equal(ov, att(5).Path)
-
-    assert(vm:commit_disk(0, 5))
-    assert.are.equal(base, att(5).Path)
-    local seen = {}
-    for _, e in ipairs(events) do seen[e.Status] = true end
-    assert.is_true(seen.merged and seen.concluded, "block_job events: " .. #events)
-    assert.are.equal("before\nafter\n", run("cat /mnt/snap/a /mnt/snap/b"))
-    run("umount /mnt/snap")
-    assert.matches(" b\n", T.sh("debugfs -R 'ls -l /' " .. T.q(base) .. " 2>/dev/null"))
-    ok, err, code = vm:commit_disk(0, 5)
-    assert.are.equal("EINVAL", code)
-
-    -- Two disks at one point in time (one transaction), then removed with
-    -- their overlays in place.
-    local base2 = T.image(ROOT, "16M")
-    assert(vm:add_scsi_disk(0, 6, { Type = "VirtualDisk", Path = base2 }))
-    assert(vm:snapshot_disks{ ["0-5"] = ROOT .. "/g5.qcow2", ["0-6"] = ROOT .. "/g6.qcow2" })
-    assert.are.equal(ROOT .. "/g5.qcow2", att(5).Path)
-    assert.are.equal(ROOT .. "/g6.qcow2", att(6).Path)
-    assert(T.run("qemu-img check -U -q " .. T.q(ROOT .. "/g6.qcow2")))
-    assert(vm:remove_scsi_disk(0, 5))
-    assert(vm:remove_scsi_disk(0, 6))
-    assert.is_nil(att(5))
-    -- A group with one bad member changes nothing.
-    assert(vm:add_scsi_disk(0, 6, { Type = "VirtualDisk", Path = base2 }))
-    ok, err, code = vm:snapshot_disks{ ["0-6"] = ROOT .. "/h6.qcow2", ["0-9"] = ROOT .. "/h9.qcow2" }
-    assert.are.equal("ENOENT", code)
-    assert.are.equal(base2, att(6).Path)
-    assert.is_nil(io.open(ROOT .. "/h6.qcow2"))
-    assert(vm:remove_scsi_disk(0, 6))
-  end)
-
   it("carries out hcsshim's GuestRequests: mounts a disk and a PMem device, refuses the rest", function()
     local guid0 = orrery.scsi_controller_guids[0]
     local img = T.image(ROOT, "16M")

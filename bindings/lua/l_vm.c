@@ -46,7 +46,7 @@ static const char state_key = 's'; /* vm_state userdata */
 static const char vms_key = 'v';   /* weak {lightuserdata(lvm) = VM} */
 
 static const char *const events[] = {
-    "state",      "exit",    "device_deleted", "console", "unresponsive",
+    "state",      "exit",    "device_deleted", "console",   "unresponsive",
     "responsive", "settled", "migration",      "block_job", NULL};
 
 /* ---- Per-state settings and the plan record ----------------------------- */

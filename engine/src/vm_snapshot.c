@@ -103,9 +103,20 @@ static void abandon_snapshot(orr_req *r) {
     r->vm->backend->abandon(r->vm, r->data);
 }
 
-void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
-                           const json_t *options, orr_vm_cb cb, void *arg) {
+/* The name of the field that gave disk key's overlay, for errors: the
+** options of vm:snapshot_disk, or the map of vm:snapshot_disks. */
+static const char *field(char *buf, size_t size, bool single, const char *key) {
+  if (single)
+    snprintf(buf, size, "snapshot_disk: options.overlay");
+  else
+    snprintf(buf, size, "snapshot_disks: disks[\"%s\"]", key);
+  return buf;
+}
+
+static void snapshot(orr_vm *vm, const json_t *disks, const json_t *options,
+                     bool single, orr_vm_cb cb, void *arg) {
   orr_req *r = orr__req_new(vm, cb, arg);
+  char f[96];
   json_t *list = json_array(), *v, *plan = NULL;
   orr_error e = {0, ""};
   const char *key;
@@ -115,8 +126,8 @@ void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
     return;
   if (!json_is_object(disks) || json_object_size(disks) == 0) {
     orr__req_fail(r, ORR_EINVAL,
-                  "snapshot: disks must map \"<controller>-<lun>\" to an "
-                  "overlay path");
+                  "snapshot_disks: disks must map \"<controller>-<lun>\" to "
+                  "an overlay path");
     return;
   }
   json_object_foreach((json_t *)disks, key, v) {
@@ -125,37 +136,37 @@ void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
     const char *ov = json_string_value(v);
     if (sscanf(key, "%d-%d%n", &ctrl, &lun, &n) != 2 || key[n] != '\0') {
       rc = orr_error_set(&e, ORR_EINVAL,
-                         "snapshot: disks.%s: keys are \"<controller>-<lun>\"",
+                         "snapshot_disks: disks[\"%s\"]: keys are "
+                         "\"<controller>-<lun>\"",
                          key);
       break;
     }
     if ((att = attachment(vm, ctrl, lun)) == NULL) {
-      rc = orr_error_set(&e, ORR_ENOENT,
-                         "snapshot: no SCSI attachment at controller %d LUN "
-                         "%d",
-                         ctrl, lun);
+      rc = orr_error_set(
+          &e, ORR_ENOENT, "%s: no SCSI attachment at controller %d LUN %d",
+          single ? "snapshot_disk" : "snapshot_disks", ctrl, lun);
       break;
     }
     if (json_is_true(json_object_get(att, "ReadOnly"))) {
       rc = orr_error_set(&e, ORR_EINVAL,
-                         "snapshot of disk %s: the attachment is ReadOnly: "
-                         "nothing to take a snapshot of",
-                         key);
+                         "%s: disk %s is ReadOnly: nothing to take a "
+                         "snapshot of",
+                         single ? "snapshot_disk" : "snapshot_disks", key);
       break;
     }
     if (ov == NULL || ov[0] != '/') {
       rc = orr_error_set(&e, ORR_EINVAL,
-                         "snapshot of disk %s: the overlay must be an "
-                         "absolute path where a new file may be made (a raw "
-                         "image has no snapshots of its own)",
-                         key);
+                         "%s: must be the absolute path of a new overlay "
+                         "file (a raw image has no snapshots of its own)",
+                         field(f, sizeof f, single, key));
       break;
     }
     if ((rc = hold(r, ctrl, lun, &e)) != 0)
       break;
     json_array_append_new(
-        list, json_pack("{s:i, s:i, s:O, s:s}", "ctrl", ctrl, "lun", lun, "top",
-                        json_object_get(att, "Path"), "overlay", ov));
+        list, json_pack("{s:i, s:i, s:O, s:s, s:s}", "ctrl", ctrl, "lun", lun,
+                        "top", json_object_get(att, "Path"), "overlay", ov,
+                        "field", field(f, sizeof f, single, key)));
   }
   if (rc == 0)
     rc = vm->backend->disk_snapshot(vm, list, r->data, &plan, &e);
@@ -171,6 +182,11 @@ void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
   orr__req_run(r);
 }
 
+void orr_vm_snapshot_disks(orr_vm *vm, const json_t *disks,
+                           const json_t *options, orr_vm_cb cb, void *arg) {
+  snapshot(vm, disks, options, false, cb, arg);
+}
+
 void orr_vm_snapshot_disk(orr_vm *vm, int controller, int lun,
                           const json_t *options, orr_vm_cb cb, void *arg) {
   char key[16];
@@ -180,13 +196,14 @@ void orr_vm_snapshot_disk(orr_vm *vm, int controller, int lun,
     orr_req *r = orr__req_new(vm, cb, arg);
     json_decref(one);
     orr__req_fail(r, ORR_EINVAL,
-                  "snapshot_disk: options.overlay must be the path of the new "
-                  "overlay (a raw image has no snapshots of its own)");
+                  "snapshot_disk: options.overlay: must be the absolute path "
+                  "of a new overlay file (a raw image has no snapshots of its "
+                  "own)");
     return;
   }
   snprintf(key, sizeof key, "%d-%d", controller, lun);
   json_object_set(one, key, ov);
-  orr_vm_snapshot_disks(vm, one, options, cb, arg);
+  snapshot(vm, one, options, true, cb, arg);
   json_decref(one);
 }
 

@@ -470,9 +470,13 @@ int orr__qemu_plan_commit(int ctrl, int lun, int k, json_t **plan,
   snprintf(job, sizeof job, "commit-%d-%d", ctrl, lun);
   if ((p = plan_new()) == NULL)
     return orr_error_set(err, ORR_ENOMEM, "out of memory");
+  /* base-node: the image just below; without it QEMU merges the whole
+  ** chain down into the bottom image. */
   oom |= step(p, "block-commit",
-              json_pack("{s:s, s:s}", "job-id", job, "device",
-                        orr__qemu_snap_node(ctrl, lun, k).s),
+              json_pack("{s:s, s:s, s:s}", "job-id", job, "device",
+                        orr__qemu_snap_node(ctrl, lun, k).s, "base-node",
+                        k == 1 ? orr__qemu_disk_fmt_node(ctrl, lun).s
+                               : orr__qemu_snap_node(ctrl, lun, k - 1).s),
               NULL) != 0;
   oom |= json_object_set_new(p, "job", json_string(job)) != 0;
   oom |= json_object_set_new(

@@ -138,8 +138,8 @@ static int top_facts(orr_vm *vm, const char *path, const char **fmt,
 /* One disk: its overlay written and inspected, its plan. On failure
 ** nothing is left behind. */
 static int prepare_one(orr_vm *vm, int ctrl, int lun, const char *top,
-                       const char *overlay, json_t **plan, json_t *written,
-                       orr_error *e) {
+                       const char *overlay, const char *field, json_t **plan,
+                       json_t *written, orr_error *e) {
   const char *fmt = NULL;
   uint64_t size = 0;
   orr_image_refs refs;
@@ -164,12 +164,13 @@ static int prepare_one(orr_vm *vm, int ctrl, int lun, const char *top,
                          ctrl, lun);
   }
   fd = open(overlay, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  /* Where no overlay can be made, a raw image cannot be snapshotted at
+  ** all: the caller's field is wrong (EINVAL), or names a file (EEXIST). */
   if (fd < 0)
-    return orr_error_set(e, errno == EEXIST ? ORR_EEXIST : ORR_EIO,
-                         "snapshot of disk %d-%d: overlay %s: the overlay "
-                         "location must be a writable place where nothing is "
-                         "(%s)",
-                         ctrl, lun, overlay, strerror(errno));
+    return orr_error_set(e, errno == EEXIST ? ORR_EEXIST : ORR_EINVAL,
+                         "%s: %s: the overlay must be made in a writable "
+                         "place where nothing is yet (%s)",
+                         field, overlay, strerror(errno));
   rc = write_overlay(fd, top, fmt, size, e);
   /* Inspected as any image is: it must name exactly the current top. */
   if (rc == 0 &&
@@ -205,7 +206,8 @@ int orr__qemu_disk_snapshot(orr_vm *vm, const json_t *disks, json_t *data,
     if ((rc = prepare_one(vm, ctrl, lun,
                           json_string_value(json_object_get(d, "top")),
                           json_string_value(json_object_get(d, "overlay")),
-                          &one, written, e)) != 0)
+                          json_string_value(json_object_get(d, "field")), &one,
+                          written, e)) != 0)
       break;
     if (json_array_size(disks) == 1) {
       *plan = one;
@@ -289,9 +291,14 @@ static int cleanup_left(orr_req *r, int delta) {
 static void on_cleanup_reply(void *arg, int status, json_t *result,
                              const char *errmsg) {
   orr_req *r = arg;
-  (void)result, (void)errmsg, (void)status;
+  (void)result, (void)errmsg;
+  /* Every answer is accounted for (the request is freed only once QEMU
+  ** has answered all it was sent); at the deadline the late callback
+  ** counts the answer instead. */
+  if (status != ORR_ETIMEDOUT && orr__req_replied(r))
+    return;
   /* The merge happened: the nodes' fate does not change it. */
-  if (cleanup_left(r, -1) == 0 && !r->done)
+  if (cleanup_left(r, -1) == 0)
     orr__req_finish(r, 0, NULL);
 }
 
@@ -349,12 +356,21 @@ void orr__qemu_job_event(orr_vm *vm, const char *event, json_t *data) {
   }
 }
 
+static void on_cancel_reply(void *arg, int status, json_t *result,
+                            const char *errmsg) {
+  (void)result, (void)errmsg;
+  if (status != ORR_ETIMEDOUT)
+    orr__req_replied(arg);
+}
+
 static void commit_expired(uv_timer_t *t) {
   orr_req *r = t->data;
   if (r->done)
     return;
-  /* Cancelled: the overlay stays the top, nothing changes. */
-  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), NULL, NULL);
+  /* Cancelled: the overlay stays the top, nothing changes. The answer
+  ** is only counted (a request lives until QEMU has answered it all). */
+  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), on_cancel_reply,
+                    NULL);
   orr__req_fail(r, ORR_ETIMEDOUT,
                 "commit_disk: the merge did not finish within %llu ms (the "
                 "job was cancelled; the overlay stays the top)",
