@@ -52,7 +52,11 @@ describe("disk snapshots of a running VM (TCG)", function()
   end
 
   setup(function()
-    local b = T.builder("snapshots", { memory = 256 })
+    -- The VM outlives a closed handle: the re-attach test opens it again.
+    local b = orrery.builder{ owner = "snapshots", ShouldTerminateOnLastHandleClosed = false }
+    b:set_memory{ SizeInMB = 256 }
+    b:set_processor{ Count = 1 }
+    b:add_scsi_controller(0)
     b:set_linux_kernel_direct_boot(orrery.default_guest())
     id = string.format("snapshots-%d-%d", os.time(), math.random(1e6))
     assert(os.execute("mkdir -p " .. q(RUN)))
@@ -192,5 +196,26 @@ describe("disk snapshots of a running VM (TCG)", function()
     assert(vm:remove_scsi_disk(0, 6))
     assert.is_nil(att(6))
     assert.same({}, snap_nodes(vm))
+  end)
+
+  it("re-attaches to a VM with an overlay: the top image and the chain are known", function()
+    local base5 = att(5).Path
+    local ov = ROOT .. "/r5.qcow2"
+    assert(vm:snapshot_disk(0, 5, { overlay = ov }))
+    run("echo reopened > /mnt/snap/g && sync")
+    g:close()
+    g = nil
+    vm:close() -- QEMU runs on; state.json holds the document and the chain
+    vm = assert(orrery.open(id, { runtime_dir = RUN .. "/vm" }))
+    g = assert(vm:guest{ timeout_ms = 30000 })
+    assert.are.equal(ov, att(5).Path)
+    assert.are.equal(ov, qemu_top(vm, 5))
+    -- The overlay's nodes are the disk's, not orphans deleted on open.
+    assert.same({ "sfile-0-5-1", "snap-0-5-1" }, snap_nodes(vm))
+    assert(vm:commit_disk(0, 5))
+    assert.are.equal(base5, att(5).Path)
+    assert.are.equal(base5, qemu_top(vm, 5))
+    assert.are.equal("reopened\n", run("cat /mnt/snap/g"))
+    assert.matches(" g\n", files_in(base5))
   end)
 end)

@@ -143,7 +143,8 @@ typedef struct {
   ** request through the runner's calls (vm_internal.h). The core runs r. */
   int (*save)(orr_req *r, int fd, orr_error *e);
   /* External disk snapshots (NULL: ORR_ENOTSUP). disk_snapshot: disks is
-  ** [{ctrl, lun, top (the attachment's Path now), overlay}], the core has
+  ** [{ctrl, lun, top (the attachment's Path now), overlay, field (the
+  ** caller's name for overlay, for errors)}], the core has
   ** checked each attachment and holds it; the backend makes each overlay
   ** (gone again by abandon if the change ends uncommitted) and plans
   ** putting them over the disks at one point in time; its keys of data go

@@ -230,11 +230,19 @@ static void expect(rec *c, const char *name) {
 }
 
 static void expect_disk(rec *c, int ctrl, int lun, bool qos) {
+  int k = (int)json_array_size(
+      json_object_get(json_object_get(c->vm->layout, "snapshots"),
+                      orr__qemu_disk_key(ctrl, lun).s));
   expect(c, orr__qemu_disk_qdev(ctrl, lun).s);
   expect(c, orr__qemu_disk_file_node(ctrl, lun).s);
   expect(c, orr__qemu_disk_fmt_node(ctrl, lun).s);
   if (qos)
     expect(c, orr__qemu_disk_qos_node(ctrl, lun).s);
+  /* Its external snapshots' overlays (qemu_snapshot.c). */
+  for (; k > 0; k--) {
+    expect(c, orr__qemu_snap_node(ctrl, lun, k).s);
+    expect(c, orr__qemu_snap_file_node(ctrl, lun, k).s);
+  }
 }
 
 /* Calls fn(c, qdev, resource) for every hot-pluggable device of the

@@ -418,6 +418,7 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
                                      "pipes",
                                      "hotplug_memory",
                                      "com_moved",
+                                     "snapshots",
                                      NULL};
   const json_t *layout = json_object_get(st, "Layout"), *v, *it;
   const char *key;
@@ -574,6 +575,33 @@ int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e) {
     return orr_error_set(e, ORR_EINVAL,
                          "state.json: Layout.hotplug_memory must be {slots = "
                          "0..256, maxmem_mb = QEMU's -m maxmem in MiB}");
+  /* External disk snapshots: per disk, the path below each overlay,
+  ** oldest first (qemu_snapshot.c). */
+  v = json_object_get(layout, "snapshots");
+  if (v != NULL) {
+    int c, lun, end;
+    if (!json_is_object(v) || json_object_size(v) > 4 * 64)
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: Layout.snapshots must be an object");
+    json_object_foreach((json_t *)v, key, val) {
+      bool ok = sscanf(key, "%d-%d%n", &c, &lun, &end) == 2 &&
+                key[end] == '\0' && c >= 0 && c <= 3 && lun >= 0 && lun <= 63 &&
+                strcmp(key, orr__qemu_disk_key(c, lun).s) == 0 &&
+                json_is_array(val) &&
+                json_array_size(val) <= ORR_QEMU_MAX_SNAPSHOTS;
+      json_array_foreach(val, i, it) {
+        const char *p = json_string_value(it);
+        if (p == NULL || p[0] != '/' || strlen(p) > 4096)
+          ok = false;
+      }
+      if (!ok)
+        return orr_error_set(e, ORR_EINVAL,
+                             "state.json: Layout.snapshots must map "
+                             "\"<controller>-<lun>\" to at most %d absolute "
+                             "paths (the image below each overlay)",
+                             ORR_QEMU_MAX_SNAPSHOTS);
+    }
+  }
   v = json_object_get(layout, "pmem_room_mb");
   if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 1 ||
                     json_integer_value(v) > ORR_QEMU_PMEM_ROOM_MAX_MB))
