@@ -218,4 +218,80 @@ describe("disk snapshots of a running VM (TCG)", function()
     assert.are.equal("reopened\n", run("cat /mnt/snap/g"))
     assert.matches(" g\n", files_in(base5))
   end)
+
+  -- The engine dies at a named point of a snapshot or merge (ORRERY_FAULT,
+  -- engine/src/fault.c), in another process; this one then re-attaches and
+  -- must find the document naming the top image QEMU has.
+  it("re-attaches after the engine died in the middle of a snapshot or a merge", function()
+    local base5 = att(5).Path
+    local function reopen()
+      vm = assert(orrery.open(id, { runtime_dir = RUN .. "/vm" }))
+      g = assert(vm:guest{ timeout_ms = 30000 })
+    end
+    local function die_at(point, body)
+      g:close()
+      g = nil
+      vm:close()
+      vm = nil
+      local rc, out = T.orrery_run(ROOT, "die", string.format([[
+local orrery = require("orrery")
+local vm = assert(orrery.open(%q, { runtime_dir = %q }))
+%s
+vm:close()
+]], id, RUN .. "/vm", body), { ORRERY_FAULT = point })
+      assert.are_not.equal(0, rc, "the engine did not die at " .. point .. ": " .. out)
+      reopen()
+    end
+
+    -- Killed once QEMU has put the overlay over the disk, before the
+    -- outcome was written: the journaled intent is adopted.
+    local ov = ROOT .. "/c5.qcow2"
+    die_at("step:blockdev-snapshot:after",
+      string.format("assert(vm:snapshot_disk(0, 5, { overlay = %q }))", ov))
+    assert.are.equal(ov, att(5).Path)
+    assert.are.equal(ov, qemu_top(vm, 5))
+    assert.same({ "sfile-0-5-1", "snap-0-5-1" }, snap_nodes(vm))
+    run("echo crashed > /mnt/snap/h && sync")
+    assert.is_nil(files_in(base5):match(" h\n"))
+
+    -- Killed before: undone, the overlay's nodes and file gone.
+    local ov2 = ROOT .. "/c5b.qcow2"
+    die_at("step:blockdev-snapshot:before",
+      string.format("assert(vm:snapshot_disk(0, 5, { overlay = %q }))", ov2))
+    assert.are.equal(ov, att(5).Path)
+    assert.are.equal(ov, qemu_top(vm, 5))
+    assert.same({ "sfile-0-5-1", "snap-0-5-1" }, snap_nodes(vm))
+    assert.is_nil(io.open(ov2))
+
+    -- Killed with the merge job started: the job is cancelled, the overlay
+    -- stays the top, and a merge from this engine then completes.
+    die_at("step:block-commit:after", "assert(vm:commit_disk(0, 5))")
+    assert.are.equal(ov, att(5).Path)
+    assert.is_truthy(T.eventually(function()
+      return #assert(vm:qmp("query-block-jobs")) == 0
+    end, 10000, 100), "the merge job of the dead engine is still there")
+    assert.are.equal(ov, qemu_top(vm, 5))
+    assert(vm:commit_disk(0, 5))
+    assert.are.equal(base5, att(5).Path)
+    assert.are.equal(base5, qemu_top(vm, 5))
+    assert.same({}, snap_nodes(vm))
+    assert.are.equal("crashed\n", run("cat /mnt/snap/h"))
+    assert.matches(" h\n", files_in(base5))
+
+    -- Killed once the merge completed, before the overlay's nodes were
+    -- deleted: adopted, the base is the top, the nodes are deleted on open.
+    local ov3 = ROOT .. "/c5c.qcow2"
+    assert(vm:snapshot_disk(0, 5, { overlay = ov3 }))
+    run("echo late > /mnt/snap/i && sync")
+    die_at("cleanup:blockdev-del:before", "assert(vm:commit_disk(0, 5))")
+    assert.are.equal(base5, att(5).Path)
+    assert.are.equal(base5, qemu_top(vm, 5))
+    assert.same({}, snap_nodes(vm))
+    assert.are.equal("late\n", run("cat /mnt/snap/i"))
+    assert.matches(" i\n", files_in(base5))
+    -- The disk takes a new overlay as its first again.
+    assert(vm:snapshot_disk(0, 5, { overlay = ROOT .. "/c5d.qcow2" }))
+    assert.same({ "sfile-0-5-1", "snap-0-5-1" }, snap_nodes(vm))
+    assert(vm:commit_disk(0, 5))
+  end)
 end)

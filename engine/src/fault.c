@@ -14,7 +14,8 @@
 **   step:<command>:before, :after     around each QMP step of a change
 **   undo:<command>:before             each undo step
 **   deleted:<qdev-kind>               DEVICE_DELETED came, before the commit
-**   cleanup:<command>:before          each cleanup after a removal
+**   cleanup:<command>:before          each cleanup after a removal or a
+**                                     disk merge
 **   cgroup:before, cgroup:after       around a CPU limits write
 ** ORRERY_FAULT_LOG=PATH appends every point hit to PATH (one per line), so
 ** a harness can list the points a change passes. Unset, this costs one

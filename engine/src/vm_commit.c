@@ -1,7 +1,8 @@
 /*
 ** The commits: what a change that succeeded does to the live document
 ** (and, through backend->commit, to the backend's layout). A journal's
-** intents name them ("path", "share", "merge"), so re-attaching adopts a
+** intents name them ("path", "share", "merge", and vm_snapshot.c's
+** "snapshot" and "disk_merge"), so re-attaching adopts a
 ** change with the same function that committed it, and checking a state
 ** file (vm_state.c) applies them to a scratch VM.
 */
@@ -92,7 +93,9 @@ static const struct {
 } commits[] = {{"path", orr__commit_path},
                {"share", orr__commit_remove_share},
                {"merge", orr__commit_merge},
-               {"pipe", orr__commit_pipe}};
+               {"pipe", orr__commit_pipe},
+               {"snapshot", orr__commit_snapshot},
+               {"disk_merge", orr__commit_disk_merge}};
 
 const char *orr__commit_name(orr_req_commit fn) {
   for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)

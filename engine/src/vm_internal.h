@@ -247,7 +247,11 @@ void orr__req_run(orr_req *r);
 /* Sends one command for r (args stolen) with what is left of r's deadline
 ** (the default once r is decided: settling is nobody's wait); counts it in
 ** flight until its outcome. cb gets ORR_ETIMEDOUT at the deadline and must
-** then leave the count alone: late (NULL: only the count) gets the outcome. */
+** then leave the count alone: late (NULL: only the count) gets the outcome.
+** cb NULL: the answer is only counted (it changes nothing). Every other cb
+** must begin with orr__req_replied (or, at ETIMEDOUT, leave the count to
+** late): a command never counted off keeps the request, and every call
+** that waits for the VM's requests to end (close), forever. */
 int orr__req_send(orr_req *r, const char *name, json_t *args,
                   orr_backend_reply_cb cb, orr_backend_reply_cb late);
 /* orr__req_send() of a step {"execute", "arguments", "fd"?} (copied). */
@@ -414,11 +418,16 @@ int orr__vm_take_dir(orr_engine *eng, const char *id,
 /* Frees a VM orr__vm_take_dir made (and closes its directory: unlocks). */
 void orr__vm_discard(orr_vm *vm);
 
-/* Commits an intent can name (vm_commit.c): "path", "share", "merge". */
+/* Commits an intent can name (vm_commit.c): "path", "share", "merge",
+** "snapshot", "disk_merge". */
 void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);
 void orr__commit_merge(orr_req *r);
 void orr__commit_pipe(orr_req *r);
+/* vm_snapshot.c: "snapshot" (the attachments name their overlays) and
+** "disk_merge" (an attachment names the image below its top again). */
+void orr__commit_snapshot(orr_req *r);
+void orr__commit_disk_merge(orr_req *r);
 const char *orr__commit_name(orr_req_commit fn);
 orr_req_commit orr__commit_by_name(const char *name);
 

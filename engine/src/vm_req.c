@@ -224,10 +224,20 @@ static uint64_t send_ms(orr_req *r) {
   return ms;
 }
 
+/* The reply of a command whose answer changes nothing (a cancel): only
+** counted, so the request is freed once QEMU has answered it too. */
+static void counted_reply(void *arg, int status, json_t *result,
+                          const char *errmsg) {
+  (void)result, (void)errmsg;
+  if (status != ORR_ETIMEDOUT) /* else late_drop counts the late outcome */
+    orr__req_replied(arg);
+}
+
 int orr__req_send(orr_req *r, const char *name, json_t *args,
                   orr_backend_reply_cb cb, orr_backend_reply_cb late) {
-  int rc = r->vm->backend->send(r->vm, name, args, send_ms(r), cb,
-                                late ? late : late_drop, r);
+  int rc =
+      r->vm->backend->send(r->vm, name, args, send_ms(r),
+                           cb ? cb : counted_reply, late ? late : late_drop, r);
   if (rc == 0)
     r->inflight++;
   return rc;
@@ -247,7 +257,8 @@ int orr__req_send_cmd(orr_req *r, const json_t *cmd, orr_backend_reply_cb cb,
   if (fd < 0 && !r->vm->backend->dry_run)
     return ORR_EIO;
   rc = r->vm->backend->send_fd(r->vm, name, args ? json_deep_copy(args) : NULL,
-                               fd, send_ms(r), cb, late ? late : late_drop, r);
+                               fd, send_ms(r), cb ? cb : counted_reply,
+                               late ? late : late_drop, r);
   if (rc == 0)
     r->inflight++;
   return rc;

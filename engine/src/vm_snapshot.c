@@ -53,6 +53,8 @@ static int hold(orr_req *r, int ctrl, int lun, orr_error *e) {
 static void release_held(orr_req *r) {
   size_t i;
   json_t *p;
+  if (r->vm->reserved == NULL)
+    return; /* a scratch VM checking a journal's intent */
   json_array_foreach(json_object_get(r->data, "held"), i, p) {
     json_object_del(r->vm->reserved, json_string_value(p));
   }
@@ -80,8 +82,11 @@ static uint64_t timeout_of(const json_t *options, uint64_t dflt) {
   return ms > 0 ? (uint64_t)ms : dflt;
 }
 
-/* Each attachment's Path becomes its overlay; the backend's part next. */
-static void commit_snapshot(orr_req *r) {
+/* Each attachment's Path becomes its overlay; the backend's part next.
+** Also how re-attaching adopts a journaled snapshot (vm_commit.c names
+** it), and how checking a state file tries one on a scratch VM with no
+** backend. */
+void orr__commit_snapshot(orr_req *r) {
   size_t i;
   json_t *d;
   release_held(r);
@@ -92,9 +97,8 @@ static void commit_snapshot(orr_req *r) {
     if (att != NULL)
       json_object_set(att, "Path", json_object_get(d, "overlay"));
   }
-  if (r->vm->backend->commit != NULL)
+  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
     r->vm->backend->commit(r->vm, r->data);
-  orr__vm_dirty(r->vm);
 }
 
 static void abandon_snapshot(orr_req *r) {
@@ -176,7 +180,8 @@ static void snapshot(orr_vm *vm, const json_t *disks, const json_t *options,
     return;
   }
   r->plan = plan;
-  r->commit = commit_snapshot;
+  r->commit = orr__commit_snapshot;
+  r->journal = true; /* a run-time change: journaled when the VM keeps state */
   r->abandon = abandon_snapshot;
   r->timeout_ms = timeout_of(options, SNAP_TIMEOUT_MS);
   orr__req_run(r);
@@ -207,16 +212,16 @@ void orr_vm_snapshot_disk(orr_vm *vm, int controller, int lun,
   json_decref(one);
 }
 
-/* The attachment names the image below again; the backend's part next. */
-static void commit_merge(orr_req *r) {
+/* The attachment names the image below again; the backend's part next
+** (named for the journal as orr__commit_snapshot is). */
+void orr__commit_disk_merge(orr_req *r) {
   json_t *att = attachment(
       r->vm, (int)json_integer_value(json_object_get(r->data, "ctrl")),
       (int)json_integer_value(json_object_get(r->data, "lun")));
   if (att != NULL && json_object_get(r->data, "below"))
     json_object_set(att, "Path", json_object_get(r->data, "below"));
-  if (r->vm->backend->commit != NULL)
+  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
     r->vm->backend->commit(r->vm, r->data);
-  orr__vm_dirty(r->vm);
 }
 
 void orr_vm_commit_disk(orr_vm *vm, int controller, int lun,
@@ -238,7 +243,8 @@ void orr_vm_commit_disk(orr_vm *vm, int controller, int lun,
     orr__req_fail(r, e.code, "%s", e.msg);
     return;
   }
-  r->commit = commit_merge;
+  r->commit = orr__commit_disk_merge;
+  r->journal = true;
   r->timeout_ms = timeout_of(options, COMMIT_TIMEOUT_MS);
   orr__req_run(r);
 }

@@ -110,6 +110,55 @@ static int check_keys(const json_t *keys, const char *field, int *shape,
              "mapped pipe");
 }
 
+/* A SCSI disk's place: controller 0..3 and LUN 0..63. */
+static bool disk_at(const json_t *o) {
+  const json_t *c = json_object_get(o, "ctrl"), *l = json_object_get(o, "lun");
+  return json_is_integer(c) && json_is_integer(l) &&
+         json_integer_value(c) >= 0 && json_integer_value(c) <= 3 &&
+         json_integer_value(l) >= 0 && json_integer_value(l) <= 63;
+}
+
+static bool abs_path(const json_t *v) {
+  const char *p = json_string_value(v);
+  return p != NULL && p[0] == '/' && strlen(p) <= 4096;
+}
+
+/* The core's keys of an external snapshot's Data (vm_snapshot.c): disks
+** [{ctrl, lun, top, overlay, field}] and held (the resource paths held);
+** a merge's ctrl, lun, held, below. The backend checks its own keys. */
+static int check_snapshot_data(const char *commit, const json_t *data,
+                               const char *f, orr_error *e) {
+  const json_t *held = json_object_get(data, "held"), *d;
+  size_t i;
+  if (!json_is_array(held) || json_array_size(held) > 4 * 64)
+    return bad(e, f, "needs held, an array of resource paths");
+  json_array_foreach(held, i, d) {
+    if (!json_is_string(d) || json_string_length(d) > 512)
+      return bad(e, f, "held must hold resource paths");
+  }
+  if (strcmp(commit, "disk_merge") == 0) {
+    if (!disk_at(data) || !abs_path(json_object_get(data, "below")))
+      return bad(e, f,
+                 "needs ctrl 0..3, lun 0..63 and below, the absolute path of "
+                 "the image below the merged overlay");
+    return 0;
+  }
+  d = json_object_get(data, "disks");
+  if (!json_is_array(d) || json_array_size(d) == 0 ||
+      json_array_size(d) > 4 * 64)
+    return bad(e, f, "needs disks, an array of 1 to 256 disks");
+  json_array_foreach(json_object_get(data, "disks"), i, d) {
+    const json_t *fl = json_object_get(d, "field");
+    if (!disk_at(d) || !json_is_string(json_object_get(d, "top")) ||
+        !abs_path(json_object_get(d, "overlay")) ||
+        (fl != NULL && !json_is_string(fl)))
+      return bad(e, f,
+                 "disks must be {ctrl 0..3, lun 0..63, top, overlay (an "
+                 "absolute path), field}");
+  }
+  return 0;
+}
+
 /* An intent's Data for its Commit, and that applying it to the document
 ** leaves a valid document. */
 static int check_data(const char *commit, const json_t *data, const json_t *doc,
@@ -125,7 +174,10 @@ static int check_data(const char *commit, const json_t *data, const json_t *doc,
   snprintf(f, sizeof f, "%s.Data", field);
   if (!json_is_object(data))
     return bad(e, f, "must be an object");
-  if (strcmp(commit, "share") == 0) {
+  if (strcmp(commit, "snapshot") == 0 || strcmp(commit, "disk_merge") == 0) {
+    if ((rc = check_snapshot_data(commit, data, f, e)) != 0)
+      return rc;
+  } else if (strcmp(commit, "share") == 0) {
     json_object_foreach((json_t *)data, key, v) {
       if (strcmp(key, "name") != 0)
         return bad(e, f, "may hold only \"name\"");
@@ -213,7 +265,9 @@ static int check_intents(const json_t *list, const json_t *doc,
       return bad(e, f, "needs Resource, a string of at most 512 bytes");
     commit = json_string_value(json_object_get(it, "Commit"));
     if (commit == NULL || orr__commit_by_name(commit) == NULL)
-      return bad(e, f, "needs Commit, one of \"path\", \"share\", \"merge\"");
+      return bad(e, f,
+                 "needs Commit, one of \"path\", \"share\", \"merge\", "
+                 "\"snapshot\", \"disk_merge\"");
     if (!json_is_object(json_object_get(it, "Plan")))
       return bad(e, f, "needs Plan, an object");
     int rc = check_data(commit, json_object_get(it, "Data"), doc, layout, f, e);

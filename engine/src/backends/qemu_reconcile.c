@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "orrery/document.h"
 #include "qemu_backend.h"
@@ -49,6 +50,7 @@ typedef struct {
   json_t *gone;       /* document devices QEMU lacks */
   json_t *devs;       /* QEMU's devices: id -> true */
   json_t *nodes;      /* block node names -> true */
+  json_t *tops;       /* disk qdev -> its top block node (query-block) */
   json_t *netdevs;    /* netdev ids -> true */
   json_t *fdsets;     /* QEMU's fdsets of the engine's range: id -> true */
   json_t *chardevs;   /* QEMU's pipe chardevs (pipechr-N) -> true */
@@ -150,6 +152,25 @@ static void got_nodes(rec *c, json_t *r) {
     const char *name = json_string_value(json_object_get(n, "node-name"));
     if (name)
       json_object_set_new(c->nodes, name, json_true());
+  }
+}
+
+/* query-block: each device's top node (an external snapshot's overlay
+** once one is over the disk). qdev is the device's id, or its QOM path. */
+static void got_block(rec *c, json_t *r) {
+  size_t i;
+  json_t *b;
+  json_array_foreach(r, i, b) {
+    const char *qdev = json_string_value(json_object_get(b, "qdev"));
+    const char *node = json_string_value(
+        json_object_get(json_object_get(b, "inserted"), "node-name"));
+    char id[64];
+    if (qdev == NULL || node == NULL)
+      continue;
+    if (strncmp(qdev, "/machine/peripheral/", 20) == 0)
+      qdev += 20;
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(qdev, "/"), qdev);
+    json_object_set_new(c->tops, id, json_string(node));
   }
 }
 
@@ -349,6 +370,73 @@ static void layout_pipes(rec *c, bool note_gone) {
   }
 }
 
+/* The disk device whose node (snap-<c>-<lun>-<k>) name is, or "". */
+static orr_qemu_name disk_of_snap(const char *name) {
+  orr_qemu_name q = {""};
+  int ctrl, lun, k;
+  if (name && sscanf(name, "snap-%d-%d-%d", &ctrl, &lun, &k) == 3)
+    q = orr__qemu_disk_qdev(ctrl, lun);
+  return q;
+}
+
+/* Is node the top of its disk in QEMU now? */
+static bool is_top(rec *c, const char *node) {
+  const char *top =
+      json_string_value(json_object_get(c->tops, disk_of_snap(node).s));
+  return top != NULL && strcmp(top, node) == 0;
+}
+
+/*
+** External disk snapshots and merges (qemu_snapshot.c) are settled by
+** what QEMU says is each disk's top node, not by the nodes existing: a
+** snapshot's overlay nodes exist before they go over the disk. A snapshot
+** happened when each overlay is its disk's top (a transaction: all or
+** none); if not, its nodes are orphans (deleted below) and the overlay
+** files it wrote go. A merge happened when its overlay is no longer the
+** top; if it still is, its job (running, or ready and waiting to be
+** completed by the dead engine) is cancelled: the overlay stays the top.
+** NULL: not such an intent.
+*/
+static const char *settle_disk_top(rec *c, const json_t *it) {
+  const json_t *plan = json_object_get(it, "Plan");
+  const json_t *last =
+      json_array_get(json_object_get(plan, "do"),
+                     json_array_size(json_object_get(plan, "do")) - 1);
+  const char *x = json_string_value(json_object_get(last, "execute"));
+  const json_t *args = json_object_get(last, "arguments"), *a;
+  size_t i;
+  bool all = true;
+  if (x == NULL)
+    return NULL;
+  if (strcmp(x, "block-commit") == 0) {
+    if (!is_top(c, json_string_value(json_object_get(args, "device"))))
+      return "adopted";
+    rsend(c, "block-job-cancel",
+          json_deep_copy(
+              json_object_get(json_object_get(plan, "cancel"), "arguments")),
+          NULL, false);
+    return "undone";
+  }
+  if (strcmp(x, "blockdev-snapshot") == 0) {
+    all = is_top(c, json_string_value(json_object_get(args, "overlay")));
+  } else if (strcmp(x, "transaction") == 0) {
+    json_array_foreach(json_object_get(args, "actions"), i, a) {
+      if (!is_top(c, json_string_value(json_object_get(
+                         json_object_get(a, "data"), "overlay"))))
+        all = false;
+    }
+  } else {
+    return NULL;
+  }
+  if (all)
+    return "adopted";
+  json_array_foreach(json_object_get(json_object_get(it, "Data"), "overlays"),
+                     i, a) {
+    unlink(json_string_value(json_object_get(a, "overlay")));
+  }
+  return "undone";
+}
+
 static void settle(rec *c) {
   size_t i;
   json_t *it;
@@ -364,7 +452,12 @@ static void settle(rec *c) {
     json_t *n;
     const char *outcome = "undone";
     plan_creates(plan, made);
-    if (w != NULL) {
+    const char *by_top = settle_disk_top(c, it);
+    if (by_top != NULL) {
+      outcome = by_top;
+      if (strcmp(outcome, "adopted") == 0)
+        json_array_foreach(made, k, n) expect(c, json_string_value(n));
+    } else if (w != NULL) {
       /* A removal: the device stays expected until it is gone. */
       if (!has(c->devs, w)) {
         outcome = "adopted";
@@ -479,7 +572,8 @@ static bool hotplug_pci(const char *qdev) {
 }
 
 static void cleanup(rec *c) {
-  static const char *const tops[] = {"qos-", "fmt-", "file-"};
+  static const char *const tops[] = {"snap-", "sfile-", "qos-", "fmt-",
+                                     "file-"};
   size_t i;
   json_t *it;
   const char *name;
@@ -509,6 +603,21 @@ static void cleanup(rec *c) {
       keep_fdsets(c, json_object_get(plan, "fdsets"));
     }
   }
+  /* A merge adopted: its overlay's nodes (still counted for the disk,
+  ** whose layout loses them only with the commit) go, as its after steps
+  ** would have deleted them. */
+  json_array_foreach(c->intents, i, it) {
+    const json_t *plan = json_object_get(it, "Plan"), *d;
+    const char *o = json_string_value(json_array_get(c->outcomes, i));
+    size_t k;
+    if (strcmp(o, "adopted") != 0 || json_object_get(plan, "job") == NULL)
+      continue;
+    json_array_foreach(json_object_get(plan, "after"), k, d) {
+      json_object_del(c->expected,
+                      json_string_value(json_object_get(
+                          json_object_get(d, "arguments"), "node-name")));
+    }
+  }
   sweep_fdsets(c);
   /* A pipe's chardev whose device is not there (an add cut short, a
   ** removal whose cleanup never ran): removed, so its number is free. */
@@ -521,7 +630,7 @@ static void cleanup(rec *c) {
     if (!has(c->expected, name))
       rsend(c, "object-del", json_pack("{s:s}", "id", name), NULL, false);
   }
-  for (i = 0; i < 3; i++)
+  for (i = 0; i < 5; i++)
     json_object_foreach(c->nodes, name, v) {
       if (strncmp(name, tops[i], strlen(tops[i])) == 0 &&
           orr__qemu_name_kind(name) == 'n' && !has(c->expected, name))
@@ -604,6 +713,7 @@ static void finish(rec *c) {
   json_decref(c->gone);
   json_decref(c->devs);
   json_decref(c->nodes);
+  json_decref(c->tops);
   json_decref(c->netdevs);
   json_decref(c->fdsets);
   json_decref(c->chardevs);
@@ -706,6 +816,7 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
   c->gone = json_array();
   c->devs = json_object();
   c->nodes = json_object();
+  c->tops = json_object();
   c->netdevs = json_object();
   c->fdsets = json_object();
   c->chardevs = json_object();
@@ -729,5 +840,6 @@ void orr__qemu_reconcile(orr_vm *vm, const json_t *intents) {
   rsend(c, "query-chardev", NULL, got_chardevs, true);
   rsend(c, "qom-list", json_pack("{s:s}", "path", "/objects"), got_objects,
         true);
+  rsend(c, "query-block", NULL, got_block, true);
   advance(c);
 }

@@ -12,14 +12,6 @@
 #include "qemu_backend.h"
 #include "qemu_xlate.h"
 
-/* A reply only counted: QEMU's answer changes nothing (cancel). */
-static void on_counted_reply(void *arg, int status, json_t *result,
-                             const char *errmsg) {
-  (void)result, (void)errmsg;
-  if (status != ORR_ETIMEDOUT) /* else the late outcome is counted */
-    orr__req_replied(arg);
-}
-
 #define SAVE_POLL_MS 10
 
 static void save_poll(uv_timer_t *t);
@@ -34,8 +26,7 @@ static void save_expired(orr_req *r, const char *why) {
                 "save: %s; the migration to %s is cancelled (the file is "
                 "left as it is)",
                 why, json_string_value(json_object_get(r->data, "path")));
-  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), on_counted_reply,
-                    NULL);
+  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), NULL, NULL);
 }
 
 static void on_query_migrate(void *arg, int status, json_t *result,

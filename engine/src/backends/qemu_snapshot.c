@@ -337,10 +337,12 @@ void orr__qemu_job_event(orr_vm *vm, const char *event, json_t *data) {
                       json_string_value(json_object_get(data, "error")));
         return;
       }
-      /* The overlay is out of the graph: its nodes go. */
+      /* The overlay is out of the graph: its nodes go (a fault point for
+      ** the crash specs, as every cleanup has one). */
       cleanup_left(r, (int)json_array_size(after));
       json_array_foreach(after, i, c) {
-        if (orr__req_send_cmd(r, c, on_cleanup_reply, NULL) != 0)
+        if (orr__fault("cleanup:blockdev-del:before") == ORR_FAULT_FAIL ||
+            orr__req_send_cmd(r, c, on_cleanup_reply, NULL) != 0)
           cleanup_left(r, -1);
       }
       if (cleanup_left(r, 0) == 0)
@@ -356,21 +358,13 @@ void orr__qemu_job_event(orr_vm *vm, const char *event, json_t *data) {
   }
 }
 
-static void on_cancel_reply(void *arg, int status, json_t *result,
-                            const char *errmsg) {
-  (void)result, (void)errmsg;
-  if (status != ORR_ETIMEDOUT)
-    orr__req_replied(arg);
-}
-
 static void commit_expired(uv_timer_t *t) {
   orr_req *r = t->data;
   if (r->done)
     return;
-  /* Cancelled: the overlay stays the top, nothing changes. The answer
-  ** is only counted (a request lives until QEMU has answered it all). */
-  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), on_cancel_reply,
-                    NULL);
+  /* Cancelled: the overlay stays the top, nothing changes (the answer
+  ** is only counted). */
+  orr__req_send_cmd(r, json_object_get(r->plan, "cancel"), NULL, NULL);
   orr__req_fail(r, ORR_ETIMEDOUT,
                 "commit_disk: the merge did not finish within %llu ms (the "
                 "job was cancelled; the overlay stays the top)",

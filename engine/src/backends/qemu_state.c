@@ -56,6 +56,70 @@ static bool is_fdsets(const json_t *v, size_t max, int disk) {
   return true;
 }
 
+static bool is_str(const json_t *v, const char *s) {
+  return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+}
+
+/* A disk's merge job id, "commit-<c>-<lun>" (qemu_plan.c). */
+static bool is_job(const json_t *v) {
+  const char *s = json_string_value(v);
+  int c, lun, end = 0;
+  char want[32];
+  if (s == NULL || sscanf(s, "commit-%d-%d%n", &c, &lun, &end) != 2 ||
+      s[end] != '\0' || c < 0 || c > 3 || lun < 0 || lun > 63)
+    return false;
+  snprintf(want, sizeof want, "commit-%d-%d", c, lun);
+  return strcmp(s, want) == 0;
+}
+
+static bool is_node(const json_t *v) {
+  return orr__qemu_name_kind(json_string_value(v)) == 'n';
+}
+
+/* {node, overlay}: blockdev-snapshot's arguments on the engine's nodes. */
+static bool snapshot_args(const json_t *a) {
+  return json_is_object(a) && json_object_size(a) == 2 &&
+         is_node(json_object_get(a, "node")) &&
+         is_node(json_object_get(a, "overlay"));
+}
+
+/* The steps of an external disk snapshot and its merge (qemu_plan.c):
+** blockdev-snapshot, a transaction of them, block-commit. 1: not one of
+** those (the caller goes on), 0: good, else the error. */
+static int check_snapshot_cmd(const char *x, const json_t *args,
+                              const char *field, orr_error *e) {
+  bool ok;
+  if (strcmp(x, "blockdev-snapshot") == 0) {
+    ok = snapshot_args(args);
+  } else if (strcmp(x, "transaction") == 0) {
+    const json_t *acts = json_object_get(args, "actions"), *a;
+    size_t i;
+    ok = json_is_object(args) && json_object_size(args) == 1 &&
+         json_is_array(acts) && json_array_size(acts) >= 1 &&
+         json_array_size(acts) <= 4 * 64;
+    json_array_foreach(acts, i, a) {
+      const char *t = json_string_value(json_object_get(a, "type"));
+      if (!json_is_object(a) || json_object_size(a) != 2 || t == NULL ||
+          strcmp(t, "blockdev-snapshot") != 0 ||
+          !snapshot_args(json_object_get(a, "data")))
+        ok = false;
+    }
+  } else if (strcmp(x, "block-commit") == 0) {
+    ok = json_is_object(args) && json_object_size(args) == 3 &&
+         is_job(json_object_get(args, "job-id")) &&
+         is_node(json_object_get(args, "device")) &&
+         is_node(json_object_get(args, "base-node"));
+  } else {
+    return 1;
+  }
+  if (!ok)
+    return orr_error_set(e, ORR_EINVAL,
+                         "state.json: %s: %s must name only the engine's own "
+                         "block nodes (and merge job)",
+                         field, x);
+  return 0;
+}
+
 /* A command a plan or reconcile may send again: deletions of the engine's
 ** own names, the two value updates, and (fd mode) an image's descriptor
 ** into one of the engine's fdsets or the fdset's removal. */
@@ -73,6 +137,11 @@ static int check_cmd(const json_t *c, bool in_do, const char *field,
   const char *name = NULL;
   char kind = 0;
   size_t i, n = in_do ? 9 : 8;
+  if (x != NULL && in_do && json_object_get(c, "fd") == NULL) {
+    int rc = check_snapshot_cmd(x, args, field, e);
+    if (rc != 1)
+      return rc;
+  }
   for (i = 0; x && i < n && strcmp(x, in_do ? do_cmds[i] : undo_cmds[i]); i++)
     ;
   if (x == NULL || i == n || !json_is_object(args))
@@ -147,16 +216,42 @@ static int check_cmd(const json_t *c, bool in_do, const char *field,
 static int check_plan(const json_t *plan, const char *field, orr_error *e) {
   const char *key;
   json_t *v, *c;
-  size_t i;
+  size_t i, max_steps;
   char f[96];
   int rc;
   json_object_foreach((json_t *)plan, key, v) {
     if (strcmp(key, "do") != 0 && strcmp(key, "wait_deleted") != 0 &&
         strcmp(key, "after") != 0 && strcmp(key, "ignored") != 0 &&
-        strcmp(key, "verifiable") != 0 && strcmp(key, "fdsets") != 0)
+        strcmp(key, "verifiable") != 0 && strcmp(key, "fdsets") != 0 &&
+        strcmp(key, "job") != 0 && strcmp(key, "complete") != 0 &&
+        strcmp(key, "cancel") != 0)
       return orr_error_set(e, ORR_EINVAL,
                            "state.json: %s has an unknown key \"%.64s\"", field,
                            key);
+  }
+  /* A disk merge: its job, and the job's completion and cancel (reconcile
+  ** may send the cancel). */
+  v = json_object_get(plan, "job");
+  if (v != NULL || json_object_get(plan, "complete") ||
+      json_object_get(plan, "cancel")) {
+    const json_t *cp = json_object_get(plan, "complete"),
+                 *cn = json_object_get(plan, "cancel");
+    const json_t *ca = json_object_get(cp, "arguments"),
+                 *na = json_object_get(cn, "arguments");
+    if (!is_job(v) || json_object_size(cp) != 2 ||
+        !is_str(json_object_get(cp, "execute"), "job-complete") ||
+        json_object_size(ca) != 1 ||
+        !json_equal(json_object_get(ca, "id"), v) ||
+        json_object_size(cn) != 2 ||
+        !is_str(json_object_get(cn, "execute"), "block-job-cancel") ||
+        json_object_size(na) != 2 ||
+        !json_equal(json_object_get(na, "device"), v) ||
+        !json_is_true(json_object_get(na, "force")))
+      return orr_error_set(e, ORR_EINVAL,
+                           "state.json: %s: job must be a disk's merge job "
+                           "(\"commit-<c>-<lun>\") with its complete and "
+                           "cancel commands",
+                           field);
   }
   /* A disk add in fd mode puts each image of its chain in an fdset first. */
   v = json_object_get(plan, "fdsets");
@@ -166,11 +261,16 @@ static int check_plan(const json_t *plan, const char *field, orr_error *e) {
                          "%d of the engine's fdset ids",
                          field, ORR_QEMU_FDSET_MEMBERS);
   v = json_object_get(plan, "do");
-  if (!json_is_array(v) || json_array_size(v) > 8 + ORR_QEMU_FDSET_MEMBERS)
+  /* A group snapshot: two adds per disk, then the transaction. */
+  max_steps = 8 + ORR_QEMU_FDSET_MEMBERS;
+  c = json_array_get(v, json_array_size(v) - 1);
+  if (is_str(json_object_get(c, "execute"), "transaction"))
+    max_steps = 2 * 4 * 64 + 1;
+  if (!json_is_array(v) || json_array_size(v) > max_steps)
     return orr_error_set(e, ORR_EINVAL,
-                         "state.json: %s.do must be an array of at most %d "
+                         "state.json: %s.do must be an array of at most %zu "
                          "steps",
-                         field, 8 + ORR_QEMU_FDSET_MEMBERS);
+                         field, max_steps);
   json_array_foreach(v, i, c) {
     const json_t *undo = json_object_get(c, "undo");
     snprintf(f, sizeof f, "%s.do[%zu]", field, i);
@@ -313,6 +413,55 @@ static int bad(orr_error *e, const char *field, const char *rule) {
   return orr_error_set(e, ORR_EINVAL, "state.json: %s %s", field, rule);
 }
 
+/* A disk key, "<c>-<lun>". */
+static bool is_disk_key(const json_t *v) {
+  const char *s = json_string_value(v);
+  int c, lun, end = 0;
+  return s != NULL && sscanf(s, "%d-%d%n", &c, &lun, &end) == 2 &&
+         s[end] == '\0' && c >= 0 && c <= 3 && lun >= 0 && lun <= 63 &&
+         strcmp(s, orr__qemu_disk_key(c, lun).s) == 0;
+}
+
+/* An external snapshot's Data (the core checks disks, held; a merge's
+** ctrl, lun, held, below): the backend's overlays [{overlay, below, key}]
+** (the files it wrote, what each is over) and a merge's merged (the disk
+** key). */
+static int check_snapshot_data(const char *commit, const json_t *data,
+                               const char *f, orr_error *e) {
+  bool snap = strcmp(commit, "snapshot") == 0;
+  const char *key;
+  json_t *v, *o;
+  size_t i;
+  json_object_foreach((json_t *)data, key, v) {
+    if (snap ? strcmp(key, "disks") != 0 && strcmp(key, "held") != 0 &&
+                   strcmp(key, "overlays") != 0
+             : strcmp(key, "ctrl") != 0 && strcmp(key, "lun") != 0 &&
+                   strcmp(key, "held") != 0 && strcmp(key, "below") != 0 &&
+                   strcmp(key, "merged") != 0)
+      return bad(e, f,
+                 snap ? "may hold only disks, held and overlays"
+                      : "may hold only ctrl, lun, held, below and merged");
+  }
+  if (!snap)
+    return is_disk_key(json_object_get(data, "merged"))
+               ? 0
+               : bad(e, f, "merged must be the disk's \"<c>-<lun>\"");
+  v = json_object_get(data, "overlays");
+  if (!json_is_array(v) || json_array_size(v) > 4 * 64)
+    return bad(e, f, "overlays must be an array");
+  json_array_foreach(v, i, o) {
+    const char *ov = json_string_value(json_object_get(o, "overlay"));
+    const char *below = json_string_value(json_object_get(o, "below"));
+    if (!json_is_object(o) || json_object_size(o) != 3 || ov == NULL ||
+        ov[0] != '/' || below == NULL || below[0] != '/' ||
+        !is_disk_key(json_object_get(o, "key")))
+      return bad(e, f,
+                 "overlays must be {overlay, below (absolute paths), key "
+                 "(\"<c>-<lun>\")}");
+  }
+  return 0;
+}
+
 static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
   const json_t *data = json_object_get(it, "Data");
   const char *key;
@@ -322,6 +471,9 @@ static int check_data_keys(const json_t *it, const char *field, orr_error *e) {
   if (commit != NULL && strcmp(commit, "share") == 0)
     return 0; /* {name}: the core's */
   snprintf(f, sizeof f, "%s.Data", field);
+  if (commit != NULL &&
+      (strcmp(commit, "snapshot") == 0 || strcmp(commit, "disk_merge") == 0))
+    return check_snapshot_data(commit, data, f, e);
   json_object_foreach((json_t *)data, key, v) {
     if (strcmp(key, "keys") != 0 && strcmp(key, "value") != 0 &&
         strcmp(key, "free_port") != 0 && strcmp(key, "qdev") != 0 &&
