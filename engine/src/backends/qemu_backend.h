@@ -67,6 +67,8 @@ int orr__qemu_disk_commit(orr_req *r, int ctrl, int lun, json_t *data,
 void orr__qemu_snapshot_commit(orr_vm *vm, const json_t *data);
 void orr__qemu_snapshot_abandon(orr_vm *vm, const json_t *data);
 void orr__qemu_job_event(orr_vm *vm, const char *event, json_t *data);
+/* The size of an overlay as the engine writes it (four 64 KiB clusters). */
+#define ORR_QEMU_OVERLAY_SIZE (4 * 65536)
 
 /* orr_backend.check_state of the qemu backend (qemu_state.c). */
 int orr__qemu_check_state(const json_t *st, const char *run_dir, orr_error *e);

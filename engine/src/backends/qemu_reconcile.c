@@ -33,11 +33,14 @@
 ** Every command is idempotent against the state it is sent in, so a crash
 ** in the middle of this is settled the same way by the next open.
 */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "image.h"
 #include "orrery/document.h"
 #include "qemu_backend.h"
 
@@ -386,6 +389,26 @@ static bool is_top(rec *c, const char *node) {
   return top != NULL && strcmp(top, node) == 0;
 }
 
+/* An undone snapshot's overlay file goes, but only one exactly as the
+** engine writes them (qemu_snapshot.c: a regular file of ours, 0600, four
+** clusters, a qcow2 header naming below): state.json names the path, and
+** a file it names must not be deleted on its word alone. */
+static void remove_overlay(const char *path, const char *below) {
+  struct stat st;
+  orr_image_refs refs;
+  orr_error e = {0, ""};
+  int fd;
+  if (path == NULL || below == NULL ||
+      (fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
+    return;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+      (st.st_mode & 07777) == 0600 && st.st_size == ORR_QEMU_OVERLAY_SIZE &&
+      orr__image_refs(fd, "qcow2", &refs, &e) == 0 &&
+      strcmp(refs.backing, below) == 0)
+    unlink(path);
+  close(fd);
+}
+
 /*
 ** External disk snapshots and merges (qemu_snapshot.c) are settled by
 ** what QEMU says is each disk's top node, not by the nodes existing: a
@@ -432,7 +455,8 @@ static const char *settle_disk_top(rec *c, const json_t *it) {
     return "adopted";
   json_array_foreach(json_object_get(json_object_get(it, "Data"), "overlays"),
                      i, a) {
-    unlink(json_string_value(json_object_get(a, "overlay")));
+    remove_overlay(json_string_value(json_object_get(a, "overlay")),
+                   json_string_value(json_object_get(a, "below")));
   }
   return "undone";
 }

@@ -23,6 +23,8 @@
 #include "qemu_backend.h"
 
 #define QCOW2_CLUSTER 65536u
+_Static_assert(4 * QCOW2_CLUSTER == ORR_QEMU_OVERLAY_SIZE,
+               "an overlay is four clusters");
 
 static int snapshots_of(const orr_vm *vm, int ctrl, int lun) {
   return (int)json_array_size(
