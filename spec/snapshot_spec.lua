@@ -39,7 +39,7 @@ local function qemu_top(vm, lun)
 end
 
 describe("disk snapshots of a running VM (TCG)", function()
-  local vm, g, id
+  local vm, g, id, pid
 
   local function att(lun)
     return ((vm:document().VirtualMachine.Devices.Scsi[GUID0] or {}).Attachments or {})[tostring(lun)]
@@ -61,6 +61,7 @@ describe("disk snapshots of a running VM (TCG)", function()
     id = string.format("snapshots-%d-%d", os.time(), math.random(1e6))
     assert(os.execute("mkdir -p " .. q(RUN)))
     vm, g = T.guest_vm(id, b, {}, RUN .. "/vm")
+    pid = vm:properties().ProcessId
   end)
 
   teardown(function()
@@ -69,6 +70,9 @@ describe("disk snapshots of a running VM (TCG)", function()
       vm:terminate()
       vm:close()
     end
+    -- A test that failed between a close and the next open leaves QEMU
+    -- running with no handle here.
+    if pid and T.alive(pid) then T.run("kill -9 " .. pid) end
     os.execute("rm -rf " .. q(ROOT))
   end)
 

@@ -585,7 +585,7 @@ static int l_remove_scsi_disk(lua_State *L) {
 static int disk_job(lua_State *L, const char *op_name, int snapshot) {
   lvm *v = check_open(L, 1);
   int c = controller_arg(L, 2, op_name);
-  lua_Integer lun = lun_arg(L, 3, op_name);
+  int lun = lun_int(L, lun_arg(L, 3, op_name), op_name);
   json_t *opts = NULL;
   orr_l_op *op;
   if (!lua_isnoneornil(L, 4)) {
@@ -597,9 +597,9 @@ static int disk_job(lua_State *L, const char *op_name, int snapshot) {
   orr_l_op_keep(op, opts);
   orr_l_op_anchor(L, op, 1);
   if (snapshot)
-    orr_vm_snapshot_disk(v->vm, c, (int)lun, opts, orr_l_op_cb, op);
+    orr_vm_snapshot_disk(v->vm, c, lun, opts, orr_l_op_cb, op);
   else
-    orr_vm_commit_disk(v->vm, c, (int)lun, opts, orr_l_op_cb, op);
+    orr_vm_commit_disk(v->vm, c, lun, opts, orr_l_op_cb, op);
   return orr_l_op_wait(L, op);
 }
 static int l_snapshot_disk(lua_State *L) {
