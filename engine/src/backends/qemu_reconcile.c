@@ -4,23 +4,26 @@
 ** image lock is released or owned.
 **
 ** 1. Ask: the devices (qom-list /machine/peripheral), the
-**    block nodes (query-named-block-nodes) and the netdevs (HMP "info
-**    network": QEMU 7.2 has no QMP query for them).
+**    block nodes (query-named-block-nodes), each disk's top node
+**    (query-block) and the netdevs (HMP "info network": QEMU 7.2 has no
+**    QMP query for them).
 ** 2. Settle each intent. An add is adopted when every object its plan
 **    creates is there, undone otherwise (what it did create is then an
 **    orphan, deleted below). A removal is adopted when its device is gone;
 **    otherwise its device_del is sent again (the first may never have left,
 **    or QEMU answers "already in the process of unplug") and a SCSI disk,
 **    which QEMU unplugs without the guest, is waited for; a PCI device
-**    stays a pending removal. A change QEMU cannot report (a balloon
-**    target) is undone with its plan's undo steps: its outcome was not on
-**    disk, so it was never reported done.
+**    stays a pending removal. A disk snapshot or merge is settled by the
+**    disk's top node (settle_disk_top). A change QEMU cannot report (a
+**    balloon target) is undone with its plan's undo steps: its outcome was
+**    not on disk, so it was never reported done.
 ** 3. Delete what the naming scheme says is the engine's (disk-, vpci-,
-**    nic-, p9- devices; file-, fmt-, qos- nodes; net- netdevs) and neither
-**    the document nor an adopted intent accounts for: devices first (a
-**    disk's DEVICE_DELETED is waited for), then nodes from the top (qos,
-**    fmt, file), and netdevs whose NIC is gone. Document devices QEMU no
-**    longer has are reported as gone.
+**    nic-, p9- devices; snap-, sfile-, file-, fmt-, qos- nodes; net-
+**    netdevs) and neither the document nor an adopted intent accounts
+**    for: devices first (a disk's DEVICE_DELETED is waited for), then
+**    nodes from the top (snap, sfile, qos, fmt, file), and netdevs whose
+**    NIC is gone. Document devices QEMU no longer has are reported as
+**    gone.
 ** 4. Root ports: each hot-plugged PCI device's port is what QEMU says
 **    (qom-get parent_bus); a port whose device is gone is free again.
 ** 5. fd mode (a QEMU launched confined, hostres.h): the fdsets QEMU holds
