@@ -6,8 +6,10 @@
 ** change with the same function that committed it, and checking a state
 ** file (vm_state.c) applies them to a scratch VM.
 */
+#include <stdio.h>
 #include <string.h>
 
+#include "orrery/document.h"
 #include "vm_internal.h"
 
 static json_t *vm_obj(json_t *doc, const char *k1, const char *k2) {
@@ -86,16 +88,73 @@ void orr__commit_pipe(orr_req *r) {
   commit_backend(r->vm, r->data);
 }
 
+/* ---- external disk snapshots (vm_snapshot.c makes the requests) ---- */
+
+/* The attachment at (ctrl, lun) of the live document, or NULL. */
+json_t *orr__snapshot_attachment(orr_vm *vm, int ctrl, int lun) {
+  json_t *devs =
+      json_object_get(json_object_get(vm->doc, "VirtualMachine"), "Devices");
+  char key[16];
+  if (ctrl < 0 || ctrl > 3 || lun < 0 || lun > 63)
+    return NULL;
+  snprintf(key, sizeof key, "%d", lun);
+  return json_object_get(
+      json_object_get(json_object_get(json_object_get(devs, "Scsi"),
+                                      orr_scsi_controller_guid(ctrl)),
+                      "Attachments"),
+      key);
+}
+
+void orr__snapshot_release_held(orr_req *r) {
+  size_t i;
+  json_t *p;
+  if (r->vm->reserved == NULL)
+    return; /* a scratch VM checking a journal's intent */
+  json_array_foreach(json_object_get(r->data, "held"), i, p) {
+    json_object_del(r->vm->reserved, json_string_value(p));
+  }
+  json_array_clear(json_object_get(r->data, "held"));
+}
+
+/* Each attachment's Path becomes its overlay; the backend's part next.
+** Also how re-attaching adopts a journaled snapshot (vm_commit.c names
+** it), and how checking a state file tries one on a scratch VM with no
+** backend. */
+void orr__commit_snapshot(orr_req *r) {
+  size_t i;
+  json_t *d;
+  orr__snapshot_release_held(r);
+  json_array_foreach(json_object_get(r->data, "disks"), i, d) {
+    json_t *att = orr__snapshot_attachment(
+        r->vm, (int)json_integer_value(json_object_get(d, "ctrl")),
+        (int)json_integer_value(json_object_get(d, "lun")));
+    if (att != NULL)
+      json_object_set(att, "Path", json_object_get(d, "overlay"));
+  }
+  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
+    r->vm->backend->commit(r->vm, r->data);
+}
+
+/* The attachment names the image below again; the backend's part next
+** (named for the journal as orr__commit_snapshot is). */
+void orr__commit_disk_merge(orr_req *r) {
+  json_t *att = orr__snapshot_attachment(
+      r->vm, (int)json_integer_value(json_object_get(r->data, "ctrl")),
+      (int)json_integer_value(json_object_get(r->data, "lun")));
+  if (att != NULL && json_object_get(r->data, "below"))
+    json_object_set(att, "Path", json_object_get(r->data, "below"));
+  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
+    r->vm->backend->commit(r->vm, r->data);
+}
+
 /* The commits an intent names in state.json. */
 static const struct {
   const char *name;
   orr_req_commit fn;
-} commits[] = {{"path", orr__commit_path},
-               {"share", orr__commit_remove_share},
-               {"merge", orr__commit_merge},
-               {"pipe", orr__commit_pipe},
-               {"snapshot", orr__commit_snapshot},
-               {"disk_merge", orr__commit_disk_merge}};
+} commits[] = {
+    {"path", orr__commit_path},         {"share", orr__commit_remove_share},
+    {"merge", orr__commit_merge},       {"pipe", orr__commit_pipe},
+    {"snapshot", orr__commit_snapshot}, {"disk_merge", orr__commit_disk_merge}};
 
 const char *orr__commit_name(orr_req_commit fn) {
   for (size_t i = 0; i < sizeof commits / sizeof *commits; i++)

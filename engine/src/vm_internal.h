@@ -406,12 +406,13 @@ bool orr__plan_verifiable(const json_t *plan);
 int orr__vm_state_check(const json_t *st, const char *id, const char *run_dir,
                         const orr_backend *backend, json_t **doc, orr_error *e);
 
-/* (vm_open.c) The part of orrery.open that trusts nothing yet: checks and locks the
-** VM's runtime directory (ORR_EBUSY: another engine holds it), reads and
-** checks state.json. *out gets a VM that is not on the engine's list (its
-** id, run_dir, run_dir_fd holding the lock, backend, runtime_id, doc and
-** layout), *st the state file; free both with orr__vm_discard and
-** json_decref. Errors as orr_vm_open's, prefixed "open". */
+/* (vm_open.c) The part of orrery.open that trusts nothing yet: checks and locks
+ *the
+ ** VM's runtime directory (ORR_EBUSY: another engine holds it), reads and
+ ** checks state.json. *out gets a VM that is not on the engine's list (its
+ ** id, run_dir, run_dir_fd holding the lock, backend, runtime_id, doc and
+ ** layout), *st the state file; free both with orr__vm_discard and
+ ** json_decref. Errors as orr_vm_open's, prefixed "open". */
 int orr__vm_take_dir(orr_engine *eng, const char *id,
                      const orr_vm_options *opts, orr_vm **out, json_t **st,
                      orr_error *e);
@@ -424,10 +425,14 @@ void orr__commit_path(orr_req *r);
 void orr__commit_remove_share(orr_req *r);
 void orr__commit_merge(orr_req *r);
 void orr__commit_pipe(orr_req *r);
-/* vm_snapshot.c: "snapshot" (the attachments name their overlays) and
-** "disk_merge" (an attachment names the image below its top again). */
+/* External disk snapshots' (vm_snapshot.c makes the requests): "snapshot"
+** (the attachments name their overlays) and "disk_merge" (an attachment
+** names the image below its top again); the attachment at (ctrl, lun) of
+** the live document or NULL; giving back the disks a request held. */
 void orr__commit_snapshot(orr_req *r);
 void orr__commit_disk_merge(orr_req *r);
+json_t *orr__snapshot_attachment(orr_vm *vm, int ctrl, int lun);
+void orr__snapshot_release_held(orr_req *r);
 const char *orr__commit_name(orr_req_commit fn);
 orr_req_commit orr__commit_by_name(const char *name);
 

@@ -14,21 +14,6 @@
 #define SNAP_TIMEOUT_MS 10000
 #define COMMIT_TIMEOUT_MS 300000
 
-/* The attachment at (ctrl, lun) of the live document, or NULL. */
-static json_t *attachment(orr_vm *vm, int ctrl, int lun) {
-  json_t *devs =
-      json_object_get(json_object_get(vm->doc, "VirtualMachine"), "Devices");
-  char key[16];
-  if (ctrl < 0 || ctrl > 3 || lun < 0 || lun > 63)
-    return NULL;
-  snprintf(key, sizeof key, "%d", lun);
-  return json_object_get(
-      json_object_get(json_object_get(json_object_get(devs, "Scsi"),
-                                      orr_scsi_controller_guid(ctrl)),
-                      "Attachments"),
-      key);
-}
-
 static void resource_path(char *buf, size_t size, int ctrl, int lun) {
   snprintf(buf, size, "VirtualMachine/Devices/Scsi/%s/Attachments/%d",
            orr_scsi_controller_guid(ctrl), lun);
@@ -48,17 +33,6 @@ static int hold(orr_req *r, int ctrl, int lun, orr_error *e) {
   else
     json_array_append_new(json_object_get(r->data, "held"), json_string(path));
   return 0;
-}
-
-static void release_held(orr_req *r) {
-  size_t i;
-  json_t *p;
-  if (r->vm->reserved == NULL)
-    return; /* a scratch VM checking a journal's intent */
-  json_array_foreach(json_object_get(r->data, "held"), i, p) {
-    json_object_del(r->vm->reserved, json_string_value(p));
-  }
-  json_array_clear(json_object_get(r->data, "held"));
 }
 
 static bool usable(orr_req *r, const char *op) {
@@ -82,27 +56,8 @@ static uint64_t timeout_of(const json_t *options, uint64_t dflt) {
   return ms > 0 ? (uint64_t)ms : dflt;
 }
 
-/* Each attachment's Path becomes its overlay; the backend's part next.
-** Also how re-attaching adopts a journaled snapshot (vm_commit.c names
-** it), and how checking a state file tries one on a scratch VM with no
-** backend. */
-void orr__commit_snapshot(orr_req *r) {
-  size_t i;
-  json_t *d;
-  release_held(r);
-  json_array_foreach(json_object_get(r->data, "disks"), i, d) {
-    json_t *att =
-        attachment(r->vm, (int)json_integer_value(json_object_get(d, "ctrl")),
-                   (int)json_integer_value(json_object_get(d, "lun")));
-    if (att != NULL)
-      json_object_set(att, "Path", json_object_get(d, "overlay"));
-  }
-  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
-    r->vm->backend->commit(r->vm, r->data);
-}
-
 static void abandon_snapshot(orr_req *r) {
-  release_held(r);
+  orr__snapshot_release_held(r);
   if (r->vm->backend->abandon != NULL)
     r->vm->backend->abandon(r->vm, r->data);
 }
@@ -145,7 +100,7 @@ static void snapshot(orr_vm *vm, const json_t *disks, const json_t *options,
                          key);
       break;
     }
-    if ((att = attachment(vm, ctrl, lun)) == NULL) {
+    if ((att = orr__snapshot_attachment(vm, ctrl, lun)) == NULL) {
       rc = orr_error_set(
           &e, ORR_ENOENT, "%s: no SCSI attachment at controller %d LUN %d",
           single ? "snapshot_disk" : "snapshot_disks", ctrl, lun);
@@ -175,7 +130,7 @@ static void snapshot(orr_vm *vm, const json_t *disks, const json_t *options,
   if (rc == 0)
     rc = vm->backend->disk_snapshot(vm, list, r->data, &plan, &e);
   if (rc != 0) {
-    release_held(r);
+    orr__snapshot_release_held(r);
     orr__req_fail(r, e.code, "%s", e.msg);
     return;
   }
@@ -212,18 +167,6 @@ void orr_vm_snapshot_disk(orr_vm *vm, int controller, int lun,
   json_decref(one);
 }
 
-/* The attachment names the image below again; the backend's part next
-** (named for the journal as orr__commit_snapshot is). */
-void orr__commit_disk_merge(orr_req *r) {
-  json_t *att = attachment(
-      r->vm, (int)json_integer_value(json_object_get(r->data, "ctrl")),
-      (int)json_integer_value(json_object_get(r->data, "lun")));
-  if (att != NULL && json_object_get(r->data, "below"))
-    json_object_set(att, "Path", json_object_get(r->data, "below"));
-  if (r->vm->backend != NULL && r->vm->backend->commit != NULL)
-    r->vm->backend->commit(r->vm, r->data);
-}
-
 void orr_vm_commit_disk(orr_vm *vm, int controller, int lun,
                         const json_t *options, orr_vm_cb cb, void *arg) {
   orr_req *r = orr__req_new(vm, cb, arg);
@@ -232,7 +175,7 @@ void orr_vm_commit_disk(orr_vm *vm, int controller, int lun,
       json_pack("{s:i, s:i, s:[]}", "ctrl", controller, "lun", lun, "held");
   if (!usable(r, "commit_disk"))
     return;
-  if (attachment(vm, controller, lun) == NULL) {
+  if (orr__snapshot_attachment(vm, controller, lun) == NULL) {
     orr__req_fail(r, ORR_ENOENT,
                   "commit_disk: no SCSI attachment at controller %d LUN %d",
                   controller, lun);
