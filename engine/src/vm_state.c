@@ -267,7 +267,7 @@ static int check_intents(const json_t *list, const json_t *doc,
     if (commit == NULL || orr__commit_by_name(commit) == NULL)
       return bad(e, f,
                  "needs Commit, one of \"path\", \"share\", \"merge\", "
-                 "\"snapshot\", \"disk_merge\"");
+                 "\"pipe\", \"snapshot\", \"disk_merge\"");
     if (!json_is_object(json_object_get(it, "Plan")))
       return bad(e, f, "needs Plan, an object");
     int rc = check_data(commit, json_object_get(it, "Data"), doc, layout, f, e);
