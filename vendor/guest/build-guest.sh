@@ -26,10 +26,10 @@
 # vendor/packages.txt lists cpio; vendor/install-deps.sh installs it.
 #
 # Env: ORRERY_GUEST_FORCE=1 rebuilds even when the stamp matches.
-#      ORRERY_GUEST_KERNEL=debian (default) takes Debian's generic kernel package and its
-#      modules. ORRERY_GUEST_KERNEL=orrery builds the kernel with build-kernel.sh (opt-in:
-#      it boots about twice as fast under TCG, but a hot-added VPMem device shows no
-#      /dev/pmemN with it yet, docs/guest.md); if that build fails, this script fails.
+#      ORRERY_GUEST_KERNEL=orrery (default) builds the kernel with build-kernel.sh; if that
+#      fails, this script fails (it never falls back silently to a guest that boots twice as
+#      slowly). ORRERY_GUEST_KERNEL=debian takes Debian's generic kernel package and its
+#      modules instead: no compiler or kernel source needed, a slower boot (docs/guest.md).
 #      build-kernel.sh's own variables (ORRERY_KERNEL_CACHE, ...) pass through.
 set -euo pipefail
 
@@ -41,7 +41,7 @@ die() { printf 'build-guest: error: %s\n' "$*" >&2; exit 1; }
 out=$(realpath -m "$1")
 self=$(realpath "${BASH_SOURCE[0]}")
 here=$(dirname "$self")
-kernel_mode=${ORRERY_GUEST_KERNEL:-debian}
+kernel_mode=${ORRERY_GUEST_KERNEL:-orrery}
 case $kernel_mode in
   orrery | debian) ;;
   *) die "ORRERY_GUEST_KERNEL must be orrery or debian, not '$kernel_mode'" ;;
