@@ -117,6 +117,8 @@ void orr__qemu_drop_lingering(orr_vm *vm) {
   orr__vm_dirty(vm);
 }
 
+static int send_status(orr_vm *vm);
+
 static void on_event(void *arg, const char *event, json_t *data,
                      int64_t seconds, int64_t micros) {
   orr_vm *vm = arg;
@@ -128,6 +130,19 @@ static void on_event(void *arg, const char *event, json_t *data,
   }
   if (strcmp(event, "RESUME") == 0 && vm->layout != NULL)
     orr__qemu_drop_lingering(vm);
+  /* A clone's state finished loading (its migration has events on): ask
+  ** for the status now rather than at the next tick of the poll. */
+  if (vm->state == ORR_VM_CREATING && vm->restore_poll != NULL &&
+      strcmp(event, "MIGRATION") == 0) {
+    const char *st = json_string_value(json_object_get(data, "status"));
+    if (st != NULL &&
+        (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0)) {
+      uv_timer_stop(vm->restore_poll);
+      if (send_status(vm) != 0)
+        fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
+      return;
+    }
+  }
   orr__qemu_event(vm, event, data);
 }
 
@@ -367,16 +382,19 @@ static void on_incoming_caps(void *arg, int status, json_t *result,
 
 /* A clone loads the template's state with x-ignore-shared: QEMU 7.2 takes
 ** the capability only by QMP, so the launch was -incoming defer and the
-** migration starts here (from the descriptor QEMU inherited). */
+** migration starts here (from the descriptor QEMU inherited). With events
+** on too, the MIGRATION event says when the load ended (on_event), so the
+** clone does not wait for the next tick of the status poll. */
 static void start_incoming(orr_vm *vm) {
   uint64_t now, end = vm->launch_ms + launch_limit(vm);
   uv_update_time(vm->eng->loop);
   now = uv_now(vm->eng->loop);
-  if (orr_qmp_send_timed(vm->qmp, "migrate-set-capabilities",
-                         json_pack("{s:[{s:s, s:b}]}", "capabilities",
-                                   "capability", "x-ignore-shared", "state", 1),
-                         end > now ? end - now : 1, on_incoming_caps, NULL,
-                         vm) != 0)
+  if (orr_qmp_send_timed(
+          vm->qmp, "migrate-set-capabilities",
+          json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities",
+                    "capability", "x-ignore-shared", "state", 1, "capability",
+                    "events", "state", 1),
+          end > now ? end - now : 1, on_incoming_caps, NULL, vm) != 0)
     fail_launch(vm, ORR_EVMGONE, "QEMU went away during start-up");
 }
 
