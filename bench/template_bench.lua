@@ -38,16 +38,34 @@ local function next_id(kind)
   return kind .. n
 end
 
--- create + start + guest():ping(); returns the VM (running) and the ms taken.
+-- create + start + guest():ping(); returns the VM (running), the ms taken
+-- and where they went: create, start, guest (vm:guest() and a ping) and,
+-- for a clone, start's parts (cont, the agent's first answer, the clock).
 local function ready(opts, kind)
   local id = next_id(kind)
   opts.runtime_dir = ROOT .. "/run-" .. id
   local t0 = orrery.now()
   local vm = assert(orrery.create(id, builder(), opts))
+  local t1 = orrery.now()
   assert(vm:start())
+  local t2 = orrery.now()
   local g = assert(vm:guest{ timeout_ms = 300000 })
   assert(g:ping())
-  return vm, orrery.now() - t0
+  local t3 = orrery.now()
+  local parts = { create = t1 - t0, start = t2 - t1, guest = t3 - t2 }
+  for k, v in pairs(orrery._template_start_ms[vm] or {}) do parts[k] = v end
+  return vm, t3 - t0, parts
+end
+
+-- Medians of each part over runs (a list of ready()'s parts).
+local function breakdown(label, runs, keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local xs = {}
+    for _, p in ipairs(runs) do xs[#xs + 1] = p[k] end
+    out[#out + 1] = string.format("%s %.1f", k, median(xs))
+  end
+  print(string.format("  %s, medians (ms): %s", label, table.concat(out, ", ")))
 end
 
 local function pss_kb(pid)
@@ -71,25 +89,29 @@ local function main()
   print(string.format("template built in %.0f ms (its boot to agent-ready: %d ms)", orrery.now() - t0, t.BootMs))
 
   -- 1. clone vs boot, interleaved (a boot every CLONES/BOOTS clones).
-  local boots, clones = {}, {}
+  local boots, clones, boot_parts, clone_parts = {}, {}, {}, {}
   local booted_rss
   for i = 1, math.max(BOOTS, CLONES) do
     if i <= BOOTS then
-      local vm, ms = ready({ accel = "tcg" }, "boot")
-      boots[#boots + 1] = ms
+      local vm, ms, parts = ready({ accel = "tcg" }, "boot")
+      boots[#boots + 1], boot_parts[#boot_parts + 1] = ms, parts
       if not booted_rss then booted_rss = rss_kb(vm:properties().ProcessId) end
       vm:close()
     end
     if i <= CLONES then
-      local vm, ms = ready({ template = t }, "clone")
-      clones[#clones + 1] = ms
+      local vm, ms, parts = ready({ template = t }, "clone")
+      clones[#clones + 1], clone_parts[#clone_parts + 1] = ms, parts
       vm:close()
     end
   end
   local mb, mc = median(boots), median(clones)
   print(string.format("boot to agent-ready:  median %7.1f ms (%d runs)", mb, #boots))
+  breakdown("create (QEMU up, paused), start (cont), guest (agent up + ping)", boot_parts,
+    { "create", "start", "guest" })
   print(string.format("clone to agent-ready: median %7.1f ms (%d runs)   clone/boot %.3f (targets <= 250 ms, <= 0.100)",
     mc, #clones, mc / mb))
+  breakdown("create (QEMU up, state loaded), start = cont + agent (first answer) + clock (guest-set-time), "
+    .. "guest (vm:guest() + ping)", clone_parts, { "create", "start", "cont", "agent", "clock", "guest" })
 
   -- 2. 8 at once against 8 one after another.
   local seq, par = {}, {}

@@ -332,6 +332,11 @@ return function(core)
     return t
   end
 
+  -- Where a clone's start went (ms): cont, the agent's first answer, the
+  -- clock set; by VM, for bench/template_bench.lua's breakdown.
+  local start_ms = setmetatable({}, { __mode = "k" })
+  core._template_start_ms = start_ms
+
   -- The start of a clone also sets the guest's clock to the host's: it
   -- stood still while the template lay on disk.
   local function wrap_start(vm)
@@ -340,15 +345,19 @@ return function(core)
     local start = methods.start
     methods._template_start = start
     methods.start = function(self, ...)
+      local t0 = core.now()
       local ok, err, code = start(self, ...)
       local t = clones[self]
       if not ok or not t or t.GuestAgent == false then return ok, err, code end
       clones[self] = nil -- once
+      local t1 = core.now()
       local g
       g, err, code = self:guest{ timeout_ms = 10000 }
+      local t2 = core.now()
       if g then
         ok, err, code = g:command("guest-set-time", { time = H.wallclock_ns() })
       end
+      start_ms[self] = { cont = t1 - t0, agent = t2 - t1, clock = core.now() - t2 }
       if not g or not ok then
         return fail(code or "EBACKEND", "start: the clone runs, but its clock was not set: %s", tostring(err))
       end
