@@ -1,7 +1,8 @@
--- Run-time devices on a real QEMU (TCG) booting the default guest (issue 13
+-- Run-time devices on a real QEMU (TCG) running the default guest (issue 13
 -- §2-4, §6): memory growing and shrinking, VPMem devices, mapped pipes, disk
 -- snapshots and GuestRequests, each checked from inside the guest through
--- qemu-ga. One VM is booted for the whole file; the tests run in order.
+-- qemu-ga. One VM (a clone of the document's template) serves the whole
+-- file; the tests run in order.
 local orrery = require("orrery")
 
 local T = require("orrery.testing")
@@ -31,10 +32,9 @@ describe("run-time devices on the default guest (TCG)", function()
     b:set_linux_kernel_direct_boot(orrery.default_guest())
     b:add_vpmem_controller(4, 64 * 1024 * 1024)
     local id = string.format("devices-e2e-%d-%d", os.time(), math.random(1e6))
-    vm = assert(orrery.create(id, b, { accel = "tcg", runtime_dir = ROOT .. "/run/vm",
-      memory_max_mb = MAX_MB }))
-    assert(vm:start())
-    g = assert(vm:guest{ timeout_ms = 90000 })
+    -- A clone of the document's cached template (virtio-mem's maximum
+    -- included): what is tested is what happens after start.
+    vm, g = T.guest_vm(id, b, { memory_max_mb = MAX_MB }, ROOT .. "/run/vm")
   end)
 
   teardown(function()

@@ -91,6 +91,11 @@ describe("a template of the default guest", function()
     assert.is_nil(vm)
     assert.are.equal("EINVAL", code)
     assert.matches("opts.hotplug_ports is 3 but the template was made with", err, 1, true)
+    -- virtio-mem's maximum shapes QEMU's argv too: it is the template's.
+    vm, err, code = orrery.create("tpl-opt", builder(), { template = t, memory_max_mb = 512 })
+    assert.is_nil(vm)
+    assert.are.equal("EINVAL", code)
+    assert.matches("opts.memory_max_mb is 512 but the template was made with nil", err, 1, true)
     assert.has_error(function() orrery.create("x", builder(), { template = {} }) end,
       "create: opts.template must be an orrery.Template (from orrery.template), got a table")
     assert.are.equal("", T.qemu_pids(ROOT)) -- nothing was started

@@ -140,6 +140,7 @@ return function(core)
       Firmware = file_id("/usr/share/seabios/bios-256k.bin"),
       Accel = o.accel,
       HotplugPorts = o.hotplug_ports or 0,
+      MemoryMaxMb = o.memory_max_mb, -- (absent when not given: older keys stay valid)
       GuestAgent = o.guest_agent == nil and -1 or (o.guest_agent and 1 or 0),
     }
   end
@@ -214,7 +215,7 @@ return function(core)
     end
   end
 
-  local OPTS = { ready = true, timeout_ms = true, accel = true, hotplug_ports = true,
+  local OPTS = { ready = true, timeout_ms = true, accel = true, hotplug_ports = true, memory_max_mb = true,
                  guest_agent = true, qemu_binary = true, dir = true, rebuild = true }
 
   -- Boots the template into dir (a new directory) and saves it there.
@@ -225,7 +226,8 @@ return function(core)
     if not made then return fail("EIO", "template: cannot create %s/ram: %s", dir, tostring(merr)) end
     local id = "template-" .. key:sub(1, 8) .. "-" .. tostring(math.floor(core.now() * 1000) % 100000000)
     local vm, err, code = create(id, b, {
-      accel = o.accel, hotplug_ports = o.hotplug_ports, guest_agent = o.guest_agent,
+      accel = o.accel, hotplug_ports = o.hotplug_ports, memory_max_mb = o.memory_max_mb,
+      guest_agent = o.guest_agent,
       qemu_binary = o.qemu_binary, template_ram = dir .. "/ram", template_boot = true,
     })
     if not vm then return nil, err, code end
@@ -262,7 +264,8 @@ return function(core)
     parts.Accel = props.Accel
     local t = setmetatable({
       Key = key, Parts = parts, Accel = props.Accel, SizeInMB = mem.SizeInMB or 0,
-      HotplugPorts = o.hotplug_ports, GuestAgent = o.guest_agent, QemuBinary = o.qemu_binary,
+      HotplugPorts = o.hotplug_ports, MemoryMaxMb = o.memory_max_mb, GuestAgent = o.guest_agent,
+      QemuBinary = o.qemu_binary,
       BootMs = math.floor(boot_ms), Created = os.time(), LastUsed = os.time(),
       Dir = dir, RamFile = dir .. "/ram", StateFile = dir .. "/state", Document = parts.Document,
     }, Template)
@@ -277,7 +280,7 @@ return function(core)
     for k in pairs(opts) do
       if not OPTS[k] then
         error("template: unknown option '" .. tostring(k) .. "' (expected ready, timeout_ms, accel, "
-          .. "hotplug_ports, guest_agent, qemu_binary, dir or rebuild)", 2)
+          .. "hotplug_ports, memory_max_mb, guest_agent, qemu_binary, dir or rebuild)", 2)
       end
     end
     if opts.ready ~= nil and type(opts.ready) ~= "function" then
@@ -381,9 +384,11 @@ return function(core)
       end
       if k ~= "template" then o[k] = v end
     end
-    for _, k in ipairs({ "accel", "hotplug_ports", "guest_agent", "qemu_binary" }) do
+    -- Every option that changes QEMU's argv is the template's: a clone's
+    -- QEMU must be the template's to load its state.
+    for _, k in ipairs({ "accel", "hotplug_ports", "memory_max_mb", "guest_agent", "qemu_binary" }) do
       local mine = k == "accel" and t.Accel or t[k == "hotplug_ports" and "HotplugPorts"
-        or k == "guest_agent" and "GuestAgent" or "QemuBinary"]
+        or k == "memory_max_mb" and "MemoryMaxMb" or k == "guest_agent" and "GuestAgent" or "QemuBinary"]
       if o[k] ~= nil and not (k == "accel" and o[k] == "auto") and o[k] ~= mine then
         return fail("EINVAL", "create: opts.%s is %s but the template was made with %s", k, show(o[k]), show(mine))
       end

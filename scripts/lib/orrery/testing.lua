@@ -184,7 +184,14 @@ function M.guest_vm(id, b, opts, runtime_dir)
   opts.boot = nil
   opts.accel = "tcg"
   opts.runtime_dir = opts.runtime_dir or runtime_dir
-  if not boot then opts.template = assert(orrery.template(b, { accel = "tcg" })) end
+  if not boot then
+    -- The create options that shape QEMU's argv are the template's.
+    local topts = { accel = "tcg" }
+    for _, k in ipairs({ "hotplug_ports", "memory_max_mb", "guest_agent", "qemu_binary" }) do
+      topts[k] = opts[k]
+    end
+    opts.template = assert(orrery.template(b, topts))
+  end
   local vm = assert(orrery.create(id, b, opts))
   local ok, err = vm:start()
   if not ok then vm:close(); error(err, 2) end
