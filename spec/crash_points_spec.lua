@@ -290,18 +290,15 @@ vm:close()
     b:set_memory{ SizeInMB = 256 }
     b:set_processor{ Count = 1 }
     b:set_linux_kernel_direct_boot(orrery.default_guest())
-    -- The shares' paths are boot-time: the same from run to run, so the
-    -- guest is a clone of a cached template (booting is not what is tested).
-    local shares = T.stable_dir("crash-shares")
     for k = 0, SHARES - 1 do
-      assert(run("mkdir -p " .. q(shares .. "/share" .. k)))
-      b:add_plan9_share{ Name = "s" .. k, AccessName = "s" .. k, Path = shares .. "/share" .. k, Port = 564 }
+      assert(run("mkdir -p " .. q(ROOT .. "/share" .. k)))
+      b:add_plan9_share{ Name = "s" .. k, AccessName = "s" .. k, Path = ROOT .. "/share" .. k, Port = 564 }
     end
-    -- PCI unplug and the balloon need the guest up.
-    local g
-    vm, g = T.guest_vm(VMS.guest.id, b, {}, VMS.guest.dir)
+    vm = assert(orrery.create(VMS.guest.id, b, { accel = "tcg", runtime_dir = VMS.guest.dir }))
+    assert(vm:start())
     VMS.guest.pid = vm:properties().ProcessId
-    g:close()
+    -- PCI unplug and the balloon need the guest up.
+    assert(vm:guest{ timeout_ms = 120000 }):close()
     vm:close()
   end)
 
