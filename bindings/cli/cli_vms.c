@@ -271,6 +271,21 @@ static void run_until(uv_loop_t *loop, waitv *w) {
       break;
 }
 
+/* Says how a stop or kill ended (the exit's Reason) or why it failed, and
+** lets go of the result; nonzero when it failed. */
+static int report_end(const char *cmd, const char *id, waitv *w) {
+  int failed = w->status != 0;
+  if (failed)
+    fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
+            orr_err_name(w->status), w->err.msg);
+  else
+    printf("%s: %s\n", id,
+           json_string_value(json_object_get(w->result, "Reason")));
+  json_decref(w->result);
+  w->result = NULL;
+  return failed;
+}
+
 /* Opens VM id as orrery.open does; on failure says why (with the engine
 ** that holds it, for EBUSY) and returns NULL. qmp_ms: how long QEMU has
 ** to greet (0: the default). unanswered (may be NULL) takes, instead of
@@ -342,15 +357,8 @@ static int kill_unanswered(const char *cmd, const char *id,
   } else {
     run_until(orr_engine_loop(eng), &w);
   }
-  if (w.status != 0) {
-    fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
-            orr_err_name(w.status), w.err.msg);
+  if (report_end(cmd, id, &w) != 0)
     rc = ORR_EXIT_FAIL;
-  } else {
-    printf("%s: %s\n", id,
-           json_string_value(json_object_get(w.result, "Reason")));
-  }
-  json_decref(w.result);
   orr_engine_free(eng);
   return rc;
 }
@@ -444,15 +452,8 @@ static int end_vm(const char *cmd, int argc, char **argv, int stop) {
   else
     orr_vm_terminate(vm, on_done, &w);
   run_until(orr_engine_loop(eng), &w);
-  if (w.status != 0) {
-    fprintf(stderr, "%s %s: %s: %s\n", orr_cli_progname, cmd,
-            orr_err_name(w.status), w.err.msg);
+  if (report_end(cmd, argv[optind], &w) != 0)
     rc = ORR_EXIT_FAIL;
-  } else {
-    printf("%s: %s\n", argv[optind],
-           json_string_value(json_object_get(w.result, "Reason")));
-  }
-  json_decref(w.result);
   orr_vm_close(vm);
   orr_engine_free(eng);
   return rc;

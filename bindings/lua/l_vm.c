@@ -1084,6 +1084,20 @@ static int l_create(lua_State *L) {
   return orr_l_op_wait(L, op);
 }
 
+/* The options of the calls that name a VM another engine left running
+** (orrery.open, orrery.kill): { runtime_dir, timeout_ms } at index 2. The
+** runtime_dir string stays on the Lua stack for the call's duration. */
+static void by_id_options(lua_State *L, const char *fn, orr_vm_options *o) {
+  lua_settop(L, 2);
+  orr_vm_options_init(o);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "runtime_dir");
+    o->runtime_dir = luaL_optstring(L, -1, NULL);
+    o->timeout_ms =
+        (uint64_t)int_opt(L, 2, fn, "timeout_ms", LUA_MAXINTEGER, 0);
+  }
+}
+
 /* orrery.open(id[, opts]): re-attach to a VM another engine process left
 ** running (ShouldTerminateOnLastHandleClosed = false). opts: runtime_dir,
 ** timeout_ms (the QMP handshake's deadline; 0: 10 s). */
@@ -1096,14 +1110,7 @@ static int l_open(lua_State *L) {
   orr_l_op *op;
   lvm *v;
   int ud;
-  lua_settop(L, 2);
-  orr_vm_options_init(&o);
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "runtime_dir");
-    o.runtime_dir = luaL_optstring(L, -1, NULL);
-    o.timeout_ms =
-        (uint64_t)int_opt(L, 2, "open", "timeout_ms", LUA_MAXINTEGER, 0);
-  }
+  by_id_options(L, "open", &o);
   eng = orr_l_engine(L);
   orr_l_check_wait(L);
   op = orr_l_op_new(L, push_create);
@@ -1127,14 +1134,7 @@ static int l_kill(lua_State *L) {
   orr_vm_options o;
   orr_engine *eng;
   orr_l_op *op;
-  lua_settop(L, 2);
-  orr_vm_options_init(&o);
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "runtime_dir");
-    o.runtime_dir = luaL_optstring(L, -1, NULL);
-    o.timeout_ms =
-        (uint64_t)int_opt(L, 2, "kill", "timeout_ms", LUA_MAXINTEGER, 0);
-  }
+  by_id_options(L, "kill", &o);
   eng = orr_l_engine(L);
   orr_l_check_wait(L);
   op = orr_l_op_new(L, push_json);
