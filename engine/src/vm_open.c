@@ -28,6 +28,22 @@
 #include "rundir.h"
 #include "vm_internal.h"
 
+/* A re-attach that found nothing to open at dir + file says so with the
+** rule (only VMs made to outlive their engine can be re-attached); any
+** other failure keeps its own message under "open". */
+static void open_failed(orr_error *e, int rc, const char *id, const char *dir,
+                        const char *file) {
+  if (rc == ORR_ENOENT)
+    orr_error_set(e, ORR_ENOENT,
+                  "open: no VM \"%s\" to re-attach to (%s%s does not "
+                  "exist); only qemu VMs created with "
+                  "ShouldTerminateOnLastHandleClosed = false outlive their "
+                  "engine",
+                  id, dir, file);
+  else
+    orr_error_prefix(e, "open");
+}
+
 #define STATE_MAX (16 * 1024 * 1024)
 
 /* Reads state.json below the checked directory: ours, 0600, a regular file,
@@ -173,15 +189,7 @@ int orr__vm_take_dir(orr_engine *eng, const char *id,
   /* The directory by create's rules (checked, never made or changed), then
   ** its lock: from here on nobody else drives this VM. */
   if ((rc = orr__run_dir_open(vm->run_dir, &vm->run_dir_fd, e)) != 0) {
-    if (rc == ORR_ENOENT)
-      orr_error_set(e, ORR_ENOENT,
-                    "open: no VM \"%s\" to re-attach to (%s does not "
-                    "exist); only qemu VMs created with "
-                    "ShouldTerminateOnLastHandleClosed = false outlive their "
-                    "engine",
-                    id, vm->run_dir);
-    else
-      orr_error_prefix(e, "open");
+    open_failed(e, rc, id, vm->run_dir, "");
     goto fail;
   }
   if ((rc = check_confined_open(eng, vm->run_dir, vm->run_dir_fd, false, e)) !=
@@ -192,15 +200,7 @@ int orr__vm_take_dir(orr_engine *eng, const char *id,
     goto fail;
   }
   if ((rc = read_state(vm, &st, e)) != 0) {
-    if (rc == ORR_ENOENT)
-      orr_error_set(e, ORR_ENOENT,
-                    "open: no VM \"%s\" to re-attach to (%s/" ORR_VM_STATE_FILE
-                    " does not exist); only qemu VMs created with "
-                    "ShouldTerminateOnLastHandleClosed = false outlive their "
-                    "engine",
-                    id, vm->run_dir);
-    else
-      orr_error_prefix(e, "open");
+    open_failed(e, rc, id, vm->run_dir, "/" ORR_VM_STATE_FILE);
     goto fail;
   }
   if ((rc = orr__vm_state_check(st, id, vm->run_dir, vm->backend, &doc, e)) !=
